@@ -1,0 +1,538 @@
+/* conf: settings table, value parsers, INI loading and validation. */
+#include "server/conf.h"
+
+#include "server/listen.h"
+
+#include <ctype.h>
+#include <errno.h>
+#include <ini.h>
+#include <limits.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+enum kind {
+    K_UINT,     /* plain count */
+    K_SIZE,     /* bytes, k/m/g suffixes */
+    K_DURATION, /* ms, s or m suffix; a bare number is seconds */
+    K_STRING,   /* free text */
+    K_PATH,     /* file path, made absolute against the config's folder */
+    K_LOG,      /* a path, "-" (stdout) or "off" */
+    K_WORKERS,  /* N or auto */
+    K_LEVEL,    /* error|warn|info|debug */
+    K_LISTEN,   /* repeatable address */
+};
+
+struct setting {
+    const char *name;
+    enum kind kind;
+    size_t off;
+    const char *dflt; /* parsed like user input at conf_init; NULL = unset */
+    uint64_t min, max;
+    const char *doc;
+};
+
+#define F(field) offsetof(struct conf, field)
+#define DAY      (24u * 3600u * 1000u)
+#define GIB      (1024ull * 1024 * 1024)
+
+static const struct setting settings[] = {
+    {"listen", K_LISTEN, F(listen), NULL, 0, 0,
+     "address to serve: host:port, [v6]:port or unix:/path; repeatable (127.0.0.1:8080)"},
+    {"workers", K_WORKERS, F(workers), "auto", 1, 512, "worker processes; auto = usable CPUs"},
+    {"threads", K_UINT, F(threads), "4", 1, 1024, "pool threads per worker"},
+    {"pool_queue", K_UINT, F(pool_queue), "1024", 1, 1u << 20,
+     "pool jobs waiting per worker before 503"},
+    {"backlog", K_UINT, F(backlog), "4096", 1, 65535, "listen() backlog"},
+    {"header_timeout", K_DURATION, F(header_timeout), "60s", 1, DAY,
+     "time to receive a whole request head (408)"},
+    {"body_timeout", K_DURATION, F(body_timeout), "60s", 1, DAY,
+     "longest pause between two reads of a body (408)"},
+    {"send_timeout", K_DURATION, F(send_timeout), "60s", 1, DAY,
+     "longest pause between two writes of a response"},
+    {"keepalive_timeout", K_DURATION, F(keepalive_timeout), "75s", 1, DAY,
+     "idle time between requests on a keep-alive connection"},
+    {"keepalive_requests", K_UINT, F(keepalive_requests), "1000", 1, UINT32_MAX,
+     "requests served on one connection before it is closed"},
+    {"request_timeout", K_DURATION, F(request_timeout), "60s", 1, DAY,
+     "time a pool handler may take before the client gets 504"},
+    {"shutdown_timeout", K_DURATION, F(shutdown_timeout), "30s", 1, DAY,
+     "graceful stop: time before in-flight requests are cut"},
+    {"linger_timeout", K_DURATION, F(linger_timeout), "5s", 1, DAY,
+     "after an error response, time spent draining the client before close"},
+    {"max_connections", K_UINT, F(max_connections), "10000", 1, 1u << 24,
+     "open connections per worker; more wait in the backlog"},
+    {"max_uri", K_SIZE, F(max_uri), "8k", 16, 1024 * 1024, "longest request target (414)"},
+    {"max_header_size", K_SIZE, F(max_header_size), "32k", 64, 16 * 1024 * 1024,
+     "header fields of a request, in bytes (431)"},
+    {"max_headers", K_UINT, F(max_headers), "100", 1, 10000, "header fields in a request (431)"},
+    {"max_body_size", K_SIZE, F(max_body_size), "1m", 0, 64 * GIB, "request body (413)"},
+    {"access_log", K_LOG, F(access_log), "off", 0, 0, "access log path, - for stdout, or off"},
+    {"error_log", K_LOG, F(error_log), NULL, 0, 0, "error log path, - for stdout (stderr)"},
+    {"log_level", K_LEVEL, F(log_level), "info", 0, 0, "error, warn, info or debug"},
+    {"pid_file", K_PATH, F(pid_file), NULL, 0, 0, "file holding the master's pid (none)"},
+    {"user", K_STRING, F(user), NULL, 0, 0, "user workers run as when started as root"},
+    {"group", K_STRING, F(group), NULL, 0, 0, "group workers run as when started as root"},
+    {"server_name", K_STRING, F(server_name), "preforkd", 0, 0, "value of the Server header"},
+};
+#define NSETTINGS (sizeof settings / sizeof settings[0])
+
+static int fail(char *err, size_t errlen, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+static int fail(char *err, size_t errlen, const char *fmt, ...) {
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(err, errlen, fmt, ap);
+    va_end(ap);
+    return -1;
+}
+
+/* ---- value parsers ---------------------------------------------------- */
+
+static int parse_u64(const char *s, const char **end, uint64_t *out) {
+    if (!isdigit((unsigned char)*s)) return -1;
+    uint64_t v = 0;
+    for (; isdigit((unsigned char)*s); s++) {
+        if (v > (UINT64_MAX - 9) / 10) return -1;
+        v = v * 10 + (uint64_t)(*s - '0');
+    }
+    *end = s;
+    *out = v;
+    return 0;
+}
+
+int conf_parse_size(const char *s, uint64_t *out) {
+    uint64_t v, mult = 1;
+    const char *end;
+    if (parse_u64(s, &end, &v) < 0) return -1;
+    switch (tolower((unsigned char)*end)) {
+    case '\0': break;
+    case 'k': mult = 1024, end++; break;
+    case 'm': mult = 1024 * 1024, end++; break;
+    case 'g': mult = GIB, end++; break;
+    default: return -1;
+    }
+    if (*end != '\0' || (v && mult > UINT64_MAX / v)) return -1;
+    *out = v * mult;
+    return 0;
+}
+
+int conf_parse_duration(const char *s, unsigned *ms) {
+    uint64_t v, mult;
+    const char *end;
+    if (parse_u64(s, &end, &v) < 0) return -1;
+    if (strcmp(end, "ms") == 0)
+        mult = 1;
+    else if (strcmp(end, "s") == 0 || *end == '\0')
+        mult = 1000;
+    else if (strcmp(end, "m") == 0)
+        mult = 60 * 1000;
+    else if (strcmp(end, "h") == 0)
+        mult = 3600 * 1000;
+    else
+        return -1;
+    if (v > UINT_MAX / mult) return -1;
+    *ms = (unsigned)(v * mult);
+    return 0;
+}
+
+/* ---- setting assignment ----------------------------------------------- */
+
+static const struct setting *find_setting(const char *name) {
+    for (size_t i = 0; i < NSETTINGS; i++)
+        if (strcmp(settings[i].name, name) == 0) return &settings[i];
+    return NULL;
+}
+
+/* An absolute copy of path: relative ones resolve against base (or the
+ * current directory), because workers must not depend on where we started. */
+static char *absolute_path(const char *path, const char *base) {
+    char cwd[PATH_MAX];
+    if (path[0] == '/') return strdup(path);
+    if (!base) {
+        if (!getcwd(cwd, sizeof cwd)) return NULL;
+        base = cwd;
+    }
+    size_t n = strlen(base) + strlen(path) + 2;
+    char *out = malloc(n);
+    if (out) snprintf(out, n, "%s/%s", base, path);
+    return out;
+}
+
+static int replace_string(char **slot, char *value) {
+    if (!value) return -1;
+    free(*slot);
+    *slot = value;
+    return 0;
+}
+
+static int set_value(struct conf *c, const struct setting *s, const char *value, const char *base,
+                     char *err, size_t errlen) {
+    void *field = (char *)c + s->off;
+    uint64_t v;
+    unsigned ms;
+
+    switch (s->kind) {
+    case K_UINT:
+        if (parse_u64(value, &value, &v) < 0 || *value) goto bad;
+        if (v < s->min || v > s->max) goto range;
+        *(unsigned *)field = (unsigned)v;
+        return 0;
+    case K_SIZE:
+        if (conf_parse_size(value, &v) < 0) goto bad;
+        if (v < s->min || v > s->max) goto range;
+        *(uint64_t *)field = v;
+        return 0;
+    case K_DURATION:
+        if (conf_parse_duration(value, &ms) < 0) goto bad;
+        if (ms < s->min || ms > s->max) goto range;
+        *(unsigned *)field = ms;
+        return 0;
+    case K_WORKERS:
+        if (strcmp(value, "auto") == 0) {
+            *(unsigned *)field = 0;
+            return 0;
+        }
+        if (parse_u64(value, &value, &v) < 0 || *value) goto bad;
+        if (v < s->min || v > s->max) goto range;
+        *(unsigned *)field = (unsigned)v;
+        return 0;
+    case K_LEVEL: {
+        static const char *const names[] = {"error", "warn", "info", "debug"};
+        for (unsigned i = 0; i < 4; i++)
+            if (strcmp(value, names[i]) == 0) {
+                *(enum conf_log_level *)field = (enum conf_log_level)i;
+                return 0;
+            }
+        return fail(err, errlen, "%s: expected error, warn, info or debug, got \"%s\"", s->name,
+                    value);
+    }
+    case K_STRING:
+        if (!*value) goto bad;
+        return replace_string(field, strdup(value));
+    case K_LOG:
+        if (strcmp(value, "off") == 0) {
+            free(*(char **)field);
+            *(char **)field = NULL;
+            return 0;
+        }
+        if (strcmp(value, "-") == 0) return replace_string(field, strdup("-"));
+        /* fall through */
+    case K_PATH:
+        if (!*value) goto bad;
+        return replace_string(field, absolute_path(value, base));
+    case K_LISTEN: {
+        struct sockaddr_storage sa;
+        socklen_t salen;
+        if (listen_parse(value, &sa, &salen, err, errlen) < 0) return -1;
+        char **list = realloc(c->listen, (c->nlisten + 1) * sizeof *list);
+        if (!list) return fail(err, errlen, "out of memory");
+        c->listen = list;
+        if (!*value || !(list[c->nlisten] = strdup(value))) goto bad;
+        c->nlisten++;
+        return 0;
+    }
+    }
+bad:
+    return fail(err, errlen, "%s: invalid value \"%s\"", s->name, value);
+range:
+    return fail(err, errlen, "%s: \"%s\" is out of range", s->name, value);
+}
+
+int conf_set(struct conf *c, const char *name, const char *value, char *err, size_t errlen) {
+    const struct setting *s = find_setting(name);
+    if (!s) return fail(err, errlen, "unknown setting \"%s\"", name);
+    return set_value(c, s, value, NULL, err, errlen);
+}
+
+void conf_init(struct conf *c) {
+    char err[256];
+    memset(c, 0, sizeof *c);
+    for (size_t i = 0; i < NSETTINGS; i++)
+        if (settings[i].dflt && set_value(c, &settings[i], settings[i].dflt, NULL, err, sizeof err))
+            abort(); /* a bad built-in default is a programming error */
+}
+
+static void free_route(struct conf_route *r) {
+    free(r->prefix);
+    free(r->handler);
+    free(r->root);
+    free(r->index);
+}
+
+void conf_free(struct conf *c) {
+    for (size_t i = 0; i < c->nlisten; i++) free(c->listen[i]);
+    free(c->listen);
+    for (size_t i = 0; i < c->nroutes; i++) free_route(&c->routes[i]);
+    free(c->routes);
+    for (size_t i = 0; i < NSETTINGS; i++) {
+        enum kind k = settings[i].kind;
+        if (k == K_STRING || k == K_PATH || k == K_LOG)
+            free(*(char **)((char *)c + settings[i].off));
+    }
+    free(c->path);
+    free(c->base_dir);
+    memset(c, 0, sizeof *c);
+}
+
+/* ---- routes ----------------------------------------------------------- */
+
+static struct conf_route *find_route(struct conf *c, const char *prefix) {
+    for (size_t i = 0; i < c->nroutes; i++)
+        if (strcmp(c->routes[i].prefix, prefix) == 0) return &c->routes[i];
+    return NULL;
+}
+
+static struct conf_route *add_route(struct conf *c, const char *prefix, int line) {
+    struct conf_route *r = realloc(c->routes, (c->nroutes + 1) * sizeof *r);
+    if (!r) return NULL;
+    c->routes = r;
+    r = &c->routes[c->nroutes];
+    memset(r, 0, sizeof *r);
+    r->line = line;
+    if (!(r->prefix = strdup(prefix))) return NULL;
+    c->nroutes++;
+    return r;
+}
+
+static int set_route(struct conf_route *r, const char *name, const char *value, const char *base,
+                     char *err, size_t errlen) {
+    if (!*value) return fail(err, errlen, "%s: empty value", name);
+    if (strcmp(name, "handler") == 0) return replace_string(&r->handler, strdup(value));
+    if (strcmp(name, "root") == 0) return replace_string(&r->root, absolute_path(value, base));
+    if (strcmp(name, "index") == 0) {
+        if (strchr(value, '/')) return fail(err, errlen, "index: must be a file name, no '/'");
+        return replace_string(&r->index, strdup(value));
+    }
+    if (strcmp(name, "mode") == 0) {
+        if (strcmp(value, "inline") == 0)
+            r->mode = ROUTE_INLINE;
+        else if (strcmp(value, "pool") == 0)
+            r->mode = ROUTE_POOL;
+        else
+            return fail(err, errlen, "mode: expected inline or pool, got \"%s\"", value);
+        r->mode_set = true;
+        return 0;
+    }
+    return fail(err, errlen, "unknown route setting \"%s\"", name);
+}
+
+int conf_set_root(struct conf *c, const char *dir, char *err, size_t errlen) {
+    struct conf_route *r = find_route(c, "/");
+    if (!r && !(r = add_route(c, "/", 0))) return fail(err, errlen, "out of memory");
+    if (set_route(r, "handler", "static", NULL, err, errlen) < 0) return -1;
+    return set_route(r, "root", dir, NULL, err, errlen);
+}
+
+/* ---- INI loading ------------------------------------------------------ */
+
+/* State of one file load. inih (as Debian builds it) does not pass line
+ * numbers to the handler, so the reader below counts lines itself. */
+struct load {
+    struct conf *c;
+    const char *name;
+    const char *text, *pos;
+    int line;
+    bool too_long;
+    bool seen[NSETTINGS];
+    char section[256];
+    struct conf_route *route;
+    char *err;
+    size_t errlen;
+    bool failed;
+};
+
+static char *read_line(char *str, int num, void *stream) {
+    struct load *ld = stream;
+    if (!*ld->pos) return NULL;
+    const char *nl = strchr(ld->pos, '\n');
+    size_t len = nl ? (size_t)(nl - ld->pos) + 1 : strlen(ld->pos);
+    ld->line++;
+    if (len >= (size_t)num) {
+        ld->too_long = true;
+        len = 0; /* hand inih an empty line, report the error ourselves */
+    }
+    memcpy(str, ld->pos, len);
+    str[len] = '\0';
+    ld->pos += nl ? (size_t)(nl - ld->pos) + 1 : strlen(ld->pos);
+    if (ld->too_long && !ld->failed) {
+        ld->failed = true;
+        snprintf(ld->err, ld->errlen, "%s:%d: line too long", ld->name, ld->line);
+    }
+    return str;
+}
+
+static int load_error(struct load *ld, const char *msg) {
+    if (!ld->failed) {
+        ld->failed = true;
+        snprintf(ld->err, ld->errlen, "%s:%d: %s", ld->name, ld->line, msg);
+    }
+    return 0;
+}
+
+static int enter_section(struct load *ld, const char *section) {
+    snprintf(ld->section, sizeof ld->section, "%s", section);
+    ld->route = NULL;
+    if (strcmp(section, "server") == 0) return 1;
+    if (strncmp(section, "route ", 6) == 0) {
+        const char *prefix = section + 6;
+        while (*prefix == ' ') prefix++;
+        if (*prefix != '/') return load_error(ld, "route prefix must start with '/'");
+        if (find_route(ld->c, prefix)) return load_error(ld, "route defined twice");
+        if (!(ld->route = add_route(ld->c, prefix, ld->line)))
+            return load_error(ld, "out of memory");
+        return 1;
+    }
+    char msg[300];
+    snprintf(msg, sizeof msg, "unknown section [%s]", section);
+    return load_error(ld, msg);
+}
+
+static int on_ini(void *user, const char *section, const char *name, const char *value) {
+    struct load *ld = user;
+    char msg[512];
+    if (ld->failed) return 0;
+    if (strcmp(section, ld->section) != 0 && !enter_section(ld, section)) return 0;
+    if (!*section) return load_error(ld, "setting outside a section (start with [server])");
+
+    if (ld->route) {
+        if (set_route(ld->route, name, value, ld->c->base_dir, msg, sizeof msg) < 0)
+            return load_error(ld, msg);
+        return 1;
+    }
+    const struct setting *s = find_setting(name);
+    if (!s) {
+        snprintf(msg, sizeof msg, "unknown setting \"%s\"", name);
+        return load_error(ld, msg);
+    }
+    size_t idx = (size_t)(s - settings);
+    if (s->kind == K_LISTEN) {
+        /* the file's listen lines replace the defaults, not add to them */
+        if (!ld->seen[idx])
+            while (ld->c->nlisten) free(ld->c->listen[--ld->c->nlisten]);
+    } else if (ld->seen[idx]) {
+        snprintf(msg, sizeof msg, "%s: set twice", name);
+        return load_error(ld, msg);
+    }
+    ld->seen[idx] = true;
+    if (set_value(ld->c, s, value, ld->c->base_dir, msg, sizeof msg) < 0)
+        return load_error(ld, msg);
+    return 1;
+}
+
+int conf_load_string(struct conf *c, const char *text, const char *name, char *err, size_t errlen) {
+    struct load ld = {
+        .c = c, .name = name, .text = text, .pos = text, .err = err, .errlen = errlen};
+    /* one handler call per line, first error wins */
+    ini_allow_multiline = false;
+    ini_stop_on_first_error = true;
+    int rc = ini_parse_stream(read_line, &ld, on_ini, &ld);
+    if (ld.failed) return -1;
+    if (rc != 0) {
+        snprintf(err, errlen, "%s:%d: syntax error (expected [section] or name = value)", name,
+                 rc > 0 ? rc : ld.line);
+        return -1;
+    }
+    return 0;
+}
+
+int conf_load_file(struct conf *c, const char *path, char *err, size_t errlen) {
+    FILE *f = fopen(path, "r");
+    if (!f) return fail(err, errlen, "%s: %s", path, strerror(errno));
+    char *text = NULL;
+    size_t cap = 0, len = 0, n;
+    do {
+        if (len + 4096 + 1 > cap) {
+            char *t = realloc(text, cap = cap * 2 + 8192);
+            if (!t) {
+                free(text);
+                fclose(f);
+                return fail(err, errlen, "%s: out of memory", path);
+            }
+            text = t;
+        }
+        n = fread(text + len, 1, 4096, f);
+        len += n;
+    } while (n > 0);
+    int rerr = ferror(f);
+    fclose(f);
+    if (rerr) {
+        free(text);
+        return fail(err, errlen, "%s: read error", path);
+    }
+    text[len] = '\0';
+    if (strlen(text) != len) {
+        free(text);
+        return fail(err, errlen, "%s: contains a NUL byte", path);
+    }
+
+    char *abs = absolute_path(path, NULL);
+    char *slash = abs ? strrchr(abs, '/') : NULL;
+    free(c->path);
+    free(c->base_dir);
+    c->path = abs ? strdup(abs) : NULL;
+    if (slash) *(slash == abs ? slash + 1 : slash) = '\0';
+    c->base_dir = abs;
+    int rc = conf_load_string(c, text, path, err, errlen);
+    free(text);
+    return rc;
+}
+
+/* ---- final checks ----------------------------------------------------- */
+
+static const char *const handlers[] = {"static", "sleep", "echo", "status"};
+
+static int check_route(struct conf_route *r, const char *where, char *err, size_t errlen) {
+    bool known = false;
+    if (!r->handler)
+        return fail(err, errlen, "%s[route %s]: handler is required", where, r->prefix);
+    for (size_t i = 0; i < sizeof handlers / sizeof handlers[0]; i++)
+        known |= strcmp(r->handler, handlers[i]) == 0;
+    if (!known)
+        return fail(err, errlen, "%s[route %s]: handler: unknown handler \"%s\"", where, r->prefix,
+                    r->handler);
+    bool is_static = strcmp(r->handler, "static") == 0;
+    if (!is_static && (r->root || r->index))
+        return fail(err, errlen, "%s[route %s]: root and index belong to handler = static", where,
+                    r->prefix);
+    if (strcmp(r->handler, "sleep") == 0) {
+        /* sleeping on the loop thread would stall every connection */
+        if (r->mode_set && r->mode == ROUTE_INLINE)
+            return fail(err, errlen, "%s[route %s]: mode: the sleep handler runs on the pool",
+                        where, r->prefix);
+        r->mode = ROUTE_POOL;
+    }
+    if (!is_static) return 0;
+    if (!r->root) return fail(err, errlen, "%s[route %s]: root is required", where, r->prefix);
+    struct stat st;
+    if (stat(r->root, &st) < 0)
+        return fail(err, errlen, "%s[route %s]: root: %s: %s", where, r->prefix, r->root,
+                    strerror(errno));
+    if (!S_ISDIR(st.st_mode))
+        return fail(err, errlen, "%s[route %s]: root: %s: not a directory", where, r->prefix,
+                    r->root);
+    if (!r->index && !(r->index = strdup("index.html"))) return fail(err, errlen, "out of memory");
+    return 0;
+}
+
+int conf_finish(struct conf *c, char *err, size_t errlen) {
+    char where[PATH_MAX + 8] = "";
+    if (c->path) snprintf(where, sizeof where, "%s: ", c->path);
+    if (c->nlisten == 0 && conf_set(c, "listen", "127.0.0.1:8080", err, errlen) < 0) return -1;
+    if (c->nroutes == 0)
+        return fail(err, errlen, "%snothing to serve: add a [route /] section or use --root DIR",
+                    where);
+    for (size_t i = 0; i < c->nroutes; i++)
+        if (check_route(&c->routes[i], where, err, errlen) < 0) return -1;
+    if (c->group && !c->user)
+        return fail(err, errlen, "%sgroup: set user too (group alone is ambiguous)", where);
+    return 0;
+}
+
+void conf_describe(void (*emit)(const char *, const char *, const char *, void *), void *arg) {
+    for (size_t i = 0; i < NSETTINGS; i++)
+        emit(settings[i].name, settings[i].dflt ? settings[i].dflt : "-", settings[i].doc, arg);
+}

@@ -1,0 +1,98 @@
+/* conf: the configuration — defaults, the INI file ([server] and [route PREFIX]
+ * sections, parsed with inih), command-line overrides, and validation.
+ *
+ * Every setting is one row of a table in conf.c (name, kind, default, bounds),
+ * so the INI parser, the CLI and the README describe the same thing. Durations
+ * are stored in milliseconds, sizes in bytes. Errors are returned as text in a
+ * caller's buffer ("FILE:LINE: setting: why"); nothing here prints or exits. */
+#ifndef PREFORKD_CONF_H
+#define PREFORKD_CONF_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+enum conf_log_level { CONF_LOG_ERROR, CONF_LOG_WARN, CONF_LOG_INFO, CONF_LOG_DEBUG };
+
+/* Where a route's handler runs: on the loop thread, or on the worker's pool. */
+enum route_mode { ROUTE_INLINE, ROUTE_POOL };
+
+/* One [route PREFIX] section: requests whose decoded path starts with prefix
+ * (longest prefix wins) go to handler. */
+struct conf_route {
+    char *prefix;
+    char *handler; /* "static", "sleep", "echo", "status" */
+    char *root;    /* static: directory served (absolute after loading) */
+    char *index;   /* static: file tried for a directory, "index.html" */
+    enum route_mode mode;
+    bool mode_set;
+    int line; /* config line of the section header, for error messages */
+};
+
+/* The whole configuration. Times in ms, sizes in bytes. */
+struct conf {
+    char **listen; /* "host:port", "[v6]:port" or "unix:/path" */
+    size_t nlisten;
+    unsigned workers; /* 0 = auto */
+    unsigned threads;
+    unsigned backlog;
+
+    unsigned header_timeout;
+    unsigned body_timeout;
+    unsigned send_timeout;
+    unsigned keepalive_timeout;
+    unsigned request_timeout;
+    unsigned shutdown_timeout;
+    unsigned linger_timeout;
+    unsigned keepalive_requests;
+    unsigned max_connections;
+    unsigned pool_queue;
+
+    uint64_t max_uri;
+    uint64_t max_header_size;
+    uint64_t max_headers;
+    uint64_t max_body_size;
+
+    char *access_log; /* path, "-" for stdout, or NULL when off */
+    char *error_log;  /* path, NULL for stderr */
+    enum conf_log_level log_level;
+    char *pid_file;
+    char *user;
+    char *group;
+    char *server_name; /* Server header value */
+
+    struct conf_route *routes;
+    size_t nroutes;
+
+    char *path;     /* the config file, NULL when none */
+    char *base_dir; /* relative paths in the file resolve against this */
+};
+
+/* Fills c with the defaults (no routes, no listen addresses yet). */
+void conf_init(struct conf *c);
+void conf_free(struct conf *c);
+
+/* Reads an INI file into c (on top of what c already holds). */
+int conf_load_file(struct conf *c, const char *path, char *err, size_t errlen);
+/* The same from a string; name labels error messages (used by tests). */
+int conf_load_string(struct conf *c, const char *text, const char *name, char *err, size_t errlen);
+
+/* Sets one [server] setting from text, as the INI file or a flag would. */
+int conf_set(struct conf *c, const char *name, const char *value, char *err, size_t errlen);
+
+/* Serves dir at "/" with the static handler: --root. */
+int conf_set_root(struct conf *c, const char *dir, char *err, size_t errlen);
+
+/* Final checks and derived values, after file and flags: a default listen
+ * address, absolute roots that exist, handler/mode combinations. */
+int conf_finish(struct conf *c, char *err, size_t errlen);
+
+/* Parsers for setting values, exposed for tests. */
+int conf_parse_size(const char *s, uint64_t *out);
+int conf_parse_duration(const char *s, unsigned *ms);
+
+/* Writes the settings table as "name default description" lines (for --help). */
+void conf_describe(void (*emit)(const char *name, const char *dflt, const char *doc, void *arg),
+                   void *arg);
+
+#endif

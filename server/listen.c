@@ -1,0 +1,183 @@
+/* listen: address parsing and socket setup. */
+#include "server/listen.h"
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <netdb.h>
+#include <netinet/in.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+static int fail(char *err, size_t errlen, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+static int fail(char *err, size_t errlen, const char *fmt, ...) {
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(err, errlen, fmt, ap);
+    va_end(ap);
+    return -1;
+}
+
+static int parse_port(const char *s, unsigned *port) {
+    char *end;
+    if (!*s || strspn(s, "0123456789") != strlen(s)) return -1;
+    unsigned long v = strtoul(s, &end, 10);
+    if (v > 65535) return -1;
+    *port = (unsigned)v;
+    return 0;
+}
+
+int listen_parse(const char *text, struct sockaddr_storage *sa, socklen_t *len, char *err,
+                 size_t errlen) {
+    memset(sa, 0, sizeof *sa);
+    if (strncmp(text, "unix:", 5) == 0) {
+        struct sockaddr_un *un = (struct sockaddr_un *)sa;
+        const char *path = text + 5;
+        if (path[0] != '/')
+            return fail(err, errlen, "listen: %s: unix path must be absolute", text);
+        if (strlen(path) >= sizeof un->sun_path)
+            return fail(err, errlen, "listen: %s: unix path too long", text);
+        un->sun_family = AF_UNIX;
+        strcpy(un->sun_path, path);
+        *len = (socklen_t)(offsetof(struct sockaddr_un, sun_path) + strlen(path) + 1);
+        return 0;
+    }
+
+    char host[256];
+    const char *colon;
+    unsigned port;
+    if (text[0] == '[') {
+        const char *close = strchr(text, ']');
+        if (!close || close[1] != ':' || (size_t)(close - text - 1) >= sizeof host)
+            return fail(err, errlen, "listen: %s: expected [v6]:port", text);
+        memcpy(host, text + 1, (size_t)(close - text - 1));
+        host[close - text - 1] = '\0';
+        colon = close + 1;
+    } else {
+        colon = strrchr(text, ':');
+        if (!colon || (size_t)(colon - text) >= sizeof host)
+            return fail(err, errlen, "listen: %s: expected host:port", text);
+        memcpy(host, text, (size_t)(colon - text));
+        host[colon - text] = '\0';
+    }
+    if (parse_port(colon + 1, &port) < 0)
+        return fail(err, errlen, "listen: %s: invalid port", text);
+
+    struct sockaddr_in *in4 = (struct sockaddr_in *)sa;
+    struct sockaddr_in6 *in6 = (struct sockaddr_in6 *)sa;
+    if (!host[0] || strcmp(host, "*") == 0) {
+        in4->sin_family = AF_INET;
+        in4->sin_addr.s_addr = htonl(INADDR_ANY);
+        in4->sin_port = htons((uint16_t)port);
+        *len = sizeof *in4;
+    } else if (inet_pton(AF_INET, host, &in4->sin_addr) == 1) {
+        in4->sin_family = AF_INET;
+        in4->sin_port = htons((uint16_t)port);
+        *len = sizeof *in4;
+    } else if (text[0] == '[' && inet_pton(AF_INET6, host, &in6->sin6_addr) == 1) {
+        in6->sin6_family = AF_INET6;
+        in6->sin6_port = htons((uint16_t)port);
+        *len = sizeof *in6;
+    } else {
+        struct addrinfo hints = {.ai_socktype = SOCK_STREAM, .ai_flags = AI_ADDRCONFIG}, *res;
+        int rc = getaddrinfo(host, NULL, &hints, &res);
+        if (rc) return fail(err, errlen, "listen: %s: %s", text, gai_strerror(rc));
+        memcpy(sa, res->ai_addr, res->ai_addrlen);
+        *len = res->ai_addrlen;
+        freeaddrinfo(res);
+        if (sa->ss_family == AF_INET)
+            in4->sin_port = htons((uint16_t)port);
+        else
+            in6->sin6_port = htons((uint16_t)port);
+    }
+    return 0;
+}
+
+void listen_format(const struct sockaddr *sa, socklen_t len, char *out, size_t outlen) {
+    char host[INET6_ADDRSTRLEN];
+    switch (sa->sa_family) {
+    case AF_INET: {
+        const struct sockaddr_in *in4 = (const void *)sa;
+        inet_ntop(AF_INET, &in4->sin_addr, host, sizeof host);
+        snprintf(out, outlen, "%s:%u", host, ntohs(in4->sin_port));
+        break;
+    }
+    case AF_INET6: {
+        const struct sockaddr_in6 *in6 = (const void *)sa;
+        inet_ntop(AF_INET6, &in6->sin6_addr, host, sizeof host);
+        snprintf(out, outlen, "[%s]:%u", host, ntohs(in6->sin6_port));
+        break;
+    }
+    case AF_UNIX: {
+        const struct sockaddr_un *un = (const void *)sa;
+        snprintf(out, outlen, "unix:%.*s", (int)(len - offsetof(struct sockaddr_un, sun_path)),
+                 un->sun_path);
+        break;
+    }
+    default: snprintf(out, outlen, "?");
+    }
+}
+
+/* A stale socket file from a previous run is removed; a live one is an error. */
+static int clear_unix_path(const char *path, char *err, size_t errlen) {
+    struct stat st;
+    if (lstat(path, &st) < 0) return 0;
+    if (!S_ISSOCK(st.st_mode))
+        return fail(err, errlen, "listen: %s exists and is not a socket", path);
+    int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    struct sockaddr_un un = {.sun_family = AF_UNIX};
+    snprintf(un.sun_path, sizeof un.sun_path, "%s", path);
+    int live = fd >= 0 && connect(fd, (struct sockaddr *)&un, sizeof un) == 0;
+    if (fd >= 0) close(fd);
+    if (live) return fail(err, errlen, "listen: %s: in use by another server", path);
+    unlink(path);
+    return 0;
+}
+
+int listen_open(struct listener *l, unsigned backlog, char *err, size_t errlen) {
+    int one = 1;
+    l->fd = -1;
+    l->unix_owned = false;
+    if (listen_parse(l->addr, &l->sa, &l->salen, err, errlen) < 0) return -1;
+    int family = l->sa.ss_family;
+    if (family == AF_UNIX &&
+        clear_unix_path(((struct sockaddr_un *)&l->sa)->sun_path, err, errlen) < 0)
+        return -1;
+    int fd = socket(family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    if (fd < 0) return fail(err, errlen, "listen: %s: socket: %s", l->addr, strerror(errno));
+    if (family != AF_UNIX) setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+    /* [::]:80 means IPv6 only, so that 0.0.0.0:80 can be listed beside it */
+    if (family == AF_INET6) setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof one);
+    if (bind(fd, (struct sockaddr *)&l->sa, l->salen) < 0) {
+        int e = errno;
+        close(fd);
+        return fail(err, errlen, "listen: %s: bind: %s", l->addr, strerror(e));
+    }
+    if (family == AF_UNIX) l->unix_owned = true;
+    if (listen(fd, (int)backlog) < 0) {
+        int e = errno;
+        close(fd);
+        return fail(err, errlen, "listen: %s: listen: %s", l->addr, strerror(e));
+    }
+    struct sockaddr_storage real;
+    socklen_t rlen = sizeof real;
+    if (getsockname(fd, (struct sockaddr *)&real, &rlen) == 0)
+        listen_format((struct sockaddr *)&real, rlen, l->bound, sizeof l->bound);
+    else
+        snprintf(l->bound, sizeof l->bound, "%s", l->addr);
+    l->fd = fd;
+    return 0;
+}
+
+void listen_close(struct listener *l, bool unlink_path) {
+    if (l->fd >= 0) close(l->fd);
+    l->fd = -1;
+    if (unlink_path && l->unix_owned && l->sa.ss_family == AF_UNIX)
+        unlink(((struct sockaddr_un *)&l->sa)->sun_path);
+    l->unix_owned = false;
+}

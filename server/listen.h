@@ -1,0 +1,30 @@
+/* listen: listening sockets. The master opens them before forking and keeps
+ * them for life; workers inherit them (DESIGN.md). Helpers fill a caller's
+ * error buffer and return -1; they never log. */
+#ifndef PREFORKD_LISTEN_H
+#define PREFORKD_LISTEN_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <sys/socket.h>
+
+struct listener {
+    char *addr; /* as configured */
+    int fd;
+    struct sockaddr_storage sa;
+    socklen_t salen;
+    char bound[128]; /* the address really bound: port 0 resolved */
+    bool unix_owned; /* we created the socket file: unlink it at the end */
+};
+
+/* Parses "host:port", "[v6]:port", "*:port" or "unix:/path". */
+int listen_parse(const char *text, struct sockaddr_storage *sa, socklen_t *len, char *err,
+                 size_t errlen);
+/* Parses l->addr, then binds and listens with the given backlog. */
+int listen_open(struct listener *l, unsigned backlog, char *err, size_t errlen);
+/* Closes the socket; with unlink_path also removes a unix socket file. */
+void listen_close(struct listener *l, bool unlink_path);
+/* Formats a socket address ("127.0.0.1:80", "[::1]:80", "unix:/x"). */
+void listen_format(const struct sockaddr *sa, socklen_t len, char *out, size_t outlen);
+
+#endif

@@ -1,0 +1,303 @@
+"""Shared harness for the integration tests: start the real preforkd binary on
+an ephemeral loopback port, talk to it over raw sockets, stop it and check that
+it exited cleanly (no sanitizer reports, no crashed workers)."""
+
+import os
+import pathlib
+import re
+import signal as signals
+import socket
+import subprocess
+import time
+
+import pytest
+
+HERE = pathlib.Path(__file__).resolve().parent
+SOURCE_DIR = pathlib.Path(os.environ.get("PREFORKD_SOURCE_DIR", HERE.parent.parent))
+
+
+def _find_binary():
+    if os.environ.get("PREFORKD_BIN"):
+        return os.environ["PREFORKD_BIN"]
+    for cand in ("build-asan/preforkd", "build/preforkd"):
+        p = SOURCE_DIR / cand
+        if p.exists():
+            return str(p)
+    raise RuntimeError("preforkd binary not found: set PREFORKD_BIN")
+
+
+BIN = _find_binary()
+
+# What a clean run never prints.
+BAD_LOG = re.compile(r"AddressSanitizer|LeakSanitizer|runtime error:|killed by signal|"
+                     r"exited with status [1-9]")
+
+
+class Server:
+    """One preforkd process tree (master and workers)."""
+
+    def __init__(self, tmp, config=None, args=(), workers=1, env=None, listen=True):
+        self.tmp = pathlib.Path(tmp)
+        self.tmp.mkdir(parents=True, exist_ok=True)
+        self.errlog = self.tmp / "error.log"
+        self.outlog = self.tmp / "stdout.log"
+        cmd = [BIN]
+        if config is not None:
+            conf = self.tmp / "preforkd.conf"
+            conf.write_text(config)
+            cmd += ["--config", str(conf)]
+        if listen:
+            cmd += ["--listen", "127.0.0.1:0"]
+        if workers is not None:
+            cmd += ["--workers", str(workers)]
+        cmd += list(args)
+        self.cmd = cmd
+        full_env = dict(os.environ)
+        full_env.update(env or {})
+        self._err = open(self.errlog, "wb")
+        self._out = open(self.outlog, "wb")
+        self.proc = subprocess.Popen(cmd, stdout=self._out, stderr=self._err, env=full_env,
+                                     start_new_session=True)
+        self.addresses = []
+        self.expect_dirty = False  # a test that crashes workers on purpose sets this
+        self._wait_ready()
+
+    def _wait_ready(self, timeout=15):
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            text = self.log()
+            if "master started" in text:
+                self.addresses = re.findall(r"listening on (\S+)", text)
+                break
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"preforkd exited with {self.proc.returncode}:\n{text}")
+            time.sleep(0.02)
+        else:
+            raise RuntimeError("preforkd did not start:\n" + self.log())
+        if self.addresses and self.addresses[0].startswith("127.0.0.1:"):
+            self.port = int(self.addresses[0].rsplit(":", 1)[1])
+            # the worker is ready when it answers
+            wait_until(lambda: self._answers(), timeout=deadline - time.monotonic(),
+                       what="the worker to answer")
+
+    def _answers(self):
+        try:
+            with socket.create_connection(("127.0.0.1", self.port), timeout=1) as s:
+                s.sendall(b"OPTIONS * HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+                return s.recv(64).startswith(b"HTTP/1.1")
+        except OSError:
+            return False
+
+    def log(self):
+        return self.errlog.read_text(errors="replace")
+
+    def access_log(self):
+        return self.outlog.read_text(errors="replace")
+
+    def workers(self):
+        """Pids of the worker processes (children of the master)."""
+        out = subprocess.run(["pgrep", "-P", str(self.proc.pid)], capture_output=True, text=True)
+        return [int(p) for p in out.stdout.split()]
+
+    def connect(self, timeout=10):
+        s = socket.create_connection(("127.0.0.1", self.port), timeout=timeout)
+        return s
+
+    def signal(self, sig):
+        self.proc.send_signal(sig)
+
+    def stop(self, sig=signals.SIGTERM, timeout=30):
+        if self.proc.poll() is None:
+            self.proc.send_signal(sig)
+            try:
+                self.proc.wait(timeout=timeout)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.proc.pid, signals.SIGKILL)
+                self.proc.wait()
+                raise AssertionError("preforkd did not stop in time:\n" + self.log())
+        self._err.close()
+        self._out.close()
+        return self.proc.returncode
+
+    def check_clean(self):
+        """The run left no trace of a crash, leak or undefined behaviour."""
+        text = self.log()
+        if not self.expect_dirty:
+            bad = BAD_LOG.search(text)
+            assert bad is None, f"unclean run ({bad.group(0)}):\n{text[-6000:]}"
+            assert self.proc.returncode == 0, f"exit status {self.proc.returncode}:\n{text[-4000:]}"
+
+
+def wait_until(pred, timeout=10.0, interval=0.02, what="condition"):
+    deadline = time.monotonic() + timeout
+    while True:
+        v = pred()
+        if v:
+            return v
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        time.sleep(interval)
+
+
+@pytest.fixture
+def make_server(tmp_path):
+    """make_server(config=None, args=(), workers=1) -> a started Server.
+    Every server is stopped gracefully at the end and must exit cleanly."""
+    servers = []
+
+    def make(config=None, args=(), workers=1, env=None, name=None):
+        srv = Server(tmp_path / (name or f"srv{len(servers)}"), config=config, args=args,
+                     workers=workers, env=env)
+        servers.append(srv)
+        return srv
+
+    yield make
+    for srv in servers:
+        srv.stop()
+    for srv in servers:
+        srv.check_clean()
+
+
+@pytest.fixture
+def site(tmp_path):
+    """A document root with a few files."""
+    root = tmp_path / "www"
+    root.mkdir()
+    (root / "index.html").write_text("<h1>index</h1>\n")
+    (root / "hello.txt").write_text("Hello, World!")
+    (root / "style.css").write_text("body { color: red }\n")
+    (root / "empty.txt").write_bytes(b"")
+    (root / "dir").mkdir()
+    (root / "dir" / "index.html").write_text("dir index\n")
+    (root / "noindex").mkdir()
+    (root / "noindex" / "a.txt").write_text("a\n")
+    (root / "big.bin").write_bytes(os.urandom(1 << 20))
+    return root
+
+
+@pytest.fixture
+def static_server(make_server, site):
+    return make_server(args=["--root", str(site)])
+
+
+# ---- raw HTTP over sockets --------------------------------------------------
+
+
+class Response:
+    def __init__(self, status, reason, version, headers, body):
+        self.status = status
+        self.reason = reason
+        self.version = version
+        self.headers = headers  # list of (lowercase name, value)
+        self.body = body
+
+    def header(self, name, default=None):
+        name = name.lower()
+        for k, v in self.headers:
+            if k == name:
+                return v
+        return default
+
+    def header_all(self, name):
+        return [v for k, v in self.headers if k == name.lower()]
+
+    def __repr__(self):
+        return f"<Response {self.status} {self.headers} {self.body[:80]!r}>"
+
+
+class Reader:
+    """Reads responses off a socket, keeping what arrives beyond each one."""
+
+    def __init__(self, sock):
+        self.sock = sock
+        self.buf = b""
+        self.eof = False
+
+    def _fill(self):
+        data = self.sock.recv(65536)
+        if not data:
+            self.eof = True
+            raise EOFError("connection closed")
+        self.buf += data
+
+    def _line(self):
+        while b"\r\n" not in self.buf:
+            self._fill()
+        line, self.buf = self.buf.split(b"\r\n", 1)
+        return line
+
+    def _exact(self, n):
+        while len(self.buf) < n:
+            self._fill()
+        data, self.buf = self.buf[:n], self.buf[n:]
+        return data
+
+    def response(self, head=False):
+        """One response; head=True for an answer to HEAD (no body)."""
+        status_line = self._line()
+        m = re.match(rb"HTTP/(1\.[01]) (\d{3}) ?(.*)", status_line)
+        assert m, f"bad status line {status_line!r}"
+        version, status, reason = m.group(1).decode(), int(m.group(2)), m.group(3).decode()
+        headers = []
+        while True:
+            line = self._line()
+            if not line:
+                break
+            k, v = line.split(b":", 1)
+            headers.append((k.decode().lower(), v.strip().decode("latin-1")))
+        r = Response(status, reason, version, headers, b"")
+        if status < 200:
+            return r
+        if head or status in (204, 304):
+            return r
+        te = r.header("transfer-encoding")
+        cl = r.header("content-length")
+        if te:
+            assert te.lower() == "chunked", te
+            body = b""
+            while True:
+                size = int(self._line().split(b";")[0], 16)
+                if size == 0:
+                    while self._line():
+                        pass
+                    break
+                body += self._exact(size)
+                assert self._exact(2) == b"\r\n"
+            r.body = body
+        elif cl is not None:
+            r.body = self._exact(int(cl))
+        else:
+            try:
+                while True:
+                    self._fill()
+            except EOFError:
+                pass
+            r.body, self.buf = self.buf, b""
+        return r
+
+    def closed(self, timeout=5):
+        """True when the server closes the connection (no more bytes)."""
+        self.sock.settimeout(timeout)
+        if self.buf:
+            return False
+        try:
+            data = self.sock.recv(1)
+        except ConnectionResetError:
+            return True
+        return data == b""
+
+
+def request(port, raw, head=False, timeout=10):
+    """Sends raw bytes on a new connection and reads one response."""
+    with socket.create_connection(("127.0.0.1", port), timeout=timeout) as s:
+        s.sendall(raw)
+        return Reader(s).response(head=head)
+
+
+def get(port, path, headers=(), method="GET", version="1.1", body=b""):
+    lines = [f"{method} {path} HTTP/{version}", "Host: localhost", "Connection: close"]
+    lines += [f"{k}: {v}" for k, v in headers]
+    if body:
+        lines.append(f"Content-Length: {len(body)}")
+    raw = ("\r\n".join(lines) + "\r\n\r\n").encode() + body
+    return request(port, raw, head=(method == "HEAD"))

@@ -1,0 +1,117 @@
+"""Basic HTTP/1.1 behaviour: status lines, standard headers, keep-alive,
+HTTP/1.0, HEAD, Connection: close."""
+
+import email.utils
+import socket
+import subprocess
+import time
+
+from conftest import Reader, get, request
+
+
+def test_get_index_has_standard_headers(static_server):
+    r = get(static_server.port, "/")
+    assert r.status == 200
+    assert r.body == b"<h1>index</h1>\n"
+    assert r.header("content-type") == "text/html"
+    assert r.header("content-length") == str(len(r.body))
+    assert r.header("server") == "preforkd"
+    date = email.utils.parsedate_to_datetime(r.header("date"))
+    assert abs(date.timestamp() - time.time()) < 5
+
+
+def test_not_found_has_short_body(static_server):
+    r = get(static_server.port, "/missing.txt")
+    assert r.status == 404
+    assert r.body == b"404 Not Found\n"
+    assert r.header("content-type") == "text/plain"
+
+
+def test_keep_alive_serves_many_requests_on_one_connection(static_server):
+    with static_server.connect() as s:
+        rd = Reader(s)
+        for _ in range(20):
+            s.sendall(b"GET /hello.txt HTTP/1.1\r\nHost: x\r\n\r\n")
+            r = rd.response()
+            assert r.status == 200 and r.body == b"Hello, World!"
+            assert r.header("connection") is None
+
+
+def test_connection_close_is_honoured(static_server):
+    with static_server.connect() as s:
+        s.sendall(b"GET /hello.txt HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        rd = Reader(s)
+        r = rd.response()
+        assert r.status == 200
+        assert r.header("connection") == "close"
+        assert rd.closed()
+
+
+def test_http10_closes_by_default(static_server):
+    with static_server.connect() as s:
+        s.sendall(b"GET /hello.txt HTTP/1.0\r\n\r\n")
+        rd = Reader(s)
+        r = rd.response()
+        assert r.status == 200 and r.body == b"Hello, World!"
+        assert r.version == "1.1"
+        assert r.header("connection") == "close"
+        assert rd.closed()
+
+
+def test_http10_keep_alive_on_request(static_server):
+    with static_server.connect() as s:
+        rd = Reader(s)
+        for _ in range(3):
+            s.sendall(b"GET /hello.txt HTTP/1.0\r\nConnection: keep-alive\r\n\r\n")
+            r = rd.response()
+            assert r.status == 200
+            assert r.header("connection") == "keep-alive"
+
+
+def test_head_has_length_but_no_body(static_server):
+    with static_server.connect() as s:
+        rd = Reader(s)
+        s.sendall(b"HEAD /hello.txt HTTP/1.1\r\nHost: x\r\n\r\n")
+        r = rd.response(head=True)
+        assert r.status == 200
+        assert r.header("content-length") == "13"
+        # the next response starts right away: no body bytes in between
+        s.sendall(b"GET /hello.txt HTTP/1.1\r\nHost: x\r\n\r\n")
+        r2 = rd.response()
+        assert r2.body == b"Hello, World!"
+
+
+def test_options_asterisk(static_server):
+    r = request(static_server.port, b"OPTIONS * HTTP/1.1\r\nHost: x\r\n\r\n")
+    assert r.status == 204
+
+
+def test_curl_as_a_real_client(static_server, site):
+    out = subprocess.run(["curl", "-sS", "--fail", f"http://127.0.0.1:{static_server.port}/big.bin",
+                          "-o", "-"], capture_output=True, timeout=30)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout == (site / "big.bin").read_bytes()
+
+
+def test_keepalive_requests_limit_closes_connection(make_server, site):
+    srv = make_server(config=f"[server]\nkeepalive_requests = 3\n[route /]\nhandler = static\n"
+                             f"root = {site}\n")
+    with srv.connect() as s:
+        rd = Reader(s)
+        for i in range(3):
+            s.sendall(b"GET /hello.txt HTTP/1.1\r\nHost: x\r\n\r\n")
+            r = rd.response()
+            assert r.status == 200
+            assert (r.header("connection") == "close") == (i == 2)
+        assert rd.closed()
+
+
+def test_unix_socket_listener(make_server, site, tmp_path):
+    path = tmp_path / "p.sock"
+    srv = make_server(args=["--root", str(site), "--listen", f"unix:{path}"])
+    assert f"unix:{path}" in srv.addresses
+    with socket.socket(socket.AF_UNIX) as s:
+        s.settimeout(10)
+        s.connect(str(path))
+        s.sendall(b"GET /hello.txt HTTP/1.1\r\nHost: x\r\n\r\n")
+        assert Reader(s).response().body == b"Hello, World!"

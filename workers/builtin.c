@@ -1,0 +1,131 @@
+/* builtin: small handlers that ship with the server.
+ *
+ *   sleep   GET ?ms=N[&chunks=K]: waits N ms on a pool thread, then answers
+ *           (or streams K chunks over N ms); shows that slow work on the pool
+ *           does not stall the loop. Always mode = pool.
+ *   echo    answers with the request body (any method); a load-test target
+ *           for uploads.
+ *   status  the scoreboard as JSON: per worker pid, requests, connections.
+ */
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "server/scoreboard.h"
+#include "workers/route.h"
+
+#define SLEEP_MAX_MS     600000
+#define SLEEP_MAX_CHUNKS 1000
+
+/* The decimal value of query parameter name, or dflt when absent; -1 when
+ * present but not a number in [0, max]. */
+static long query_number(const struct http_request *req, const char *name, long dflt, long max) {
+    const char *p = req->query.p, *end = p ? p + req->query.len : NULL;
+    size_t nlen = strlen(name);
+    while (p && p < end) {
+        const char *amp = memchr(p, '&', (size_t)(end - p));
+        const char *pend = amp ? amp : end;
+        if ((size_t)(pend - p) > nlen && memcmp(p, name, nlen) == 0 && p[nlen] == '=') {
+            long v = 0;
+            const char *d = p + nlen + 1;
+            if (d == pend) return -1;
+            for (; d < pend; d++) {
+                if (*d < '0' || *d > '9') return -1;
+                v = v * 10 + (*d - '0');
+                if (v > max) return -1;
+            }
+            return v;
+        }
+        p = amp ? amp + 1 : end;
+    }
+    return dflt;
+}
+
+static void sleep_ms(long ms) {
+    struct timespec ts = {.tv_sec = ms / 1000, .tv_nsec = (ms % 1000) * 1000000L};
+    while (nanosleep(&ts, &ts) != 0) {
+    }
+}
+
+static void sleep_handle(struct handler_call *call) {
+    struct response *resp = call->resp;
+    long ms = query_number(call->req, "ms", 100, SLEEP_MAX_MS);
+    long chunks = query_number(call->req, "chunks", 0, SLEEP_MAX_CHUNKS);
+    char text[64];
+    if (ms < 0 || chunks < 0) {
+        response_error(resp, 400);
+        return;
+    }
+    resp->content_type = "text/plain";
+    if (chunks == 0) {
+        sleep_ms(ms);
+        int n = snprintf(text, sizeof text, "slept %ld ms\n", ms);
+        response_append(resp, text, (size_t)n);
+        return;
+    }
+    resp->body = BODY_STREAM;
+    for (long i = 0; i < chunks; i++) {
+        sleep_ms(ms / chunks);
+        int n = snprintf(text, sizeof text, "chunk %ld of %ld\n", i + 1, chunks);
+        if (handler_stream_write(call, text, (size_t)n) < 0) return; /* client gone */
+    }
+}
+
+const struct handler sleep_handler = {
+    .name = "sleep",
+    .handle = sleep_handle,
+};
+
+static void echo_handle(struct handler_call *call) {
+    const struct http_request *req = call->req;
+    struct response *resp = call->resp;
+    const struct http_str *type = http_find(req, "content-type");
+    resp->content_type = type ? NULL : "application/octet-stream";
+    if (type) response_header(resp, "Content-Type", "%.*s", (int)type->len, type->p);
+    if (response_append(resp, req->body.p, req->body.len) < 0) response_error(resp, 500);
+}
+
+const struct handler echo_handler = {
+    .name = "echo",
+    .wants_body = true,
+    .handle = echo_handle,
+};
+
+static void status_handle(struct handler_call *call) {
+    struct response *resp = call->resp;
+    struct scoreboard *sb = scoreboard_get();
+    char line[512];
+    uint64_t now = monotonic_ms();
+    int n;
+    if (call->req->method != METHOD_GET && call->req->method != METHOD_HEAD) {
+        response_error(resp, 405);
+        response_header(resp, "Allow", "GET, HEAD");
+        return;
+    }
+    resp->content_type = "application/json";
+    response_append(resp, "{\"workers\": [", 13);
+    bool first = true;
+    for (unsigned i = 0; sb && i < sb->nslots; i++) {
+        struct sb_slot *s = &sb->slots[i];
+        int state = atomic_load_explicit(&s->state, memory_order_relaxed);
+        if (state == SLOT_FREE) continue;
+        static const char *const names[] = {"free", "starting", "serving", "stopping"};
+        n = snprintf(line, sizeof line,
+                     "%s\n  {\"slot\": %u, \"pid\": %d, \"state\": \"%s\", \"generation\": %u, "
+                     "\"requests\": %" PRIu64 ", \"accepted\": %" PRIu64 ", \"connections\": %u, "
+                     "\"pool_busy\": %u, \"pool_queued\": %u, \"heartbeat_age_ms\": %" PRIu64 "}",
+                     first ? "" : ",", i, s->pid, names[state], s->generation,
+                     (uint64_t)s->requests, (uint64_t)s->accepted, s->connections, s->pool_busy,
+                     s->pool_queued, now - s->heartbeat_ms);
+        response_append(resp, line, (size_t)n);
+        first = false;
+    }
+    response_append(resp, "\n]}\n", 4);
+}
+
+const struct handler status_handler = {
+    .name = "status",
+    .handle = status_handle,
+};

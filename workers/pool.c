@@ -1,0 +1,180 @@
+/* pool: bounded job queue, worker threads, eventfd-signalled completions. */
+#include "workers/pool.h"
+
+#include <errno.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <sys/eventfd.h>
+#include <unistd.h>
+
+/* A singly linked FIFO. */
+struct queue {
+    struct pool_job *head, *tail;
+    unsigned len;
+};
+
+struct pool {
+    pthread_mutex_t lock;
+    pthread_cond_t wake; /* jobs queued, or stopping */
+    struct queue jobs;
+    unsigned queue_max;
+    unsigned busy;
+    bool stopping;
+
+    pthread_mutex_t done_lock;
+    struct queue done;
+    int efd;
+
+    unsigned nthreads;
+    pthread_t threads[];
+};
+
+static void push(struct queue *q, struct pool_job *j) {
+    j->next = NULL;
+    if (q->tail)
+        q->tail->next = j;
+    else
+        q->head = j;
+    q->tail = j;
+    q->len++;
+}
+
+static struct pool_job *pop(struct queue *q) {
+    struct pool_job *j = q->head;
+    if (j) {
+        q->head = j->next;
+        if (!q->head) q->tail = NULL;
+        q->len--;
+    }
+    return j;
+}
+
+void pool_post(struct pool *p, struct pool_job *msg) {
+    pthread_mutex_lock(&p->done_lock);
+    bool was_empty = p->done.len == 0;
+    push(&p->done, msg);
+    pthread_mutex_unlock(&p->done_lock);
+    if (was_empty) {
+        /* the loop drains everything per wake, so one write per batch */
+        uint64_t one = 1;
+        ssize_t n = write(p->efd, &one, sizeof one);
+        (void)n; /* EAGAIN means the counter is already non-zero: awake anyway */
+    }
+}
+
+static void *thread_main(void *arg) {
+    struct pool *p = arg;
+    pthread_mutex_lock(&p->lock);
+    for (;;) {
+        struct pool_job *j;
+        while (!(j = pop(&p->jobs)) && !p->stopping) pthread_cond_wait(&p->wake, &p->lock);
+        if (!j) break;
+        p->busy++;
+        pthread_mutex_unlock(&p->lock);
+        j->work(j);
+        pool_post(p, j);
+        pthread_mutex_lock(&p->lock);
+        p->busy--;
+    }
+    pthread_mutex_unlock(&p->lock);
+    return NULL;
+}
+
+struct pool *pool_create(unsigned threads, unsigned queue_max) {
+    struct pool *p = calloc(1, sizeof *p + threads * sizeof(pthread_t));
+    if (!p) return NULL;
+    p->queue_max = queue_max;
+    pthread_mutex_init(&p->lock, NULL);
+    pthread_mutex_init(&p->done_lock, NULL);
+    pthread_cond_init(&p->wake, NULL);
+    p->efd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+    if (p->efd < 0) goto fail;
+
+    /* signals belong to the loop thread: threads start with all blocked */
+    sigset_t all, old;
+    sigfillset(&all);
+    pthread_sigmask(SIG_BLOCK, &all, &old);
+    for (; p->nthreads < threads; p->nthreads++) {
+        int e = pthread_create(&p->threads[p->nthreads], NULL, thread_main, p);
+        if (e) {
+            pthread_sigmask(SIG_SETMASK, &old, NULL);
+            errno = e;
+            goto fail;
+        }
+    }
+    pthread_sigmask(SIG_SETMASK, &old, NULL);
+    return p;
+fail : {
+    int e = errno;
+    pool_destroy(p);
+    errno = e;
+    return NULL;
+}
+}
+
+void pool_destroy(struct pool *p) {
+    if (!p) return;
+    pthread_mutex_lock(&p->lock);
+    p->stopping = true;
+    pthread_cond_broadcast(&p->wake);
+    pthread_mutex_unlock(&p->lock);
+    for (unsigned i = 0; i < p->nthreads; i++) pthread_join(p->threads[i], NULL);
+    pool_complete(p);
+    if (p->efd >= 0) close(p->efd);
+    pthread_mutex_destroy(&p->lock);
+    pthread_mutex_destroy(&p->done_lock);
+    pthread_cond_destroy(&p->wake);
+    free(p);
+}
+
+int pool_submit(struct pool *p, struct pool_job *job) {
+    pthread_mutex_lock(&p->lock);
+    /* a job that finds an idle thread never counts against the queue */
+    if (p->jobs.len >= p->queue_max + (p->nthreads - p->busy)) {
+        pthread_mutex_unlock(&p->lock);
+        errno = EAGAIN;
+        return -1;
+    }
+    push(&p->jobs, job);
+    pthread_cond_signal(&p->wake);
+    pthread_mutex_unlock(&p->lock);
+    return 0;
+}
+
+int pool_fd(const struct pool *p) {
+    return p->efd;
+}
+
+unsigned pool_complete(struct pool *p) {
+    uint64_t v;
+    ssize_t r = read(p->efd, &v, sizeof v);
+    (void)r; /* reset the counter; an empty read is fine */
+    pthread_mutex_lock(&p->done_lock);
+    struct queue q = p->done;
+    p->done.head = p->done.tail = NULL;
+    p->done.len = 0;
+    pthread_mutex_unlock(&p->done_lock);
+    unsigned n = 0;
+    struct pool_job *j;
+    while ((j = pop(&q))) {
+        j->done(j);
+        n++;
+    }
+    return n;
+}
+
+unsigned pool_busy(struct pool *p) {
+    pthread_mutex_lock(&p->lock);
+    unsigned n = p->busy;
+    pthread_mutex_unlock(&p->lock);
+    return n;
+}
+
+unsigned pool_queued(struct pool *p) {
+    pthread_mutex_lock(&p->lock);
+    unsigned n = p->jobs.len;
+    pthread_mutex_unlock(&p->lock);
+    return n;
+}

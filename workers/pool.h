@@ -1,0 +1,44 @@
+/* pool: a worker's thread pool for blocking work (DESIGN.md).
+ *
+ * The loop thread submits jobs to a bounded queue; pool threads run
+ * job->work; finished jobs (and messages threads post while working) go on a
+ * completion queue, and the loop thread runs their done callbacks. The pool
+ * knows nothing of the event loop: it signals completions through an eventfd
+ * (pool_fd) that is written only when the completion queue goes from empty
+ * to non-empty, and pool_complete() drains the whole queue at once. */
+#ifndef PREFORKD_POOL_H
+#define PREFORKD_POOL_H
+
+#include <stdbool.h>
+
+struct pool;
+
+struct pool_job {
+    struct pool_job *next;
+    void (*work)(struct pool_job *job); /* on a pool thread */
+    void (*done)(struct pool_job *job); /* on the loop thread, after work */
+};
+
+/* Starts threads; queue_max jobs may wait beyond the running ones. NULL with
+ * errno set on failure. */
+struct pool *pool_create(unsigned threads, unsigned queue_max);
+/* Waits for queued and running jobs to finish, runs their done callbacks,
+ * then stops the threads. */
+void pool_destroy(struct pool *p);
+
+/* Queues a job; -1 with errno EAGAIN when the queue is full. Loop thread. */
+int pool_submit(struct pool *p, struct pool_job *job);
+/* From job->work: hands a message to the loop thread, whose done callback
+ * runs there in the order of posting, before the job's own done. */
+void pool_post(struct pool *p, struct pool_job *msg);
+
+/* Readable when completions are waiting. */
+int pool_fd(const struct pool *p);
+/* Runs the done callbacks of every completion waiting; returns how many. */
+unsigned pool_complete(struct pool *p);
+
+/* Threads running a job now, and jobs waiting, for the scoreboard. */
+unsigned pool_busy(struct pool *p);
+unsigned pool_queued(struct pool *p);
+
+#endif

@@ -1,0 +1,68 @@
+/* route: the [route PREFIX] table and the handler interface.
+ *
+ * A handler turns a request into a response. It runs on the loop thread
+ * (mode = inline) or on a pool thread (mode = pool) and must not touch the
+ * connection: only the request, the response and its route. A pool handler
+ * may stream a body of unknown length with handler_stream_write(). */
+#ifndef PREFORKD_ROUTE_H
+#define PREFORKD_ROUTE_H
+
+#include <stdbool.h>
+#include <stddef.h>
+
+#include "server/conf.h"
+#include "workers/http.h"
+#include "workers/response.h"
+
+struct route;
+struct exchange;
+
+/* One call of a handler. */
+struct handler_call {
+    const struct route *route;
+    const struct http_request *req;
+    struct response *resp;
+    struct exchange *ex; /* for handler_stream_write() */
+};
+
+struct handler {
+    const char *name;
+    bool wants_body; /* the request body is collected for it; others drop it */
+    /* Per-worker setup of a route (open its root...); 0 or -1 with err set. */
+    int (*init)(struct route *rt, char *err, size_t errlen);
+    void (*fini)(struct route *rt);
+    void (*handle)(struct handler_call *call);
+};
+
+struct route {
+    const char *prefix;
+    size_t prefix_len;
+    const struct handler *handler;
+    enum route_mode mode;
+    const struct conf_route *conf;
+    int root_fd;     /* static: the root directory */
+    char *root_real; /* static: its canonical path, for the no-openat2 fallback */
+};
+
+struct routes {
+    struct route *v; /* longest prefix first */
+    size_t n;
+};
+
+/* Builds the table from the configuration and runs each handler's init. */
+int routes_init(struct routes *rs, const struct conf *c, char *err, size_t errlen);
+void routes_free(struct routes *rs);
+/* The route for a decoded path, or NULL. */
+const struct route *routes_match(const struct routes *rs, const char *path, size_t len);
+
+/* From a pool handler: sends n bytes of a streamed body (the response must
+ * have body = BODY_STREAM and its status and headers set; they may not change
+ * after the first call). Returns -1 if the client is gone. Defined in conn.c. */
+int handler_stream_write(struct handler_call *call, const void *p, size_t n);
+
+extern const struct handler static_handler;
+extern const struct handler sleep_handler;
+extern const struct handler echo_handler;
+extern const struct handler status_handler;
+
+#endif

@@ -1,0 +1,232 @@
+/* static: files from a root directory (handler = static).
+ *
+ * The request's normalized path is looked up under the root (nginx "root"
+ * semantics: the whole path, prefix included). Nothing outside the root is
+ * served: openat2(RESOLVE_BENEATH) refuses ".." and symlinks that lead out;
+ * where the kernel lacks openat2, the opened file's real path is checked
+ * against the root's instead. Directories get their index file, or a 301 to
+ * the slash form. GET and HEAD only; conditional requests and single byte
+ * ranges as in RFC 9110. */
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <limits.h>
+#include <linux/openat2.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
+#include "workers/httpdate.h"
+#include "workers/mime.h"
+#include "workers/range.h"
+#include "workers/route.h"
+
+/* Set when the kernel said ENOSYS once; tests set it to cover the fallback. */
+static int no_openat2;
+
+static int open_fallback(const struct route *rt, int dirfd, const char *rel, int flags) {
+    int fd = openat(dirfd, rel, flags);
+    if (fd < 0) return -1;
+    char link[64], real[PATH_MAX];
+    snprintf(link, sizeof link, "/proc/self/fd/%d", fd);
+    ssize_t n = readlink(link, real, sizeof real - 1);
+    size_t rootlen = strlen(rt->root_real);
+    if (n < 0) goto refuse;
+    real[n] = '\0';
+    /* inside means the root itself or below "root/" */
+    if (strncmp(real, rt->root_real, rootlen) != 0 ||
+        (real[rootlen] != '\0' && real[rootlen] != '/' && rootlen > 1))
+        goto refuse;
+    return fd;
+refuse:
+    close(fd);
+    errno = EXDEV;
+    return -1;
+}
+
+/* Opens rel (relative, no leading slash) beneath dirfd, never outside the
+ * route's root. Non-blocking, so that a FIFO cannot hang the thread. */
+static int open_beneath(const struct route *rt, int dirfd, const char *rel) {
+    int flags = O_RDONLY | O_CLOEXEC | O_NONBLOCK | O_NOCTTY;
+    if (!no_openat2) {
+        struct open_how how = {.flags = (uint64_t)flags, .resolve = RESOLVE_BENEATH};
+        int fd = (int)syscall(SYS_openat2, dirfd, rel, &how, sizeof how);
+        if (fd >= 0 || errno != ENOSYS) return fd;
+        no_openat2 = 1;
+    }
+    return open_fallback(rt, dirfd, rel, flags);
+}
+
+static int status_for_errno(int e) {
+    switch (e) {
+    case ENOENT:
+    case ENOTDIR:
+    case ENAMETOOLONG: return 404;
+    case EACCES:
+    case EPERM:
+    case EXDEV: /* a symlink or ".." leading out of the root */
+    case ELOOP: return 403;
+    default: return 500;
+    }
+}
+
+/* Weak comparison of our entity-tag with an If-None-Match list. */
+static bool etag_listed(struct http_str list, const char *etag) {
+    size_t elen = strlen(etag);
+    const char *p = list.p, *end = list.p + list.len;
+    while (p < end) {
+        while (p < end && (*p == ' ' || *p == '\t' || *p == ',')) p++;
+        if (p < end && *p == '*') return true;
+        if (end - p >= 2 && p[0] == 'W' && p[1] == '/') p += 2;
+        const char *tag = p;
+        if (p < end && *p == '"') {
+            const char *close = memchr(p + 1, '"', (size_t)(end - p - 1));
+            if (!close) return false;
+            p = close + 1;
+            if ((size_t)(p - tag) == elen && memcmp(tag, etag, elen) == 0) return true;
+        }
+        while (p < end && *p != ',') p++;
+    }
+    return false;
+}
+
+/* 304 check: If-None-Match wins over If-Modified-Since (RFC 9110 13.2.2). */
+static bool not_modified(const struct http_request *req, const char *etag, time_t mtime) {
+    const struct http_str *inm = http_find(req, "if-none-match");
+    if (inm) return etag_listed(*inm, etag);
+    const struct http_str *ims = http_find(req, "if-modified-since");
+    time_t since;
+    return ims && httpdate_parse(ims->p, ims->len, &since) == 0 && mtime <= since;
+}
+
+/* If-Range: the range applies only to the representation the client has. */
+static bool range_applies(const struct http_request *req, const char *etag, time_t mtime) {
+    const struct http_str *ir = http_find(req, "if-range");
+    if (!ir) return true;
+    if (ir->len && ir->p[0] == '"')
+        return ir->len == strlen(etag) && memcmp(ir->p, etag, ir->len) == 0;
+    time_t date;
+    return httpdate_parse(ir->p, ir->len, &date) == 0 && date == mtime;
+}
+
+/* 301 to the slash form of a directory, keeping the target's own encoding. */
+static void redirect_to_directory(struct handler_call *call) {
+    const struct http_request *req = call->req;
+    response_error(call->resp, 301);
+    response_header(call->resp, "Location", "%.*s/%s%.*s", (int)req->path_raw.len, req->path_raw.p,
+                    req->query.p ? "?" : "", (int)req->query.len, req->query.p ? req->query.p : "");
+}
+
+static void serve_file(struct handler_call *call, int fd, const struct stat *st, const char *name) {
+    const struct http_request *req = call->req;
+    struct response *resp = call->resp;
+    char etag[48], lastmod[HTTPDATE_LEN + 1];
+    uint64_t size = (uint64_t)st->st_size, first = 0, count = size;
+    int status = 200;
+
+    snprintf(etag, sizeof etag, "\"%" PRIx64 "-%" PRIx64 "\"", (uint64_t)st->st_mtime, size);
+    httpdate_format(st->st_mtime, lastmod);
+
+    if (not_modified(req, etag, st->st_mtime)) {
+        close(fd);
+        response_reset(resp);
+        resp->status = 304;
+    } else {
+        const struct http_str *range = req->method == METHOD_GET ? http_find(req, "range") : NULL;
+        if (range && range_applies(req, etag, st->st_mtime)) {
+            switch (range_parse(range->p, range->len, size, &first, &count)) {
+            case RANGE_OK: status = 206; break;
+            case RANGE_UNSATISFIABLE:
+                close(fd);
+                response_error(resp, 416);
+                response_header(resp, "Content-Range", "bytes */%" PRIu64, size);
+                return;
+            case RANGE_IGNORE: break;
+            }
+        }
+        resp->status = status;
+        resp->content_type = mime_type(name);
+        response_file(resp, fd, first, count);
+        if (status == 206)
+            response_header(resp, "Content-Range", "bytes %" PRIu64 "-%" PRIu64 "/%" PRIu64, first,
+                            first + count - 1, size);
+    }
+    response_header(resp, "Last-Modified", "%s", lastmod);
+    response_header(resp, "ETag", "%s", etag);
+    response_header(resp, "Accept-Ranges", "bytes");
+}
+
+static void static_handle(struct handler_call *call) {
+    const struct http_request *req = call->req;
+    const struct route *rt = call->route;
+    struct response *resp = call->resp;
+
+    if (req->method != METHOD_GET && req->method != METHOD_HEAD) {
+        response_error(resp, 405);
+        response_header(resp, "Allow", "GET, HEAD");
+        return;
+    }
+    const char *rel = req->path[1] ? req->path + 1 : ".";
+    int fd = open_beneath(rt, rt->root_fd, rel);
+    if (fd < 0) {
+        response_error(resp, status_for_errno(errno));
+        return;
+    }
+    struct stat st;
+    if (fstat(fd, &st) < 0) goto fail;
+    const char *name = req->path;
+    if (S_ISDIR(st.st_mode)) {
+        if (req->path[req->path_len - 1] != '/') {
+            close(fd);
+            redirect_to_directory(call);
+            return;
+        }
+        int dfd = fd;
+        fd = open_beneath(rt, dfd, rt->conf->index);
+        close(dfd);
+        /* a directory without its index is not listed */
+        if (fd < 0) {
+            response_error(resp, errno == ENOENT ? 403 : status_for_errno(errno));
+            return;
+        }
+        if (fstat(fd, &st) < 0) goto fail;
+        name = rt->conf->index;
+    }
+    if (!S_ISREG(st.st_mode)) {
+        close(fd);
+        response_error(resp, 404);
+        return;
+    }
+    serve_file(call, fd, &st, name);
+    return;
+fail:
+    close(fd);
+    response_error(resp, 500);
+}
+
+static int static_init(struct route *rt, char *err, size_t errlen) {
+    rt->root_fd = open(rt->conf->root, O_PATH | O_DIRECTORY | O_CLOEXEC);
+    rt->root_real = realpath(rt->conf->root, NULL);
+    if (rt->root_fd < 0 || !rt->root_real) {
+        snprintf(err, errlen, "route %s: root %s: %s", rt->prefix, rt->conf->root, strerror(errno));
+        return -1;
+    }
+    return 0;
+}
+
+static void static_fini(struct route *rt) {
+    if (rt->root_fd >= 0) close(rt->root_fd);
+    rt->root_fd = -1;
+    free(rt->root_real);
+    rt->root_real = NULL;
+}
+
+const struct handler static_handler = {
+    .name = "static",
+    .init = static_init,
+    .fini = static_fini,
+    .handle = static_handle,
+};

@@ -1,0 +1,270 @@
+/* worker: the event loop, accepting, signals and the once-a-second tick. */
+#include "workers/worker.h"
+
+#include <errno.h>
+#include <event2/event.h>
+#include <signal.h>
+#include <stdatomic.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "server/log.h"
+#include "workers/accesslog.h"
+#include "workers/conn.h"
+#include "workers/pool.h"
+
+/* Connections taken per accept event, so one busy listener cannot starve
+ * the connections already open. */
+#define ACCEPT_BATCH 64
+/* Pause before accepting again when out of file descriptors. */
+#define ACCEPT_RETRY_MS 200
+/* Buffer blocks kept for reuse. */
+#define BUF_CACHE_BLOCKS 1024
+
+static void accept_enable(struct worker *w, bool on) {
+    if (w->accepting == on || (on && w->stopping)) return;
+    for (size_t i = 0; i < w->nlisteners; i++) {
+        if (on)
+            event_add(w->accept_evs[i], NULL);
+        else
+            event_del(w->accept_evs[i]);
+    }
+    w->accepting = on;
+}
+
+static void on_accept(evutil_socket_t lfd, short what, void *arg) {
+    struct worker *w = arg;
+    for (int i = 0; i < ACCEPT_BATCH; i++) {
+        if (w->nconns >= w->conf->max_connections) {
+            /* the rest wait in the backlog; resumed by worker_conn_closed() */
+            accept_enable(w, false);
+            return;
+        }
+        struct sockaddr_storage sa;
+        socklen_t len = sizeof sa;
+        int fd = accept4(lfd, (struct sockaddr *)&sa, &len, SOCK_NONBLOCK | SOCK_CLOEXEC);
+        if (fd < 0) {
+            switch (errno) {
+            case EAGAIN:
+            case ECONNABORTED:
+            case EPROTO: return;
+            case EINTR: continue;
+            case EMFILE:
+            case ENFILE:
+            case ENOBUFS:
+            case ENOMEM: {
+                /* no busy loop: stop accepting for a moment, or until a
+                 * connection closes and frees a descriptor */
+                static const struct timeval retry = {0, ACCEPT_RETRY_MS * 1000};
+                log_warn("accept: %s; pausing accepts for %d ms", strerror(errno), ACCEPT_RETRY_MS);
+                accept_enable(w, false);
+                event_add(w->accept_retry, &retry);
+                return;
+            }
+            default: log_error("accept: %s", strerror(errno)); return;
+            }
+        }
+        atomic_fetch_add_explicit(&w->slot->accepted, 1, memory_order_relaxed);
+        conn_accept(w, fd, (struct sockaddr *)&sa, len);
+    }
+}
+
+static void on_accept_retry(evutil_socket_t fd, short what, void *arg) {
+    accept_enable(arg, true);
+}
+
+void worker_conn_closed(struct worker *w) {
+    if (w->stopping) {
+        if (w->nconns == 0) event_base_loopbreak(w->base);
+        return;
+    }
+    if (!w->accepting && w->nconns < w->conf->max_connections) {
+        event_del(w->accept_retry);
+        accept_enable(w, true);
+    }
+}
+
+static void on_pool(evutil_socket_t fd, short what, void *arg) {
+    struct worker *w = arg;
+    pool_complete(w->pool);
+}
+
+static void update_slot(struct worker *w) {
+    atomic_store_explicit(&w->slot->heartbeat_ms, monotonic_ms(), memory_order_relaxed);
+    atomic_store_explicit(&w->slot->pool_busy, pool_busy(w->pool), memory_order_relaxed);
+    atomic_store_explicit(&w->slot->pool_queued, pool_queued(w->pool), memory_order_relaxed);
+}
+
+static void on_tick(evutil_socket_t fd, short what, void *arg) {
+    struct worker *w = arg;
+    update_slot(w);
+    if (w->alog) accesslog_flush(w->alog);
+}
+
+static void stop_now(struct worker *w) {
+    conns_stop(w, true);
+    event_base_loopbreak(w->base);
+}
+
+static void on_stop_timeout(evutil_socket_t fd, short what, void *arg) {
+    struct worker *w = arg;
+    log_warn("shutdown_timeout: closing %u connection(s) still open", w->nconns);
+    stop_now(w);
+}
+
+static void begin_stop(struct worker *w, bool fast) {
+    if (!w->stopping) {
+        accept_enable(w, false);
+        w->stopping = true;
+        atomic_store_explicit(&w->slot->state, SLOT_STOPPING, memory_order_relaxed);
+        /* our copies only: the master keeps the sockets open for others */
+        for (size_t i = 0; i < w->nlisteners; i++) listen_close(&w->listeners[i], false);
+    }
+    if (fast) {
+        stop_now(w);
+        return;
+    }
+    conns_stop(w, false);
+    if (w->nconns == 0) {
+        event_base_loopbreak(w->base);
+        return;
+    }
+    struct timeval tv = {w->conf->shutdown_timeout / 1000,
+                         (w->conf->shutdown_timeout % 1000) * 1000};
+    event_add(w->stop_timer, &tv);
+}
+
+static void on_signal(evutil_socket_t sig, short what, void *arg) {
+    struct worker *w = arg;
+    switch (sig) {
+    case SIGTERM:
+    case SIGQUIT:
+        /* a second request to stop while stopping means: now */
+        begin_stop(w, w->stopping);
+        break;
+    case SIGINT: begin_stop(w, true); break;
+    case SIGUSR1:
+        if (log_reopen() < 0) log_error("reopening error log: %s", strerror(errno));
+        if (w->alog && accesslog_reopen(w->alog) < 0)
+            log_error("reopening access log: %s", strerror(errno));
+        break;
+    }
+}
+
+static struct timeval ms_tv(unsigned ms) {
+    struct timeval tv = {ms / 1000, (ms % 1000) * 1000};
+    return tv;
+}
+
+static const struct timeval *common_timeout(struct event_base *base, unsigned ms) {
+    struct timeval tv = ms_tv(ms);
+    return event_base_init_common_timeout(base, &tv);
+}
+
+static int setup(struct worker *w) {
+    char err[512];
+    const struct conf *c = w->conf;
+    static const int sigs[4] = {SIGTERM, SIGQUIT, SIGINT, SIGUSR1};
+
+    struct event_config *cfg = event_config_new();
+    if (!cfg) return -1;
+    /* batch epoll_ctl changes made during a callback into one call each */
+    event_config_set_flag(cfg, EVENT_BASE_FLAG_EPOLL_USE_CHANGELIST | EVENT_BASE_FLAG_NOLOCK);
+    w->base = event_base_new_with_config(cfg);
+    event_config_free(cfg);
+    if (!w->base) {
+        log_error("cannot create the event loop");
+        return -1;
+    }
+    w->t_header = common_timeout(w->base, c->header_timeout);
+    w->t_body = common_timeout(w->base, c->body_timeout);
+    w->t_send = common_timeout(w->base, c->send_timeout);
+    w->t_keepalive = common_timeout(w->base, c->keepalive_timeout);
+    w->t_request = common_timeout(w->base, c->request_timeout);
+    w->t_linger = common_timeout(w->base, c->linger_timeout);
+
+    w->limits =
+        (struct http_limits){c->max_uri, c->max_header_size, c->max_headers, c->max_body_size};
+    http_init(&w->limits);
+    bufcache_init(&w->bufs, BUF_CACHE_BLOCKS);
+    if (routes_init(&w->routes, c, err, sizeof err) < 0) {
+        log_error("%s", err);
+        return -1;
+    }
+    if (!(w->pool = pool_create(c->threads, c->pool_queue))) {
+        log_error("thread pool: %s", strerror(errno));
+        return -1;
+    }
+    w->pool_ev = event_new(w->base, pool_fd(w->pool), EV_READ | EV_PERSIST, on_pool, w);
+    if (c->access_log && !(w->alog = accesslog_open(c->access_log))) {
+        log_error("access log %s: %s", c->access_log, strerror(errno));
+        return -1;
+    }
+    w->accept_evs = calloc(w->nlisteners, sizeof *w->accept_evs);
+    if (!w->accept_evs) return -1;
+    for (size_t i = 0; i < w->nlisteners; i++)
+        w->accept_evs[i] =
+            event_new(w->base, w->listeners[i].fd, EV_READ | EV_PERSIST, on_accept, w);
+    w->accept_retry = evtimer_new(w->base, on_accept_retry, w);
+    w->stop_timer = evtimer_new(w->base, on_stop_timeout, w);
+    w->tick = event_new(w->base, -1, EV_PERSIST, on_tick, w);
+    for (int i = 0; i < 4; i++) w->signals[i] = evsignal_new(w->base, sigs[i], on_signal, w);
+
+    struct timeval second = {1, 0};
+    event_add(w->pool_ev, NULL);
+    event_add(w->tick, &second);
+    for (int i = 0; i < 4; i++) event_add(w->signals[i], NULL);
+    accept_enable(w, true);
+    return 0;
+}
+
+static void teardown(struct worker *w) {
+    w->stopping = true; /* nothing may re-enable accepting now */
+    conns_stop(w, true);
+    if (w->pool) {
+        unsigned busy = pool_busy(w->pool);
+        if (busy && !w->exit_status) log_info("waiting for %u pool handler(s) to finish", busy);
+        pool_destroy(w->pool);
+    }
+    conns_free_cached(w);
+    for (size_t i = 0; w->accept_evs && i < w->nlisteners; i++)
+        if (w->accept_evs[i]) event_free(w->accept_evs[i]);
+    free(w->accept_evs);
+    struct event *evs[] = {w->pool_ev,    w->accept_retry, w->stop_timer, w->tick,
+                           w->signals[0], w->signals[1],   w->signals[2], w->signals[3]};
+    for (size_t i = 0; i < sizeof evs / sizeof evs[0]; i++)
+        if (evs[i]) event_free(evs[i]);
+    routes_free(&w->routes);
+    accesslog_close(w->alog);
+    bufcache_destroy(&w->bufs);
+    if (w->base) event_base_free(w->base);
+}
+
+int worker_run(const struct conf *conf, struct listener *listeners, size_t nlisteners,
+               struct sb_slot *slot) {
+    struct worker w;
+    memset(&w, 0, sizeof w);
+    w.conf = conf;
+    w.listeners = listeners;
+    w.nlisteners = nlisteners;
+    w.slot = slot;
+
+    /* the master's business, not ours: a HUP sent to the process group must
+     * not kill workers */
+    signal(SIGHUP, SIG_IGN);
+    signal(SIGUSR2, SIG_IGN);
+    signal(SIGTTIN, SIG_IGN);
+    signal(SIGTTOU, SIG_IGN);
+
+    int status = 1;
+    if (setup(&w) == 0) {
+        atomic_store_explicit(&slot->state, SLOT_SERVING, memory_order_relaxed);
+        update_slot(&w);
+        event_base_dispatch(w.base);
+        status = 0;
+    }
+    w.exit_status = status;
+    teardown(&w);
+    return status;
+}
