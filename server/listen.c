@@ -3,7 +3,6 @@
 
 #include <arpa/inet.h>
 #include <errno.h>
-#include <netdb.h>
 #include <netinet/in.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -83,17 +82,15 @@ int listen_parse(const char *text, struct sockaddr_storage *sa, socklen_t *len, 
         in6->sin6_family = AF_INET6;
         in6->sin6_port = htons((uint16_t)port);
         *len = sizeof *in6;
+    } else if (strcmp(host, "localhost") == 0) {
+        in4->sin_family = AF_INET;
+        in4->sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+        in4->sin_port = htons((uint16_t)port);
+        *len = sizeof *in4;
     } else {
-        struct addrinfo hints = {.ai_socktype = SOCK_STREAM, .ai_flags = AI_ADDRCONFIG}, *res;
-        int rc = getaddrinfo(host, NULL, &hints, &res);
-        if (rc) return fail(err, errlen, "listen: %s: %s", text, gai_strerror(rc));
-        memcpy(sa, res->ai_addr, res->ai_addrlen);
-        *len = res->ai_addrlen;
-        freeaddrinfo(res);
-        if (sa->ss_family == AF_INET)
-            in4->sin_port = htons((uint16_t)port);
-        else
-            in6->sin6_port = htons((uint16_t)port);
+        /* no name lookups: a listen address must not depend on DNS at start */
+        return fail(err, errlen, "listen: %s: host must be an IP address, [v6], * or localhost",
+                    text);
     }
     return 0;
 }

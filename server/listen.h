@@ -17,7 +17,7 @@ struct listener {
     bool unix_owned; /* we created the socket file: unlink it at the end */
 };
 
-/* Parses "host:port", "[v6]:port", "*:port" or "unix:/path". */
+/* Parses "IP:port", "[v6]:port", "*:port", "localhost:port" or "unix:/path". */
 int listen_parse(const char *text, struct sockaddr_storage *sa, socklen_t *len, char *err,
                  size_t errlen);
 /* Parses l->addr, then binds and listens with the given backlog. */

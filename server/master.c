@@ -11,6 +11,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/prctl.h>
+#include <sys/resource.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -269,6 +270,19 @@ static uint64_t next_deadline(const struct master *m, uint64_t now) {
     return next > now ? next - now : 0;
 }
 
+/* Each connection needs a descriptor (and one more while a file is sent):
+ * raise the soft limit towards max_connections, as far as the hard one goes. */
+static void raise_nofile(const struct conf *conf) {
+    struct rlimit rl;
+    rlim_t want = (rlim_t)conf->max_connections + 256;
+    if (getrlimit(RLIMIT_NOFILE, &rl) < 0 || rl.rlim_cur >= want) return;
+    rlim_t cur = rl.rlim_max == RLIM_INFINITY || rl.rlim_max >= want ? want : rl.rlim_max;
+    rl.rlim_cur = cur;
+    if (setrlimit(RLIMIT_NOFILE, &rl) < 0 || cur < want)
+        log_warn("open files limited to %llu: max_connections = %u needs about %llu",
+                 (unsigned long long)cur, conf->max_connections, (unsigned long long)want);
+}
+
 static void write_pid_file(const char *path) {
     int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
     if (fd < 0) {
@@ -297,6 +311,7 @@ int master_run(struct conf *conf, struct listener *listeners, size_t nlisteners)
         free(m.procs);
         return 1;
     }
+    raise_nofile(conf);
     sigset_t sigs = master_signals();
     sigprocmask(SIG_BLOCK, &sigs, NULL);
     if (conf->pid_file) write_pid_file(conf->pid_file);

@@ -63,11 +63,12 @@ struct conn {
     enum conn_state state;
     enum conn_state armed; /* the state whose timeout the read event carries */
     unsigned armed_requests;
-    unsigned requests; /* answered on this connection */
-    bool close_after;  /* close once the output is flushed */
-    bool linger;       /* drain the client before closing */
-    bool peer_closed;  /* read returned 0 */
-    bool read_paused;  /* read event removed: input buffer full */
+    unsigned requests;    /* answered on this connection */
+    uint64_t deadline_ms; /* READING_HEAD, LINGERING: when the total time is up */
+    bool close_after;     /* close once the output is flushed */
+    bool linger;          /* drain the client before closing */
+    bool peer_closed;     /* read returned 0 */
+    bool read_paused;     /* read event removed: input buffer full */
     bool wev_added;
     bool nodelay;
     struct event rev, wev;
@@ -593,24 +594,46 @@ again:
     return FLUSH_AGAIN;
 }
 
+static uint64_t now_ms(struct worker *w) {
+    struct timeval tv;
+    event_base_gettimeofday_cached(w->base, &tv);
+    return (uint64_t)tv.tv_sec * 1000 + (uint64_t)tv.tv_usec / 1000;
+}
+
+/* A timeout that is a total, not a pause between reads. libevent restarts a
+ * persistent event's timeout whenever it fires, so while waiting in such a
+ * state the read event gets what is left of the deadline after each read. */
+static const struct timeval *time_left(struct conn *c, unsigned total_ms, struct timeval *tv) {
+    uint64_t now = now_ms(c->w);
+    if (c->armed != c->state) c->deadline_ms = now + total_ms;
+    uint64_t left = c->deadline_ms > now ? c->deadline_ms - now : 0;
+    tv->tv_sec = (time_t)(left / 1000);
+    tv->tv_usec = (suseconds_t)(left % 1000) * 1000;
+    return tv;
+}
+
 /* The read event's timeout for the state we are about to wait in. */
 static void conn_arm(struct conn *c) {
     struct worker *w = c->w;
     const struct timeval *tv = NULL;
+    struct timeval left;
     bool rearm = c->armed != c->state;
     switch (c->state) {
     case CONN_IDLE:
         tv = w->t_keepalive;
         rearm |= c->armed_requests != c->requests; /* idle time restarts per request */
         break;
-    case CONN_READING_HEAD: tv = w->t_header; break; /* total: not reset by reads */
-    case CONN_READING_BODY:
-        tv = w->t_body;
-        rearm = true; /* time between two reads */
+    case CONN_READING_HEAD:
+        tv = time_left(c, w->conf->header_timeout, &left);
+        rearm = true;
         break;
-    case CONN_HANDLING: /* the exchange's own timer */
+    case CONN_READING_BODY: tv = w->t_body; break; /* a pause: persistence restarts it */
+    case CONN_HANDLING:                            /* the exchange's own timer */
     case CONN_WRITING: break;
-    case CONN_LINGERING: tv = w->t_linger; break;
+    case CONN_LINGERING:
+        tv = time_left(c, w->conf->linger_timeout, &left);
+        rearm = true;
+        break;
     }
     if (c->peer_closed) return;
     if (c->read_paused) {
@@ -736,6 +759,7 @@ void conn_accept(struct worker *w, int fd, const struct sockaddr *peer, socklen_
     /* the first request's head gets header_timeout from the accept */
     event_add(&c->rev, w->t_header);
     c->armed = CONN_READING_HEAD;
+    c->deadline_ms = now_ms(w) + w->conf->header_timeout;
 }
 
 static void conn_close(struct conn *c) {

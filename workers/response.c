@@ -158,7 +158,7 @@ int response_serialize(const struct response *r, const struct response_framing *
     bool has_body = http_status_has_body(r->status);
     bool send_mem = r->body == BODY_MEM && has_body && !f->head_request;
     size_t need =
-        160 + server_len + reason_len + ctype_len + r->headers_len + (send_mem ? r->mem_len : 0);
+        256 + server_len + reason_len + ctype_len + r->headers_len + (send_mem ? r->mem_len : 0);
     if (buf_reserve(out, bc, need, (size_t)-1) < 0) return -1;
 
     char *p = buf_tail(out);

@@ -47,17 +47,19 @@ refuse:
     return -1;
 }
 
-/* Opens rel (relative, no leading slash) beneath dirfd, never outside the
- * route's root. Non-blocking, so that a FIFO cannot hang the thread. */
-static int open_beneath(const struct route *rt, int dirfd, const char *rel) {
+/* Opens rel (relative, no leading slash) beneath the route's root, never
+ * outside it. RESOLVE_BENEATH also refuses absolute symlinks, even those that
+ * point back inside the root: those get the real-path check instead.
+ * Non-blocking, so that a FIFO cannot hang the thread. */
+static int open_beneath(const struct route *rt, const char *rel) {
     int flags = O_RDONLY | O_CLOEXEC | O_NONBLOCK | O_NOCTTY;
     if (!no_openat2) {
         struct open_how how = {.flags = (uint64_t)flags, .resolve = RESOLVE_BENEATH};
-        int fd = (int)syscall(SYS_openat2, dirfd, rel, &how, sizeof how);
-        if (fd >= 0 || errno != ENOSYS) return fd;
-        no_openat2 = 1;
+        int fd = (int)syscall(SYS_openat2, rt->root_fd, rel, &how, sizeof how);
+        if (fd >= 0 || (errno != ENOSYS && errno != EXDEV)) return fd;
+        if (errno == ENOSYS) no_openat2 = 1;
     }
-    return open_fallback(rt, dirfd, rel, flags);
+    return open_fallback(rt, rt->root_fd, rel, flags);
 }
 
 static int status_for_errno(int e) {
@@ -112,12 +114,34 @@ static bool range_applies(const struct http_request *req, const char *etag, time
     return httpdate_parse(ir->p, ir->len, &date) == 0 && date == mtime;
 }
 
-/* 301 to the slash form of a directory, keeping the target's own encoding. */
+/* 301 to the slash form of a directory. Location is built from the
+ * normalized path, re-encoded: the raw target could say "//evil.example/..",
+ * which a browser would read as another host. */
 static void redirect_to_directory(struct handler_call *call) {
+    static const char keep[] = "-._~!$&'()*+,;=:@/";
+    static const char hex[] = "0123456789ABCDEF";
     const struct http_request *req = call->req;
+    char *loc = malloc(req->path_len * 3 + 2);
+    if (!loc) {
+        response_error(call->resp, 500);
+        return;
+    }
+    size_t n = 0;
+    for (size_t i = 0; i < req->path_len; i++) {
+        unsigned char c = (unsigned char)req->path[i];
+        if ((c >= '0' && c <= '9') || ((c | 0x20) >= 'a' && (c | 0x20) <= 'z') || strchr(keep, c)) {
+            loc[n++] = (char)c;
+        } else {
+            loc[n++] = '%';
+            loc[n++] = hex[c >> 4];
+            loc[n++] = hex[c & 15];
+        }
+    }
+    loc[n++] = '/';
     response_error(call->resp, 301);
-    response_header(call->resp, "Location", "%.*s/%s%.*s", (int)req->path_raw.len, req->path_raw.p,
-                    req->query.p ? "?" : "", (int)req->query.len, req->query.p ? req->query.p : "");
+    response_header(call->resp, "Location", "%.*s%s%.*s", (int)n, loc, req->query.p ? "?" : "",
+                    (int)req->query.len, req->query.p ? req->query.p : "");
+    free(loc);
 }
 
 static void serve_file(struct handler_call *call, int fd, const struct stat *st, const char *name) {
@@ -170,7 +194,7 @@ static void static_handle(struct handler_call *call) {
         return;
     }
     const char *rel = req->path[1] ? req->path + 1 : ".";
-    int fd = open_beneath(rt, rt->root_fd, rel);
+    int fd = open_beneath(rt, rel);
     if (fd < 0) {
         response_error(resp, status_for_errno(errno));
         return;
@@ -184,9 +208,16 @@ static void static_handle(struct handler_call *call) {
             redirect_to_directory(call);
             return;
         }
-        int dfd = fd;
-        fd = open_beneath(rt, dfd, rt->conf->index);
-        close(dfd);
+        close(fd);
+        /* the index is opened from the root, like any file: it may be a
+         * symlink to elsewhere inside the root */
+        char index[PATH_MAX];
+        if ((size_t)snprintf(index, sizeof index, "%s%s", req->path + 1, rt->conf->index) >=
+            sizeof index) {
+            response_error(resp, 404);
+            return;
+        }
+        fd = open_beneath(rt, index);
         /* a directory without its index is not listed */
         if (fd < 0) {
             response_error(resp, errno == ENOENT ? 403 : status_for_errno(errno));

@@ -182,7 +182,6 @@ static int setup(struct worker *w) {
     w->t_send = common_timeout(w->base, c->send_timeout);
     w->t_keepalive = common_timeout(w->base, c->keepalive_timeout);
     w->t_request = common_timeout(w->base, c->request_timeout);
-    w->t_linger = common_timeout(w->base, c->linger_timeout);
 
     w->limits =
         (struct http_limits){c->max_uri, c->max_header_size, c->max_headers, c->max_body_size};

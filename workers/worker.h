@@ -60,7 +60,7 @@ struct worker {
     struct bufcache bufs;
 
     /* libevent common timeouts: O(1) queues, one per duration */
-    const struct timeval *t_header, *t_body, *t_send, *t_keepalive, *t_request, *t_linger;
+    const struct timeval *t_header, *t_body, *t_send, *t_keepalive, *t_request;
 
     bool stopping;
     int exit_status;
