@@ -31,7 +31,7 @@ static const struct option options[] = {
 int cli_parse(int argc, char **argv, struct cli *cli, char *err, size_t errlen) {
     memset(cli, 0, sizeof *cli);
     opterr = 0;
-    optind = 1;
+    optind = 0; /* 0, not 1: glibc then also forgets a half-read "-xv" */
     int opt;
     while ((opt = getopt_long(argc, argv, ":c:l:r:w:t:s:vh", options, NULL)) != -1) {
         switch (opt) {
@@ -53,12 +53,27 @@ int cli_parse(int argc, char **argv, struct cli *cli, char *err, size_t errlen) 
         case 's': cli->signal = optarg; break;
         case 'v': cli->version = true; break;
         case 'h': cli->help = true; break;
-        case ':':
-            snprintf(err, errlen, "%s needs a value (see --help)", argv[optind - 1]);
+        case ':': {
+            const char *word = argv[optind - 1];
+            if (strncmp(word, "--", 2) == 0)
+                snprintf(err, errlen, "%s needs a value (see --help)", word);
+            else
+                snprintf(err, errlen, "-%c needs a value (see --help)", optopt);
             return -1;
-        default:
-            snprintf(err, errlen, "unknown option %s (see --help)", argv[optind - 1]);
+        }
+        default: {
+            /* a long option is the word just read; in a cluster of short
+             * ones ("-xv") only optopt says which letter was wrong */
+            const char *word = argv[optind - 1];
+            if (strncmp(word, "--", 2) == 0 && optopt == 0)
+                snprintf(err, errlen, "unknown option %s (see --help)", word);
+            else if (strncmp(word, "--", 2) == 0 && strchr(word, '='))
+                snprintf(err, errlen, "option %.*s takes no value (see --help)",
+                         (int)(strchr(word, '=') - word), word);
+            else
+                snprintf(err, errlen, "unknown option -%c (see --help)", optopt);
             return -1;
+        }
         }
     }
     if (optind < argc) {

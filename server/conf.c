@@ -172,12 +172,13 @@ static int replace_string(char **slot, char *value) {
 static int set_value(struct conf *c, const struct setting *s, const char *value, const char *base,
                      char *err, size_t errlen) {
     void *field = (char *)c + s->off;
+    const char *end;
     uint64_t v;
     unsigned ms;
 
     switch (s->kind) {
     case K_UINT:
-        if (parse_u64(value, &value, &v) < 0 || *value) goto bad;
+        if (parse_u64(value, &end, &v) < 0 || *end) goto bad;
         if (v < s->min || v > s->max) goto range;
         *(unsigned *)field = (unsigned)v;
         return 0;
@@ -196,7 +197,7 @@ static int set_value(struct conf *c, const struct setting *s, const char *value,
             *(unsigned *)field = 0;
             return 0;
         }
-        if (parse_u64(value, &value, &v) < 0 || *value) goto bad;
+        if (parse_u64(value, &end, &v) < 0 || *end) goto bad;
         if (v < s->min || v > s->max) goto range;
         *(unsigned *)field = (unsigned)v;
         return 0;
@@ -329,15 +330,16 @@ int conf_set_root(struct conf *c, const char *dir, char *err, size_t errlen) {
 
 /* ---- INI loading ------------------------------------------------------ */
 
-/* State of one file load. inih (as Debian builds it) does not pass line
- * numbers to the handler, so the reader below counts lines itself. */
+/* State of one file load. inih (as Debian builds it) passes no line numbers
+ * and does not report section headers, so the reader below counts lines and
+ * enters each section at its header line. */
 struct load {
     struct conf *c;
     const char *name;
-    const char *text, *pos;
+    const char *pos;
     int line;
-    bool too_long;
     bool seen[NSETTINGS];
+    unsigned route_seen; /* bit per route setting, in the current route */
     char section[256];
     struct conf_route *route;
     char *err;
@@ -345,64 +347,85 @@ struct load {
     bool failed;
 };
 
-static char *read_line(char *str, int num, void *stream) {
-    struct load *ld = stream;
-    if (!*ld->pos) return NULL;
-    const char *nl = strchr(ld->pos, '\n');
-    size_t len = nl ? (size_t)(nl - ld->pos) + 1 : strlen(ld->pos);
-    ld->line++;
-    if (len >= (size_t)num) {
-        ld->too_long = true;
-        len = 0; /* hand inih an empty line, report the error ourselves */
-    }
-    memcpy(str, ld->pos, len);
-    str[len] = '\0';
-    ld->pos += nl ? (size_t)(nl - ld->pos) + 1 : strlen(ld->pos);
-    if (ld->too_long && !ld->failed) {
+static int error_at(struct load *ld, int line, const char *msg) {
+    if (!ld->failed) {
         ld->failed = true;
-        snprintf(ld->err, ld->errlen, "%s:%d: line too long", ld->name, ld->line);
+        snprintf(ld->err, ld->errlen, "%s:%d: %s", ld->name, line, msg);
     }
-    return str;
+    return 0;
 }
 
 static int load_error(struct load *ld, const char *msg) {
-    if (!ld->failed) {
-        ld->failed = true;
-        snprintf(ld->err, ld->errlen, "%s:%d: %s", ld->name, ld->line, msg);
+    return error_at(ld, ld->line, msg);
+}
+
+static int enter_section(struct load *ld, const char *section);
+
+static char *read_line(char *str, int num, void *stream) {
+    struct load *ld = stream;
+    if (!*ld->pos) return NULL;
+    const char *line = ld->pos, *nl = strchr(line, '\n');
+    size_t len = nl ? (size_t)(nl - line) + 1 : strlen(line);
+    ld->pos += len;
+    ld->line++;
+    if (len >= (size_t)num) {
+        load_error(ld, "line too long");
+        len = 0; /* inih gets an empty line; the error is ours */
     }
-    return 0;
+    memcpy(str, line, len);
+    str[len] = '\0';
+    /* a header: "[name]" as inih reads it (without "]", inih says syntax error) */
+    char *open = str + strspn(str, " \t"), *close = strchr(open, ']');
+    if (*open == '[' && close && !ld->failed) {
+        char name[sizeof ld->section];
+        snprintf(name, sizeof name, "%.*s", (int)(close - open - 1), open + 1);
+        enter_section(ld, name);
+    }
+    return str;
 }
 
 static int enter_section(struct load *ld, const char *section) {
     snprintf(ld->section, sizeof ld->section, "%s", section);
     ld->route = NULL;
+    ld->route_seen = 0;
     if (strcmp(section, "server") == 0) return 1;
     if (strncmp(section, "route ", 6) == 0) {
         const char *prefix = section + 6;
         while (*prefix == ' ') prefix++;
-        if (*prefix != '/') return load_error(ld, "route prefix must start with '/'");
-        if (find_route(ld->c, prefix)) return load_error(ld, "route defined twice");
+        if (*prefix != '/') return error_at(ld, ld->line, "route prefix must start with '/'");
+        if (find_route(ld->c, prefix)) return error_at(ld, ld->line, "route defined twice");
         if (!(ld->route = add_route(ld->c, prefix, ld->line)))
             return load_error(ld, "out of memory");
         return 1;
     }
     char msg[300];
     snprintf(msg, sizeof msg, "unknown section [%s]", section);
-    return load_error(ld, msg);
+    return error_at(ld, ld->line, msg);
+}
+
+static int on_route_setting(struct load *ld, const char *name, const char *value) {
+    static const char *const names[] = {"handler", "root", "index", "mode"};
+    char msg[512];
+    for (unsigned i = 0; i < 4; i++) {
+        if (strcmp(name, names[i]) != 0) continue;
+        if (ld->route_seen & (1u << i)) {
+            snprintf(msg, sizeof msg, "%s: set twice", name);
+            return load_error(ld, msg);
+        }
+        ld->route_seen |= 1u << i;
+    }
+    if (set_route(ld->route, name, value, ld->c->base_dir, msg, sizeof msg) < 0)
+        return load_error(ld, msg);
+    return 1;
 }
 
 static int on_ini(void *user, const char *section, const char *name, const char *value) {
     struct load *ld = user;
     char msg[512];
     if (ld->failed) return 0;
-    if (strcmp(section, ld->section) != 0 && !enter_section(ld, section)) return 0;
     if (!*section) return load_error(ld, "setting outside a section (start with [server])");
+    if (ld->route) return on_route_setting(ld, name, value);
 
-    if (ld->route) {
-        if (set_route(ld->route, name, value, ld->c->base_dir, msg, sizeof msg) < 0)
-            return load_error(ld, msg);
-        return 1;
-    }
     const struct setting *s = find_setting(name);
     if (!s) {
         snprintf(msg, sizeof msg, "unknown setting \"%s\"", name);
@@ -424,8 +447,7 @@ static int on_ini(void *user, const char *section, const char *name, const char 
 }
 
 int conf_load_string(struct conf *c, const char *text, const char *name, char *err, size_t errlen) {
-    struct load ld = {
-        .c = c, .name = name, .text = text, .pos = text, .err = err, .errlen = errlen};
+    struct load ld = {.c = c, .name = name, .pos = text, .err = err, .errlen = errlen};
     /* one handler call per line, first error wins */
     ini_allow_multiline = false;
     ini_stop_on_first_error = true;

@@ -50,7 +50,7 @@ struct conf {
 
     uint64_t max_uri;
     uint64_t max_header_size;
-    uint64_t max_headers;
+    unsigned max_headers;
     uint64_t max_body_size;
 
     char *access_log; /* path, "-" for stdout, or NULL when off */

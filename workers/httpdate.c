@@ -78,7 +78,8 @@ int httpdate_parse(const char *s, size_t len, time_t *out) {
     char buf[64];
     struct tm tm;
     int year;
-    if (len >= sizeof buf) return -1;
+    /* 24 is the shortest valid form (asctime); a NUL byte is not a date */
+    if (len < 24 || len >= sizeof buf || memchr(s, '\0', len)) return -1;
     memcpy(buf, s, len);
     buf[len] = '\0';
     memset(&tm, 0, sizeof tm);
