@@ -47,6 +47,8 @@ struct conf {
     unsigned keepalive_requests;
     unsigned max_connections;
     unsigned pool_queue;
+    unsigned file_cache_entries; /* 0: no open-file cache */
+    unsigned file_cache_valid;
 
     uint64_t max_uri;
     uint64_t max_header_size;

@@ -75,6 +75,8 @@ struct conn {
     struct buf in, out;
     int file_fd; /* file body being sent after out */
     uint64_t file_off, file_left;
+    void *file_hold; /* the file's owner (open-file cache entry), if not us */
+    void (*file_release)(void *hold);
     struct exchange *ex;
     union {
         struct sockaddr sa;
@@ -238,12 +240,16 @@ static enum step respond(struct conn *c) {
         c->file_fd = resp->fd;
         c->file_off = resp->file_off;
         c->file_left = resp->file_len;
+        c->file_hold = resp->hold;
+        c->file_release = resp->release;
         ex->body_bytes = resp->file_len;
         resp->fd = -1;
+        resp->hold = NULL;
         c->state = CONN_WRITING;
         return STEP_CONTINUE;
     }
     if (resp->body == BODY_MEM && body_on_wire) ex->body_bytes = resp->mem_len;
+    if (resp->body == BODY_DATA && body_on_wire) ex->body_bytes = resp->data_len;
     exchange_finish(c);
     return STEP_CONTINUE;
 }
@@ -549,6 +555,16 @@ static enum step conn_step(struct conn *c) {
     return STEP_WAIT;
 }
 
+/* Done with the file body: hand it back to its owner, or close it. */
+static void drop_file(struct conn *c) {
+    if (c->file_hold)
+        c->file_release(c->file_hold);
+    else
+        close(c->file_fd);
+    c->file_hold = NULL;
+    c->file_fd = -1;
+}
+
 /* Writes queued output, then the file body; adds the write event only when
  * the socket is full. */
 static enum flush conn_flush(struct conn *c) {
@@ -578,10 +594,7 @@ static enum flush conn_flush(struct conn *c) {
         c->file_off += (uint64_t)sent;
         c->file_left -= (uint64_t)sent;
     }
-    if (c->file_fd >= 0) {
-        close(c->file_fd);
-        c->file_fd = -1;
-    }
+    if (c->file_fd >= 0) drop_file(c);
     if (c->wev_added) {
         event_del(&c->wev);
         c->wev_added = false;
@@ -774,7 +787,7 @@ static void conn_close(struct conn *c) {
     event_del(&c->rev);
     event_del(&c->wev);
     close(c->fd);
-    if (c->file_fd >= 0) close(c->file_fd);
+    if (c->file_fd >= 0) drop_file(c);
     buf_release(&c->in, &w->bufs);
     buf_release(&c->out, &w->bufs);
 

@@ -309,7 +309,11 @@ static int check_head(struct http_msg *m) {
 static int on_headers_complete(http_parser *p) {
     struct http_msg *m = p->data;
     m->in_body = true;
-    return check_head(m) ? -1 : 0;
+    if (check_head(m)) return -1;
+    /* http-parser matches Transfer-Encoding itself and misses valid forms
+     * ("chunked<TAB>", empty list elements): our verdict is the one it uses */
+    if (m->req.chunked) p->flags |= F_CHUNKED;
+    return 0;
 }
 
 static int on_body(http_parser *p, const char *at, size_t len) {
@@ -363,7 +367,7 @@ static long run_parser(struct http_msg *m, const char *buf, size_t len) {
     switch (e) {
     case HPE_INVALID_METHOD: refuse(m, 501, "method not implemented"); break;
     case HPE_HEADER_OVERFLOW: refuse(m, 431, "header section too large"); break;
-    case HPE_INVALID_TRANSFER_ENCODING: refuse(m, 501, "transfer coding not implemented"); break;
+    case HPE_INVALID_TRANSFER_ENCODING: refuse(m, 400, "invalid Transfer-Encoding"); break;
     default: refuse(m, 400, http_errno_description(e)); break;
     }
     return -1;

@@ -16,7 +16,13 @@ void response_init(struct response *r) {
 }
 
 void response_reset(struct response *r) {
-    if (r->fd >= 0) close(r->fd);
+    if (r->hold)
+        r->release(r->hold);
+    else if (r->fd >= 0)
+        close(r->fd);
+    r->hold = NULL;
+    r->data = NULL;
+    r->data_len = 0;
     r->status = 200;
     r->content_type = NULL;
     r->body = BODY_NONE;
@@ -65,16 +71,29 @@ int response_header(struct response *r, const char *name, const char *fmt, ...) 
     return 0;
 }
 
+int response_header_raw(struct response *r, const char *lines, size_t len) {
+    if (grow(&r->headers, &r->headers_cap, r->headers_len + len)) return -1;
+    memcpy(r->headers + r->headers_len, lines, len);
+    r->headers_len += len;
+    return 0;
+}
+
 int response_append(struct response *r, const void *p, size_t n) {
     if (grow(&r->mem, &r->mem_cap, r->mem_len + n)) return -1;
-    memcpy(r->mem + r->mem_len, p, n);
+    if (n) memcpy(r->mem + r->mem_len, p, n); /* p may be NULL for nothing */
     r->mem_len += n;
     r->body = BODY_MEM;
     return 0;
 }
 
+void response_hold(struct response *r, void *hold, void (*release)(void *hold)) {
+    if (r->hold) r->release(r->hold);
+    r->hold = hold;
+    r->release = release;
+}
+
 void response_file(struct response *r, int fd, uint64_t off, uint64_t len) {
-    if (r->fd >= 0 && r->fd != fd) close(r->fd);
+    if (r->fd >= 0 && r->fd != fd && !r->hold) close(r->fd);
     r->body = BODY_FILE;
     r->fd = fd;
     r->file_off = off;
@@ -146,7 +165,7 @@ static size_t put_u64(char *p, uint64_t v) {
 #define PUT(lit) (memcpy(p, lit, sizeof lit - 1), p += sizeof lit - 1)
 
 static void put_str(char **p, const char *s, size_t n) {
-    memcpy(*p, s, n);
+    if (n) memcpy(*p, s, n); /* s may be NULL for an empty body */
     *p += n;
 }
 
@@ -156,9 +175,11 @@ int response_serialize(const struct response *r, const struct response_framing *
     size_t server_len = strlen(f->server), reason_len = strlen(reason);
     size_t ctype_len = r->content_type ? strlen(r->content_type) : 0;
     bool has_body = http_status_has_body(r->status);
-    bool send_mem = r->body == BODY_MEM && has_body && !f->head_request;
+    const char *body = r->body == BODY_MEM ? r->mem : r->data;
+    size_t body_len = r->body == BODY_MEM ? r->mem_len : r->data_len;
+    bool send_mem = (r->body == BODY_MEM || r->body == BODY_DATA) && has_body && !f->head_request;
     size_t need =
-        256 + server_len + reason_len + ctype_len + r->headers_len + (send_mem ? r->mem_len : 0);
+        256 + server_len + reason_len + ctype_len + r->headers_len + (send_mem ? body_len : 0);
     if (buf_reserve(out, bc, need, (size_t)-1) < 0) return -1;
 
     char *p = buf_tail(out);
@@ -186,9 +207,7 @@ int response_serialize(const struct response *r, const struct response_framing *
             }
         } else {
             PUT("Content-Length: ");
-            uint64_t len = r->body == BODY_MEM    ? r->mem_len
-                           : r->body == BODY_FILE ? r->file_len
-                                                  : 0;
+            uint64_t len = r->body == BODY_FILE ? r->file_len : r->body == BODY_NONE ? 0 : body_len;
             p += put_u64(p, len);
             PUT("\r\n");
         }
@@ -199,7 +218,7 @@ int response_serialize(const struct response *r, const struct response_framing *
     else if (f->version == 10)
         PUT("Connection: keep-alive\r\n");
     PUT("\r\n");
-    if (send_mem) put_str(&p, r->mem, r->mem_len);
+    if (send_mem) put_str(&p, body, body_len);
     out->end = (size_t)(p - out->data);
     return 0;
 }

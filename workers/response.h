@@ -17,8 +17,10 @@
 
 enum body_kind {
     BODY_NONE,   /* no body (Content-Length: 0 unless the status forbids it) */
-    BODY_MEM,    /* mem[0, mem_len) */
-    BODY_FILE,   /* file_len bytes of fd from file_off; fd is closed afterwards */
+    BODY_MEM,    /* mem[0, mem_len), owned by the response */
+    BODY_DATA,   /* data[0, data_len), kept alive by hold */
+    BODY_FILE,   /* file_len bytes of fd from file_off; fd is closed afterwards,
+                    or belongs to hold when there is one */
     BODY_STREAM, /* pieces arrive later through handler_stream_write() */
 };
 
@@ -28,9 +30,13 @@ struct response {
     enum body_kind body;
     char *mem;
     size_t mem_len, mem_cap;
+    const char *data;
+    size_t data_len;
     int fd;
     uint64_t file_off, file_len;
-    char *headers; /* extra header lines, each ending in CRLF */
+    void *hold;                  /* owner of data or fd (an open-file cache entry) */
+    void (*release)(void *hold); /* called when the response is done with it */
+    char *headers;               /* extra header lines, each ending in CRLF */
     size_t headers_len, headers_cap;
     bool close; /* close the connection after this response */
 };
@@ -43,12 +49,16 @@ void response_free(struct response *r);
 /* Appends "name: value" with value formatted like printf. */
 int response_header(struct response *r, const char *name, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
+/* Appends ready-made header lines (each ending in CRLF). */
+int response_header_raw(struct response *r, const char *lines, size_t len);
 /* Appends bytes to a BODY_MEM body. */
 int response_append(struct response *r, const void *p, size_t n);
 /* A short text/plain body naming the status; adds Allow for 405. */
 void response_error(struct response *r, int status);
 /* Sends file range [off, off + len) of fd, which the response now owns. */
 void response_file(struct response *r, int fd, uint64_t off, uint64_t len);
+/* Borrowed body or file: hold keeps it alive until release(hold). */
+void response_hold(struct response *r, void *hold, void (*release)(void *hold));
 
 /* Reason phrase for a status code ("Unknown" for unlisted ones). */
 const char *http_reason(int status);

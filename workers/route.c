@@ -45,7 +45,7 @@ int routes_init(struct routes *rs, const struct conf *c, char *err, size_t errle
             return -1;
         }
         rs->n++;
-        if (rt->handler->init && rt->handler->init(rt, err, errlen) < 0) {
+        if (rt->handler->init && rt->handler->init(rt, c, err, errlen) < 0) {
             routes_free(rs);
             return -1;
         }

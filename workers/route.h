@@ -16,6 +16,7 @@
 
 struct route;
 struct exchange;
+struct fcache;
 
 /* One call of a handler. */
 struct handler_call {
@@ -29,7 +30,7 @@ struct handler {
     const char *name;
     bool wants_body; /* the request body is collected for it; others drop it */
     /* Per-worker setup of a route (open its root...); 0 or -1 with err set. */
-    int (*init)(struct route *rt, char *err, size_t errlen);
+    int (*init)(struct route *rt, const struct conf *conf, char *err, size_t errlen);
     void (*fini)(struct route *rt);
     void (*handle)(struct handler_call *call);
 };
@@ -40,8 +41,9 @@ struct route {
     const struct handler *handler;
     enum route_mode mode;
     const struct conf_route *conf;
-    int root_fd;     /* static: the root directory */
-    char *root_real; /* static: its canonical path, for the no-openat2 fallback */
+    int root_fd;           /* static: the root directory */
+    char *root_real;       /* static: its canonical path, for the no-openat2 fallback */
+    struct fcache *fcache; /* static, inline mode: open files */
 };
 
 struct routes {

@@ -17,8 +17,10 @@
 #include <string.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
+#include <time.h>
 #include <unistd.h>
 
+#include "workers/fcache.h"
 #include "workers/httpdate.h"
 #include "workers/mime.h"
 #include "workers/range.h"
@@ -144,48 +146,103 @@ static void redirect_to_directory(struct handler_call *call) {
     free(loc);
 }
 
-static void serve_file(struct handler_call *call, int fd, const struct stat *st, const char *name) {
+/* Answers from an entry (which the response then holds, or which is
+ * released here): 304, 416, 206 or 200. */
+static void serve_entry(struct handler_call *call, struct fentry *e) {
     const struct http_request *req = call->req;
     struct response *resp = call->resp;
-    char etag[48], lastmod[HTTPDATE_LEN + 1];
-    uint64_t size = (uint64_t)st->st_size, first = 0, count = size;
-    int status = 200;
+    uint64_t size = (uint64_t)e->st.st_size, first = 0, count = size;
 
-    snprintf(etag, sizeof etag, "\"%" PRIx64 "-%" PRIx64 "\"", (uint64_t)st->st_mtime, size);
-    httpdate_format(st->st_mtime, lastmod);
-
-    if (not_modified(req, etag, st->st_mtime)) {
-        close(fd);
+    if (not_modified(req, e->etag, e->st.st_mtime)) {
         response_reset(resp);
         resp->status = 304;
-    } else {
-        const struct http_str *range = req->method == METHOD_GET ? http_find(req, "range") : NULL;
-        if (range && range_applies(req, etag, st->st_mtime)) {
-            switch (range_parse(range->p, range->len, size, &first, &count)) {
-            case RANGE_OK: status = 206; break;
-            case RANGE_UNSATISFIABLE:
-                close(fd);
-                response_error(resp, 416);
-                response_header(resp, "Content-Range", "bytes */%" PRIu64, size);
-                return;
-            case RANGE_IGNORE: break;
-            }
-        }
-        resp->status = status;
-        resp->content_type = mime_type(name);
-        response_file(resp, fd, first, count);
-        if (status == 206)
+        response_header_raw(resp, e->hdrs, e->hdrs_len);
+        fentry_release(e);
+        return;
+    }
+    const struct http_str *range = req->method == METHOD_GET ? http_find(req, "range") : NULL;
+    if (range && range_applies(req, e->etag, e->st.st_mtime)) {
+        switch (range_parse(range->p, range->len, size, &first, &count)) {
+        case RANGE_OK:
+            resp->status = 206;
             response_header(resp, "Content-Range", "bytes %" PRIu64 "-%" PRIu64 "/%" PRIu64, first,
                             first + count - 1, size);
+            break;
+        case RANGE_UNSATISFIABLE:
+            fentry_release(e);
+            response_error(resp, 416);
+            response_header(resp, "Content-Range", "bytes */%" PRIu64, size);
+            return;
+        case RANGE_IGNORE: break;
+        }
     }
-    response_header(resp, "Last-Modified", "%s", lastmod);
-    response_header(resp, "ETag", "%s", etag);
-    response_header(resp, "Accept-Ranges", "bytes");
+    resp->content_type = e->mime;
+    response_header_raw(resp, e->hdrs, e->hdrs_len);
+    if (e->data) {
+        resp->body = BODY_DATA;
+        resp->data = e->data + first;
+        resp->data_len = (size_t)count;
+    } else {
+        response_file(resp, e->fd, first, count);
+    }
+    response_hold(resp, e, fentry_release);
+}
+
+/* Opens the file for the request path: the file itself, or a directory's
+ * index. On failure the response is already the answer and -1 returned. */
+static int open_for_path(struct handler_call *call, struct stat *st, const char **name) {
+    const struct http_request *req = call->req;
+    const struct route *rt = call->route;
+    struct response *resp = call->resp;
+    const char *rel = req->path[1] ? req->path + 1 : ".";
+    int fd = open_beneath(rt, rel);
+    if (fd < 0) {
+        response_error(resp, status_for_errno(errno));
+        return -1;
+    }
+    if (fstat(fd, st) < 0) goto fail;
+    *name = req->path;
+    if (S_ISDIR(st->st_mode)) {
+        close(fd);
+        if (req->path[req->path_len - 1] != '/') {
+            redirect_to_directory(call);
+            return -1;
+        }
+        /* the index is opened from the root, like any file: it may be a
+         * symlink to elsewhere inside the root */
+        char index[PATH_MAX];
+        if ((size_t)snprintf(index, sizeof index, "%s%s", req->path + 1, rt->conf->index) >=
+            sizeof index) {
+            response_error(resp, 404);
+            return -1;
+        }
+        /* a directory without its index is not listed */
+        if ((fd = open_beneath(rt, index)) < 0) {
+            response_error(resp, errno == ENOENT ? 403 : status_for_errno(errno));
+            return -1;
+        }
+        if (fstat(fd, st) < 0) goto fail;
+        *name = rt->conf->index;
+    }
+    if (S_ISREG(st->st_mode)) return fd;
+    close(fd);
+    response_error(resp, 404);
+    return -1;
+fail:
+    close(fd);
+    response_error(resp, 500);
+    return -1;
+}
+
+static uint64_t coarse_ms(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC_COARSE, &ts);
+    return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
 }
 
 static void static_handle(struct handler_call *call) {
     const struct http_request *req = call->req;
-    const struct route *rt = call->route;
+    struct fcache *fc = call->route->fcache;
     struct response *resp = call->resp;
 
     if (req->method != METHOD_GET && req->method != METHOD_HEAD) {
@@ -193,56 +250,39 @@ static void static_handle(struct handler_call *call) {
         response_header(resp, "Allow", "GET, HEAD");
         return;
     }
-    const char *rel = req->path[1] ? req->path + 1 : ".";
-    int fd = open_beneath(rt, rel);
-    if (fd < 0) {
-        response_error(resp, status_for_errno(errno));
-        return;
-    }
-    struct stat st;
-    if (fstat(fd, &st) < 0) goto fail;
-    const char *name = req->path;
-    if (S_ISDIR(st.st_mode)) {
-        if (req->path[req->path_len - 1] != '/') {
+    uint64_t now = fc ? coarse_ms() : 0;
+    struct fentry *e = NULL, *stale = NULL;
+    if (fc) e = fcache_lookup(fc, req->path, req->path_len, now, &stale);
+    if (!e) {
+        struct stat st;
+        const char *name;
+        int fd = open_for_path(call, &st, &name);
+        if (fd >= 0 && stale && fcache_still_valid(fc, stale, &st, now)) {
             close(fd);
-            redirect_to_directory(call);
-            return;
+            e = stale;
+        } else {
+            if (stale) fentry_release(stale);
+            if (fd < 0) return;
+            if (!(e = fentry_new(fc, req->path, req->path_len, fd, &st, name, now))) {
+                response_error(resp, 500);
+                return;
+            }
         }
-        close(fd);
-        /* the index is opened from the root, like any file: it may be a
-         * symlink to elsewhere inside the root */
-        char index[PATH_MAX];
-        if ((size_t)snprintf(index, sizeof index, "%s%s", req->path + 1, rt->conf->index) >=
-            sizeof index) {
-            response_error(resp, 404);
-            return;
-        }
-        fd = open_beneath(rt, index);
-        /* a directory without its index is not listed */
-        if (fd < 0) {
-            response_error(resp, errno == ENOENT ? 403 : status_for_errno(errno));
-            return;
-        }
-        if (fstat(fd, &st) < 0) goto fail;
-        name = rt->conf->index;
     }
-    if (!S_ISREG(st.st_mode)) {
-        close(fd);
-        response_error(resp, 404);
-        return;
-    }
-    serve_file(call, fd, &st, name);
-    return;
-fail:
-    close(fd);
-    response_error(resp, 500);
+    serve_entry(call, e);
 }
 
-static int static_init(struct route *rt, char *err, size_t errlen) {
+static int static_init(struct route *rt, const struct conf *conf, char *err, size_t errlen) {
     rt->root_fd = open(rt->conf->root, O_PATH | O_DIRECTORY | O_CLOEXEC);
     rt->root_real = realpath(rt->conf->root, NULL);
     if (rt->root_fd < 0 || !rt->root_real) {
         snprintf(err, errlen, "route %s: root %s: %s", rt->prefix, rt->conf->root, strerror(errno));
+        return -1;
+    }
+    /* the cache belongs to the loop thread: pool routes open files each time */
+    if (rt->mode == ROUTE_INLINE && conf->file_cache_entries &&
+        !(rt->fcache = fcache_create(conf->file_cache_entries, conf->file_cache_valid))) {
+        snprintf(err, errlen, "route %s: out of memory", rt->prefix);
         return -1;
     }
     return 0;
@@ -253,6 +293,8 @@ static void static_fini(struct route *rt) {
     rt->root_fd = -1;
     free(rt->root_real);
     rt->root_real = NULL;
+    fcache_destroy(rt->fcache);
+    rt->fcache = NULL;
 }
 
 const struct handler static_handler = {

@@ -1,0 +1,120 @@
+"""The static handler's open-file cache: hits are byte-exact, and a change to
+a file is served once the cached entry is older than file_cache_valid —
+whether the file was rewritten in place, replaced by a rename (an atomic
+deploy), grew past the in-memory size, or was deleted."""
+
+import os
+import time
+
+from conftest import Reader, get
+
+VALID = 0.2  # file_cache_valid in these tests, seconds
+
+
+def cached_server(make_server, site, entries=1024):
+    conf = (f"[server]\nfile_cache_entries = {entries}\nfile_cache_valid = {int(VALID * 1000)}ms\n"
+            f"[route /]\nhandler = static\nroot = {site}\n")
+    return make_server(config=conf)
+
+
+def after_validity():
+    time.sleep(VALID * 2)
+
+
+def test_hits_are_byte_exact(make_server, site):
+    srv = cached_server(make_server, site)
+    big = (site / "big.bin").read_bytes()
+    with srv.connect() as s:
+        rd = Reader(s)
+        for _ in range(5):
+            s.sendall(b"GET /hello.txt HTTP/1.1\r\nHost: x\r\n\r\nGET /big.bin HTTP/1.1\r\nHost: x\r\n\r\n"
+                      b"GET /dir/ HTTP/1.1\r\nHost: x\r\n\r\n")
+            assert rd.response().body == b"Hello, World!"
+            assert rd.response().body == big
+            assert rd.response().body == b"dir index\n"
+
+
+def test_rewrite_in_place_is_seen_after_file_cache_valid(make_server, site):
+    srv = cached_server(make_server, site)
+    f = site / "hello.txt"
+    r1 = get(srv.port, "/hello.txt")
+    f.write_text("Changed in place, longer than before")
+    after_validity()
+    r2 = get(srv.port, "/hello.txt")
+    assert r2.body == b"Changed in place, longer than before"
+    assert r2.header("etag") != r1.header("etag")
+
+
+def test_rename_over_is_seen_after_file_cache_valid(make_server, site):
+    srv = cached_server(make_server, site)
+    assert get(srv.port, "/style.css").body == b"body { color: red }\n"
+    tmp = site / ".style.css.new"
+    tmp.write_text("body { color: blue }\n")  # same size: only the inode tells
+    os.rename(tmp, site / "style.css")
+    after_validity()
+    assert get(srv.port, "/style.css").body == b"body { color: blue }\n"
+
+
+def test_file_growing_past_the_memory_size(make_server, site):
+    srv = cached_server(make_server, site)
+    f = site / "grow.bin"
+    f.write_bytes(b"a" * 100)
+    assert get(srv.port, "/grow.bin").body == b"a" * 100
+    data = os.urandom(3 << 20)
+    f.write_bytes(data)
+    after_validity()
+    r = get(srv.port, "/grow.bin")
+    assert r.header("content-length") == str(len(data))
+    assert r.body == data
+
+
+def test_deleted_file_becomes_404(make_server, site):
+    srv = cached_server(make_server, site)
+    assert get(srv.port, "/style.css").status == 200
+    (site / "style.css").unlink()
+    after_validity()
+    assert get(srv.port, "/style.css").status == 404
+
+
+def test_index_change_is_seen(make_server, site):
+    srv = cached_server(make_server, site)
+    assert get(srv.port, "/dir/").body == b"dir index\n"
+    (site / "dir" / "index.html").write_text("new dir index\n")
+    after_validity()
+    assert get(srv.port, "/dir/").body == b"new dir index\n"
+
+
+def test_more_files_than_entries(make_server, site):
+    # a cache of 4 entries serving 40 files: evictions never serve a wrong file
+    srv = cached_server(make_server, site, entries=4)
+    for i in range(40):
+        (site / f"f{i}.txt").write_text(f"file {i}\n" * (i + 1))
+    with srv.connect() as s:
+        rd = Reader(s)
+        for rnd in range(3):
+            for i in range(40):
+                s.sendall(f"GET /f{i}.txt HTTP/1.1\r\nHost: x\r\n\r\n".encode())
+                assert rd.response().body == (f"file {i}\n" * (i + 1)).encode()
+
+
+def test_response_in_flight_survives_eviction(make_server, site):
+    # a slow download of a cached big file keeps its bytes while other
+    # requests push the entry out of a 2-entry cache and the file is replaced
+    srv = cached_server(make_server, site, entries=2)
+    data = (site / "big.bin").read_bytes()
+    slow = srv.connect()
+    slow.setsockopt(__import__("socket").SOL_SOCKET, __import__("socket").SO_RCVBUF, 4096)
+    slow.sendall(b"GET /big.bin HTTP/1.1\r\nHost: x\r\n\r\n")
+    first = slow.recv(1000)
+    assert first.startswith(b"HTTP/1.1 200")
+    tmp = site / ".big.new"
+    tmp.write_bytes(b"x" * 10)
+    os.rename(tmp, site / "big.bin")
+    after_validity()
+    for name in ("hello.txt", "style.css", "index.html", "big.bin"):
+        assert get(srv.port, "/" + name).status == 200
+    rd = Reader(slow)
+    rd.buf = first
+    r = rd.response()
+    assert r.body == data
+    slow.close()

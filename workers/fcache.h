@@ -1,0 +1,67 @@
+/* fcache: the static handler's open-file cache, one per static route and
+ * worker (loop thread only).
+ *
+ * An entry is a file opened for a request path: its descriptor, its stat, the
+ * headers that describe it (ETag, Last-Modified, Content-Type) formatted once,
+ * and for small files the whole content in memory, so that a hit costs no
+ * system call and the answer goes out in one write. Entries are revalidated
+ * (the path is opened and stat'ed again) once they are older than the valid
+ * interval, and replaced when the file changed; the least recently used entry
+ * is dropped when the cache is full.
+ *
+ * Entries are reference counted: a response that sends from an entry holds
+ * it until the bytes are out, even if the cache drops it meanwhile. */
+#ifndef PREFORKD_FCACHE_H
+#define PREFORKD_FCACHE_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/stat.h>
+
+/* Files up to this size are kept in memory. */
+#define FCACHE_MEM_MAX (16 * 1024)
+
+struct fcache;
+
+struct fentry {
+    struct fentry *hnext;               /* hash chain */
+    struct fentry *lru_prev, *lru_next; /* most recent first */
+    unsigned refs;
+    bool in_cache;
+    uint32_t hash;
+    char *key; /* the request path */
+    size_t keylen;
+    int fd;
+    struct stat st;
+    uint64_t checked_ms; /* last (re)validation */
+    const char *mime;
+    char etag[48];
+    char *data; /* the content, for files up to FCACHE_MEM_MAX */
+    char *hdrs; /* "Last-Modified: ..\r\nETag: ..\r\nAccept-Ranges: bytes\r\n" */
+    size_t hdrs_len;
+};
+
+struct fcache *fcache_create(unsigned max_entries, unsigned valid_ms);
+/* Entries still held by responses are freed when they are released. */
+void fcache_destroy(struct fcache *fc);
+
+/* A fresh entry for key (held: release it), or NULL on a miss or when the
+ * entry is due for revalidation; *stale then holds that entry (held too). */
+struct fentry *fcache_lookup(struct fcache *fc, const char *key, size_t keylen, uint64_t now_ms,
+                             struct fentry **stale);
+/* Whether fd (just opened for the entry's path) is still the same file;
+ * if so the entry counts as validated now. */
+bool fcache_still_valid(struct fcache *fc, struct fentry *e, const struct stat *st,
+                        uint64_t now_ms);
+
+/* A new entry for an open file (taking fd). With fc it is also cached under
+ * key (replacing any older entry); without, it is standalone. Returns it held,
+ * or NULL (fd closed) when out of memory. name gives the MIME type. */
+struct fentry *fentry_new(struct fcache *fc, const char *key, size_t keylen, int fd,
+                          const struct stat *st, const char *name, uint64_t now_ms);
+/* Drops a hold; the last one frees the entry. Takes void * to serve as a
+ * response's release callback. */
+void fentry_release(void *entry);
+
+#endif
