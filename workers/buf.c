@@ -52,7 +52,7 @@ int buf_reserve(struct buf *b, struct bufcache *bc, size_t n, size_t limit) {
     size_t cap = b->cap ? b->cap : BUF_BLOCK;
     while (cap - len < n) cap *= 2;
     if (cap > limit) {
-        if (limit - len < n) {
+        if (limit < len || limit - len < n) {
             errno = ENOBUFS;
             return -1;
         }

@@ -239,6 +239,15 @@ static int check_target(struct http_msg *m) {
             r->query.p = t.p + u.field_data[UF_QUERY].off;
             r->query.len = u.field_data[UF_QUERY].len;
         }
+        /* RFC 9112 section 3.2.2: the target's authority wins over Host */
+        size_t host = u.field_data[UF_HOST].off, host_end = host + u.field_data[UF_HOST].len;
+        if (host > 0 && t.p[host - 1] == '[') host--; /* [v6]: keep the brackets */
+        if (u.field_set & (1 << UF_PORT))
+            host_end = u.field_data[UF_PORT].off + u.field_data[UF_PORT].len;
+        else if (host_end < t.len && t.p[host_end] == ']')
+            host_end++;
+        r->host.p = t.p + host;
+        r->host.len = host_end - host;
     }
     if (m->path_cap < r->path_raw.len + 2) {
         char *p = realloc(m->path, r->path_raw.len + 2);
@@ -436,6 +445,9 @@ int http_msg_head(struct http_msg *m, const char *buf, size_t len, size_t *used)
         const char *line = buf + m->line_start;
         size_t line_len = eol - 1 - m->line_start;
         pos = m->line_start = eol + 1;
+        /* a CR inside a line is a line end to some parsers (http-parser
+         * among them), and a way to hide fields from us: smuggling */
+        if (memchr(line, '\r', line_len)) return refuse(m, 400, "bare CR in the request head");
 
         if (!m->have_reqline) {
             if (line_len == 0) {
@@ -451,8 +463,12 @@ int http_msg_head(struct http_msg *m, const char *buf, size_t len, size_t *used)
         if (pos - m->fields_from > lim->max_header_size)
             return refuse(m, 431, "header section too large");
         if (line_len == 0) {
-            /* the complete head: now through http-parser */
-            if (run_parser(m, buf, pos) < 0) return m->status;
+            /* the complete head: now through http-parser, which must see
+             * the very same head (a body byte taken here means it did not) */
+            long taken = run_parser(m, buf, pos);
+            if (taken < 0) return m->status;
+            if ((size_t)taken != pos || m->body_seen)
+                return refuse(m, 400, "inconsistent request head");
             *used = pos;
             return HTTP_DONE;
         }
@@ -565,7 +581,9 @@ static long chunk_scan(struct http_msg *m, const char *buf, size_t len) {
         }
         i++;
         if (c->state == CK_SIZE || c->state == CK_SIZE_WS || c->state == CK_EXT) {
-            if (++c->line > MAX_CHUNK_LINE) {
+            /* http-parser counts these bytes against the header cap too:
+             * refuse first, the same way however the bytes arrive */
+            if (++c->line > MAX_CHUNK_LINE || c->line > m->lim->max_header_size) {
                 refuse(m, 400, "chunk size line too long");
                 return -1;
             }

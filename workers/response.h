@@ -53,7 +53,7 @@ int response_header(struct response *r, const char *name, const char *fmt, ...)
 int response_header_raw(struct response *r, const char *lines, size_t len);
 /* Appends bytes to a BODY_MEM body. */
 int response_append(struct response *r, const void *p, size_t n);
-/* A short text/plain body naming the status; adds Allow for 405. */
+/* A short text/plain body naming the status (callers add Allow to a 405). */
 void response_error(struct response *r, int status);
 /* Sends file range [off, off + len) of fd, which the response now owns. */
 void response_file(struct response *r, int fd, uint64_t off, uint64_t len);
