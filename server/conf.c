@@ -511,35 +511,33 @@ int conf_load_file(struct conf *c, const char *path, char *err, size_t errlen) {
 
 static const char *const handlers[] = {"static", "sleep", "echo", "status"};
 
-static int check_route(struct conf_route *r, const char *where, char *err, size_t errlen) {
+static int check_route(struct conf_route *r, const char *path, char *err, size_t errlen) {
+    char where[PATH_MAX + 300];
+    /* "FILE:LINE: [route /x]" for a route from a file, "[route /x]" for --root */
+    int n = path && r->line ? snprintf(where, sizeof where, "%s:%d: ", path, r->line) : 0;
+    snprintf(where + n, sizeof where - (size_t)n, "[route %s]", r->prefix);
+
     bool known = false;
-    if (!r->handler)
-        return fail(err, errlen, "%s[route %s]: handler is required", where, r->prefix);
+    if (!r->handler) return fail(err, errlen, "%s: handler is required", where);
     for (size_t i = 0; i < sizeof handlers / sizeof handlers[0]; i++)
         known |= strcmp(r->handler, handlers[i]) == 0;
-    if (!known)
-        return fail(err, errlen, "%s[route %s]: handler: unknown handler \"%s\"", where, r->prefix,
-                    r->handler);
+    if (!known) return fail(err, errlen, "%s: handler: unknown handler \"%s\"", where, r->handler);
     bool is_static = strcmp(r->handler, "static") == 0;
     if (!is_static && (r->root || r->index))
-        return fail(err, errlen, "%s[route %s]: root and index belong to handler = static", where,
-                    r->prefix);
+        return fail(err, errlen, "%s: root and index belong to handler = static", where);
     if (strcmp(r->handler, "sleep") == 0) {
         /* sleeping on the loop thread would stall every connection */
         if (r->mode_set && r->mode == ROUTE_INLINE)
-            return fail(err, errlen, "%s[route %s]: mode: the sleep handler runs on the pool",
-                        where, r->prefix);
+            return fail(err, errlen, "%s: mode: the sleep handler runs on the pool", where);
         r->mode = ROUTE_POOL;
     }
     if (!is_static) return 0;
-    if (!r->root) return fail(err, errlen, "%s[route %s]: root is required", where, r->prefix);
+    if (!r->root) return fail(err, errlen, "%s: root is required", where);
     struct stat st;
     if (stat(r->root, &st) < 0)
-        return fail(err, errlen, "%s[route %s]: root: %s: %s", where, r->prefix, r->root,
-                    strerror(errno));
+        return fail(err, errlen, "%s: root: %s: %s", where, r->root, strerror(errno));
     if (!S_ISDIR(st.st_mode))
-        return fail(err, errlen, "%s[route %s]: root: %s: not a directory", where, r->prefix,
-                    r->root);
+        return fail(err, errlen, "%s: root: %s: not a directory", where, r->root);
     if (!r->index && !(r->index = strdup("index.html"))) return fail(err, errlen, "out of memory");
     return 0;
 }
@@ -552,7 +550,7 @@ int conf_finish(struct conf *c, char *err, size_t errlen) {
         return fail(err, errlen, "%snothing to serve: add a [route /] section or use --root DIR",
                     where);
     for (size_t i = 0; i < c->nroutes; i++)
-        if (check_route(&c->routes[i], where, err, errlen) < 0) return -1;
+        if (check_route(&c->routes[i], c->path, err, errlen) < 0) return -1;
     if (c->group && !c->user)
         return fail(err, errlen, "%sgroup: set user too (group alone is ambiguous)", where);
     return 0;

@@ -97,6 +97,7 @@ enum flush { FLUSH_DONE, FLUSH_AGAIN, FLUSH_ERROR };
 
 static void conn_run(struct conn *c);
 static void conn_close(struct conn *c);
+static void conn_arm(struct conn *c);
 
 /* ---- exchanges -------------------------------------------------------- */
 
@@ -480,10 +481,11 @@ static void conn_drain(struct conn *c) {
         ssize_t n = read(c->fd, scratch, sizeof scratch);
         if (n > 0) continue;
         if (n < 0 && errno == EINTR) continue;
-        if (n < 0 && errno == EAGAIN) return;
+        if (n < 0 && errno == EAGAIN) break;
         conn_close(c);
         return;
     }
+    conn_arm(c); /* linger_timeout is a total: what is left of it */
 }
 
 /* ---- the machine ------------------------------------------------------ */
@@ -655,7 +657,13 @@ static void conn_arm(struct conn *c) {
         rearm = true;
     }
     if (!rearm) return;
-    event_add(&c->rev, tv);
+    /* event_add(ev, NULL) keeps a timeout already scheduled: remove it */
+    if (tv)
+        event_add(&c->rev, tv);
+    else if (event_pending(&c->rev, EV_READ, NULL))
+        event_remove_timer(&c->rev);
+    else
+        event_add(&c->rev, NULL);
     c->armed = c->state;
     c->armed_requests = c->requests;
 }
@@ -710,7 +718,10 @@ static void conn_timeout(struct conn *c) {
     case CONN_READING_BODY:
         if (refuse(c, 408) != STEP_CLOSED) conn_run(c);
         return;
-    default: break;
+    case CONN_IDLE:
+    case CONN_LINGERING: break;
+    case CONN_HANDLING: /* no read timeout in these states */
+    case CONN_WRITING: return;
     }
     conn_close(c);
 }

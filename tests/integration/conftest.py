@@ -210,7 +210,7 @@ class Reader:
 
     def __init__(self, sock):
         self.sock = sock
-        self.buf = b""
+        self.buf = bytearray()  # appends are amortized O(1): big bodies stay cheap
         self.eof = False
 
     def _fill(self):
@@ -221,15 +221,17 @@ class Reader:
         self.buf += data
 
     def _line(self):
-        while b"\r\n" not in self.buf:
+        while (i := self.buf.find(b"\r\n")) < 0:
             self._fill()
-        line, self.buf = self.buf.split(b"\r\n", 1)
+        line = bytes(self.buf[:i])
+        del self.buf[:i + 2]
         return line
 
     def _exact(self, n):
         while len(self.buf) < n:
             self._fill()
-        data, self.buf = self.buf[:n], self.buf[n:]
+        data = bytes(self.buf[:n])
+        del self.buf[:n]
         return data
 
     def response(self, head=False):
@@ -272,7 +274,8 @@ class Reader:
                     self._fill()
             except EOFError:
                 pass
-            r.body, self.buf = self.buf, b""
+            r.body = bytes(self.buf)
+            self.buf = bytearray()
         return r
 
     def closed(self, timeout=5):

@@ -4,6 +4,7 @@ whether the file was rewritten in place, replaced by a rename (an atomic
 deploy), grew past the in-memory size, or was deleted."""
 
 import os
+import socket
 import time
 
 from conftest import Reader, get
@@ -98,23 +99,25 @@ def test_more_files_than_entries(make_server, site):
 
 
 def test_response_in_flight_survives_eviction(make_server, site):
-    # a slow download of a cached big file keeps its bytes while other
-    # requests push the entry out of a 2-entry cache and the file is replaced
+    # a download of a cached big file that is still being sent keeps its
+    # bytes while other requests push its entry out of a 2-entry cache and
+    # the file is replaced on disk
     srv = cached_server(make_server, site, entries=2)
-    data = (site / "big.bin").read_bytes()
+    data = os.urandom(16 << 20)
+    (site / "huge.bin").write_bytes(data)
     slow = srv.connect()
-    slow.setsockopt(__import__("socket").SOL_SOCKET, __import__("socket").SO_RCVBUF, 4096)
-    slow.sendall(b"GET /big.bin HTTP/1.1\r\nHost: x\r\n\r\n")
+    slow.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 65536)
+    slow.sendall(b"GET /huge.bin HTTP/1.1\r\nHost: x\r\n\r\n")
     first = slow.recv(1000)
     assert first.startswith(b"HTTP/1.1 200")
-    tmp = site / ".big.new"
+    tmp = site / ".huge.new"
     tmp.write_bytes(b"x" * 10)
-    os.rename(tmp, site / "big.bin")
+    os.rename(tmp, site / "huge.bin")
     after_validity()
-    for name in ("hello.txt", "style.css", "index.html", "big.bin"):
+    for name in ("hello.txt", "style.css", "index.html", "huge.bin"):
         assert get(srv.port, "/" + name).status == 200
     rd = Reader(slow)
-    rd.buf = first
+    rd.buf = bytearray(first)
     r = rd.response()
     assert r.body == data
     slow.close()

@@ -1,0 +1,279 @@
+"""The command line: --version, --help, usage errors (exit 2 with one clear
+line), configuration errors with FILE:LINE, --check, --signal through the pid
+file, --root, --listen overriding the file, paths relative to the config."""
+
+import json
+import os
+import re
+import socket
+import subprocess
+
+import pytest
+
+import conftest
+from conftest import BIN, SOURCE_DIR, get, wait_until
+
+DEFAULT_CONF = SOURCE_DIR / "conf" / "preforkd.conf"
+
+OPTIONS = ["--config", "--listen", "--root", "--workers", "--threads", "--access-log",
+           "--error-log", "--pid-file", "--check", "--signal", "--version", "--help"]
+
+
+def run(*args, cwd=None, timeout=20):
+    return subprocess.run([BIN, *map(str, args)], capture_output=True, text=True,
+                          timeout=timeout, cwd=cwd)
+
+
+def usage_error(p, *words):
+    """Exit 2, one line on stderr naming every word, nothing on stdout."""
+    assert p.returncode == 2, (p.returncode, p.stdout, p.stderr)
+    lines = p.stderr.strip().splitlines()
+    assert len(lines) == 1, p.stderr
+    assert lines[0].startswith("preforkd: "), p.stderr
+    for w in words:
+        assert w in lines[0], (w, p.stderr)
+    assert p.stdout == ""
+    return lines[0]
+
+
+def server_settings():
+    """Setting names of the [server] section of the default config, commented
+    out or not."""
+    names, section = [], None
+    for line in DEFAULT_CONF.read_text().splitlines():
+        line = line.strip()
+        m = re.match(r"\[(.*)\]", line)
+        if m:
+            section = m.group(1)
+            continue
+        m = re.match(r";?\s*([a-z_]+)\s*=", line)
+        if section == "server" and m:
+            names.append(m.group(1))
+    return names
+
+
+@pytest.fixture
+def held_port():
+    """A loopback port we listen on ourselves: nobody else can bind it."""
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    s.listen(1)
+    yield s.getsockname()[1]
+    s.close()
+
+
+def write_conf(tmp_path, text, name="bad.conf"):
+    path = tmp_path / name
+    path.write_text(text)
+    return path
+
+
+# ---- info ---------------------------------------------------------------------
+
+
+def test_version():
+    p = run("--version")
+    assert p.returncode == 0
+    assert re.fullmatch(r"preforkd \d+\.\d+\.\d+\n", p.stdout), p.stdout
+    assert p.stderr == ""
+
+
+def test_help_lists_every_option_and_setting():
+    p = run("--help")
+    assert p.returncode == 0, p.stderr
+    for opt in OPTIONS:
+        assert re.search(rf"(^|\s){re.escape(opt)}\b", p.stdout), opt
+    names = server_settings()
+    assert len(names) >= 20, names  # the default config shows them all
+    for name in names:
+        assert re.search(rf"^\s+{name}\s", p.stdout, re.M), f"--help does not list {name}"
+
+
+# ---- usage errors -------------------------------------------------------------
+
+
+def test_unknown_option():
+    usage_error(run("--bogus"), "--bogus")
+
+
+def test_missing_option_value():
+    usage_error(run("--workers"), "--workers")
+    usage_error(run("--config"), "--config")
+
+
+def test_bad_workers_value_names_the_flag():
+    usage_error(run("--workers", "abc", "--check"), "--workers", "abc")
+
+
+def test_stray_argument():
+    usage_error(run("serve"), "serve")
+
+
+# ---- configuration errors -----------------------------------------------------
+
+
+def test_unknown_setting_names_file_and_line(tmp_path):
+    path = write_conf(tmp_path, "; comment\n[server]\nthreads = 2\nfrobnicate = 3\n")
+    usage_error(run("--config", path, "--check"), f"{path}:4", "frobnicate")
+
+
+def test_bad_value_names_setting_and_line(tmp_path):
+    path = write_conf(tmp_path, "[server]\n\nmax_uri = 12q\n[route /]\nhandler = status\n")
+    usage_error(run("--config", path, "--check"), f"{path}:3", "max_uri", "12q")
+
+
+def test_unknown_section(tmp_path):
+    path = write_conf(tmp_path, "[server]\nthreads = 2\n[bogus]\nx = 1\n")
+    usage_error(run("--config", path, "--check"), f"{path}:", "bogus")
+
+
+def test_route_without_handler(tmp_path):
+    path = write_conf(tmp_path, f"[route /]\nhandler = status\n[route /api]\n"
+                                f"mode = pool\n")
+    line = usage_error(run("--config", path, "--check"), "/api", "handler")
+    # like every configuration error, it points at the file and line
+    assert re.search(rf"{re.escape(str(path))}:3\b", line), line
+
+
+def test_static_route_with_missing_root(tmp_path):
+    missing = tmp_path / "no" / "such" / "dir"
+    path = write_conf(tmp_path, f"[route /]\nhandler = static\nroot = {missing}\n")
+    line = usage_error(run("--config", path, "--check"), str(missing))
+    assert re.search(rf"{re.escape(str(path))}:[1-3]\b", line), line
+
+
+def test_missing_config_file(tmp_path):
+    p = run("--config", tmp_path / "absent.conf", "--check")
+    usage_error(p, "absent.conf")
+
+
+# ---- --check ------------------------------------------------------------------
+
+
+def test_check_default_config_binds_nothing(held_port):
+    p = run("--config", DEFAULT_CONF, "--check")
+    assert p.returncode == 0, p.stderr
+    assert "valid" in p.stdout
+    # a port someone else holds: --check does not try to bind it
+    p = run("--config", DEFAULT_CONF, "--check", "--listen", f"127.0.0.1:{held_port}")
+    assert p.returncode == 0, p.stderr
+    assert "valid" in p.stdout
+
+
+def test_check_broken_config(tmp_path):
+    path = write_conf(tmp_path, "[server]\nworkers = many\n[route /]\nhandler = status\n")
+    usage_error(run("--config", path, "--check"), f"{path}:2", "workers")
+
+
+def test_serving_on_a_held_port_fails_cleanly(held_port, tmp_path):
+    """The same address without --check does try to bind, and says so."""
+    p = run("--root", tmp_path, "--listen", f"127.0.0.1:{held_port}", "--workers", "1")
+    assert p.returncode == 1, (p.returncode, p.stderr)
+    assert str(held_port) in p.stderr
+
+
+# ---- --signal -----------------------------------------------------------------
+
+
+def test_signal_without_pid_file(tmp_path):
+    p = run("--signal", "reopen")
+    assert p.returncode != 0
+    assert "pid_file" in p.stderr
+    assert len(p.stderr.strip().splitlines()) == 1
+
+
+def test_signal_with_bad_name():
+    usage_error(run("--signal", "explode", "--pid-file", "/nonexistent.pid"), "explode")
+
+
+def test_signal_reopen_and_quit_through_pid_file(make_server, site, tmp_path):
+    pid_file = tmp_path / "preforkd.pid"
+    access = tmp_path / "access.log"
+    conf = tmp_path / "sig.conf"
+    conf.write_text(f"[server]\npid_file = {pid_file}\naccess_log = {access}\n"
+                    f"[route /]\nhandler = static\nroot = {site}\n")
+    srv = make_server(args=["--config", str(conf)])
+    assert pid_file.read_text().strip() == str(srv.proc.pid)
+
+    # reopen: the access log moves away; after the signal a new file is written
+    assert get(srv.port, "/hello.txt").status == 200
+    wait_until(lambda: access.exists() and "/hello.txt" in access.read_text(), timeout=10,
+               what="the access log line")
+    access.rename(tmp_path / "access.log.1")
+    p = run("--config", conf, "--signal", "reopen")
+    assert p.returncode == 0, p.stderr
+
+    def logged_in_new_file():
+        get(srv.port, "/style.css")
+        return access.exists() and "/style.css" in access.read_text()
+    wait_until(logged_in_new_file, timeout=10, interval=0.3, what="a reopened access log")
+    assert srv.proc.poll() is None
+
+    # quit: a graceful stop; the pid file goes away
+    with srv.connect() as busy:
+        busy.sendall(b"GET /hello.txt HTTP/1.1\r\nHost: x\r\n\r\n")
+        busy.settimeout(10)
+        assert conftest.Reader(busy).response().status == 200
+        p = run("--config", conf, "--signal", "quit")
+        assert p.returncode == 0, p.stderr
+        srv.proc.wait(timeout=30)
+    assert srv.proc.returncode == 0
+    assert not pid_file.exists()
+    assert "graceful stop" in srv.log()
+
+
+def test_signal_to_a_dead_master(tmp_path):
+    pid_file = tmp_path / "stale.pid"
+    pid_file.write_text("")  # no pid in it
+    p = run("--pid-file", pid_file, "--signal", "quit")
+    assert p.returncode == 1
+    assert str(pid_file) in p.stderr
+
+
+# ---- what gets served ---------------------------------------------------------
+
+
+def test_root_alone_serves_that_folder(make_server, site):
+    srv = make_server(args=["--root", str(site)])
+    assert get(srv.port, "/hello.txt").body == b"Hello, World!"
+    assert get(srv.port, "/").body == b"<h1>index</h1>\n"
+
+
+def test_listen_flag_replaces_the_config_listen(make_server, site, held_port):
+    # were the file's address used too, binding it would fail
+    srv = make_server(config=f"[server]\nlisten = 127.0.0.1:{held_port}\n"
+                             f"[route /]\nhandler = static\nroot = {site}\n")
+    assert len(srv.addresses) == 1
+    assert srv.addresses[0] != f"127.0.0.1:{held_port}"
+    assert get(srv.port, "/hello.txt").body == b"Hello, World!"
+
+
+def test_relative_root_resolves_against_the_config_folder(make_server, tmp_path, monkeypatch):
+    cfg_dir = tmp_path / "cfgsite"
+    (cfg_dir / "www").mkdir(parents=True)
+    (cfg_dir / "www" / "which.txt").write_text("next to the config\n")
+    elsewhere = tmp_path / "elsewhere"
+    (elsewhere / "www").mkdir(parents=True)
+    (elsewhere / "www" / "which.txt").write_text("current directory\n")
+    monkeypatch.setattr(conftest, "BIN", os.path.abspath(conftest.BIN))
+    monkeypatch.chdir(elsewhere)
+    srv = make_server(config="[route /]\nhandler = static\nroot = www\n", name="cfgsite")
+    assert get(srv.port, "/which.txt").body == b"next to the config\n"
+
+
+def test_default_config_serves_its_site_and_status(make_server):
+    srv = make_server(args=["--config", str(DEFAULT_CONF)])
+    r = get(srv.port, "/")
+    assert r.status == 200
+    assert r.body == (SOURCE_DIR / "conf" / "www" / "index.html").read_bytes()
+    assert r.header("content-type") == "text/html"
+    r = get(srv.port, "/status")
+    assert r.status == 200
+    workers = json.loads(r.body)["workers"]
+    assert len(workers) == 1 and workers[0]["pid"] in srv.workers()
+    assert workers[0]["requests"] >= 1
+    r = get(srv.port, "/sleep?ms=20")
+    assert r.body == b"slept 20 ms\n"
+    # access_log = - : requests show on stdout
+    wait_until(lambda: "GET / " in srv.access_log() or '"GET / HTTP' in srv.access_log(),
+               timeout=10, what="the access log on stdout")
