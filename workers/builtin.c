@@ -112,13 +112,14 @@ static void status_handle(struct handler_call *call) {
         int state = atomic_load_explicit(&s->state, memory_order_relaxed);
         if (state == SLOT_FREE) continue;
         static const char *const names[] = {"free", "starting", "serving", "stopping"};
+        uint64_t beat = s->heartbeat_ms; /* written by another process just now, maybe */
         n = snprintf(line, sizeof line,
                      "%s\n  {\"slot\": %u, \"pid\": %d, \"state\": \"%s\", \"generation\": %u, "
                      "\"requests\": %" PRIu64 ", \"accepted\": %" PRIu64 ", \"connections\": %u, "
                      "\"pool_busy\": %u, \"pool_queued\": %u, \"heartbeat_age_ms\": %" PRIu64 "}",
                      first ? "" : ",", i, s->pid, names[state], s->generation,
                      (uint64_t)s->requests, (uint64_t)s->accepted, s->connections, s->pool_busy,
-                     s->pool_queued, now - s->heartbeat_ms);
+                     s->pool_queued, now > beat ? now - beat : 0);
         response_append(resp, line, (size_t)n);
         first = false;
     }

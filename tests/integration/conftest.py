@@ -36,10 +36,11 @@ BAD_LOG = re.compile(r"AddressSanitizer|LeakSanitizer|runtime error:|killed by s
 class Server:
     """One preforkd process tree (master and workers)."""
 
-    def __init__(self, tmp, config=None, args=(), workers=1, env=None, listen=True):
+    def __init__(self, tmp, config=None, args=(), workers=1, env=None, listen=True, error_log=None):
         self.tmp = pathlib.Path(tmp)
         self.tmp.mkdir(parents=True, exist_ok=True)
-        self.errlog = self.tmp / "error.log"
+        self.errlog = self.tmp / "error.log"  # stderr
+        self.error_log = pathlib.Path(error_log) if error_log else None  # error_log setting
         self.outlog = self.tmp / "stdout.log"
         cmd = [BIN]
         if config is not None:
@@ -89,7 +90,10 @@ class Server:
             return False
 
     def log(self):
-        return self.errlog.read_text(errors="replace")
+        text = self.errlog.read_text(errors="replace")
+        if self.error_log and self.error_log.exists():
+            text += self.error_log.read_text(errors="replace")
+        return text
 
     def access_log(self):
         return self.outlog.read_text(errors="replace")
@@ -145,9 +149,9 @@ def make_server(tmp_path):
     Every server is stopped gracefully at the end and must exit cleanly."""
     servers = []
 
-    def make(config=None, args=(), workers=1, env=None, name=None):
+    def make(config=None, args=(), workers=1, env=None, name=None, error_log=None):
         srv = Server(tmp_path / (name or f"srv{len(servers)}"), config=config, args=args,
-                     workers=workers, env=env)
+                     workers=workers, env=env, error_log=error_log)
         servers.append(srv)
         return srv
 
