@@ -118,6 +118,16 @@ int cli_apply(const struct cli *cli, struct conf *c, char *err, size_t errlen) {
     return 0;
 }
 
+int cli_load_config(const struct cli *cli, struct conf *c, char *err, size_t errlen) {
+    conf_init(c);
+    if ((cli->config && conf_load_file(c, cli->config, err, errlen) < 0) ||
+        cli_apply(cli, c, err, errlen) < 0 || conf_finish(c, err, errlen) < 0) {
+        conf_free(c);
+        return -1;
+    }
+    return 0;
+}
+
 static void print_setting(const char *name, const char *dflt, const char *doc, void *arg) {
     fprintf(arg, "  %-20s %-10s %s\n", name, dflt, doc);
 }

@@ -31,6 +31,10 @@ struct cli {
 int cli_parse(int argc, char **argv, struct cli *cli, char *err, size_t errlen);
 /* Applies the flags to c (after the config file was read). */
 int cli_apply(const struct cli *cli, struct conf *c, char *err, size_t errlen);
+/* The whole configuration as the command line asks for it: defaults, the
+ * config file, the flags, the final checks. At start and at every reload.
+ * On failure c is freed and err says why. */
+int cli_load_config(const struct cli *cli, struct conf *c, char *err, size_t errlen);
 void cli_usage(FILE *out);
 
 #endif

@@ -61,6 +61,8 @@ static const struct setting settings[] = {
      "time a pool handler may take before the client gets 504"},
     {"shutdown_timeout", K_DURATION, F(shutdown_timeout), "30s", 1, DAY,
      "graceful stop: time before in-flight requests are cut"},
+    {"worker_timeout", K_DURATION, F(worker_timeout), "30s", 1, DAY,
+     "a worker whose loop shows no heartbeat this long is killed and respawned"},
     {"linger_timeout", K_DURATION, F(linger_timeout), "5s", 1, DAY,
      "after an error response, time spent draining the client before close"},
     {"max_connections", K_UINT, F(max_connections), "10000", 1, 1u << 24,

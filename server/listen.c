@@ -3,6 +3,7 @@
 
 #include <arpa/inet.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <netinet/in.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -171,10 +172,129 @@ int listen_open(struct listener *l, unsigned backlog, char *err, size_t errlen) 
     return 0;
 }
 
+static void describe_bound(struct listener *l) {
+    struct sockaddr_storage real;
+    socklen_t rlen = sizeof real;
+    if (getsockname(l->fd, (struct sockaddr *)&real, &rlen) == 0)
+        listen_format((struct sockaddr *)&real, rlen, l->bound, sizeof l->bound);
+    else
+        snprintf(l->bound, sizeof l->bound, "%s", l->addr);
+}
+
 void listen_close(struct listener *l, bool unlink_path) {
     if (l->fd >= 0) close(l->fd);
     l->fd = -1;
     if (unlink_path && l->unix_owned && l->sa.ss_family == AF_UNIX)
         unlink(((struct sockaddr_un *)&l->sa)->sun_path);
     l->unix_owned = false;
+}
+
+static struct listener *take(struct listeners *old, const char *line) {
+    for (size_t i = 0; old && i < old->n; i++)
+        if (old->v[i].fd >= 0 && old->v[i].addr && strcmp(old->v[i].addr, line) == 0)
+            return &old->v[i];
+    return NULL;
+}
+
+int listeners_open(struct listeners *out, char *const *lines, size_t nlines, unsigned backlog,
+                   struct listeners *old, char *err, size_t errlen) {
+    out->n = 0;
+    out->v = calloc(nlines ? nlines : 1, sizeof *out->v);
+    if (!out->v) return fail(err, errlen, "out of memory");
+    for (size_t i = 0; i < nlines; i++) {
+        struct listener *l = &out->v[i], *prev = take(old, lines[i]);
+        if (prev) {
+            *l = *prev;
+            prev->fd = -1; /* taken: given back if we fail below */
+        } else {
+            if (!(l->addr = strdup(lines[i]))) goto nomem;
+            if (listen_open(l, backlog, err, errlen) < 0) {
+                free(l->addr);
+                goto undo;
+            }
+        }
+        out->n++;
+    }
+    /* what was taken is ours now: old keeps only its leftovers */
+    for (size_t i = 0; old && i < old->n; i++)
+        if (old->v[i].fd < 0) {
+            old->v[i].addr = NULL;
+            old->v[i].unix_owned = false;
+        }
+    return 0;
+nomem:
+    fail(err, errlen, "out of memory");
+undo:
+    for (size_t i = 0; i < out->n; i++) {
+        struct listener *prev = NULL;
+        for (size_t j = 0; old && j < old->n; j++)
+            if (old->v[j].fd < 0 && old->v[j].addr == out->v[i].addr) prev = &old->v[j];
+        if (prev)
+            prev->fd = out->v[i].fd; /* hand it back */
+        else {
+            listen_close(&out->v[i], true);
+            free(out->v[i].addr);
+        }
+    }
+    free(out->v);
+    out->v = NULL;
+    out->n = 0;
+    return -1;
+}
+
+void listeners_close(struct listeners *ls, bool unlink_paths) {
+    for (size_t i = 0; i < ls->n; i++) {
+        listen_close(&ls->v[i], unlink_paths);
+        free(ls->v[i].addr);
+    }
+    free(ls->v);
+    ls->v = NULL;
+    ls->n = 0;
+}
+
+int listeners_export(const struct listeners *ls, char *buf, size_t buflen) {
+    size_t used = 0;
+    buf[0] = '\0';
+    for (size_t i = 0; i < ls->n; i++) {
+        int n = snprintf(buf + used, buflen - used, "%s%d=%s", i ? ";" : "", ls->v[i].fd,
+                         ls->v[i].addr);
+        if (n < 0 || (size_t)n >= buflen - used) return -1;
+        used += (size_t)n;
+        int flags = fcntl(ls->v[i].fd, F_GETFD);
+        if (flags >= 0) fcntl(ls->v[i].fd, F_SETFD, flags & ~FD_CLOEXEC);
+    }
+    return 0;
+}
+
+int listeners_import(struct listeners *out, const char *text, char *err, size_t errlen) {
+    char *copy = strdup(text), *save = NULL;
+    out->n = 0;
+    out->v = calloc(strlen(text) / 2 + 1, sizeof *out->v);
+    if (!copy || !out->v) {
+        free(copy);
+        free(out->v);
+        return fail(err, errlen, "out of memory");
+    }
+    for (char *item = strtok_r(copy, ";", &save); item; item = strtok_r(NULL, ";", &save)) {
+        char *eq = strchr(item, '=');
+        int fd = eq ? atoi(item) : -1, listening = 0;
+        socklen_t len = sizeof listening;
+        if (fd < 0 || getsockopt(fd, SOL_SOCKET, SO_ACCEPTCONN, &listening, &len) < 0 ||
+            !listening) {
+            fail(err, errlen, "inherited socket \"%s\" is not a listening socket", item);
+            free(copy);
+            listeners_close(out, false);
+            return -1;
+        }
+        struct listener *l = &out->v[out->n++];
+        l->fd = fd;
+        l->addr = strdup(eq + 1);
+        l->salen = sizeof l->sa;
+        getsockname(fd, (struct sockaddr *)&l->sa, &l->salen);
+        l->unix_owned = l->sa.ss_family == AF_UNIX;
+        fcntl(fd, F_SETFD, FD_CLOEXEC);
+        describe_bound(l);
+    }
+    free(copy);
+    return 0;
 }

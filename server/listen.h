@@ -9,7 +9,7 @@
 #include <sys/socket.h>
 
 struct listener {
-    char *addr; /* as configured */
+    char *addr; /* the listen line it was opened for (owned) */
     int fd;
     struct sockaddr_storage sa;
     socklen_t salen;
@@ -26,5 +26,26 @@ int listen_open(struct listener *l, unsigned backlog, char *err, size_t errlen);
 void listen_close(struct listener *l, bool unlink_path);
 /* Formats a socket address ("127.0.0.1:80", "[::1]:80", "unix:/x"). */
 void listen_format(const struct sockaddr *sa, socklen_t len, char *out, size_t outlen);
+
+/* The master's set of listening sockets. */
+struct listeners {
+    struct listener *v;
+    size_t n;
+};
+
+/* Opens a socket for each listen line, taking over the socket of the same
+ * line from old when there is one (reload, binary upgrade): a socket that
+ * stays never drops the connections waiting in it. What is not taken stays
+ * in old for the caller to close. On failure nothing changes in old. */
+int listeners_open(struct listeners *out, char *const *lines, size_t nlines, unsigned backlog,
+                   struct listeners *old, char *err, size_t errlen);
+/* Closes every socket left (unlink_paths: remove unix socket files we made). */
+void listeners_close(struct listeners *ls, bool unlink_paths);
+
+/* For exec'ing a new binary: "FD=LINE;FD=LINE..." in buf, and the sockets
+ * made inheritable. Returns -1 when buf is too small. */
+int listeners_export(const struct listeners *ls, char *buf, size_t buflen);
+/* The sockets named by such a string (from the environment). */
+int listeners_import(struct listeners *out, const char *text, char *err, size_t errlen);
 
 #endif

@@ -4,6 +4,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "server/cli.h"
 #include "server/conf.h"
@@ -18,38 +19,81 @@ static int usage_error(const char *msg) {
     return EXIT_USAGE;
 }
 
-static int serve(struct conf *conf) {
-    char err[512];
+/* --signal: only the pid file is needed from the configuration. */
+static int send_signal(const struct cli *cli) {
+    struct conf conf;
+    char err[1024];
+    int bad_name = 0, status = EXIT_USAGE;
+    conf_init(&conf);
+    if ((cli->config && conf_load_file(&conf, cli->config, err, sizeof err) < 0) ||
+        cli_apply(cli, &conf, err, sizeof err) < 0)
+        usage_error(err);
+    else if (master_signal(conf.pid_file, cli->signal, &bad_name, err, sizeof err) < 0)
+        status = bad_name ? usage_error(err) : (fprintf(stderr, "preforkd: %s\n", err), 1);
+    else
+        status = 0;
+    conf_free(&conf);
+    return status;
+}
+
+/* The sockets of a master we replace (binary upgrade), from the environment. */
+static int inherited_listeners(struct listeners *out, pid_t *replaces, char *err, size_t errlen) {
+    const char *fds = getenv(ENV_LISTENERS), *from = getenv(ENV_REPLACES);
+    memset(out, 0, sizeof *out);
+    *replaces = from ? (pid_t)atol(from) : 0;
+    int rc = fds ? listeners_import(out, fds, err, errlen) : 0;
+    unsetenv(ENV_LISTENERS);
+    unsetenv(ENV_REPLACES);
+    return rc;
+}
+
+static int serve(const struct cli *cli, char **argv, struct master_args *a) {
+    char err[1024], warn[256];
+    struct conf *conf = &a->conf;
     if (log_open(conf->error_log) < 0) {
         fprintf(stderr, "preforkd: error_log %s: %s\n", conf->error_log, strerror(errno));
+        conf_free(conf);
         return 1;
     }
     log_set_level(conf->log_level);
     log_set_role("master");
+    a->cli = cli;
+    a->argv = argv;
+    /* the path, not the inode: an upgrade runs what is installed there now */
+    static const char deleted[] = " (deleted)";
+    ssize_t n = readlink("/proc/self/exe", a->exe, sizeof a->exe - 1);
+    a->exe[n > 0 ? n : 0] = '\0';
+    size_t len = strlen(a->exe), dlen = sizeof deleted - 1;
+    if (len > dlen && strcmp(a->exe + len - dlen, deleted) == 0) a->exe[len - dlen] = '\0';
 
-    struct listener *ls = calloc(conf->nlisten, sizeof *ls);
-    if (!ls) return 1;
-    int status = 1;
-    size_t opened = 0;
-    for (; opened < conf->nlisten; opened++) {
-        ls[opened].addr = conf->listen[opened];
-        if (listen_open(&ls[opened], conf->backlog, err, sizeof err) < 0) {
-            log_error("%s", err);
-            goto out;
-        }
-        log_info("listening on %s", ls[opened].bound);
+    if (privs_resolve(conf, &a->creds, warn, sizeof warn, err, sizeof err) < 0) {
+        fprintf(stderr, "preforkd: %s\n", err);
+        conf_free(conf);
+        return EXIT_USAGE;
     }
-    status = master_run(conf, ls, opened);
-out:
-    for (size_t i = 0; i < opened; i++) listen_close(&ls[i], true);
-    free(ls);
+    if (warn[0]) log_warn("%s", warn);
+
+    struct listeners inherited;
+    if (inherited_listeners(&inherited, &a->replaces, err, sizeof err) < 0 ||
+        listeners_open(&a->listeners, conf->listen, conf->nlisten, conf->backlog, &inherited, err,
+                       sizeof err) < 0) {
+        log_error("%s", err);
+        listeners_close(&inherited, false);
+        conf_free(conf);
+        log_close();
+        return 1;
+    }
+    listeners_close(&inherited, true); /* sockets the new configuration dropped */
+    for (size_t i = 0; i < a->listeners.n; i++)
+        log_info("listening on %s", a->listeners.v[i].bound);
+    int status = master_run(a);
     log_close();
     return status;
 }
 
 int main(int argc, char **argv) {
+    static struct master_args args; /* large (paths): not on the stack */
     struct cli cli;
-    struct conf conf;
     char err[1024];
 
     signal(SIGPIPE, SIG_IGN);
@@ -62,36 +106,13 @@ int main(int argc, char **argv) {
         printf("preforkd %s\n", PREFORKD_VERSION);
         return 0;
     }
-
-    conf_init(&conf);
-    int status = EXIT_USAGE;
-    if ((cli.config && conf_load_file(&conf, cli.config, err, sizeof err) < 0) ||
-        cli_apply(&cli, &conf, err, sizeof err) < 0) {
-        usage_error(err);
-        goto out;
-    }
-    if (cli.signal) {
-        int bad_name;
-        if (master_signal(conf.pid_file, cli.signal, &bad_name, err, sizeof err) < 0) {
-            fprintf(stderr, "preforkd: %s\n", err);
-            status = bad_name ? EXIT_USAGE : 1;
-        } else {
-            status = 0;
-        }
-        goto out;
-    }
-    if (conf_finish(&conf, err, sizeof err) < 0) {
-        usage_error(err);
-        goto out;
-    }
+    if (cli.signal) return send_signal(&cli);
+    if (cli_load_config(&cli, &args.conf, err, sizeof err) < 0) return usage_error(err);
     if (cli.check) {
-        printf("preforkd: configuration%s%s is valid\n", conf.path ? " " : "",
-               conf.path ? conf.path : "");
-        status = 0;
-        goto out;
+        printf("preforkd: configuration%s%s is valid\n", args.conf.path ? " " : "",
+               args.conf.path ? args.conf.path : "");
+        conf_free(&args.conf);
+        return 0;
     }
-    status = serve(&conf);
-out:
-    conf_free(&conf);
-    return status;
+    return serve(&cli, argv, &args);
 }

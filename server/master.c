@@ -1,4 +1,4 @@
-/* master: fork, supervise, stop. */
+/* master: fork, supervise, reload, upgrade, stop. */
 #include "server/master.h"
 
 #include <errno.h>
@@ -26,25 +26,33 @@
 #define BACKOFF_MAX_MS   30000
 /* After a fast stop, time before the master uses SIGKILL. */
 #define FAST_STOP_GRACE_MS 3000
+/* A new master (binary upgrade) whose workers do not serve by then gives up. */
+#define UPGRADE_READY_MS 10000
 
-/* One worker position: the process in it now, or when it comes back. */
+/* A worker: one position of the current generation, or one retiring. */
 struct proc {
-    pid_t pid;     /* 0 when none is running */
-    unsigned slot; /* scoreboard slot of the running process */
+    pid_t pid; /* 0 when none is running */
+    int slot;  /* scoreboard slot, kept across respawns; -1 for none */
+    unsigned generation;
     uint64_t started_ms;
     unsigned quick_deaths;
     uint64_t respawn_at; /* when pid is 0: monotonic ms to fork again */
+    bool killed;         /* SIGKILLed for a missing heartbeat */
 };
 
 struct master {
-    struct conf *conf;
-    struct listener *listeners;
-    size_t nlisteners;
+    struct master_args *a;
     struct scoreboard *sb;
-    struct proc *procs;
+    struct proc *procs; /* the current generation, one per position */
     unsigned nprocs;
+    struct proc *old; /* retiring: earlier generations, or removed by TTOU */
+    size_t nold;
+    unsigned generation;
     enum { RUNNING, STOPPING, STOPPING_FAST } state;
-    uint64_t kill_at; /* when stopping: SIGKILL what is left */
+    uint64_t kill_at;    /* when stopping: SIGKILL what is left */
+    pid_t upgrade_pid;   /* the new master we exec'd, while it runs */
+    uint64_t replace_by; /* when replacing an old master: give up after */
+    bool handed_over;    /* a new master owns our sockets now */
 };
 
 static sigset_t master_signals(void) {
@@ -92,6 +100,14 @@ unsigned master_auto_workers(char *why, size_t whylen) {
     return n;
 }
 
+static unsigned worker_count(const struct conf *c) {
+    char why[160];
+    if (c->workers) return c->workers;
+    unsigned n = master_auto_workers(why, sizeof why);
+    log_info("workers = auto: %u (%s)", n, why);
+    return n;
+}
+
 /* ---- signals to a running master -------------------------------------- */
 
 int master_signal(const char *pid_file, const char *name, int *bad_name, char *err, size_t errlen) {
@@ -127,51 +143,91 @@ int master_signal(const char *pid_file, const char *name, int *bad_name, char *e
     return 0;
 }
 
+/* ---- the pid file ----------------------------------------------------- */
+
+static void write_pid_file(const char *path) {
+    int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+    if (fd < 0) {
+        log_error("pid_file %s: %s", path, strerror(errno));
+        return;
+    }
+    char text[32];
+    int n = snprintf(text, sizeof text, "%d\n", (int)getpid());
+    if (write(fd, text, (size_t)n) != n) log_error("pid_file %s: short write", path);
+    close(fd);
+}
+
+/* Removes the pid file if it still names us (after an upgrade it names the
+ * new master). */
+static void remove_pid_file(const char *path) {
+    FILE *f = fopen(path, "r");
+    long pid = 0;
+    if (!f) return;
+    if (fscanf(f, "%ld", &pid) != 1) pid = 0;
+    fclose(f);
+    if (pid == (long)getpid()) unlink(path);
+}
+
 /* ---- the process table ------------------------------------------------ */
 
-static int free_slot(struct master *m) {
+static bool slot_owned(const struct master *m, int slot) {
+    for (unsigned i = 0; i < m->nprocs; i++)
+        if (m->procs[i].slot == slot) return true;
+    for (size_t i = 0; i < m->nold; i++)
+        if (m->old[i].slot == slot) return true;
+    return false;
+}
+
+static int free_slot(const struct master *m) {
     for (unsigned i = 0; i < m->sb->nslots; i++)
-        if (atomic_load(&m->sb->slots[i].state) == SLOT_FREE) return (int)i;
+        if (!slot_owned(m, (int)i)) return (int)i;
     return -1;
 }
 
+static void worker_main(struct master *m, struct proc *p, pid_t master_pid) {
+    sigset_t none;
+    sigemptyset(&none);
+    sigprocmask(SIG_SETMASK, &none, NULL);
+    /* a worker outliving its master stops gracefully */
+    prctl(PR_SET_PDEATHSIG, SIGTERM);
+    if (getppid() != master_pid) _exit(0);
+    char role[32];
+    snprintf(role, sizeof role, "worker %u", (unsigned)(p - m->procs));
+    log_set_role(role);
+    struct sb_slot *s = &m->sb->slots[p->slot];
+    atomic_store(&s->pid, getpid());
+    struct master_args *a = m->a;
+    exit(worker_run(&a->conf, a->listeners.v, a->listeners.n, s, &a->creds));
+}
+
 static void spawn(struct master *m, struct proc *p) {
-    int slot = free_slot(m);
-    if (slot < 0) {
+    uint64_t now = monotonic_ms();
+    if (p->slot < 0 && (p->slot = free_slot(m)) < 0) {
         log_error("no free scoreboard slot for a worker");
-        p->respawn_at = monotonic_ms() + BACKOFF_MAX_MS;
+        p->respawn_at = now + BACKOFF_MAX_MS;
         return;
     }
-    struct sb_slot *s = &m->sb->slots[slot];
+    struct sb_slot *s = &m->sb->slots[p->slot];
     memset((void *)s, 0, sizeof *s);
+    if ((unsigned)p->slot >= atomic_load(&m->sb->high)) atomic_store(&m->sb->high, p->slot + 1);
     atomic_store(&s->state, SLOT_STARTING);
-    atomic_store(&s->started_ms, monotonic_ms());
-    atomic_store(&s->heartbeat_ms, monotonic_ms());
+    atomic_store(&s->generation, m->generation);
+    atomic_store(&s->started_ms, now);
+    atomic_store(&s->heartbeat_ms, now);
 
-    pid_t pid = fork();
+    pid_t master_pid = getpid(), pid = fork();
     if (pid < 0) {
         log_error("fork: %s", strerror(errno));
         atomic_store(&s->state, SLOT_FREE);
-        p->respawn_at = monotonic_ms() + BACKOFF_FIRST_MS;
+        p->respawn_at = now + BACKOFF_FIRST_MS;
         return;
     }
-    if (pid == 0) {
-        sigset_t none;
-        sigemptyset(&none);
-        sigprocmask(SIG_SETMASK, &none, NULL);
-        /* a worker outliving its master stops gracefully */
-        prctl(PR_SET_PDEATHSIG, SIGTERM);
-        if (getppid() == 1) _exit(0);
-        char role[32];
-        snprintf(role, sizeof role, "worker %u", (unsigned)(p - m->procs));
-        log_set_role(role);
-        atomic_store(&s->pid, getpid());
-        exit(worker_run(m->conf, m->listeners, m->nlisteners, s));
-    }
+    if (pid == 0) worker_main(m, p, master_pid);
     p->pid = pid;
-    p->slot = (unsigned)slot;
-    p->started_ms = monotonic_ms();
+    p->generation = m->generation;
+    p->started_ms = now;
     p->respawn_at = 0;
+    p->killed = false;
     atomic_store(&s->pid, pid);
 }
 
@@ -190,13 +246,13 @@ static void schedule_respawn(struct master *m, struct proc *p, uint64_t now, int
         snprintf(how, sizeof how, "killed by signal %d", WTERMSIG(status));
     else
         snprintf(how, sizeof how, "exited with status %d", WEXITSTATUS(status));
+    unsigned pos = (unsigned)(p - m->procs);
     if (delay)
-        log_error("worker %u (pid %d) %s %u times in a row right after starting; "
+        log_error("worker %u (pid %d) %s, %u times in a row right after starting; "
                   "respawning in %llu ms",
-                  (unsigned)(p - m->procs), (int)p->pid, how, p->quick_deaths,
-                  (unsigned long long)delay);
+                  pos, (int)p->pid, how, p->quick_deaths, (unsigned long long)delay);
     else
-        log_error("worker %u (pid %d) %s; respawning", (unsigned)(p - m->procs), (int)p->pid, how);
+        log_error("worker %u (pid %d) %s; respawning", pos, (int)p->pid, how);
     p->respawn_at = now + delay;
 }
 
@@ -205,21 +261,34 @@ static void reap(struct master *m) {
     pid_t pid;
     while ((pid = waitpid(-1, &status, WNOHANG)) > 0) {
         uint64_t now = monotonic_ms();
+        if (pid == m->upgrade_pid) {
+            m->upgrade_pid = 0;
+            log_error("binary upgrade failed: the new master (pid %d) ended with status %d; "
+                      "this master keeps serving",
+                      (int)pid, status);
+            if (m->a->conf.pid_file) write_pid_file(m->a->conf.pid_file);
+            continue;
+        }
         for (unsigned i = 0; i < m->nprocs; i++) {
             struct proc *p = &m->procs[i];
             if (p->pid != pid) continue;
             atomic_store(&m->sb->slots[p->slot].state, SLOT_FREE);
-            if (m->state == RUNNING)
-                schedule_respawn(m, p, now, status);
-            else if (WIFSIGNALED(status) || WEXITSTATUS(status))
-                log_warn("worker %u (pid %d) ended with status %d", i, (int)pid, status);
+            if (m->state == RUNNING) schedule_respawn(m, p, now, status);
             p->pid = 0;
+        }
+        for (size_t i = 0; i < m->nold; i++) {
+            if (m->old[i].pid != pid) continue;
+            atomic_store(&m->sb->slots[m->old[i].slot].state, SLOT_FREE);
+            if ((WIFSIGNALED(status) && WTERMSIG(status) != SIGKILL) ||
+                (WIFEXITED(status) && WEXITSTATUS(status)))
+                log_warn("retired worker (pid %d) ended with status %d", (int)pid, status);
+            m->old[i--] = m->old[--m->nold];
         }
     }
 }
 
 static unsigned running(const struct master *m) {
-    unsigned n = 0;
+    unsigned n = (unsigned)m->nold;
     for (unsigned i = 0; i < m->nprocs; i++) n += m->procs[i].pid != 0;
     return n;
 }
@@ -227,10 +296,197 @@ static unsigned running(const struct master *m) {
 static void signal_workers(struct master *m, int sig) {
     for (unsigned i = 0; i < m->nprocs; i++)
         if (m->procs[i].pid) kill(m->procs[i].pid, sig);
+    for (size_t i = 0; i < m->nold; i++) kill(m->old[i].pid, sig);
+}
+
+/* Moves a running worker to the retiring list and asks it to stop
+ * gracefully; its position is free for a successor at once. */
+static int retire(struct master *m, struct proc *p) {
+    if (!p->pid) return 0;
+    struct proc *old = realloc(m->old, (m->nold + 1) * sizeof *old);
+    if (!old) return -1;
+    m->old = old;
+    m->old[m->nold++] = *p;
+    kill(p->pid, SIGTERM);
+    p->pid = 0;
+    p->slot = -1;
+    return 0;
+}
+
+/* A new set of positions, each spawned; the old positions' workers retire
+ * after the new ones are forked, so that someone always accepts. */
+static void new_generation(struct master *m, unsigned n) {
+    struct proc *procs = calloc(n, sizeof *procs), *prev = m->procs;
+    unsigned nprev = m->nprocs;
+    if (!procs) {
+        log_error("out of memory starting a worker generation");
+        return;
+    }
+    m->generation++;
+    for (unsigned i = 0; i < n; i++) procs[i].slot = -1;
+    /* both sets own their slots while the new one forks */
+    struct proc *both = realloc(m->old, (m->nold + nprev) * sizeof *both);
+    if (!both && nprev) {
+        free(procs);
+        log_error("out of memory starting a worker generation");
+        return;
+    }
+    m->old = both;
+    size_t first_prev = m->nold;
+    for (unsigned i = 0; i < nprev; i++)
+        if (prev[i].pid) m->old[m->nold++] = prev[i];
+    m->procs = procs;
+    m->nprocs = n;
+    for (unsigned i = 0; i < n; i++) spawn(m, &m->procs[i]);
+    for (size_t i = first_prev; i < m->nold; i++) kill(m->old[i].pid, SIGTERM);
+    free(prev);
+}
+
+/* ---- reload, resize, reopen, upgrade ---------------------------------- */
+
+static void reload(struct master *m) {
+    struct master_args *a = m->a;
+    struct conf nc;
+    struct creds ncreds;
+    struct listeners nls;
+    char err[1024], warn[256];
+    log_info("reload: reading the configuration again");
+    if (cli_load_config(a->cli, &nc, err, sizeof err) < 0) {
+        log_error("reload failed: %s; still serving with the previous configuration", err);
+        return;
+    }
+    if (privs_resolve(&nc, &ncreds, warn, sizeof warn, err, sizeof err) < 0 ||
+        listeners_open(&nls, nc.listen, nc.nlisten, nc.backlog, &a->listeners, err, sizeof err) <
+            0) {
+        log_error("reload failed: %s; still serving with the previous configuration", err);
+        conf_free(&nc);
+        return;
+    }
+    if (warn[0]) log_warn("%s", warn);
+    for (size_t i = 0; i < a->listeners.n; i++)
+        if (a->listeners.v[i].fd >= 0)
+            log_info("no longer listening on %s", a->listeners.v[i].bound);
+    listeners_close(&a->listeners, true);
+    for (size_t i = 0; i < nls.n; i++) log_info("listening on %s", nls.v[i].bound);
+    bool new_error_log = (nc.error_log == NULL) != (a->conf.error_log == NULL) ||
+                         (nc.error_log && strcmp(nc.error_log, a->conf.error_log) != 0);
+    conf_free(&a->conf);
+    a->conf = nc;
+    a->creds = ncreds;
+    a->listeners = nls;
+    log_set_level(a->conf.log_level);
+    if (new_error_log && log_open(a->conf.error_log) < 0)
+        log_error("error_log %s: %s", a->conf.error_log, strerror(errno));
+    new_generation(m, worker_count(&a->conf));
+    log_info("reload: generation %u started with %u worker(s); the previous one is retiring",
+             m->generation, m->nprocs);
+}
+
+static void add_worker(struct master *m) {
+    struct proc *procs = realloc(m->procs, (m->nprocs + 1) * sizeof *procs);
+    if (!procs) return;
+    m->procs = procs;
+    struct proc *p = &m->procs[m->nprocs++];
+    memset(p, 0, sizeof *p);
+    p->slot = -1;
+    spawn(m, p);
+    log_info("SIGTTIN: %u worker(s)", m->nprocs);
+}
+
+static void remove_worker(struct master *m) {
+    if (m->nprocs <= 1) {
+        log_warn("SIGTTOU: keeping the last worker");
+        return;
+    }
+    if (retire(m, &m->procs[m->nprocs - 1]) < 0) return;
+    m->nprocs--;
+    log_info("SIGTTOU: %u worker(s)", m->nprocs);
+}
+
+/* Workers run as another user reopen their access log themselves: make sure
+ * the new file exists and is theirs. */
+static void prepare_access_log(const struct master_args *a) {
+    const char *path = a->conf.access_log;
+    if (!a->creds.drop || !path || strcmp(path, "-") == 0) return;
+    int fd = open(path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0644);
+    if (fd < 0 || fchown(fd, a->creds.uid, a->creds.gid) < 0)
+        log_error("access log %s: %s", path, strerror(errno));
+    if (fd >= 0) close(fd);
+}
+
+static void upgrade(struct master *m) {
+    struct master_args *a = m->a;
+    if (m->upgrade_pid || a->replaces) {
+        log_warn("SIGUSR2: a binary upgrade is already in progress");
+        return;
+    }
+    pid_t parent = getpid(), pid = fork();
+    if (pid < 0) {
+        log_error("binary upgrade: fork: %s", strerror(errno));
+        return;
+    }
+    if (pid == 0) {
+        char fds[8192], me[32];
+        sigset_t none;
+        sigemptyset(&none);
+        sigprocmask(SIG_SETMASK, &none, NULL);
+        snprintf(me, sizeof me, "%d", (int)parent);
+        if (listeners_export(&a->listeners, fds, sizeof fds) == 0 &&
+            setenv(ENV_LISTENERS, fds, 1) == 0 && setenv(ENV_REPLACES, me, 1) == 0)
+            execv(a->exe, a->argv);
+        log_error("binary upgrade: exec %s: %s", a->exe, strerror(errno));
+        _exit(127);
+    }
+    m->upgrade_pid = pid;
+    log_info("binary upgrade: started %s as pid %d; it retires this master once its workers "
+             "serve",
+             a->exe, (int)pid);
+}
+
+/* A new master (upgrade): once all our workers serve, the old one retires. */
+static void check_replacement(struct master *m, uint64_t now) {
+    struct master_args *a = m->a;
+    bool ready = true;
+    for (unsigned i = 0; i < m->nprocs; i++)
+        ready &=
+            m->procs[i].pid && atomic_load(&m->sb->slots[m->procs[i].slot].state) == SLOT_SERVING;
+    if (ready) {
+        log_info("binary upgrade: serving; asking the old master (pid %d) to stop gracefully",
+                 (int)a->replaces);
+        kill(a->replaces, SIGQUIT);
+        a->replaces = 0;
+    } else if (now > m->replace_by) {
+        log_error("binary upgrade: workers not serving after %d ms; stopping, the old master "
+                  "(pid %d) keeps serving",
+                  UPGRADE_READY_MS, (int)a->replaces);
+        a->replaces = 0;
+        m->state = STOPPING_FAST;
+        m->kill_at = now + FAST_STOP_GRACE_MS;
+        signal_workers(m, SIGINT);
+    }
+}
+
+/* A worker whose loop has stopped beating is killed (then respawned). */
+static void check_heartbeats(struct master *m, uint64_t now) {
+    unsigned limit = m->a->conf.worker_timeout;
+    for (unsigned i = 0; i < m->nprocs; i++) {
+        struct proc *p = &m->procs[i];
+        struct sb_slot *s = p->pid ? &m->sb->slots[p->slot] : NULL;
+        if (!s || p->killed || atomic_load(&s->state) != SLOT_SERVING) continue;
+        uint64_t beat = atomic_load(&s->heartbeat_ms);
+        if (now > beat && now - beat > limit) {
+            log_error("worker %u (pid %d) has not shown a heartbeat for %llu ms "
+                      "(worker_timeout %u ms): SIGKILL",
+                      i, (int)p->pid, (unsigned long long)(now - beat), limit);
+            kill(p->pid, SIGKILL);
+            p->killed = true;
+        }
+    }
 }
 
 static void begin_stop(struct master *m, bool fast) {
     uint64_t now = monotonic_ms();
+    m->handed_over = m->upgrade_pid != 0;
     if (fast) {
         if (m->state != STOPPING_FAST) log_info("fast stop");
         m->state = STOPPING_FAST;
@@ -239,23 +495,38 @@ static void begin_stop(struct master *m, bool fast) {
         return;
     }
     log_info("graceful stop: finishing requests in flight (shutdown_timeout %u ms)",
-             m->conf->shutdown_timeout);
+             m->a->conf.shutdown_timeout);
     m->state = STOPPING;
     /* the worker cuts what is left at shutdown_timeout; the grace covers a
      * worker too stuck to do so */
-    m->kill_at = now + m->conf->shutdown_timeout + FAST_STOP_GRACE_MS;
+    m->kill_at = now + m->a->conf.shutdown_timeout + FAST_STOP_GRACE_MS;
     signal_workers(m, SIGTERM);
 }
 
 static void handle_signal(struct master *m, int sig) {
+    bool running_state = m->state == RUNNING;
     switch (sig) {
     case SIGCHLD: reap(m); break;
     case SIGTERM:
-    case SIGQUIT: begin_stop(m, m->state != RUNNING); break;
+    case SIGQUIT: begin_stop(m, !running_state); break;
     case SIGINT: begin_stop(m, true); break;
+    case SIGHUP:
+        if (running_state) reload(m);
+        break;
     case SIGUSR1:
+        log_info("SIGUSR1: reopening logs");
         if (log_reopen() < 0) log_error("reopening error log: %s", strerror(errno));
+        prepare_access_log(m->a);
         signal_workers(m, SIGUSR1);
+        break;
+    case SIGUSR2:
+        if (running_state) upgrade(m);
+        break;
+    case SIGTTIN:
+        if (running_state) add_worker(m);
+        break;
+    case SIGTTOU:
+        if (running_state) remove_worker(m);
         break;
     default: break;
     }
@@ -267,6 +538,7 @@ static uint64_t next_deadline(const struct master *m, uint64_t now) {
     if (m->state != RUNNING && m->kill_at < next) next = m->kill_at;
     for (unsigned i = 0; m->state == RUNNING && i < m->nprocs; i++)
         if (!m->procs[i].pid && m->procs[i].respawn_at < next) next = m->procs[i].respawn_at;
+    if (m->a->replaces) next = now + 50 < next ? now + 50 : next;
     return next > now ? next - now : 0;
 }
 
@@ -283,46 +555,28 @@ static void raise_nofile(const struct conf *conf) {
                  (unsigned long long)cur, conf->max_connections, (unsigned long long)want);
 }
 
-static void write_pid_file(const char *path) {
-    int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-    if (fd < 0) {
-        log_error("pid_file %s: %s", path, strerror(errno));
-        return;
-    }
-    char text[32];
-    int n = snprintf(text, sizeof text, "%d\n", (int)getpid());
-    if (write(fd, text, (size_t)n) != n) log_error("pid_file %s: short write", path);
-    close(fd);
-}
-
-int master_run(struct conf *conf, struct listener *listeners, size_t nlisteners) {
-    struct master m = {.conf = conf, .listeners = listeners, .nlisteners = nlisteners};
-    char why[160];
-    unsigned n = conf->workers;
-    if (n == 0) {
-        n = master_auto_workers(why, sizeof why);
-        log_info("workers = auto: %u (%s)", n, why);
-    }
-    m.nprocs = n;
-    m.procs = calloc(n, sizeof *m.procs);
+int master_run(struct master_args *a) {
+    struct master m = {.a = a};
     m.sb = scoreboard_create();
-    if (!m.procs || !m.sb) {
-        log_error("master: %s", strerror(errno));
-        free(m.procs);
+    if (!m.sb) {
+        log_error("scoreboard: %s", strerror(errno));
         return 1;
     }
-    raise_nofile(conf);
     sigset_t sigs = master_signals();
     sigprocmask(SIG_BLOCK, &sigs, NULL);
-    if (conf->pid_file) write_pid_file(conf->pid_file);
-    log_info("master started with %u worker(s)", n);
-    for (unsigned i = 0; i < n; i++) spawn(&m, &m.procs[i]);
+    raise_nofile(&a->conf);
+    if (a->conf.pid_file) write_pid_file(a->conf.pid_file);
+    if (a->replaces) m.replace_by = monotonic_ms() + UPGRADE_READY_MS;
+    new_generation(&m, worker_count(&a->conf));
+    log_info("master started with %u worker(s)", m.nprocs);
 
     while (m.state == RUNNING || running(&m) > 0) {
         uint64_t now = monotonic_ms();
         if (m.state == RUNNING) {
             for (unsigned i = 0; i < m.nprocs; i++)
                 if (!m.procs[i].pid && m.procs[i].respawn_at <= now) spawn(&m, &m.procs[i]);
+            check_heartbeats(&m, now);
+            if (a->replaces) check_replacement(&m, now);
         } else if (now >= m.kill_at) {
             log_warn("%u worker(s) still running after the stop deadline: SIGKILL", running(&m));
             signal_workers(&m, SIGKILL);
@@ -335,10 +589,14 @@ int master_run(struct conf *conf, struct listener *listeners, size_t nlisteners)
         reap(&m); /* SIGCHLD may have merged with another signal */
     }
 
-    log_info("master exiting");
-    if (conf->pid_file) unlink(conf->pid_file);
+    log_info(m.handed_over ? "master exiting; a new master owns the sockets" : "master exiting");
+    if (a->conf.pid_file) remove_pid_file(a->conf.pid_file);
+    /* a new master serves the same unix socket files: leave them */
+    listeners_close(&a->listeners, !m.handed_over);
+    conf_free(&a->conf);
     scoreboard_destroy(m.sb);
     free(m.procs);
+    free(m.old);
     sigprocmask(SIG_UNBLOCK, &sigs, NULL);
     return 0;
 }

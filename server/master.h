@@ -3,20 +3,54 @@
  *
  * Signals are blocked and taken synchronously with sigtimedwait() in the
  * master's loop, so nothing runs in signal context at all:
- *   SIGTERM, SIGQUIT  graceful stop (a second one: fast stop)
+ *
+ *   SIGTERM, SIGQUIT  graceful stop; a second one makes it fast
  *   SIGINT            fast stop
- *   SIGCHLD           reap, and respawn workers that died unexpectedly
- */
+ *   SIGHUP            reload: read the configuration again; if it is valid,
+ *                     start a new generation of workers on the same sockets
+ *                     (new ones for new listen lines) and retire the old
+ *                     generation gracefully; if not, say why and keep going
+ *   SIGUSR1           reopen the logs, here and in every worker
+ *   SIGUSR2           binary upgrade: exec the binary again with the
+ *                     listening sockets inherited (PREFORKD_LISTENERS); the
+ *                     new master retires this one once its workers serve
+ *   SIGTTIN, SIGTTOU  one worker more, one less
+ *   SIGCHLD           reap; respawn a worker that died, into its slot, with
+ *                     growing delays when it keeps dying right after start
+ *
+ * Workers share the listening sockets (one accept queue per address), so a
+ * worker that exits, is respawned or replaced never takes waiting
+ * connections with it. A worker whose heartbeat stops for worker_timeout is
+ * killed and respawned. */
 #ifndef PREFORKD_MASTER_H
 #define PREFORKD_MASTER_H
 
 #include <stddef.h>
+#include <sys/types.h>
 
+#include "server/cli.h"
 #include "server/conf.h"
 #include "server/listen.h"
+#include "server/privs.h"
+
+/* Environment of a binary upgrade: the inherited sockets, and the pid of the
+ * master to retire once this one serves. */
+#define ENV_LISTENERS "PREFORKD_LISTENERS"
+#define ENV_REPLACES  "PREFORKD_REPLACES"
+
+/* What the master starts with; it takes over conf and listeners. */
+struct master_args {
+    const struct cli *cli; /* to read the configuration again on reload */
+    char **argv;           /* to exec again on upgrade */
+    char exe[4096];        /* the binary's path as started */
+    struct conf conf;
+    struct listeners listeners;
+    struct creds creds;
+    pid_t replaces; /* a master to retire once our workers serve (upgrade) */
+};
 
 /* Runs until stopped; returns the process exit status. */
-int master_run(struct conf *conf, struct listener *listeners, size_t nlisteners);
+int master_run(struct master_args *args);
 
 /* The worker count for "workers = auto": CPUs in our affinity mask, capped by
  * a cgroup CPU quota (rounded up), at least 1. why describes the choice. */

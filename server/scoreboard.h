@@ -29,6 +29,7 @@ struct sb_slot {
 
 struct scoreboard {
     unsigned nslots;
+    _Atomic unsigned high; /* 1 + the highest slot index ever used: scans stop there */
     struct sb_slot slots[SCOREBOARD_SLOTS];
 };
 

@@ -819,18 +819,20 @@ static void conn_close(struct conn *c) {
     worker_conn_closed(w);
 }
 
-void conns_stop(struct worker *w, bool fast) {
+void conns_close_idle(struct worker *w) {
     struct conn *c = w->conns, *next;
     for (; c; c = next) {
         next = c->next;
-        bool idle =
-            (c->state == CONN_IDLE || (c->state == CONN_READING_HEAD && !buf_len(&c->in))) &&
-            !buf_len(&c->out);
-        if (fast || idle)
+        bool idle = c->state == CONN_IDLE || (c->state == CONN_READING_HEAD && !buf_len(&c->in));
+        if (idle && !buf_len(&c->out))
             conn_close(c);
-        else
-            c->close_after |= c->state == CONN_IDLE; /* pipelined answers, then close */
+        else if (c->state == CONN_IDLE)
+            c->close_after = true; /* answers queued, then close */
     }
+}
+
+void conns_close_all(struct worker *w) {
+    while (w->conns) conn_close(w->conns);
 }
 
 void conns_free_cached(struct worker *w) {

@@ -41,9 +41,12 @@ enum conn_state {
 /* Takes over an accepted socket (non-blocking). */
 void conn_accept(struct worker *w, int fd, const struct sockaddr *peer, socklen_t peerlen);
 
-/* Graceful stop: closes idle connections now; the others close after their
- * current response. fast: closes every connection now. */
-void conns_stop(struct worker *w, bool fast);
+/* Graceful stop: closes the connections that are idle (nothing of a request
+ * has arrived); the others close after their current response, because a
+ * stopping worker answers with Connection: close. */
+void conns_close_idle(struct worker *w);
+/* Fast stop: every connection, now. */
+void conns_close_all(struct worker *w);
 
 /* Frees cached connection and exchange structs (at worker exit). */
 void conns_free_cached(struct worker *w);

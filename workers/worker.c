@@ -3,6 +3,7 @@
 
 #include <errno.h>
 #include <event2/event.h>
+#include <limits.h>
 #include <signal.h>
 #include <stdatomic.h>
 #include <stdlib.h>
@@ -19,6 +20,16 @@
 #define ACCEPT_BATCH 64
 /* Pause before accepting again when out of file descriptors. */
 #define ACCEPT_RETRY_MS 200
+/* Fair accepting between workers sharing a socket: a worker holding this
+ * many connections more than the least loaded live peer of its generation
+ * steps back for ACCEPT_DEFER_MS, at most ACCEPT_MAX_DEFERS times in a row
+ * (so a slow peer cannot leave a connection waiting for long). */
+#define ACCEPT_SLACK      2
+#define ACCEPT_DEFER_MS   2
+#define ACCEPT_MAX_DEFERS 5
+#define PEER_STALE_MS     2000
+/* Graceful stop: how long idle connections may still send one request. */
+#define STOP_IDLE_GRACE_MS 1000
 /* Buffer blocks kept for reuse. */
 #define BUF_CACHE_BLOCKS 1024
 
@@ -33,12 +44,41 @@ static void accept_enable(struct worker *w, bool on) {
     w->accepting = on;
 }
 
+/* Whether this worker holds more than its share: the kernel wakes every
+ * worker for a new connection, and without this the first to run takes
+ * them all. Peers are read from the scoreboard. */
+static bool over_fair_share(struct worker *w) {
+    struct scoreboard *sb = scoreboard_get();
+    unsigned high = sb ? atomic_load_explicit(&sb->high, memory_order_relaxed) : 0;
+    if (high <= 1) return false;
+    unsigned generation = atomic_load_explicit(&w->slot->generation, memory_order_relaxed);
+    unsigned least = UINT_MAX;
+    uint64_t now = monotonic_ms();
+    for (unsigned i = 0; i < high; i++) {
+        struct sb_slot *s = &sb->slots[i];
+        if (s == w->slot || atomic_load_explicit(&s->state, memory_order_relaxed) != SLOT_SERVING ||
+            atomic_load_explicit(&s->generation, memory_order_relaxed) != generation ||
+            now - atomic_load_explicit(&s->heartbeat_ms, memory_order_relaxed) > PEER_STALE_MS)
+            continue;
+        unsigned n = atomic_load_explicit(&s->connections, memory_order_relaxed);
+        if (n < least) least = n;
+    }
+    return least != UINT_MAX && w->nconns >= least + ACCEPT_SLACK;
+}
+
 static void on_accept(evutil_socket_t lfd, short what, void *arg) {
     struct worker *w = arg;
     for (int i = 0; i < ACCEPT_BATCH; i++) {
         if (w->nconns >= w->conf->max_connections) {
             /* the rest wait in the backlog; resumed by worker_conn_closed() */
             accept_enable(w, false);
+            return;
+        }
+        if (w->accept_defers < ACCEPT_MAX_DEFERS && over_fair_share(w)) {
+            static const struct timeval defer = {0, ACCEPT_DEFER_MS * 1000};
+            w->accept_defers++;
+            accept_enable(w, false);
+            event_add(w->accept_retry, &defer);
             return;
         }
         struct sockaddr_storage sa;
@@ -65,6 +105,7 @@ static void on_accept(evutil_socket_t lfd, short what, void *arg) {
             default: log_error("accept: %s", strerror(errno)); return;
             }
         }
+        w->accept_defers = 0;
         atomic_fetch_add_explicit(&w->slot->accepted, 1, memory_order_relaxed);
         conn_accept(w, fd, (struct sockaddr *)&sa, len);
     }
@@ -103,7 +144,8 @@ static void on_tick(evutil_socket_t fd, short what, void *arg) {
 }
 
 static void stop_now(struct worker *w) {
-    conns_stop(w, true);
+    w->fast_stop = true;
+    conns_close_all(w);
     event_base_loopbreak(w->base);
 }
 
@@ -111,6 +153,10 @@ static void on_stop_timeout(evutil_socket_t fd, short what, void *arg) {
     struct worker *w = arg;
     log_warn("shutdown_timeout: closing %u connection(s) still open", w->nconns);
     stop_now(w);
+}
+
+static void on_idle_grace(evutil_socket_t fd, short what, void *arg) {
+    conns_close_idle(arg);
 }
 
 static void begin_stop(struct worker *w, bool fast) {
@@ -125,11 +171,18 @@ static void begin_stop(struct worker *w, bool fast) {
         stop_now(w);
         return;
     }
-    conns_stop(w, false);
     if (w->nconns == 0) {
         event_base_loopbreak(w->base);
         return;
     }
+    /* An idle keep-alive connection may have a request on its way right now:
+     * closing it at once would lose that request. Idle connections get a
+     * moment in which a request is still answered (with Connection: close),
+     * then they are closed. */
+    unsigned grace = w->conf->keepalive_timeout < STOP_IDLE_GRACE_MS ? w->conf->keepalive_timeout
+                                                                     : STOP_IDLE_GRACE_MS;
+    struct timeval g = {grace / 1000, (grace % 1000) * 1000};
+    event_add(w->idle_grace, &g);
     struct timeval tv = {w->conf->shutdown_timeout / 1000,
                          (w->conf->shutdown_timeout % 1000) * 1000};
     event_add(w->stop_timer, &tv);
@@ -162,9 +215,19 @@ static const struct timeval *common_timeout(struct event_base *base, unsigned ms
     return event_base_init_common_timeout(base, &tv);
 }
 
-static int setup(struct worker *w) {
+static int setup(struct worker *w, const struct creds *creds) {
     char err[512];
     const struct conf *c = w->conf;
+
+    /* the log may live where only root writes; the rest is done as the user */
+    if (c->access_log && !(w->alog = accesslog_open(c->access_log))) {
+        log_error("access log %s: %s", c->access_log, strerror(errno));
+        return -1;
+    }
+    if (privs_drop(creds, err, sizeof err) < 0) {
+        log_error("%s", err);
+        return -1;
+    }
     static const int sigs[4] = {SIGTERM, SIGQUIT, SIGINT, SIGUSR1};
 
     struct event_config *cfg = event_config_new();
@@ -196,10 +259,6 @@ static int setup(struct worker *w) {
         return -1;
     }
     w->pool_ev = event_new(w->base, pool_fd(w->pool), EV_READ | EV_PERSIST, on_pool, w);
-    if (c->access_log && !(w->alog = accesslog_open(c->access_log))) {
-        log_error("access log %s: %s", c->access_log, strerror(errno));
-        return -1;
-    }
     w->accept_evs = calloc(w->nlisteners, sizeof *w->accept_evs);
     if (!w->accept_evs) return -1;
     for (size_t i = 0; i < w->nlisteners; i++)
@@ -207,6 +266,7 @@ static int setup(struct worker *w) {
             event_new(w->base, w->listeners[i].fd, EV_READ | EV_PERSIST, on_accept, w);
     w->accept_retry = evtimer_new(w->base, on_accept_retry, w);
     w->stop_timer = evtimer_new(w->base, on_stop_timeout, w);
+    w->idle_grace = evtimer_new(w->base, on_idle_grace, w);
     w->tick = event_new(w->base, -1, EV_PERSIST, on_tick, w);
     for (int i = 0; i < 4; i++) w->signals[i] = evsignal_new(w->base, sigs[i], on_signal, w);
 
@@ -218,19 +278,29 @@ static int setup(struct worker *w) {
     return 0;
 }
 
+/* A fast stop does not wait for handlers still running: their threads end
+ * with the process. The pool stays reachable here, for the leak checker. */
+static struct pool *volatile left_running;
+
 static void teardown(struct worker *w) {
     w->stopping = true; /* nothing may re-enable accepting now */
-    conns_stop(w, true);
+    conns_close_all(w);
     if (w->pool) {
         unsigned busy = pool_busy(w->pool);
-        if (busy && !w->exit_status) log_info("waiting for %u pool handler(s) to finish", busy);
-        pool_destroy(w->pool);
+        if (busy && w->fast_stop) {
+            log_info("fast stop: leaving %u pool handler(s) running", busy);
+            left_running = w->pool;
+            w->pool = NULL;
+        } else {
+            if (busy) log_info("waiting for %u pool handler(s) to finish", busy);
+            pool_destroy(w->pool);
+        }
     }
     conns_free_cached(w);
     for (size_t i = 0; w->accept_evs && i < w->nlisteners; i++)
         if (w->accept_evs[i]) event_free(w->accept_evs[i]);
     free(w->accept_evs);
-    struct event *evs[] = {w->pool_ev,    w->accept_retry, w->stop_timer, w->tick,
+    struct event *evs[] = {w->pool_ev,    w->accept_retry, w->stop_timer, w->idle_grace, w->tick,
                            w->signals[0], w->signals[1],   w->signals[2], w->signals[3]};
     for (size_t i = 0; i < sizeof evs / sizeof evs[0]; i++)
         if (evs[i]) event_free(evs[i]);
@@ -241,7 +311,7 @@ static void teardown(struct worker *w) {
 }
 
 int worker_run(const struct conf *conf, struct listener *listeners, size_t nlisteners,
-               struct sb_slot *slot) {
+               struct sb_slot *slot, const struct creds *creds) {
     struct worker w;
     memset(&w, 0, sizeof w);
     w.conf = conf;
@@ -257,7 +327,7 @@ int worker_run(const struct conf *conf, struct listener *listeners, size_t nlist
     signal(SIGTTOU, SIG_IGN);
 
     int status = 1;
-    if (setup(&w) == 0) {
+    if (setup(&w, creds) == 0) {
         atomic_store_explicit(&slot->state, SLOT_SERVING, memory_order_relaxed);
         update_slot(&w);
         event_base_dispatch(w.base);

@@ -18,6 +18,7 @@
 
 #include "server/conf.h"
 #include "server/listen.h"
+#include "server/privs.h"
 #include "server/scoreboard.h"
 #include "workers/buf.h"
 #include "workers/http.h"
@@ -43,6 +44,7 @@ struct worker {
     size_t nlisteners;
     struct event **accept_evs;
     bool accepting;             /* accept events are added */
+    unsigned accept_defers;     /* times in a row we left a connection to peers */
     struct event *accept_retry; /* re-enables accepting after EMFILE */
 
     struct sb_slot *slot;
@@ -50,6 +52,7 @@ struct worker {
     struct event *tick; /* once a second: heartbeat, counters, log flush */
     struct event *signals[4];
     struct event *stop_timer; /* graceful stop that took too long */
+    struct event *idle_grace; /* graceful stop: idle connections close then */
 
     struct conn *conns; /* every open connection */
     unsigned nconns;
@@ -63,13 +66,15 @@ struct worker {
     const struct timeval *t_header, *t_body, *t_send, *t_keepalive, *t_request;
 
     bool stopping;
+    bool fast_stop;
     int exit_status;
     uint64_t requests; /* served; mirrored into the slot each tick */
 };
 
-/* Serves until stopped; returns the exit status for the process. */
+/* Serves until stopped; returns the exit status for the process. The
+ * access log is opened first, then privileges are dropped to creds. */
 int worker_run(const struct conf *conf, struct listener *listeners, size_t nlisteners,
-               struct sb_slot *slot);
+               struct sb_slot *slot, const struct creds *creds);
 
 /* Called by conn.c when a connection is gone: accept may resume, a graceful
  * stop may be complete. */
