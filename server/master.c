@@ -65,18 +65,27 @@ static sigset_t master_signals(void) {
 
 /* ---- workers = auto --------------------------------------------------- */
 
+/* Where the cgroup filesystem is (tests point it elsewhere). */
+static const char *cgroup_root = "/sys/fs/cgroup";
+
+static FILE *cgroup_file(const char *name) {
+    char path[512];
+    snprintf(path, sizeof path, "%s/%s", cgroup_root, name);
+    return fopen(path, "r");
+}
+
 /* A cgroup CPU limit in CPUs (rounded up), or 0 when there is none. */
 static unsigned cgroup_cpus(void) {
     long long quota = -1, period = 0;
-    FILE *f = fopen("/sys/fs/cgroup/cpu.max", "r"); /* v2: "max 100000" or "200000 100000" */
+    FILE *f = cgroup_file("cpu.max"); /* v2: "max 100000" or "200000 100000" */
     if (f) {
         char q[32];
         if (fscanf(f, "%31s %lld", q, &period) == 2 && strcmp(q, "max") != 0) quota = atoll(q);
         fclose(f);
-    } else if ((f = fopen("/sys/fs/cgroup/cpu/cpu.cfs_quota_us", "r"))) { /* v1 */
+    } else if ((f = cgroup_file("cpu/cpu.cfs_quota_us"))) { /* v1 */
         if (fscanf(f, "%lld", &quota) != 1) quota = -1;
         fclose(f);
-        if ((f = fopen("/sys/fs/cgroup/cpu/cpu.cfs_period_us", "r"))) {
+        if ((f = cgroup_file("cpu/cpu.cfs_period_us"))) {
             if (fscanf(f, "%lld", &period) != 1) period = 0;
             fclose(f);
         }

@@ -36,7 +36,8 @@ BAD_LOG = re.compile(r"AddressSanitizer|LeakSanitizer|runtime error:|killed by s
 class Server:
     """One preforkd process tree (master and workers)."""
 
-    def __init__(self, tmp, config=None, args=(), workers=1, env=None, listen=True, error_log=None):
+    def __init__(self, tmp, config=None, args=(), workers=1, env=None, listen=True, error_log=None,
+                 cpus=None):
         self.tmp = pathlib.Path(tmp)
         self.tmp.mkdir(parents=True, exist_ok=True)
         self.errlog = self.tmp / "error.log"  # stderr
@@ -57,8 +58,9 @@ class Server:
         full_env.update(env or {})
         self._err = open(self.errlog, "wb")
         self._out = open(self.outlog, "wb")
+        pin = (lambda: os.sched_setaffinity(0, cpus)) if cpus else None
         self.proc = subprocess.Popen(cmd, stdout=self._out, stderr=self._err, env=full_env,
-                                     start_new_session=True)
+                                     start_new_session=True, preexec_fn=pin)
         self.addresses = []
         self.expect_dirty = False  # a test that crashes workers on purpose sets this
         self._wait_ready()
@@ -75,8 +77,9 @@ class Server:
             time.sleep(0.02)
         else:
             raise RuntimeError("preforkd did not start:\n" + self.log())
-        if self.addresses and self.addresses[0].startswith("127.0.0.1:"):
-            self.port = int(self.addresses[0].rsplit(":", 1)[1])
+        tcp = [a for a in self.addresses if a.startswith("127.0.0.1:")]
+        if tcp:
+            self.port = int(tcp[0].rsplit(":", 1)[1])
             # the worker is ready when it answers
             wait_until(lambda: self._answers(), timeout=deadline - time.monotonic(),
                        what="the worker to answer")
@@ -149,9 +152,10 @@ def make_server(tmp_path):
     Every server is stopped gracefully at the end and must exit cleanly."""
     servers = []
 
-    def make(config=None, args=(), workers=1, env=None, name=None, error_log=None):
+    def make(config=None, args=(), workers=1, env=None, name=None, error_log=None, listen=True,
+             cpus=None):
         srv = Server(tmp_path / (name or f"srv{len(servers)}"), config=config, args=args,
-                     workers=workers, env=env, error_log=error_log)
+                     workers=workers, env=env, error_log=error_log, listen=listen, cpus=cpus)
         servers.append(srv)
         return srv
 

@@ -1,0 +1,498 @@
+"""The master/worker process model, with real processes: worker counts,
+respawning and crash-loop backoff, the heartbeat watchdog, reloads (also
+under wrk load, with zero errors), graceful and fast stops, log reopening,
+TTIN/TTOU, binary upgrade with its automatic rollback, privilege drop, the
+pid file and --signal, and fair sharing of connections between workers."""
+
+import json
+import os
+import re
+import signal
+import socket
+import subprocess
+import tempfile
+import threading
+import time
+
+import pytest
+
+from conftest import BIN, Reader, get, request, wait_until
+
+
+def site_conf(site, extra="", status=True):
+    text = f"[server]\n{extra}\n[route /]\nhandler = static\nroot = {site}\n"
+    if status:
+        text += "[route /status]\nhandler = status\n"
+    return text
+
+
+def children(pid):
+    """Live child processes (workers, or a new master), not zombies."""
+    out = subprocess.run(["pgrep", "-P", str(pid)], capture_output=True, text=True).stdout.split()
+    alive = []
+    for p in out:
+        try:
+            with open(f"/proc/{p}/stat") as f:
+                if f.read().rsplit(")", 1)[1].split()[0] != "Z":
+                    alive.append(int(p))
+        except OSError:
+            pass
+    return sorted(alive)
+
+
+def alive(pid):
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False
+
+
+def status(port):
+    return json.loads(get(port, "/status").body)["workers"]
+
+
+def wrk(port, seconds, conns=32, path="/hello.txt"):
+    """Runs wrk; returns (requests, problems): problems lists socket errors
+    and non-2xx answers as wrk reports them."""
+    out = subprocess.run(["wrk", "-t2", f"-c{conns}", f"-d{seconds}s",
+                          f"http://127.0.0.1:{port}{path}"],
+                         capture_output=True, text=True, timeout=seconds + 60).stdout
+    m = re.search(r"(\d+) requests in", out)
+    problems = [line.strip() for line in out.splitlines()
+                if "Socket errors" in line or "Non-2xx" in line]
+    return (int(m.group(1)) if m else 0), problems, out
+
+
+class Load:
+    """wrk in the background."""
+
+    def __init__(self, port, seconds, conns=32):
+        self.result = None
+        self.thread = threading.Thread(target=self._run, args=(port, seconds, conns))
+        self.thread.start()
+
+    def _run(self, port, seconds, conns):
+        self.result = wrk(port, seconds, conns)
+
+    def wait(self):
+        self.thread.join()
+        return self.result
+
+
+# ---- worker counts -----------------------------------------------------------
+
+
+def test_worker_count_n(make_server, site):
+    srv = make_server(config=site_conf(site), workers=3)
+    wait_until(lambda: len(children(srv.proc.pid)) == 3, what="3 workers")
+    wait_until(lambda: [w["state"] for w in status(srv.port)] == ["serving"] * 3,
+               what="3 serving workers")
+
+
+def test_workers_auto_follows_the_affinity_mask(make_server, site):
+    srv = make_server(config=site_conf(site), workers="auto", cpus={0})
+    assert "workers = auto: 1 (1 usable CPU(s) in the affinity mask" in srv.log()
+    assert len(children(srv.proc.pid)) == 1
+    all_cpus = len(os.sched_getaffinity(0))
+    srv2 = make_server(config=site_conf(site), workers="auto", name="all")
+    wait_until(lambda: len(children(srv2.proc.pid)) == all_cpus, what="a worker per CPU")
+
+
+# ---- respawn, backoff, heartbeat ---------------------------------------------
+
+
+def worker_of(sock, workers):
+    """The worker pid holding the server side of a client socket (via ss)."""
+    cport = sock.getsockname()[1]
+    out = subprocess.run(["ss", "-Htnp", "state", "established", f"( dport = :{cport} )"],
+                         capture_output=True, text=True).stdout
+    pids = [int(p) for p in re.findall(r"pid=(\d+)", out)]
+    return next(p for p in pids if p in workers)
+
+
+def test_killed_worker_is_replaced_and_others_keep_serving(make_server, site):
+    srv = make_server(config=site_conf(site), workers=2)
+    workers = wait_until(lambda: len(children(srv.proc.pid)) == 2 and children(srv.proc.pid),
+                         what="2 workers")
+    conns = []
+    for _ in range(8):
+        s = srv.connect()
+        s.sendall(b"GET /hello.txt HTTP/1.1\r\nHost: x\r\n\r\n")
+        rd = Reader(s)
+        assert rd.response().status == 200
+        conns.append((s, rd, worker_of(s, workers)))
+    victim = conns[0][2]
+    survivor = next(w for w in workers if w != victim)
+    assert any(w == survivor for _, _, w in conns), "fair accepting puts connections on both"
+    os.kill(victim, signal.SIGKILL)
+    t0 = time.monotonic()
+    wait_until(lambda: len(children(srv.proc.pid)) == 2 and victim not in children(srv.proc.pid),
+               timeout=1.0, interval=0.01, what="a replacement within a second")
+    assert time.monotonic() - t0 < 1.0
+    assert survivor in children(srv.proc.pid)
+    for s, rd, w in conns:
+        if w == survivor:  # untouched: the same connection goes on
+            s.sendall(b"GET /hello.txt HTTP/1.1\r\nHost: x\r\n\r\n")
+            assert rd.response().body == b"Hello, World!"
+        s.close()
+    assert get(srv.port, "/hello.txt").status == 200
+    assert "killed by signal 9; respawning" in srv.log()
+    srv.expect_dirty = True  # the log reports the kill
+
+
+def test_crash_loop_is_respawned_with_growing_delays(make_server, site, tmp_path):
+    root = tmp_path / "moving-root"
+    site.rename(root)
+    srv = make_server(config=site_conf(root), workers=1)
+    worker = children(srv.proc.pid)[0]
+    hidden = tmp_path / "hidden"
+    root.rename(hidden)  # new workers cannot open the root and exit at once
+    os.kill(worker, signal.SIGKILL)
+    delays = wait_until(
+        lambda: len(found := re.findall(r"right after starting; respawning in (\d+) ms", srv.log()))
+        >= 4 and [int(d) for d in found], timeout=20, what="four backed-off respawns")
+    assert delays[:4] == [100, 200, 400, 800], delays
+    hidden.rename(root)  # the next attempt succeeds
+    wait_until(lambda: get(srv.port, "/hello.txt").status == 200 if children(srv.proc.pid)
+               else False, timeout=10, what="a worker serving again")
+    srv.expect_dirty = True
+
+
+def test_unresponsive_worker_is_killed_and_respawned(make_server, site):
+    srv = make_server(config=site_conf(site, "worker_timeout = 1s"), workers=1)
+    worker = children(srv.proc.pid)[0]
+    os.kill(worker, signal.SIGSTOP)  # the loop stops beating
+    wait_until(lambda: "has not shown a heartbeat" in srv.log(), timeout=8, what="the watchdog")
+    wait_until(lambda: children(srv.proc.pid) and worker not in children(srv.proc.pid),
+               timeout=5, what="a replacement")
+    assert get(srv.port, "/hello.txt").status == 200
+    srv.expect_dirty = True
+
+
+# ---- reload -------------------------------------------------------------------
+
+
+def test_reload_applies_the_new_configuration(make_server, site, tmp_path):
+    srv = make_server(config=site_conf(site, "server_name = before"), workers=2)
+    assert get(srv.port, "/hello.txt").header("server") == "before"
+    old = children(srv.proc.pid)
+    (srv.tmp / "preforkd.conf").write_text(site_conf(site, "server_name = after"))
+    srv.signal(signal.SIGHUP)
+    wait_until(lambda: get(srv.port, "/hello.txt").header("server") == "after", what="new config")
+    wait_until(lambda: not set(old) & set(children(srv.proc.pid)), what="old workers gone")
+    assert {w["generation"] for w in status(srv.port)} == {2}
+    assert "reload: generation 2 started with 2 worker(s)" in srv.log()
+
+
+def test_broken_reload_keeps_serving(make_server, site):
+    srv = make_server(config=site_conf(site), workers=1)
+    old = children(srv.proc.pid)
+    conf = srv.tmp / "preforkd.conf"
+    conf.write_text(site_conf(site, "max_uri = 12q"))
+    srv.signal(signal.SIGHUP)
+    wait_until(lambda: "reload failed" in srv.log(), what="the reload error")
+    assert re.search(r"reload failed: \S+preforkd.conf:2: max_uri: invalid value", srv.log())
+    assert children(srv.proc.pid) == old
+    assert get(srv.port, "/hello.txt").status == 200
+    conf.write_text(site_conf(site, "server_name = fixed"))
+    srv.signal(signal.SIGHUP)
+    wait_until(lambda: get(srv.port, "/hello.txt").header("server") == "fixed", what="the fix")
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_reload_adds_and_removes_listen_addresses(make_server, site, tmp_path):
+    port = free_port()
+    sock = tmp_path / "extra.sock"
+    conf_one = f"listen = 127.0.0.1:{port}"
+    conf_two = f"listen = 127.0.0.1:{port}\nlisten = unix:{sock}"
+    srv = make_server(config=site_conf(site, conf_one), listen=False)
+    assert srv.port == port and not sock.exists()
+    (srv.tmp / "preforkd.conf").write_text(site_conf(site, conf_two))
+    srv.signal(signal.SIGHUP)
+
+    def unix_get():
+        with socket.socket(socket.AF_UNIX) as s:
+            s.settimeout(5)
+            s.connect(str(sock))
+            s.sendall(b"GET /hello.txt HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+            return Reader(s).response().body
+
+    wait_until(lambda: sock.exists(), what="the new unix socket")
+    assert unix_get() == b"Hello, World!"
+    (srv.tmp / "preforkd.conf").write_text(site_conf(site, conf_one))
+    srv.signal(signal.SIGHUP)
+    wait_until(lambda: not sock.exists(), what="the unix socket removed")
+    assert get(port, "/hello.txt").status == 200  # the TCP socket stayed
+
+
+def test_two_reloads_under_load_lose_nothing(make_server, site):
+    srv = make_server(config=site_conf(site), workers=2)
+    load = Load(srv.port, seconds=6)
+    time.sleep(1.5)
+    srv.signal(signal.SIGHUP)
+    time.sleep(2)
+    srv.signal(signal.SIGHUP)
+    requests, problems, out = load.wait()
+    assert requests > 1000, out
+    assert problems == [], out
+    assert srv.log().count("reload: generation") == 2
+    assert {w["generation"] for w in status(srv.port)} == {3}
+
+
+# ---- stopping -------------------------------------------------------------------
+
+
+def start_download(port, path):
+    s = socket.create_connection(("127.0.0.1", port), timeout=30)
+    s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 65536)
+    s.sendall(f"GET {path} HTTP/1.1\r\nHost: x\r\n\r\n".encode())
+    return s
+
+
+def read_head(s):
+    """The response head; returns (head, body bytes already read)."""
+    data = b""
+    while b"\r\n\r\n" not in data:
+        chunk = s.recv(4096)
+        assert chunk, "closed before the head"
+        data += chunk
+    head, rest = data.split(b"\r\n\r\n", 1)
+    return head, rest
+
+
+def read_all(s):
+    total = 0
+    try:
+        while True:
+            d = s.recv(1 << 20)
+            if not d:
+                break
+            total += len(d)
+    except (ConnectionResetError, socket.timeout):
+        pass
+    return total
+
+
+def test_graceful_stop_finishes_a_100mb_download(make_server, site):
+    big = site / "100m.bin"
+    with open(big, "wb") as f:
+        f.truncate(100 << 20)
+    srv = make_server(config=site_conf(site), workers=1)
+    s = start_download(srv.port, "/100m.bin")
+    head, rest = read_head(s)
+    assert head.startswith(b"HTTP/1.1 200")
+    srv.signal(signal.SIGTERM)
+    time.sleep(0.3)
+    assert srv.proc.poll() is None  # still finishing
+    body = len(rest) + read_all(s)
+    assert body == 100 << 20
+    s.close()
+    srv.proc.wait(timeout=10)
+    assert srv.proc.returncode == 0
+
+
+def test_graceful_stop_closes_idle_connections_and_answers_late_requests(make_server, site):
+    srv = make_server(config=site_conf(site), workers=1)
+    idle = srv.connect()
+    busy = srv.connect()
+    rd = Reader(busy)
+    busy.sendall(b"GET /hello.txt HTTP/1.1\r\nHost: x\r\n\r\n")
+    assert rd.response().status == 200
+    srv.signal(signal.SIGTERM)
+    # a request arriving right after the stop began is still answered, closing
+    time.sleep(0.1)
+    busy.sendall(b"GET /hello.txt HTTP/1.1\r\nHost: x\r\n\r\n")
+    r = rd.response()
+    assert r.status == 200 and r.header("connection") == "close"
+    assert rd.closed()
+    # an idle connection is closed within the grace (1 s) without an answer
+    assert Reader(idle).closed(timeout=5)
+    srv.proc.wait(timeout=10)
+
+
+def test_shutdown_timeout_cuts_a_stuck_client(make_server, site):
+    with open(site / "50m.bin", "wb") as f:
+        f.truncate(50 << 20)
+    srv = make_server(config=site_conf(site, "shutdown_timeout = 1s"), workers=1)
+    s = start_download(srv.port, "/50m.bin")  # and never read
+    time.sleep(0.3)
+    t0 = time.monotonic()
+    srv.signal(signal.SIGTERM)
+    srv.proc.wait(timeout=10)
+    assert 0.8 < time.monotonic() - t0 < 5
+    assert "shutdown_timeout: closing 1 connection(s)" in srv.log()
+    s.close()
+
+
+def test_fast_stop_closes_connections_now(make_server, site):
+    with open(site / "50m.bin", "wb") as f:
+        f.truncate(50 << 20)
+    conf = site_conf(site) + "[route /sleep]\nhandler = sleep\n"
+    srv = make_server(config=conf, workers=1)
+    s = start_download(srv.port, "/50m.bin")
+    slow = srv.connect()
+    slow.sendall(b"GET /sleep?ms=20000 HTTP/1.1\r\nHost: x\r\n\r\n")
+    time.sleep(0.3)
+    t0 = time.monotonic()
+    srv.signal(signal.SIGINT)
+    srv.proc.wait(timeout=10)
+    assert time.monotonic() - t0 < 3  # neither the download nor the handler is waited for
+    assert read_all(s) < 50 << 20
+    assert "fast stop" in srv.log()
+
+
+def test_second_sigterm_makes_the_stop_fast(make_server, site):
+    with open(site / "50m.bin", "wb") as f:
+        f.truncate(50 << 20)
+    srv = make_server(config=site_conf(site), workers=1)
+    s = start_download(srv.port, "/50m.bin")  # never read: a graceful stop waits for it
+    time.sleep(0.3)
+    srv.signal(signal.SIGTERM)
+    time.sleep(0.5)
+    assert srv.proc.poll() is None
+    srv.signal(signal.SIGTERM)
+    srv.proc.wait(timeout=10)
+    s.close()
+
+
+def test_workers_stop_when_the_master_is_killed(make_server, site):
+    srv = make_server(config=site_conf(site), workers=2)
+    workers = wait_until(lambda: len(children(srv.proc.pid)) == 2 and children(srv.proc.pid),
+                         what="2 workers")
+    srv.proc.send_signal(signal.SIGKILL)
+    srv.proc.wait()
+    wait_until(lambda: not any(alive(w) for w in workers), timeout=10, what="orphans to stop")
+    srv.expect_dirty = True  # SIGKILLed master: exit status -9
+
+
+# ---- logs, worker count, pid file ------------------------------------------------
+
+
+def test_reopen_logs_after_the_file_was_moved(make_server, site, tmp_path):
+    log = tmp_path / "access.log"
+    srv = make_server(config=site_conf(site, f"access_log = {log}"), workers=2)
+    get(srv.port, "/hello.txt")
+    wait_until(lambda: log.exists() and "/hello.txt" in log.read_text(), what="first line")
+    log.rename(tmp_path / "access.log.1")
+    srv.signal(signal.SIGUSR1)
+    wait_until(lambda: log.exists(), what="a new access log")
+    get(srv.port, "/style.css")
+    wait_until(lambda: "/style.css" in log.read_text(), what="a line in the new file")
+    assert "/style.css" not in (tmp_path / "access.log.1").read_text()
+    assert "SIGUSR1: reopening logs" in srv.log()
+
+
+def test_ttin_and_ttou_change_the_worker_count(make_server, site):
+    srv = make_server(config=site_conf(site), workers=2)
+    wait_until(lambda: len(children(srv.proc.pid)) == 2, what="2 workers")
+    srv.signal(signal.SIGTTIN)
+    wait_until(lambda: len(children(srv.proc.pid)) == 3, what="3 workers")
+    srv.signal(signal.SIGTTOU)
+    wait_until(lambda: len(children(srv.proc.pid)) == 2, what="2 workers again")
+    srv.signal(signal.SIGTTOU)
+    wait_until(lambda: len(children(srv.proc.pid)) == 1, what="1 worker")
+    srv.signal(signal.SIGTTOU)  # the last one stays
+    wait_until(lambda: "keeping the last worker" in srv.log(), what="the refusal")
+    assert len(children(srv.proc.pid)) == 1
+    assert get(srv.port, "/hello.txt").status == 200
+
+
+def test_pid_file_and_signal_reload(make_server, site, tmp_path):
+    pid_file = tmp_path / "m.pid"
+    srv = make_server(config=site_conf(site, f"pid_file = {pid_file}\nserver_name = a"))
+    assert int(pid_file.read_text()) == srv.proc.pid
+    conf = srv.tmp / "preforkd.conf"
+    conf.write_text(site_conf(site, f"pid_file = {pid_file}\nserver_name = b"))
+    out = subprocess.run([BIN, "--config", str(conf), "--signal", "reload"], capture_output=True,
+                         text=True, timeout=10)
+    assert out.returncode == 0, out.stderr
+    wait_until(lambda: get(srv.port, "/hello.txt").header("server") == "b", what="reload")
+    srv.stop()
+    assert not pid_file.exists()
+
+
+# ---- binary upgrade ---------------------------------------------------------------
+
+
+def stop_pid(pid, timeout=30):
+    os.kill(pid, signal.SIGTERM)
+    wait_until(lambda: not alive(pid), timeout=timeout, what=f"pid {pid} to stop")
+
+
+def test_binary_upgrade_under_load_loses_nothing(make_server, site, tmp_path):
+    pid_file = tmp_path / "m.pid"
+    sock = tmp_path / "u.sock"
+    srv = make_server(config=site_conf(site, f"pid_file = {pid_file}"), workers=2,
+                      args=["--listen", f"unix:{sock}"])
+    old = srv.proc.pid
+    load = Load(srv.port, seconds=5)
+    time.sleep(1.5)
+    srv.signal(signal.SIGUSR2)
+    requests, problems, out = load.wait()
+    srv.proc.wait(timeout=30)  # the old master retired itself
+    new = int(pid_file.read_text())
+    assert new != old and alive(new)
+    assert requests > 1000, out
+    assert problems == [], out
+    assert get(srv.port, "/hello.txt").status == 200  # the same port, a new master
+    assert sock.exists()  # handed over, not unlinked
+    assert "binary upgrade: serving; asking the old master" in srv.log()
+    assert "master exiting; a new master owns the sockets" in srv.log()
+    stop_pid(new)
+    assert not pid_file.exists() and not sock.exists()
+
+
+def test_failed_upgrade_rolls_back(make_server, site, tmp_path):
+    pid_file = tmp_path / "m.pid"
+    srv = make_server(config=site_conf(site, f"pid_file = {pid_file}"), workers=1)
+    # the new master will read a broken configuration and exit at once
+    (srv.tmp / "preforkd.conf").write_text(site_conf(site, "workers = lots"))
+    srv.signal(signal.SIGUSR2)
+    wait_until(lambda: "binary upgrade failed" in srv.log(), timeout=10, what="the rollback")
+    assert int(pid_file.read_text()) == srv.proc.pid
+    assert srv.proc.poll() is None
+    assert get(srv.port, "/hello.txt").status == 200
+
+
+# ---- privileges and fairness -------------------------------------------------------
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="needs root")
+def test_workers_drop_privileges(make_server):
+    root = tempfile.mkdtemp(prefix="preforkd-priv-")
+    os.chmod(root, 0o755)
+    with open(os.path.join(root, "hello.txt"), "w") as f:
+        f.write("as nobody")
+    os.chmod(os.path.join(root, "hello.txt"), 0o644)
+    with open(os.path.join(root, "secret.txt"), "w") as f:
+        f.write("root only")
+    os.chmod(os.path.join(root, "secret.txt"), 0o600)
+    srv = make_server(config=site_conf(root, "user = nobody\ngroup = nogroup"), workers=1)
+    worker = children(srv.proc.pid)[0]
+
+    def ids(pid, key):
+        with open(f"/proc/{pid}/status") as f:
+            return next(l.split()[1:] for l in f if l.startswith(key))
+
+    assert ids(srv.proc.pid, "Uid:")[0] == "0"  # the master keeps root to bind and respawn
+    assert set(ids(worker, "Uid:")) == {"65534"}
+    assert set(ids(worker, "Gid:")) == {"65534"}
+    assert ids(worker, "Groups:") == ["65534"]
+    assert get(srv.port, "/hello.txt").body == b"as nobody"
+    assert get(srv.port, "/secret.txt").status == 403
+
+
+def test_connections_are_shared_fairly(make_server, site):
+    srv = make_server(config=site_conf(site), workers=4)
+    wait_until(lambda: len(status(srv.port)) == 4, what="4 workers")
+    requests, problems, out = wrk(srv.port, 5, conns=64)
+    assert problems == [], out
+    served = [w["requests"] for w in status(srv.port)]
+    mean = sum(served) / len(served)
+    assert all(abs(n - mean) <= 0.25 * mean for n in served), served

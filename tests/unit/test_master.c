@@ -1,0 +1,108 @@
+/* Unit tests for the parts of server/master.c that need no processes: the
+ * worker count for "workers = auto" (affinity mask, cgroup v2 and v1 quotas,
+ * read from a fake cgroup folder) and --signal's argument handling. The file
+ * under test is included to reach its static functions. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+
+#include "server/master.c"
+
+static char dir[64];
+
+static void put(const char *name, const char *text) {
+    char path[256];
+    snprintf(path, sizeof path, "%s/%s", dir, name);
+    FILE *f = fopen(path, "w");
+    assert_non_null(f);
+    fputs(text, f);
+    fclose(f);
+}
+
+static int setup(void **state) {
+    strcpy(dir, "/tmp/preforkd-cgroup-XXXXXX");
+    assert_non_null(mkdtemp(dir));
+    char v1[128];
+    snprintf(v1, sizeof v1, "%s/cpu", dir);
+    assert_int_equal(mkdir(v1, 0755), 0);
+    cgroup_root = dir;
+    return 0;
+}
+
+static int teardown(void **state) {
+    char cmd[128];
+    snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
+    assert_int_equal(system(cmd), 0);
+    cgroup_root = "/sys/fs/cgroup";
+    return 0;
+}
+
+static unsigned affinity_cpus(void) {
+    cpu_set_t set;
+    assert_int_equal(sched_getaffinity(0, sizeof set, &set), 0);
+    return (unsigned)CPU_COUNT(&set);
+}
+
+static void test_no_cgroup_files_means_affinity(void **state) {
+    char why[160];
+    assert_int_equal(cgroup_cpus(), 0);
+    assert_int_equal(master_auto_workers(why, sizeof why), affinity_cpus());
+    assert_non_null(strstr(why, "no cgroup quota"));
+}
+
+static void test_v2_quota(void **state) {
+    char why[160];
+    put("cpu.max", "max 100000\n");
+    assert_int_equal(cgroup_cpus(), 0);
+    put("cpu.max", "150000 100000\n"); /* 1.5 CPUs: rounded up */
+    assert_int_equal(cgroup_cpus(), 2);
+    put("cpu.max", "50000 100000\n");
+    assert_int_equal(cgroup_cpus(), 1);
+    assert_int_equal(master_auto_workers(why, sizeof why), 1);
+    assert_non_null(strstr(why, "cgroup quota 1"));
+    put("cpu.max", "6400000 100000\n"); /* more than we have: the mask wins */
+    assert_int_equal(master_auto_workers(why, sizeof why), affinity_cpus());
+}
+
+static void test_v1_quota(void **state) {
+    put("cpu/cpu.cfs_quota_us", "-1\n");
+    put("cpu/cpu.cfs_period_us", "100000\n");
+    assert_int_equal(cgroup_cpus(), 0);
+    put("cpu/cpu.cfs_quota_us", "250000\n");
+    assert_int_equal(cgroup_cpus(), 3);
+}
+
+static void test_signal_arguments(void **state) {
+    char err[256];
+    int bad;
+    assert_int_equal(master_signal("/nonexistent/pid", "bogus", &bad, err, sizeof err), -1);
+    assert_int_equal(bad, 1);
+    assert_non_null(strstr(err, "reload, stop, quit or reopen"));
+    assert_int_equal(master_signal(NULL, "reload", &bad, err, sizeof err), -1);
+    assert_int_equal(bad, 0);
+    assert_non_null(strstr(err, "pid_file"));
+    assert_int_equal(master_signal("/nonexistent/pid", "quit", &bad, err, sizeof err), -1);
+    assert_non_null(strstr(err, "/nonexistent/pid"));
+    put("empty.pid", "");
+    char path[128];
+    snprintf(path, sizeof path, "%s/empty.pid", dir);
+    assert_int_equal(master_signal(path, "reopen", &bad, err, sizeof err), -1);
+    assert_non_null(strstr(err, "no pid"));
+}
+
+int main(void) {
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test_setup_teardown(test_no_cgroup_files_means_affinity, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_v2_quota, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_v1_quota, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_signal_arguments, setup, teardown),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
