@@ -69,9 +69,9 @@ struct conn {
     bool linger;          /* drain the client before closing */
     bool peer_closed;     /* read returned 0 */
     bool read_paused;     /* read event removed: input buffer full */
-    bool wev_added;
     bool nodelay;
-    struct event rev, wev;
+    struct event rev;
+    struct event *wev; /* only while a write waits for room: idle connections stay small */
     struct buf in, out;
     int file_fd; /* file body being sent after out */
     uint64_t file_off, file_left;
@@ -557,6 +557,35 @@ static enum step conn_step(struct conn *c) {
     return STEP_WAIT;
 }
 
+/* Write events come from a per-worker cache: a connection has one only while
+ * its output waits for room in the socket. */
+struct wev_box {
+    union {
+        struct event ev;
+        struct wev_box *next;
+    };
+};
+
+static struct event *wev_get(struct worker *w) {
+    struct wev_box *b = w->free_wevs;
+    if (b)
+        w->free_wevs = b->next;
+    else
+        b = malloc(sizeof *b);
+    return b ? &b->ev : NULL;
+}
+
+static void write_wait_end(struct conn *c) {
+    if (!c->wev) return;
+    struct wev_box *b = (struct wev_box *)c->wev;
+    event_del(c->wev);
+    c->wev = NULL;
+    b->next = c->w->free_wevs;
+    c->w->free_wevs = b;
+}
+
+static void on_write(evutil_socket_t fd, short what, void *arg);
+
 /* Done with the file body: hand it back to its owner, or close it. */
 static void drop_file(struct conn *c) {
     if (c->file_hold)
@@ -597,15 +626,15 @@ static enum flush conn_flush(struct conn *c) {
         c->file_left -= (uint64_t)sent;
     }
     if (c->file_fd >= 0) drop_file(c);
-    if (c->wev_added) {
-        event_del(&c->wev);
-        c->wev_added = false;
-    }
+    write_wait_end(c);
     return FLUSH_DONE;
 again:
     /* send_timeout counts from the last progress: re-adding resets it */
-    event_add(&c->wev, w->t_send);
-    c->wev_added = true;
+    if (!c->wev) {
+        if (!(c->wev = wev_get(w))) return FLUSH_ERROR;
+        event_assign(c->wev, w->base, c->fd, EV_WRITE | EV_PERSIST, on_write, c);
+    }
+    event_add(c->wev, w->t_send);
     return FLUSH_AGAIN;
 }
 
@@ -774,7 +803,6 @@ void conn_accept(struct worker *w, int fd, const struct sockaddr *peer, socklen_
     else
         c->peer.sa.sa_family = AF_UNSPEC;
     event_assign(&c->rev, w->base, fd, EV_READ | EV_PERSIST, on_read, c);
-    event_assign(&c->wev, w->base, fd, EV_WRITE | EV_PERSIST, on_write, c);
     c->next = w->conns;
     if (w->conns) w->conns->prev = c;
     w->conns = c;
@@ -796,7 +824,7 @@ static void conn_close(struct conn *c) {
         c->ex = NULL;
     }
     event_del(&c->rev);
-    event_del(&c->wev);
+    write_wait_end(c);
     close(c->fd);
     if (c->file_fd >= 0) drop_file(c);
     buf_release(&c->in, &w->bufs);
@@ -836,6 +864,11 @@ void conns_close_all(struct worker *w) {
 }
 
 void conns_free_cached(struct worker *w) {
+    while (w->free_wevs) {
+        struct wev_box *b = w->free_wevs;
+        w->free_wevs = b->next;
+        free(b);
+    }
     while (w->free_conns) {
         struct conn *c = w->free_conns;
         w->free_conns = c->next;

@@ -29,6 +29,7 @@ struct event;
 struct conn;
 struct exchange;
 struct pool;
+struct wev_box;
 struct accesslog;
 
 /* The per-process state shared by the worker's modules (loop thread only). */
@@ -59,6 +60,7 @@ struct worker {
     struct conn *free_conns; /* cached conn structs */
     unsigned nfree_conns;
     struct exchange *free_exchanges;
+    struct wev_box *free_wevs; /* cached write events */
     unsigned nfree_exchanges;
     struct bufcache bufs;
 
