@@ -63,6 +63,7 @@ struct conn {
     enum conn_state state;
     enum conn_state armed; /* the state whose timeout the read event carries */
     unsigned armed_requests;
+    bool timer_restarted; /* this callback is a read: its timeout restarted */
     unsigned requests;    /* answered on this connection */
     uint64_t deadline_ms; /* READING_HEAD, LINGERING: when the total time is up */
     bool close_after;     /* close once the output is flushed */
@@ -665,7 +666,9 @@ static void conn_arm(struct conn *c) {
     switch (c->state) {
     case CONN_IDLE:
         tv = w->t_keepalive;
-        rearm |= c->armed_requests != c->requests; /* idle time restarts per request */
+        /* idle time restarts with each request answered; after a read,
+         * libevent already restarted the persistent timeout itself */
+        rearm |= c->armed_requests != c->requests && !c->timer_restarted;
         break;
     case CONN_READING_HEAD:
         tv = time_left(c, w->conf->header_timeout, &left);
@@ -679,6 +682,7 @@ static void conn_arm(struct conn *c) {
         rearm = true;
         break;
     }
+    c->timer_restarted = false;
     if (c->peer_closed) return;
     if (c->read_paused) {
         if (c->state != CONN_LINGERING && !make_room(c)) return;
@@ -765,6 +769,7 @@ static void on_read(evutil_socket_t fd, short what, void *arg) {
         conn_drain(c);
         return;
     }
+    c->timer_restarted = true;
     if (conn_read(c) < 0) return;
     conn_run(c);
 }

@@ -4,7 +4,6 @@
 #include <http_parser.h>
 #include <stdlib.h>
 #include <string.h>
-#include <strings.h>
 
 #include "workers/path.h"
 
@@ -98,11 +97,6 @@ static bool is_hex(unsigned char c) {
 
 static unsigned hex_value(unsigned char c) {
     return c <= '9' ? (unsigned)(c - '0') : (unsigned)((c | 0x20) - 'a' + 10);
-}
-
-bool http_str_ieq(struct http_str s, const char *lower) {
-    size_t n = strlen(lower);
-    return s.len == n && strncasecmp(s.p, lower, n) == 0;
 }
 
 /* ---- the request line ------------------------------------------------- */
@@ -288,18 +282,39 @@ static int check_head(struct http_msg *m) {
 
     for (unsigned i = 0; i < r->nfields; i++) {
         struct http_field *f = &r->fields[i];
-        if (http_str_ieq(f->name, "host")) {
-            m->hosts++;
-            r->host = f->value;
-        } else if (http_str_ieq(f->name, "content-length")) {
-            m->has_cl = true;
-        } else if (http_str_ieq(f->name, "transfer-encoding")) {
-            m->has_te = true;
-            if (check_transfer_encoding(m, f->value)) return m->status;
-        } else if (http_str_ieq(f->name, "expect")) {
+        /* one pass, sorted by name length: most fields match no case */
+        switch (f->name.len) {
+        case 4:
+            if (http_str_ieq(f->name, "host")) {
+                m->hosts++;
+                r->host = f->value;
+            }
+            break;
+        case 5:
+            if (!r->range && http_str_ieq(f->name, "range")) r->range = &f->value;
+            break;
+        case 6:
+            if (!http_str_ieq(f->name, "expect")) break;
             if (!http_str_ieq(f->value, "100-continue"))
                 return refuse(m, 417, "unsupported expectation");
             r->expect_continue = true;
+            break;
+        case 8:
+            if (!r->if_range && http_str_ieq(f->name, "if-range")) r->if_range = &f->value;
+            break;
+        case 13:
+            if (!r->if_none_match && http_str_ieq(f->name, "if-none-match"))
+                r->if_none_match = &f->value;
+            break;
+        case 14: m->has_cl |= http_str_ieq(f->name, "content-length"); break;
+        case 17:
+            if (!r->if_modified_since && http_str_ieq(f->name, "if-modified-since")) {
+                r->if_modified_since = &f->value;
+            } else if (http_str_ieq(f->name, "transfer-encoding")) {
+                m->has_te = true;
+                if (check_transfer_encoding(m, f->value)) return m->status;
+            }
+            break;
         }
     }
     if (m->hosts > 1) return refuse(m, 400, "repeated Host field");

@@ -69,6 +69,9 @@ struct http_request {
     bool keep_alive; /* the client allows another request on this connection */
     bool expect_continue;
     struct http_str body; /* the whole body, when http_msg_keep_body() was asked */
+    /* fields the static handler asks for, found while checking the head
+     * (NULL when absent; the first one when repeated) */
+    const struct http_str *if_none_match, *if_modified_since, *if_range, *range;
 };
 
 struct http_limits {
@@ -107,7 +110,15 @@ const char *http_msg_error(const struct http_msg *m);
 
 /* The value of the first field called name (case-insensitive), or NULL. */
 const struct http_str *http_find(const struct http_request *r, const char *name);
-/* Case-insensitive comparison of s with a NUL-terminated lowercase literal. */
-bool http_str_ieq(struct http_str s, const char *lower);
+/* Case-insensitive comparison of s with a NUL-terminated lowercase literal of
+ * token characters (letters, digits, '-'): inline, so that the literal's
+ * length is known at compile time. */
+static inline bool http_str_ieq(struct http_str s, const char *lower) {
+    size_t n = __builtin_strlen(lower);
+    if (s.len != n) return false;
+    for (size_t i = 0; i < n; i++)
+        if ((s.p[i] | 0x20) != lower[i]) return false;
+    return true;
+}
 
 #endif

@@ -37,8 +37,24 @@ static bool names_directory(const char *p, size_t len) {
     return last == 0 || (last == 1 && p[i] == '.') || (last == 2 && p[i] == '.' && p[i + 1] == '.');
 }
 
+/* Whether in is already normal: no escape or NUL, no "//", no "/." segment. */
+static bool already_normal(const char *in, size_t len) {
+    for (size_t i = 0; i < len; i++) {
+        char c = in[i];
+        if (c == '%' || c == '\0' ||
+            (c == '/' && i + 1 < len && (in[i + 1] == '/' || in[i + 1] == '.')))
+            return false;
+    }
+    return true;
+}
+
 ssize_t path_normalize(const char *in, size_t len, char *out) {
     if (len == 0 || in[0] != '/') return -1;
+    if (already_normal(in, len)) { /* the common case: "/", "/index.html" */
+        memcpy(out, in, len);
+        out[len] = '\0';
+        return (ssize_t)len;
+    }
     ssize_t n = percent_decode(in, len, out);
     if (n < 0) return -1;
     size_t end = (size_t)n;

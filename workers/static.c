@@ -99,16 +99,16 @@ static bool etag_listed(struct http_str list, const char *etag) {
 
 /* 304 check: If-None-Match wins over If-Modified-Since (RFC 9110 13.2.2). */
 static bool not_modified(const struct http_request *req, const char *etag, time_t mtime) {
-    const struct http_str *inm = http_find(req, "if-none-match");
+    const struct http_str *inm = req->if_none_match;
     if (inm) return etag_listed(*inm, etag);
-    const struct http_str *ims = http_find(req, "if-modified-since");
+    const struct http_str *ims = req->if_modified_since;
     time_t since;
     return ims && httpdate_parse(ims->p, ims->len, &since) == 0 && mtime <= since;
 }
 
 /* If-Range: the range applies only to the representation the client has. */
 static bool range_applies(const struct http_request *req, const char *etag, time_t mtime) {
-    const struct http_str *ir = http_find(req, "if-range");
+    const struct http_str *ir = req->if_range;
     if (!ir) return true;
     if (ir->len && ir->p[0] == '"')
         return ir->len == strlen(etag) && memcmp(ir->p, etag, ir->len) == 0;
@@ -160,7 +160,7 @@ static void serve_entry(struct handler_call *call, struct fentry *e) {
         fentry_release(e);
         return;
     }
-    const struct http_str *range = req->method == METHOD_GET ? http_find(req, "range") : NULL;
+    const struct http_str *range = req->method == METHOD_GET ? req->range : NULL;
     if (range && range_applies(req, e->etag, e->st.st_mtime)) {
         switch (range_parse(range->p, range->len, size, &first, &count)) {
         case RANGE_OK:
