@@ -9,6 +9,8 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "workers/fmt.h"
+
 #define LOG_BUF   (64 * 1024)
 #define MAX_FIELD 2048 /* longest piece of untrusted text logged */
 
@@ -16,7 +18,12 @@ struct accesslog {
     int fd;
     char *path;
     time_t stamp_time;
-    char stamp[40];
+    char stamp[48]; /* " - - [22/Nov/2026:19:26:51 +0000] \"", for stamp_time */
+    size_t stamp_len;
+    /* the last peer's address as text: consecutive lines usually share it */
+    struct sockaddr_in6 peer;
+    char addr[INET6_ADDRSTRLEN];
+    size_t addr_len;
     size_t len;
     char buf[LOG_BUF];
 };
@@ -33,6 +40,8 @@ struct accesslog *accesslog_open(const char *path) {
     log->path = strdup(path);
     log->len = 0;
     log->stamp_time = -1;
+    log->peer.sin6_family = AF_UNSPEC;
+    log->addr_len = 0;
     if (log->fd < 0 || !log->path) {
         accesslog_close(log);
         return NULL;
@@ -86,8 +95,7 @@ static char *put_escaped(char *p, const char *s, size_t n) {
     return p;
 }
 
-static char *put_field(char *p, const struct http_request *req, const char *name) {
-    const struct http_str *v = req ? http_find(req, name) : NULL;
+static char *put_quoted(char *p, const struct http_str *v) {
     *p++ = '"';
     if (v)
         p = put_escaped(p, v->p, v->len);
@@ -95,6 +103,32 @@ static char *put_field(char *p, const struct http_request *req, const char *name
         *p++ = '-';
     *p++ = '"';
     return p;
+}
+
+#define PUT(lit) (memcpy(p, lit, sizeof lit - 1), p += sizeof lit - 1)
+
+/* The client's address as text, formatted again only when it changes. */
+static void describe_peer(struct accesslog *log, const struct sockaddr *peer) {
+    const struct sockaddr_in6 *in6 = (const void *)peer;
+    const struct sockaddr_in *in4 = (const void *)peer;
+    int family = peer ? peer->sa_family : AF_UNSPEC;
+    if (family == log->peer.sin6_family && log->addr_len &&
+        (family == AF_INET
+             ? in4->sin_addr.s_addr == ((struct sockaddr_in *)&log->peer)->sin_addr.s_addr
+         : family == AF_INET6 ? memcmp(&in6->sin6_addr, &log->peer.sin6_addr, 16) == 0
+                              : true))
+        return;
+    memset(&log->peer, 0, sizeof log->peer);
+    log->peer.sin6_family = (sa_family_t)family;
+    strcpy(log->addr, "-");
+    if (family == AF_INET) {
+        ((struct sockaddr_in *)&log->peer)->sin_addr = in4->sin_addr;
+        inet_ntop(AF_INET, &in4->sin_addr, log->addr, sizeof log->addr);
+    } else if (family == AF_INET6) {
+        log->peer.sin6_addr = in6->sin6_addr;
+        inet_ntop(AF_INET6, &in6->sin6_addr, log->addr, sizeof log->addr);
+    }
+    log->addr_len = strlen(log->addr);
 }
 
 void accesslog_write(struct accesslog *log, const struct sockaddr *peer, time_t now,
@@ -105,30 +139,42 @@ void accesslog_write(struct accesslog *log, const struct sockaddr *peer, time_t 
     if (now != log->stamp_time) {
         struct tm tm;
         gmtime_r(&now, &tm);
-        strftime(log->stamp, sizeof log->stamp, "%d/%b/%Y:%H:%M:%S +0000", &tm);
+        log->stamp_len =
+            strftime(log->stamp, sizeof log->stamp, " - - [%d/%b/%Y:%H:%M:%S +0000] \"", &tm);
         log->stamp_time = now;
     }
-    char addr[INET6_ADDRSTRLEN] = "-";
-    if (peer && peer->sa_family == AF_INET)
-        inet_ntop(AF_INET, &((const struct sockaddr_in *)peer)->sin_addr, addr, sizeof addr);
-    else if (peer && peer->sa_family == AF_INET6)
-        inet_ntop(AF_INET6, &((const struct sockaddr_in6 *)peer)->sin6_addr, addr, sizeof addr);
+    describe_peer(log, peer);
 
     char *p = log->buf + log->len;
-    p += sprintf(p, "%s - - [%s] \"", addr, log->stamp);
+    memcpy(p, log->addr, log->addr_len);
+    p += log->addr_len;
+    memcpy(p, log->stamp, log->stamp_len);
+    p += log->stamp_len;
     if (req) {
         p = put_escaped(p, req->method_name.p, req->method_name.len);
         *p++ = ' ';
         p = put_escaped(p, req->target.p, req->target.len);
-        p += sprintf(p, " HTTP/1.%d", req->version == 10 ? 0 : 1);
+        if (req->version == 10)
+            PUT(" HTTP/1.0\" ");
+        else
+            PUT(" HTTP/1.1\" ");
     } else {
-        *p++ = '-';
+        PUT("-\" ");
     }
-    p += sprintf(p, "\" %d %llu ", status, (unsigned long long)body_bytes);
-    p = put_field(p, req, "referer");
+    p += fmt_u64(p, (uint64_t)status);
     *p++ = ' ';
-    p = put_field(p, req, "user-agent");
-    p += sprintf(p, " %llu.%03llu\n", (unsigned long long)(usec / 1000000),
-                 (unsigned long long)(usec / 1000 % 1000));
+    p += fmt_u64(p, body_bytes);
+    *p++ = ' ';
+    p = put_quoted(p, req ? req->referer : NULL);
+    *p++ = ' ';
+    p = put_quoted(p, req ? req->user_agent : NULL);
+    *p++ = ' ';
+    p += fmt_u64(p, usec / 1000000);
+    uint64_t ms = usec / 1000 % 1000;
+    *p++ = '.';
+    *p++ = (char)('0' + ms / 100);
+    *p++ = (char)('0' + ms / 10 % 10);
+    *p++ = (char)('0' + ms % 10);
+    *p++ = '\n';
     log->len = (size_t)(p - log->buf);
 }

@@ -299,8 +299,14 @@ static int check_head(struct http_msg *m) {
                 return refuse(m, 417, "unsupported expectation");
             r->expect_continue = true;
             break;
+        case 7:
+            if (!r->referer && http_str_ieq(f->name, "referer")) r->referer = &f->value;
+            break;
         case 8:
             if (!r->if_range && http_str_ieq(f->name, "if-range")) r->if_range = &f->value;
+            break;
+        case 10:
+            if (!r->user_agent && http_str_ieq(f->name, "user-agent")) r->user_agent = &f->value;
             break;
         case 13:
             if (!r->if_none_match && http_str_ieq(f->name, "if-none-match"))

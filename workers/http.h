@@ -69,9 +69,10 @@ struct http_request {
     bool keep_alive; /* the client allows another request on this connection */
     bool expect_continue;
     struct http_str body; /* the whole body, when http_msg_keep_body() was asked */
-    /* fields the static handler asks for, found while checking the head
+    /* fields the static handler and the log ask for, found while checking the head
      * (NULL when absent; the first one when repeated) */
     const struct http_str *if_none_match, *if_modified_since, *if_range, *range;
+    const struct http_str *referer, *user_agent; /* for the access log */
 };
 
 struct http_limits {

@@ -7,6 +7,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "workers/fmt.h"
 #include "workers/httpdate.h"
 
 void response_init(struct response *r) {
@@ -152,16 +153,6 @@ const char *http_date_now(time_t now) {
     return text;
 }
 
-/* A decimal number into p, returning its length. */
-static size_t put_u64(char *p, uint64_t v) {
-    char tmp[20];
-    size_t n = 0;
-    do tmp[n++] = (char)('0' + v % 10);
-    while ((v /= 10));
-    for (size_t i = 0; i < n; i++) p[i] = tmp[n - 1 - i];
-    return n;
-}
-
 #define PUT(lit) (memcpy(p, lit, sizeof lit - 1), p += sizeof lit - 1)
 
 static void put_str(char **p, const char *s, size_t n) {
@@ -184,7 +175,7 @@ int response_serialize(const struct response *r, const struct response_framing *
 
     char *p = buf_tail(out);
     PUT("HTTP/1.1 ");
-    p += put_u64(p, (uint64_t)r->status);
+    p += fmt_u64(p, (uint64_t)r->status);
     *p++ = ' ';
     put_str(&p, reason, reason_len);
     PUT("\r\nServer: ");
@@ -208,7 +199,7 @@ int response_serialize(const struct response *r, const struct response_framing *
         } else {
             PUT("Content-Length: ");
             uint64_t len = r->body == BODY_FILE ? r->file_len : r->body == BODY_NONE ? 0 : body_len;
-            p += put_u64(p, len);
+            p += fmt_u64(p, len);
             PUT("\r\n");
         }
     }
