@@ -24,6 +24,7 @@ struct sb_slot {
     _Atomic unsigned connections; /* open now */
     _Atomic unsigned pool_busy;   /* pool threads running a job */
     _Atomic unsigned pool_queued; /* jobs waiting for a thread */
+    _Atomic unsigned pool_stuck;  /* handlers still running past request_timeout */
     char pad[128 - 64];           /* one cache line pair per slot: no false sharing */
 };
 

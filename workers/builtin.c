@@ -116,10 +116,11 @@ static void status_handle(struct handler_call *call) {
         n = snprintf(line, sizeof line,
                      "%s\n  {\"slot\": %u, \"pid\": %d, \"state\": \"%s\", \"generation\": %u, "
                      "\"requests\": %" PRIu64 ", \"accepted\": %" PRIu64 ", \"connections\": %u, "
-                     "\"pool_busy\": %u, \"pool_queued\": %u, \"heartbeat_age_ms\": %" PRIu64 "}",
+                     "\"pool_busy\": %u, \"pool_queued\": %u, \"pool_stuck\": %u, "
+                     "\"heartbeat_age_ms\": %" PRIu64 "}",
                      first ? "" : ",", i, s->pid, names[state], s->generation,
                      (uint64_t)s->requests, (uint64_t)s->accepted, s->connections, s->pool_busy,
-                     s->pool_queued, now > beat ? now - beat : 0);
+                     s->pool_queued, s->pool_stuck, now > beat ? now - beat : 0);
         response_append(resp, line, (size_t)n);
         first = false;
     }

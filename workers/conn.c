@@ -50,6 +50,7 @@ struct exchange {
     uint64_t body_bytes;    /* body bytes sent, for the log */
     int status;             /* status sent, for the log */
     bool in_pool;           /* the job is queued or running */
+    bool stuck;             /* ran past request_timeout: counted in the scoreboard */
     _Atomic bool abandoned; /* the client is gone; read by pool threads */
     bool streaming;         /* a streamed response's head is queued */
     bool chunked;           /* streamed pieces go as chunks */
@@ -135,7 +136,7 @@ static void exchange_put(struct exchange *ex) {
     ex->head_len = 0;
     ex->body_bytes = 0;
     ex->status = 0;
-    ex->in_pool = ex->streaming = ex->chunked = ex->head_only = false;
+    ex->in_pool = ex->streaming = ex->chunked = ex->head_only = ex->stuck = false;
     atomic_store(&ex->abandoned, false);
     if (w->nfree_exchanges < MAX_FREE_EXCHANGES) {
         ex->next_free = w->free_exchanges;
@@ -372,6 +373,12 @@ static void on_job_done(struct pool_job *job) {
     struct exchange *ex = (struct exchange *)((char *)job - offsetof(struct exchange, job));
     ex->in_pool = false;
     evtimer_del(&ex->timer);
+    if (ex->stuck) {
+        struct worker *w = ex->w;
+        log_warn("the handler of %s that exceeded request_timeout finished after %llu ms",
+                 ex->route->prefix, (unsigned long long)(usec_since(w, &ex->start) / 1000));
+        atomic_fetch_sub_explicit(&w->slot->pool_stuck, 1, memory_order_relaxed);
+    }
     if (atomic_load(&ex->abandoned)) {
         exchange_put(ex);
         return;
@@ -395,7 +402,10 @@ static void on_job_done(struct pool_job *job) {
 static void on_request_timeout(evutil_socket_t fd, short what, void *arg) {
     struct exchange *ex = arg;
     struct conn *c = ex->c;
-    log_warn("handler of %s exceeded request_timeout (%u ms); pool thread still busy",
+    /* the thread cannot be stopped: it is counted as stuck until it returns */
+    ex->stuck = true;
+    atomic_fetch_add_explicit(&c->w->slot->pool_stuck, 1, memory_order_relaxed);
+    log_warn("handler of %s exceeded request_timeout (%u ms): 504; its pool thread is stuck",
              ex->route->prefix, c->w->conf->request_timeout);
     if (ex->streaming) { /* too late for a status: cut the response */
         exchange_abandon(c);

@@ -5,6 +5,7 @@ it exited cleanly (no sanitizer reports, no crashed workers)."""
 import os
 import pathlib
 import re
+import resource
 import signal as signals
 import socket
 import subprocess
@@ -37,7 +38,7 @@ class Server:
     """One preforkd process tree (master and workers)."""
 
     def __init__(self, tmp, config=None, args=(), workers=1, env=None, listen=True, error_log=None,
-                 cpus=None):
+                 cpus=None, nofile=None):
         self.tmp = pathlib.Path(tmp)
         self.tmp.mkdir(parents=True, exist_ok=True)
         self.errlog = self.tmp / "error.log"  # stderr
@@ -58,12 +59,26 @@ class Server:
         full_env.update(env or {})
         self._err = open(self.errlog, "wb")
         self._out = open(self.outlog, "wb")
-        pin = (lambda: os.sched_setaffinity(0, cpus)) if cpus else None
-        self.proc = subprocess.Popen(cmd, stdout=self._out, stderr=self._err, env=full_env,
-                                     start_new_session=True, preexec_fn=pin)
+        def before_exec():
+            if cpus:
+                os.sched_setaffinity(0, cpus)
+            if nofile:
+                resource.setrlimit(resource.RLIMIT_NOFILE, (nofile, nofile))
+
         self.addresses = []
         self.expect_dirty = False  # a test that crashes workers on purpose sets this
-        self._wait_ready()
+        self.proc = subprocess.Popen(cmd, stdout=self._out, stderr=self._err, env=full_env,
+                                     start_new_session=True,
+                                     preexec_fn=before_exec if cpus or nofile else None)
+        try:
+            self._wait_ready()
+        except Exception:
+            # a server that never got ready must not outlive the test
+            os.killpg(self.proc.pid, signals.SIGKILL)
+            self.proc.wait()
+            self._err.close()
+            self._out.close()
+            raise
 
     def _wait_ready(self, timeout=15):
         deadline = time.monotonic() + timeout
@@ -153,9 +168,10 @@ def make_server(tmp_path):
     servers = []
 
     def make(config=None, args=(), workers=1, env=None, name=None, error_log=None, listen=True,
-             cpus=None):
+             cpus=None, nofile=None):
         srv = Server(tmp_path / (name or f"srv{len(servers)}"), config=config, args=args,
-                     workers=workers, env=env, error_log=error_log, listen=listen, cpus=cpus)
+                     workers=workers, env=env, error_log=error_log, listen=listen, cpus=cpus,
+                     nofile=nofile)
         servers.append(srv)
         return srv
 
