@@ -155,8 +155,12 @@ struct fentry *fentry_new(struct fcache *fc, const char *key, size_t keylen, int
     e->hdrs_len = (size_t)n;
     if (!fc) return e;
 
-    /* a small file is read once, then sent from memory */
-    if (st->st_size <= FCACHE_MEM_MAX) read_whole(e);
+    /* a small file is read once, then sent from memory: its descriptor is
+     * not needed any more (revalidation opens the path again) */
+    if (st->st_size <= FCACHE_MEM_MAX && read_whole(e)) {
+        close(e->fd);
+        e->fd = -1;
+    }
     uint32_t slot = e->hash & fc->mask;
     for (struct fentry *old = fc->table[slot]; old; old = old->hnext)
         if (old->keylen == keylen && memcmp(old->key, key, keylen) == 0) {
@@ -182,7 +186,7 @@ fail:
 void fentry_release(void *entry) {
     struct fentry *e = entry;
     if (--e->refs > 0) return;
-    close(e->fd);
+    if (e->fd >= 0) close(e->fd);
     free(e->data);
     free(e->hdrs);
     free(e->key);

@@ -32,7 +32,7 @@ struct fentry {
     uint32_t hash;
     char *key; /* the request path */
     size_t keylen;
-    int fd;
+    int fd; /* -1 once the content is in data */
     struct stat st;
     uint64_t checked_ms; /* last (re)validation */
     const char *mime;

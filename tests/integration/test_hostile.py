@@ -134,6 +134,8 @@ def test_clients_that_stop_reading_are_cut_at_send_timeout(make_server, site):
     srv = make_server(config=conf(site, "send_timeout = 1s"))
     w = worker(srv)
     request(srv.port, b"HEAD /10m.bin HTTP/1.1\r\nHost: x\r\n\r\n", head=True)  # now cached
+    get(srv.port, "/hello.txt")
+    time.sleep(0.2)  # the worker has closed those connections
     base = fds(w)
     stuck = []
     for _ in range(50):
