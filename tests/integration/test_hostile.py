@@ -4,6 +4,7 @@ oversized input, stuck and crashing handlers. Each ends with the server
 serving everyone else and holding no more connections, descriptors or memory
 than before. Every load here is bounded in count and time."""
 
+import pytest
 import json
 import os
 import select
@@ -74,6 +75,7 @@ def reset(s):
     s.close()
 
 
+@pytest.mark.timing
 def test_slowloris_is_cut_at_header_timeout_while_others_are_served(make_server, site):
     srv = make_server(config=conf(site, "header_timeout = 2s"))
     slow = []
@@ -113,6 +115,7 @@ def test_slowloris_is_cut_at_header_timeout_while_others_are_served(make_server,
     wait_until(lambda: status(srv.port)["connections"] == 1, what="connections back to 1")
 
 
+@pytest.mark.timing
 def test_slow_bodies_are_cut_at_body_timeout(make_server, site):
     srv = make_server(config=conf(site, "body_timeout = 1s"))
     slow = []
@@ -128,6 +131,7 @@ def test_slow_bodies_are_cut_at_body_timeout(make_server, site):
         s.close()
 
 
+@pytest.mark.timing
 def test_clients_that_stop_reading_are_cut_at_send_timeout(make_server, site):
     with open(site / "10m.bin", "wb") as f:
         f.truncate(10 << 20)
@@ -170,6 +174,7 @@ def test_flood_beyond_max_connections_waits_and_is_served(make_server, site):
     assert status(srv.port)["connections"] <= 20
 
 
+@pytest.mark.timing
 def test_running_out_of_descriptors_backs_off_and_recovers(make_server, site):
     srv = make_server(config=conf(site, "max_connections = 1000"), nofile=64)
     w = worker(srv)
@@ -268,6 +273,7 @@ def test_oversized_input_is_refused_with_bounded_memory(make_server, site):
     assert get(srv.port, "/hello.txt").status == 200
 
 
+@pytest.mark.timing
 def test_stuck_pool_handler_is_reported(make_server, site):
     srv = make_server(config=conf(site, "request_timeout = 1s\nthreads = 2"))
     t0 = time.monotonic()

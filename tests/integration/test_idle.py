@@ -12,6 +12,8 @@ import pytest
 
 from conftest import Reader, get, wait_until
 
+pytestmark = pytest.mark.timing  # latencies and timeouts: not under valgrind
+
 IDLE = 2000
 
 

@@ -111,6 +111,7 @@ def worker_of(sock, workers):
     return next(p for p in pids if p in workers)
 
 
+@pytest.mark.timing
 def test_killed_worker_is_replaced_and_others_keep_serving(make_server, site):
     srv = make_server(config=site_conf(site), workers=2)
     workers = wait_until(lambda: len(children(srv.proc.pid)) == 2 and children(srv.proc.pid),
@@ -141,6 +142,7 @@ def test_killed_worker_is_replaced_and_others_keep_serving(make_server, site):
     srv.expect_dirty = True  # the log reports the kill
 
 
+@pytest.mark.timing
 def test_crash_loop_is_respawned_with_growing_delays(make_server, site, tmp_path):
     root = tmp_path / "moving-root"
     site.rename(root)
@@ -159,6 +161,7 @@ def test_crash_loop_is_respawned_with_growing_delays(make_server, site, tmp_path
     srv.expect_dirty = True
 
 
+@pytest.mark.timing
 def test_unresponsive_worker_is_killed_and_respawned(make_server, site):
     srv = make_server(config=site_conf(site, "worker_timeout = 1s"), workers=1)
     worker = children(srv.proc.pid)[0]
@@ -231,6 +234,7 @@ def test_reload_adds_and_removes_listen_addresses(make_server, site, tmp_path):
     assert get(port, "/hello.txt").status == 200  # the TCP socket stayed
 
 
+@pytest.mark.timing
 def test_two_reloads_under_load_lose_nothing(make_server, site):
     srv = make_server(config=site_conf(site), workers=2)
     load = Load(srv.port, seconds=6)
@@ -316,6 +320,7 @@ def test_graceful_stop_closes_idle_connections_and_answers_late_requests(make_se
     srv.proc.wait(timeout=10)
 
 
+@pytest.mark.timing
 def test_shutdown_timeout_cuts_a_stuck_client(make_server, site):
     with open(site / "50m.bin", "wb") as f:
         f.truncate(50 << 20)
@@ -330,6 +335,7 @@ def test_shutdown_timeout_cuts_a_stuck_client(make_server, site):
     s.close()
 
 
+@pytest.mark.timing
 def test_fast_stop_closes_connections_now(make_server, site):
     with open(site / "50m.bin", "wb") as f:
         f.truncate(50 << 20)
@@ -425,6 +431,7 @@ def stop_pid(pid, timeout=30):
     wait_until(lambda: not alive(pid), timeout=timeout, what=f"pid {pid} to stop")
 
 
+@pytest.mark.timing
 def test_binary_upgrade_under_load_loses_nothing(make_server, site, tmp_path):
     pid_file = tmp_path / "m.pid"
     sock = tmp_path / "u.sock"
@@ -488,6 +495,7 @@ def test_workers_drop_privileges(make_server):
     assert get(srv.port, "/secret.txt").status == 403
 
 
+@pytest.mark.timing
 def test_connections_are_shared_fairly(make_server, site):
     srv = make_server(config=site_conf(site), workers=4)
     wait_until(lambda: len(status(srv.port)) == 4, what="4 workers")

@@ -14,6 +14,8 @@ import pytest
 
 from conftest import Reader, get, wait_until
 
+pytestmark = pytest.mark.timing  # latencies and timeouts: not under valgrind
+
 LOW = 0.8   # a 1 s timeout never fires before this
 HIGH = 4.0  # ... and always fires before this
 
