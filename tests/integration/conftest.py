@@ -70,8 +70,9 @@ class Server:
         def before_exec():
             if cpus:
                 os.sched_setaffinity(0, cpus)
-            if nofile:
-                resource.setrlimit(resource.RLIMIT_NOFILE, (nofile, nofile))
+            if nofile:  # a number (soft = hard) or a (soft, hard) pair
+                pair = nofile if isinstance(nofile, tuple) else (nofile, nofile)
+                resource.setrlimit(resource.RLIMIT_NOFILE, pair)
 
         self.addresses = []
         self.expect_dirty = False  # a test that crashes workers on purpose sets this

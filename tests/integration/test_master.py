@@ -423,6 +423,26 @@ def test_pid_file_and_signal_reload(make_server, site, tmp_path):
     assert not pid_file.exists()
 
 
+def open_files_limit(pid):
+    with open(f"/proc/{pid}/limits") as f:
+        line = next(l for l in f if l.startswith("Max open files"))
+    return [int(x) for x in line.split()[3:5]]
+
+
+def test_open_file_limit_is_raised_for_max_connections(make_server, site):
+    # the soft limit grows towards max_connections as far as the hard one allows
+    srv = make_server(config=site_conf(site, "max_connections = 3000"), nofile=(512, 8192))
+    worker = children(srv.proc.pid)[0]
+    assert open_files_limit(worker) == [3256, 8192]
+    assert "open files limited" not in srv.log()
+    # a hard limit too low for the setting: served anyway, with a warning
+    srv2 = make_server(config=site_conf(site, "max_connections = 3000"), nofile=(512, 1024),
+                       name="low")
+    assert open_files_limit(children(srv2.proc.pid)[0]) == [1024, 1024]
+    assert "open files limited to 1024: max_connections = 3000 needs about 3256" in srv2.log()
+    assert get(srv2.port, "/hello.txt").status == 200
+
+
 # ---- binary upgrade ---------------------------------------------------------------
 
 
