@@ -16,7 +16,7 @@ import time
 
 import pytest
 
-from conftest import BIN, Reader, get, request, wait_until
+from conftest import BIN, SLOW, Reader, get, request, wait_until
 
 
 def site_conf(site, extra="", status=True):
@@ -429,6 +429,7 @@ def open_files_limit(pid):
     return [int(x) for x in line.split()[3:5]]
 
 
+@pytest.mark.skipif(SLOW > 1, reason="valgrind emulates the open-file limit itself")
 def test_open_file_limit_is_raised_for_max_connections(make_server, site):
     # the soft limit grows towards max_connections as far as the hard one allows
     srv = make_server(config=site_conf(site, "max_connections = 3000"), nofile=(512, 8192))
