@@ -56,9 +56,11 @@ static bool over_fair_share(struct worker *w) {
     uint64_t now = monotonic_ms();
     for (unsigned i = 0; i < high; i++) {
         struct sb_slot *s = &sb->slots[i];
+        /* a beat may be newer than our reading of the clock: not stale */
+        uint64_t beat = atomic_load_explicit(&s->heartbeat_ms, memory_order_relaxed);
         if (s == w->slot || atomic_load_explicit(&s->state, memory_order_relaxed) != SLOT_SERVING ||
             atomic_load_explicit(&s->generation, memory_order_relaxed) != generation ||
-            now - atomic_load_explicit(&s->heartbeat_ms, memory_order_relaxed) > PEER_STALE_MS)
+            (now > beat && now - beat > PEER_STALE_MS))
             continue;
         unsigned n = atomic_load_explicit(&s->connections, memory_order_relaxed);
         if (n < least) least = n;
