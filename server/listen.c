@@ -70,29 +70,25 @@ int listen_parse(const char *text, struct sockaddr_storage *sa, socklen_t *len, 
 
     struct sockaddr_in *in4 = (struct sockaddr_in *)sa;
     struct sockaddr_in6 *in6 = (struct sockaddr_in6 *)sa;
-    if (!host[0] || strcmp(host, "*") == 0) {
-        in4->sin_family = AF_INET;
-        in4->sin_addr.s_addr = htonl(INADDR_ANY);
-        in4->sin_port = htons((uint16_t)port);
-        *len = sizeof *in4;
-    } else if (inet_pton(AF_INET, host, &in4->sin_addr) == 1) {
-        in4->sin_family = AF_INET;
-        in4->sin_port = htons((uint16_t)port);
-        *len = sizeof *in4;
-    } else if (text[0] == '[' && inet_pton(AF_INET6, host, &in6->sin6_addr) == 1) {
+    if (text[0] == '[') {
+        if (inet_pton(AF_INET6, host, &in6->sin6_addr) != 1)
+            return fail(err, errlen, "listen: %s: [...] holds an IPv6 address", text);
         in6->sin6_family = AF_INET6;
         in6->sin6_port = htons((uint16_t)port);
         *len = sizeof *in6;
-    } else if (strcmp(host, "localhost") == 0) {
-        in4->sin_family = AF_INET;
+        return 0;
+    }
+    in4->sin_family = AF_INET;
+    in4->sin_port = htons((uint16_t)port);
+    *len = sizeof *in4;
+    if (!host[0] || strcmp(host, "*") == 0)
+        in4->sin_addr.s_addr = htonl(INADDR_ANY);
+    else if (strcmp(host, "localhost") == 0)
         in4->sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-        in4->sin_port = htons((uint16_t)port);
-        *len = sizeof *in4;
-    } else {
+    else if (inet_pton(AF_INET, host, &in4->sin_addr) != 1)
         /* no name lookups: a listen address must not depend on DNS at start */
         return fail(err, errlen, "listen: %s: host must be an IP address, [v6], * or localhost",
                     text);
-    }
     return 0;
 }
 
@@ -127,10 +123,13 @@ static int clear_unix_path(const char *path, char *err, size_t errlen) {
     if (lstat(path, &st) < 0) return 0;
     if (!S_ISSOCK(st.st_mode))
         return fail(err, errlen, "listen: %s exists and is not a socket", path);
-    int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    /* non-blocking: a busy server's full queue must not hang us; only a
+     * refused connection means nobody listens there any more */
+    int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
     struct sockaddr_un un = {.sun_family = AF_UNIX};
     snprintf(un.sun_path, sizeof un.sun_path, "%s", path);
-    int live = fd >= 0 && connect(fd, (struct sockaddr *)&un, sizeof un) == 0;
+    int live = fd >= 0 && !(connect(fd, (struct sockaddr *)&un, sizeof un) < 0 &&
+                            (errno == ECONNREFUSED || errno == ENOENT));
     if (fd >= 0) close(fd);
     if (live) return fail(err, errlen, "listen: %s: in use by another server", path);
     unlink(path);
@@ -189,10 +188,39 @@ void listen_close(struct listener *l, bool unlink_path) {
     l->unix_owned = false;
 }
 
+/* Whether two parsed addresses name the same socket (a port of 0 never
+ * does: it means any free port). */
+static bool same_address(const struct sockaddr_storage *a, const struct sockaddr_storage *b) {
+    if (a->ss_family != b->ss_family) return false;
+    if (a->ss_family == AF_INET) {
+        const struct sockaddr_in *x = (const void *)a, *y = (const void *)b;
+        return x->sin_port && x->sin_port == y->sin_port &&
+               x->sin_addr.s_addr == y->sin_addr.s_addr;
+    }
+    if (a->ss_family == AF_INET6) {
+        const struct sockaddr_in6 *x = (const void *)a, *y = (const void *)b;
+        return x->sin6_port && x->sin6_port == y->sin6_port &&
+               memcmp(&x->sin6_addr, &y->sin6_addr, sizeof x->sin6_addr) == 0;
+    }
+    const struct sockaddr_un *x = (const void *)a, *y = (const void *)b;
+    return a->ss_family == AF_UNIX && strcmp(x->sun_path, y->sun_path) == 0;
+}
+
+/* The old socket for a listen line: the same line, or the same address
+ * written differently ("localhost:80" for "127.0.0.1:80"), as nginx does. */
 static struct listener *take(struct listeners *old, const char *line) {
-    for (size_t i = 0; old && i < old->n; i++)
-        if (old->v[i].fd >= 0 && old->v[i].addr && strcmp(old->v[i].addr, line) == 0)
-            return &old->v[i];
+    struct sockaddr_storage sa;
+    socklen_t len;
+    char err[256];
+    bool parsed = listen_parse(line, &sa, &len, err, sizeof err) == 0;
+    for (size_t i = 0; old && i < old->n; i++) {
+        struct listener *l = &old->v[i];
+        if (l->fd >= 0 && l->addr && strcmp(l->addr, line) == 0) return l;
+    }
+    for (size_t i = 0; parsed && old && i < old->n; i++) {
+        struct listener *l = &old->v[i];
+        if (l->fd >= 0 && same_address(&sa, &l->sa)) return l;
+    }
     return NULL;
 }
 

@@ -34,9 +34,10 @@ struct listeners {
 };
 
 /* Opens a socket for each listen line, taking over the socket of the same
- * line from old when there is one (reload, binary upgrade): a socket that
- * stays never drops the connections waiting in it. What is not taken stays
- * in old for the caller to close. On failure nothing changes in old. */
+ * line (or the same address) from old when there is one (reload, binary
+ * upgrade): a socket that stays never drops the connections waiting in it.
+ * What is not taken stays in old for the caller to close. On failure nothing
+ * changes in old. */
 int listeners_open(struct listeners *out, char *const *lines, size_t nlines, unsigned backlog,
                    struct listeners *old, char *err, size_t errlen);
 /* Closes every socket left (unlink_paths: remove unix socket files we made). */
@@ -45,7 +46,8 @@ void listeners_close(struct listeners *ls, bool unlink_paths);
 /* For exec'ing a new binary: "FD=LINE;FD=LINE..." in buf, and the sockets
  * made inheritable. Returns -1 when buf is too small. */
 int listeners_export(const struct listeners *ls, char *buf, size_t buflen);
-/* The sockets named by such a string (from the environment). */
+/* The sockets named by such a string (from the environment). On failure the
+ * ones already taken are closed (our copies: the old master keeps its own). */
 int listeners_import(struct listeners *out, const char *text, char *err, size_t errlen);
 
 #endif

@@ -1,0 +1,515 @@
+/* Unit tests for workers/accesslog.c: lines written through a real log file
+ * in a temporary folder and read back whole. The exact combined format plus
+ * the request time, the escaping of untrusted text, the cached client
+ * address, field truncation, the buffer's flushes and reopening after
+ * rotation. The file under test is included for its MAX_FIELD and LOG_BUF. */
+#include <arpa/inet.h>
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+
+#include "workers/accesslog.c"
+
+#define T0       1700000000 /* 14/Nov/2023:22:13:20 +0000 */
+#define T0_STAMP " - - [14/Nov/2023:22:13:20 +0000] "
+/* the line for "GET /n" from 127.0.0.1 at T0, as the rotation tests write it */
+#define LINE(n) "127.0.0.1" T0_STAMP "\"GET /" #n " HTTP/1.1\" 200 0 \"-\" \"-\" 0.000\n"
+
+struct fixture {
+    char dir[64];
+    char path[128]; /* the log file */
+    int fds_before;
+};
+
+static int count_fds(void) {
+    DIR *d = opendir("/proc/self/fd");
+    int n = 0;
+    assert_non_null(d);
+    for (struct dirent *de; (de = readdir(d));)
+        if (de->d_name[0] != '.') n++;
+    closedir(d);
+    return n;
+}
+
+static int setup(void **state) {
+    struct fixture *fx = calloc(1, sizeof *fx);
+    assert_non_null(fx);
+    strcpy(fx->dir, "/tmp/preforkd-accesslog-XXXXXX");
+    assert_non_null(mkdtemp(fx->dir));
+    snprintf(fx->path, sizeof fx->path, "%s/access.log", fx->dir);
+    fx->fds_before = count_fds();
+    *state = fx;
+    return 0;
+}
+
+static int teardown(void **state) {
+    struct fixture *fx = *state;
+    char cmd[128];
+    int fds_after = count_fds();
+    snprintf(cmd, sizeof cmd, "rm -rf '%s'", fx->dir);
+    assert_int_equal(system(cmd), 0);
+    assert_int_equal(fds_after, fx->fds_before); /* no descriptor leaked */
+    free(fx);
+    return 0;
+}
+
+/* The whole file as a string ("" when it does not exist); free it. */
+static char *slurp(const char *path, size_t *len) {
+    FILE *f = fopen(path, "r");
+    char *s = NULL;
+    size_t n = 0;
+    if (f) {
+        assert_int_equal(fseek(f, 0, SEEK_END), 0);
+        n = (size_t)ftell(f);
+        rewind(f);
+    }
+    s = malloc(n + 1);
+    assert_non_null(s);
+    if (f) {
+        assert_int_equal(fread(s, 1, n, f), n);
+        fclose(f);
+    }
+    s[n] = '\0';
+    if (len) *len = n;
+    return s;
+}
+
+static void assert_file_is(const char *path, const char *want) {
+    char *got = slurp(path, NULL);
+    assert_string_equal(got, want);
+    free(got);
+}
+
+static struct http_str str(const char *s) {
+    return (struct http_str){s, strlen(s)};
+}
+
+/* A request as http.c would leave it; referer and user_agent may be NULL. */
+struct req {
+    struct http_request r;
+    struct http_str referer, user_agent;
+};
+
+static void make_req(struct req *q, const char *method, const char *target, unsigned version,
+                     const char *referer, const char *user_agent) {
+    memset(q, 0, sizeof *q);
+    q->r.method_name = str(method);
+    q->r.target = str(target);
+    q->r.version = version;
+    if (referer) {
+        q->referer = str(referer);
+        q->r.referer = &q->referer;
+    }
+    if (user_agent) {
+        q->user_agent = str(user_agent);
+        q->r.user_agent = &q->user_agent;
+    }
+}
+
+static struct sockaddr_in sin4(const char *addr, unsigned port) {
+    struct sockaddr_in in4 = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port)};
+    assert_int_equal(inet_pton(AF_INET, addr, &in4.sin_addr), 1);
+    return in4;
+}
+
+static struct sockaddr_in6 sin6(const char *addr, unsigned port) {
+    struct sockaddr_in6 in6 = {.sin6_family = AF_INET6, .sin6_port = htons((uint16_t)port)};
+    assert_int_equal(inet_pton(AF_INET6, addr, &in6.sin6_addr), 1);
+    return in6;
+}
+
+static void test_combined_format(void **state) {
+    struct fixture *fx = *state;
+    struct sockaddr_in a = sin4("192.0.2.1", 51000);
+    struct sockaddr_in6 b = sin6("2001:db8::7", 443);
+    static const struct {
+        int peer; /* 4, 6 or 0 for none (unix socket) */
+        time_t now;
+        const char *method, *target;
+        unsigned version;
+        const char *referer, *user_agent;
+        int status;
+        uint64_t bytes, usec;
+        const char *line;
+    } cases[] = {
+        {4, T0, "GET", "/index.html", 11, "http://example.com/", "curl/8.0", 200, 1234, 1234567,
+         "192.0.2.1" T0_STAMP
+         "\"GET /index.html HTTP/1.1\" 200 1234 \"http://example.com/\" \"curl/8.0\" 1.234\n"},
+        {4, T0, "HEAD", "/", 10, NULL, NULL, 304, 0, 0,
+         "192.0.2.1" T0_STAMP "\"HEAD / HTTP/1.0\" 304 0 \"-\" \"-\" 0.000\n"},
+        {6, T0 + 1, "POST", "/api/x?y=1&z", 11, NULL, "UA", 201, 18446744073709551615u, 999,
+         "2001:db8::7 - - [14/Nov/2023:22:13:21 +0000] \"POST /api/x?y=1&z HTTP/1.1\" 201 "
+         "18446744073709551615 \"-\" \"UA\" 0.000\n"},
+        {0, 0, "OPTIONS", "*", 11, "", "", 204, 0, 5000,
+         "- - - [01/Jan/1970:00:00:00 +0000] \"OPTIONS * HTTP/1.1\" 204 0 \"\" \"\" 0.005\n"},
+        {4, 951782400, "DELETE", "/a", 11, "r", NULL, 500, 7, 61050999,
+         "192.0.2.1 - - [29/Feb/2000:00:00:00 +0000] \"DELETE /a HTTP/1.1\" 500 7 \"r\" \"-\" "
+         "61.050\n"},
+        {6, 4102444799, "GET", "/", 11, NULL, NULL, 200, 1, 999999,
+         "2001:db8::7 - - [31/Dec/2099:23:59:59 +0000] \"GET / HTTP/1.1\" 200 1 \"-\" \"-\" "
+         "0.999\n"},
+    };
+    struct accesslog *log = accesslog_open(fx->path);
+    assert_non_null(log);
+    char want[4096] = "";
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        struct req q;
+        make_req(&q, cases[i].method, cases[i].target, cases[i].version, cases[i].referer,
+                 cases[i].user_agent);
+        const struct sockaddr *peer = cases[i].peer == 4   ? (struct sockaddr *)&a
+                                      : cases[i].peer == 6 ? (struct sockaddr *)&b
+                                                           : NULL;
+        accesslog_write(log, peer, cases[i].now, &q.r, cases[i].status, cases[i].bytes,
+                        cases[i].usec);
+        strcat(want, cases[i].line);
+    }
+    accesslog_close(log);
+    assert_file_is(fx->path, want);
+}
+
+static void test_buffered_until_flush(void **state) {
+    struct fixture *fx = *state;
+    struct sockaddr_in a = sin4("10.0.0.1", 1);
+    struct req q;
+    make_req(&q, "GET", "/", 11, NULL, NULL);
+    static const char line[] = "10.0.0.1" T0_STAMP "\"GET / HTTP/1.1\" 200 5 \"-\" \"-\" 0.001\n";
+
+    /* an older file is appended to, never truncated */
+    FILE *f = fopen(fx->path, "w");
+    assert_non_null(f);
+    fputs("old line\n", f);
+    fclose(f);
+
+    struct accesslog *log = accesslog_open(fx->path);
+    assert_non_null(log);
+    accesslog_write(log, (struct sockaddr *)&a, T0, &q.r, 200, 5, 1000);
+    assert_file_is(fx->path, "old line\n"); /* a memcpy, not a write */
+    accesslog_flush(log);
+    char want[512];
+    snprintf(want, sizeof want, "old line\n%s", line);
+    assert_file_is(fx->path, want);
+    accesslog_flush(log); /* nothing new: nothing written twice */
+    assert_file_is(fx->path, want);
+    accesslog_write(log, (struct sockaddr *)&a, T0, &q.r, 200, 5, 1000);
+    accesslog_close(log); /* flushes */
+    snprintf(want, sizeof want, "old line\n%s%s", line, line);
+    assert_file_is(fx->path, want);
+}
+
+static void test_escaping(void **state) {
+    struct fixture *fx = *state;
+    static const struct {
+        const char *in;
+        size_t len;
+        const char *out;
+    } cases[] = {
+        {"plain /a-b_c.~!$&'()*+,;=:@%20?", 0, "plain /a-b_c.~!$&'()*+,;=:@%20?"},
+        {"a\"b", 0, "a\\x22b"},
+        {"back\\slash", 0, "back\\x5Cslash"},
+        {"nl\r\nx\ty", 0, "nl\\x0D\\x0Ax\\x09y"},
+        {"\x01\x1f \x7e\x7f", 0, "\\x01\\x1F ~\\x7F"},
+        {"\x80\xc3\xa9\xff", 0, "\\x80\\xC3\\xA9\\xFF"},
+        {"nul\0byte", 8, "nul\\x00byte"},
+        {"\" - - [forged", 0, "\\x22 - - [forged"},
+    };
+    struct sockaddr_in a = sin4("127.0.0.1", 1);
+    struct accesslog *log = accesslog_open(fx->path);
+    assert_non_null(log);
+    char want[8192] = "", line[1024];
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        struct http_str s = {cases[i].in, cases[i].len ? cases[i].len : strlen(cases[i].in)};
+        struct http_request r = {.method_name = s, .target = s, .version = 11};
+        r.referer = &s;
+        r.user_agent = &s;
+        accesslog_write(log, (struct sockaddr *)&a, T0, &r, 200, 0, 0);
+        snprintf(line, sizeof line,
+                 "127.0.0.1" T0_STAMP "\"%s %s HTTP/1.1\" 200 0 \"%s\" \"%s\" 0.000\n",
+                 cases[i].out, cases[i].out, cases[i].out, cases[i].out);
+        strcat(want, line);
+    }
+    accesslog_close(log);
+    assert_file_is(fx->path, want);
+}
+
+static void test_unparsed_request(void **state) {
+    struct fixture *fx = *state;
+    struct sockaddr_in6 b = sin6("::1", 1);
+    struct accesslog *log = accesslog_open(fx->path);
+    assert_non_null(log);
+    accesslog_write(log, (struct sockaddr *)&b, T0, NULL, 400, 11, 2000);
+    accesslog_write(log, NULL, T0, NULL, 431, 0, 0);
+    accesslog_close(log);
+    assert_file_is(fx->path, "::1" T0_STAMP "\"-\" 400 11 \"-\" \"-\" 0.002\n"
+                             "-" T0_STAMP "\"-\" 431 0 \"-\" \"-\" 0.000\n");
+}
+
+static void test_address_cache(void **state) {
+    struct fixture *fx = *state;
+    struct sockaddr_in a = sin4("192.0.2.1", 1000), a2 = sin4("192.0.2.1", 2000),
+                       c = sin4("198.51.100.255", 1000), zero = sin4("0.0.0.0", 0);
+    struct sockaddr_in6 b = sin6("2001:db8::1", 1000), d = sin6("2001:db8::2", 1000),
+                        mapped = sin6("::ffff:192.0.2.1", 1000);
+    struct sockaddr_un un = {.sun_family = AF_UNIX};
+    static const struct {
+        int which;
+        const char *addr;
+    } seq[] = {
+        {0, "192.0.2.1"},      {1, "192.0.2.1"}, /* same address, another port */
+        {2, "198.51.100.255"}, {3, "2001:db8::1"}, {0, "192.0.2.1"},   {4, "2001:db8::2"},
+        {3, "2001:db8::1"},    {7, "-"},           {3, "2001:db8::1"}, {5, "::ffff:192.0.2.1"},
+        {0, "192.0.2.1"},      {8, "-"},           {8, "-"},           {0, "192.0.2.1"},
+        {6, "0.0.0.0"},        {7, "-"},           {6, "0.0.0.0"},
+    };
+    const struct sockaddr *peers[] = {
+        (struct sockaddr *)&a,    (struct sockaddr *)&a2,
+        (struct sockaddr *)&c,    (struct sockaddr *)&b,
+        (struct sockaddr *)&d,    (struct sockaddr *)&mapped,
+        (struct sockaddr *)&zero, NULL,
+        (struct sockaddr *)&un,
+    };
+    struct req q;
+    make_req(&q, "GET", "/", 11, NULL, NULL);
+    struct accesslog *log = accesslog_open(fx->path);
+    assert_non_null(log);
+    char want[4096] = "", line[256];
+    for (size_t i = 0; i < sizeof seq / sizeof seq[0]; i++) {
+        accesslog_write(log, peers[seq[i].which], T0, &q.r, 200, i, 0);
+        snprintf(line, sizeof line, "%s" T0_STAMP "\"GET / HTTP/1.1\" 200 %zu \"-\" \"-\" 0.000\n",
+                 seq[i].addr, i);
+        strcat(want, line);
+    }
+    accesslog_close(log);
+    assert_file_is(fx->path, want);
+}
+
+/* count copies of s, NUL-terminated, in a new string; free it. */
+static char *repeat(const char *s, size_t count) {
+    size_t n = strlen(s);
+    char *out = malloc(n * count + 1);
+    assert_non_null(out);
+    for (size_t i = 0; i < count; i++) memcpy(out + i * n, s, n);
+    out[n * count] = '\0';
+    return out;
+}
+
+static void test_long_fields_truncated(void **state) {
+    struct fixture *fx = *state;
+    struct sockaddr_in a = sin4("127.0.0.1", 1);
+    char *method = repeat("M", MAX_FIELD + 1), *target = repeat("/", 5000),
+         *referer = repeat("r", MAX_FIELD), *quotes = repeat("\"", 3 * MAX_FIELD);
+    struct req q;
+    make_req(&q, method, target, 11, referer, quotes);
+    struct accesslog *log = accesslog_open(fx->path);
+    assert_non_null(log);
+    accesslog_write(log, (struct sockaddr *)&a, T0, &q.r, 200, 1, 0);
+    accesslog_close(log);
+
+    char *m = repeat("M", MAX_FIELD), *t = repeat("/", MAX_FIELD), *u = repeat("\\x22", MAX_FIELD);
+    size_t wantlen = 64 + 4 * MAX_FIELD + strlen(u);
+    char *want = malloc(wantlen);
+    assert_non_null(want);
+    snprintf(want, wantlen, "127.0.0.1" T0_STAMP "\"%s %s HTTP/1.1\" 200 1 \"%s\" \"%s\" 0.000\n",
+             m, t, referer, u);
+    assert_file_is(fx->path, want);
+    free(want);
+    free(m);
+    free(t);
+    free(u);
+    free(method);
+    free(target);
+    free(referer);
+    free(quotes);
+}
+
+/* The longest possible lines, many in a row: each must fit the buffer
+ * (ASan sees an overflow) and come out whole. */
+static void test_worst_case_lines(void **state) {
+    struct fixture *fx = *state;
+    enum { LINES = 20 };
+    struct sockaddr_in6 b = sin6("ffff:ffff:ffff:ffff:ffff:ffff:ffff:ffff", 1);
+    char *evil = repeat("\x01", MAX_FIELD + 10);
+    struct req q;
+    make_req(&q, evil, evil, 11, evil, evil);
+    struct accesslog *log = accesslog_open(fx->path);
+    assert_non_null(log);
+    for (unsigned i = 0; i < LINES; i++)
+        accesslog_write(log, (struct sockaddr *)&b, T0, &q.r, 599, UINT64_MAX, UINT64_MAX);
+    accesslog_close(log);
+
+    char *e = repeat("\\x01", MAX_FIELD);
+    size_t linelen = 256 + 4 * strlen(e);
+    char *line = malloc(linelen), *want = malloc(linelen * LINES);
+    assert_non_null(line);
+    assert_non_null(want);
+    snprintf(line, linelen,
+             "ffff:ffff:ffff:ffff:ffff:ffff:ffff:ffff" T0_STAMP
+             "\"%s %s HTTP/1.1\" 599 18446744073709551615 \"%s\" \"%s\" "
+             "18446744073709.551\n",
+             e, e, e, e);
+    want[0] = '\0';
+    for (unsigned i = 0; i < LINES; i++) strcat(want, line);
+    assert_file_is(fx->path, want);
+    free(line);
+    free(want);
+    free(e);
+    free(evil);
+}
+
+static void test_full_buffer_is_written(void **state) {
+    struct fixture *fx = *state;
+    enum { LINES = 5000 };
+    struct sockaddr_in a = sin4("203.0.113.9", 1);
+    struct accesslog *log = accesslog_open(fx->path);
+    assert_non_null(log);
+    char target[32], line[256];
+    size_t total = 0;
+    for (unsigned i = 0; i < LINES; i++) {
+        struct req q;
+        snprintf(target, sizeof target, "/item/%u", i);
+        make_req(&q, "GET", target, 11, "http://example.com/list", "Mozilla/5.0 (X11; Linux)");
+        accesslog_write(log, (struct sockaddr *)&a, T0, &q.r, 200, i, i * 1000);
+        total += (size_t)snprintf(line, sizeof line,
+                                  "203.0.113.9" T0_STAMP "\"GET %s HTTP/1.1\" 200 %u "
+                                  "\"http://example.com/list\" \"Mozilla/5.0 (X11; Linux)\" "
+                                  "%u.%03u\n",
+                                  target, i, i / 1000, i % 1000);
+    }
+    /* more than the buffer holds went out without a flush, in whole lines */
+    size_t len;
+    char *partial = slurp(fx->path, &len);
+    assert_true(len > LOG_BUF / 2);
+    assert_true(len < total);
+    assert_int_equal(partial[len - 1], '\n');
+    free(partial);
+    accesslog_close(log);
+
+    char *all = slurp(fx->path, &len);
+    assert_int_equal(len, total);
+    char *p = all;
+    for (unsigned i = 0; i < LINES; i++) {
+        snprintf(target, sizeof target, "/item/%u", i);
+        int n = snprintf(line, sizeof line,
+                         "203.0.113.9" T0_STAMP "\"GET %s HTTP/1.1\" 200 %u "
+                         "\"http://example.com/list\" \"Mozilla/5.0 (X11; Linux)\" %u.%03u\n",
+                         target, i, i / 1000, i % 1000);
+        if (strncmp(p, line, (size_t)n) != 0) fail_msg("line %u is not \"%.*s\"", i, n - 1, line);
+        p += n;
+    }
+    free(all);
+}
+
+static void test_reopen_after_rotation(void **state) {
+    struct fixture *fx = *state;
+    struct sockaddr_in a = sin4("127.0.0.1", 1);
+    char rotated[160];
+    snprintf(rotated, sizeof rotated, "%s.1", fx->path);
+    struct req one, two, three;
+    make_req(&one, "GET", "/1", 11, NULL, NULL);
+    make_req(&two, "GET", "/2", 11, NULL, NULL);
+    make_req(&three, "GET", "/3", 11, NULL, NULL);
+    struct accesslog *log = accesslog_open(fx->path);
+    assert_non_null(log);
+    accesslog_write(log, (struct sockaddr *)&a, T0, &one.r, 200, 0, 0);
+    accesslog_flush(log);
+    assert_int_equal(rename(fx->path, rotated), 0); /* logrotate */
+    accesslog_write(log, (struct sockaddr *)&a, T0, &two.r, 200, 0, 0);
+    assert_int_equal(accesslog_reopen(log), 0);
+    accesslog_write(log, (struct sockaddr *)&a, T0, &three.r, 200, 0, 0);
+    accesslog_close(log);
+    /* what was written before the reopen went to the old file */
+    assert_file_is(rotated, LINE(1) LINE(2));
+    assert_file_is(fx->path, LINE(3));
+}
+
+static void test_reopen_failure_keeps_old_file(void **state) {
+    struct fixture *fx = *state;
+    struct sockaddr_in a = sin4("127.0.0.1", 1);
+    char sub[128], path[160], rotated[160];
+    snprintf(sub, sizeof sub, "%s/logs", fx->dir);
+    snprintf(path, sizeof path, "%s/access.log", sub);
+    snprintf(rotated, sizeof rotated, "%s/rotated.log", fx->dir);
+    assert_int_equal(mkdir(sub, 0755), 0);
+    struct req one, two;
+    make_req(&one, "GET", "/1", 11, NULL, NULL);
+    make_req(&two, "GET", "/2", 11, NULL, NULL);
+
+    struct accesslog *log = accesslog_open(path);
+    assert_non_null(log);
+    accesslog_write(log, (struct sockaddr *)&a, T0, &one.r, 200, 0, 0);
+    assert_int_equal(rename(path, rotated), 0);
+    assert_int_equal(rmdir(sub), 0); /* the path cannot be created again */
+    assert_int_equal(accesslog_reopen(log), -1);
+    accesslog_write(log, (struct sockaddr *)&a, T0, &two.r, 200, 0, 0);
+    accesslog_close(log);
+    assert_file_is(rotated, LINE(1) LINE(2)); /* nothing lost */
+}
+
+static void test_open_failure(void **state) {
+    struct fixture *fx = *state;
+    char path[160];
+    snprintf(path, sizeof path, "%s/missing/access.log", fx->dir);
+    errno = 0;
+    assert_null(accesslog_open(path));
+    assert_int_equal(errno, ENOENT);
+    assert_null(accesslog_open(fx->dir)); /* a folder */
+    assert_int_equal(errno, EISDIR);
+}
+
+static void test_dash_is_stdout(void **state) {
+    struct fixture *fx = *state;
+    struct sockaddr_in a = sin4("127.0.0.1", 1);
+    struct req q;
+    make_req(&q, "GET", "/", 11, NULL, NULL);
+    fflush(stdout);
+    int saved = dup(STDOUT_FILENO), file = open(fx->path, O_WRONLY | O_CREAT | O_CLOEXEC, 0644);
+    assert_true(saved >= 0 && file >= 0);
+    assert_int_equal(dup2(file, STDOUT_FILENO), STDOUT_FILENO);
+    close(file);
+
+    /* nothing may fail while stdout is the file: cmocka reports there */
+    struct accesslog *log = accesslog_open("-");
+    int reopened = -1;
+    if (log) {
+        accesslog_write(log, (struct sockaddr *)&a, T0, &q.r, 200, 0, 0);
+        reopened = accesslog_reopen(log);
+        accesslog_close(log);
+    }
+    bool stdout_open = fcntl(STDOUT_FILENO, F_GETFD) >= 0;
+    dup2(saved, STDOUT_FILENO);
+    close(saved);
+
+    assert_non_null(log);
+    assert_int_equal(reopened, 0);
+    assert_true(stdout_open); /* closing the log leaves stdout alone */
+    assert_file_is(fx->path, "127.0.0.1" T0_STAMP "\"GET / HTTP/1.1\" 200 0 \"-\" \"-\" 0.000\n");
+}
+
+int main(void) {
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test_setup_teardown(test_combined_format, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_buffered_until_flush, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_escaping, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_unparsed_request, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_address_cache, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_long_fields_truncated, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_worst_case_lines, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_full_buffer_is_written, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_reopen_after_rotation, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_reopen_failure_keeps_old_file, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_open_failure, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_dash_is_stdout, setup, teardown),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
