@@ -2,6 +2,7 @@
 #include "server/conf.h"
 
 #include "server/listen.h"
+#include "workers/route.h"
 
 #include <ctype.h>
 #include <errno.h>
@@ -511,19 +512,15 @@ int conf_load_file(struct conf *c, const char *path, char *err, size_t errlen) {
 
 /* ---- final checks ----------------------------------------------------- */
 
-static const char *const handlers[] = {"static", "sleep", "echo", "status"};
-
 static int check_route(struct conf_route *r, const char *path, char *err, size_t errlen) {
     char where[PATH_MAX + 300];
     /* "FILE:LINE: [route /x]" for a route from a file, "[route /x]" for --root */
     int n = path && r->line ? snprintf(where, sizeof where, "%s:%d: ", path, r->line) : 0;
     snprintf(where + n, sizeof where - (size_t)n, "[route %s]", r->prefix);
 
-    bool known = false;
     if (!r->handler) return fail(err, errlen, "%s: handler is required", where);
-    for (size_t i = 0; i < sizeof handlers / sizeof handlers[0]; i++)
-        known |= strcmp(r->handler, handlers[i]) == 0;
-    if (!known) return fail(err, errlen, "%s: handler: unknown handler \"%s\"", where, r->handler);
+    if (!handler_known(r->handler))
+        return fail(err, errlen, "%s: handler: unknown handler \"%s\"", where, r->handler);
     bool is_static = strcmp(r->handler, "static") == 0;
     if (!is_static && (r->root || r->index))
         return fail(err, errlen, "%s: root and index belong to handler = static", where);

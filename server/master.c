@@ -3,6 +3,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <poll.h>
 #include <sched.h>
 #include <signal.h>
 #include <stdatomic.h>
@@ -55,12 +56,41 @@ struct master {
     bool handed_over;    /* a new master owns our sockets now */
 };
 
+static const int master_sigs[] = {SIGCHLD, SIGTERM, SIGINT,  SIGQUIT, SIGHUP,
+                                  SIGUSR1, SIGUSR2, SIGTTIN, SIGTTOU};
+#define NMASTER_SIGS (sizeof master_sigs / sizeof master_sigs[0])
+
+/* Set by the handler, taken by the loop: the handler does nothing else. */
+static volatile sig_atomic_t sig_pending[NSIG];
+
+static void on_signal(int sig) {
+    sig_pending[sig] = 1;
+}
+
 static sigset_t master_signals(void) {
     sigset_t set;
     sigemptyset(&set);
-    int sigs[] = {SIGCHLD, SIGTERM, SIGINT, SIGQUIT, SIGHUP, SIGUSR1, SIGUSR2, SIGTTIN, SIGTTOU};
-    for (size_t i = 0; i < sizeof sigs / sizeof sigs[0]; i++) sigaddset(&set, sigs[i]);
+    for (size_t i = 0; i < NMASTER_SIGS; i++) sigaddset(&set, master_sigs[i]);
     return set;
+}
+
+/* The handlers are installed with the signals blocked; they run only inside
+ * the loop's ppoll(), which unblocks them atomically, so a signal can never
+ * arrive between the loop's last look at the flags and its sleep. */
+static void install_handlers(void) {
+    struct sigaction sa = {.sa_handler = on_signal};
+    sigemptyset(&sa.sa_mask);
+    sa.sa_flags = SA_NOCLDSTOP;
+    for (size_t i = 0; i < NMASTER_SIGS; i++) sigaction(master_sigs[i], &sa, NULL);
+}
+
+/* A child (worker, or the new master of an upgrade) starts from default
+ * dispositions and an empty mask. */
+static void child_signals(void) {
+    for (size_t i = 0; i < NMASTER_SIGS; i++) signal(master_sigs[i], SIG_DFL);
+    sigset_t none;
+    sigemptyset(&none);
+    sigprocmask(SIG_SETMASK, &none, NULL);
 }
 
 /* ---- workers = auto --------------------------------------------------- */
@@ -194,9 +224,7 @@ static int free_slot(const struct master *m) {
 }
 
 static void worker_main(struct master *m, struct proc *p, pid_t master_pid) {
-    sigset_t none;
-    sigemptyset(&none);
-    sigprocmask(SIG_SETMASK, &none, NULL);
+    child_signals();
     /* a worker outliving its master stops gracefully */
     prctl(PR_SET_PDEATHSIG, SIGTERM);
     if (getppid() != master_pid) _exit(0);
@@ -436,9 +464,7 @@ static void upgrade(struct master *m) {
     }
     if (pid == 0) {
         char fds[8192], me[32];
-        sigset_t none;
-        sigemptyset(&none);
-        sigprocmask(SIG_SETMASK, &none, NULL);
+        child_signals();
         snprintf(me, sizeof me, "%d", (int)parent);
         if (listeners_export(&a->listeners, fds, sizeof fds) == 0 &&
             setenv(ENV_LISTENERS, fds, 1) == 0 && setenv(ENV_REPLACES, me, 1) == 0)
@@ -571,8 +597,10 @@ int master_run(struct master_args *a) {
         log_error("scoreboard: %s", strerror(errno));
         return 1;
     }
-    sigset_t sigs = master_signals();
-    sigprocmask(SIG_BLOCK, &sigs, NULL);
+    sigset_t sigs = master_signals(), waiting;
+    sigprocmask(SIG_BLOCK, &sigs, &waiting);
+    for (size_t i = 0; i < NMASTER_SIGS; i++) sigdelset(&waiting, master_sigs[i]);
+    install_handlers();
     raise_nofile(&a->conf);
     if (a->conf.pid_file) write_pid_file(a->conf.pid_file);
     if (a->replaces) m.replace_by = monotonic_ms() + UPGRADE_READY_MS;
@@ -593,9 +621,14 @@ int master_run(struct master_args *a) {
         }
         uint64_t wait = next_deadline(&m, now);
         struct timespec ts = {(time_t)(wait / 1000), (long)(wait % 1000) * 1000000L};
-        int sig = sigtimedwait(&sigs, NULL, &ts);
-        if (sig > 0) handle_signal(&m, sig);
-        reap(&m); /* SIGCHLD may have merged with another signal */
+        ppoll(NULL, 0, &ts, &waiting);
+        for (size_t i = 0; i < NMASTER_SIGS; i++) {
+            int sig = master_sigs[i];
+            if (!sig_pending[sig]) continue;
+            sig_pending[sig] = 0;
+            handle_signal(&m, sig);
+        }
+        reap(&m); /* a child may have exited while SIGCHLD was already pending */
     }
 
     log_info(m.handed_over ? "master exiting; a new master owns the sockets" : "master exiting");
@@ -606,6 +639,6 @@ int master_run(struct master_args *a) {
     scoreboard_destroy(m.sb);
     free(m.procs);
     free(m.old);
-    sigprocmask(SIG_UNBLOCK, &sigs, NULL);
+    child_signals();
     return 0;
 }

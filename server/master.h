@@ -1,8 +1,8 @@
 /* master: the process that owns the listening sockets and the scoreboard,
  * forks the workers and keeps them alive. It never serves a request.
  *
- * Signals are blocked and taken synchronously with sigtimedwait() in the
- * master's loop, so nothing runs in signal context at all:
+ * Signal handlers only set a flag (sig_atomic_t); the signals stay blocked
+ * except while the loop sleeps in ppoll(), and the loop acts on the flags:
  *
  *   SIGTERM, SIGQUIT  graceful stop; a second one makes it fast
  *   SIGINT            fast stop

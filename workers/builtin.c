@@ -6,6 +6,9 @@
  *   echo    answers with the request body (any method); a load-test target
  *           for uploads.
  *   status  the scoreboard as JSON: per worker pid, requests, connections.
+ *   fault   only in builds configured with PREFORKD_FAULT_HANDLER (the test
+ *           builds): GET ?kind=segv|abort crashes the worker from handler
+ *           code, so tests can show a crash costs only that worker.
  */
 #include <inttypes.h>
 #include <stdio.h>
@@ -131,3 +134,20 @@ const struct handler status_handler = {
     .name = "status",
     .handle = status_handle,
 };
+
+#ifdef PREFORKD_FAULT_HANDLER
+/* Read at run time so the compiler cannot see the fault coming. */
+static int *volatile fault_target;
+
+static void fault_handle(struct handler_call *call) {
+    const struct http_str *q = &call->req->query;
+    if (q->len == 10 && memcmp(q->p, "kind=abort", 10) == 0) abort();
+    if (q->len == 9 && memcmp(q->p, "kind=segv", 9) == 0) *fault_target = 1;
+    response_error(call->resp, 400);
+}
+
+const struct handler fault_handler = {
+    .name = "fault",
+    .handle = fault_handle,
+};
+#endif

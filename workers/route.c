@@ -6,16 +6,20 @@
 #include <string.h>
 
 static const struct handler *const handlers[] = {
-    &static_handler,
-    &sleep_handler,
-    &echo_handler,
-    &status_handler,
+    &static_handler, &sleep_handler, &echo_handler, &status_handler,
+#ifdef PREFORKD_FAULT_HANDLER
+    &fault_handler,
+#endif
 };
 
 static const struct handler *handler_find(const char *name) {
     for (size_t i = 0; i < sizeof handlers / sizeof handlers[0]; i++)
         if (strcmp(handlers[i]->name, name) == 0) return handlers[i];
     return NULL;
+}
+
+bool handler_known(const char *name) {
+    return handler_find(name) != NULL;
 }
 
 static int longest_first(const void *a, const void *b) {

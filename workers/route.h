@@ -51,6 +51,8 @@ struct routes {
     size_t n;
 };
 
+/* Whether a handler of that name exists (for checking the configuration). */
+bool handler_known(const char *name);
 /* Builds the table from the configuration and runs each handler's init. */
 int routes_init(struct routes *rs, const struct conf *c, char *err, size_t errlen);
 void routes_free(struct routes *rs);
@@ -66,5 +68,8 @@ extern const struct handler static_handler;
 extern const struct handler sleep_handler;
 extern const struct handler echo_handler;
 extern const struct handler status_handler;
+#ifdef PREFORKD_FAULT_HANDLER
+extern const struct handler fault_handler;
+#endif
 
 #endif

@@ -12,10 +12,11 @@ import select
 import signal
 import socket
 import struct
+import subprocess
 import threading
 import time
 
-from conftest import Reader, get, request, wait_until
+from conftest import BIN, Reader, get, request, wait_until
 
 
 def conf(site, extra=""):
@@ -288,9 +289,20 @@ def test_stuck_pool_handler_is_reported(make_server, site):
     assert get(srv.port, "/sleep?ms=10").body == b"slept 10 ms\n"
 
 
-def test_a_crashing_worker_costs_only_its_connections(make_server, site):
+def has_fault_handler(site):
+    """The fault handler exists only in builds with PREFORKD_FAULT_HANDLER
+    (scripts/test builds with it; scripts/valgrind does not)."""
+    cfg = site / "fault-check.conf"
+    cfg.write_text(f"[route /]\nhandler = static\nroot = {site}\n[route /fault]\nhandler = fault\n")
+    return subprocess.run([BIN, "--config", str(cfg), "--check"], capture_output=True).returncode == 0
+
+
+def crash_costs_only_its_worker(make_server, site, crash, extra_routes=""):
+    """Holds 8 keep-alive connections spread over 2 workers, lets crash() end
+    one worker and checks that exactly the
+    other worker's connections go on, and that the master respawns it."""
     # under AddressSanitizer, let SIGSEGV end the process as it would otherwise
-    srv = make_server(config=conf(site), workers=2,
+    srv = make_server(config=conf(site) + extra_routes, workers=2,
                       env={"ASAN_OPTIONS": "handle_segv=0:detect_leaks=1"})
     workers = wait_until(lambda: len(os.popen(f"pgrep -P {srv.proc.pid}").read().split()) == 2
                          and [int(p) for p in os.popen(f"pgrep -P {srv.proc.pid}").read().split()],
@@ -302,11 +314,11 @@ def test_a_crashing_worker_costs_only_its_connections(make_server, site):
         rd = Reader(s)
         assert rd.response().status == 200
         conns.append((s, rd))
-    # a fault in handler code ends the process the same way: SIGSEGV
-    os.kill(workers[0], signal.SIGSEGV)
+    crash(srv)
     # (valgrind, when the suite runs under it, ends the process itself: an exit status)
-    wait_until(lambda: re.search(r"pid %d\) (killed by signal 11|exited with status \d+); respawning"
-                                 % workers[0], srv.log()), what="the respawn")
+    died = wait_until(lambda: re.findall(r"pid (\d+)\) (?:killed by signal \d+|exited with "
+                                         r"status \d+); respawning", srv.log()), what="the respawn")
+    assert len(died) == 1 and int(died[0]) in workers
     alive = 0
     for s, rd in conns:
         try:
@@ -317,5 +329,31 @@ def test_a_crashing_worker_costs_only_its_connections(make_server, site):
             pass
         s.close()
     assert 0 < alive < 8  # the other worker's connections went on
+    wait_until(lambda: len(os.popen(f"pgrep -P {srv.proc.pid}").read().split()) == 2,
+               what="the worker replaced")
     assert get(srv.port, "/hello.txt").status == 200
     srv.expect_dirty = True
+
+
+def test_a_crashing_worker_costs_only_its_connections(make_server, site):
+    def crash(srv):
+        pid = int(os.popen(f"pgrep -P {srv.proc.pid}").read().split()[0])
+        os.kill(pid, signal.SIGSEGV)  # what a fault in any code of the worker does
+
+    crash_costs_only_its_worker(make_server, site, crash)
+
+
+@pytest.mark.parametrize("mode,kind", [("pool", "segv"), ("inline", "abort")])
+def test_a_crashing_handler_costs_only_its_worker(make_server, site, mode, kind):
+    if not has_fault_handler(site):
+        pytest.skip("built without PREFORKD_FAULT_HANDLER")
+
+    def crash(srv):
+        s = srv.connect()
+        s.sendall(f"GET /fault?kind={kind} HTTP/1.1\r\nHost: x\r\n\r\n".encode())
+        s.settimeout(10)
+        assert s.recv(100) == b""  # no answer: the worker died with the connection
+        s.close()
+
+    crash_costs_only_its_worker(make_server, site, crash,
+                                f"[route /fault]\nhandler = fault\nmode = {mode}\n")
