@@ -84,9 +84,9 @@ static void install_handlers(void) {
     for (size_t i = 0; i < NMASTER_SIGS; i++) sigaction(master_sigs[i], &sa, NULL);
 }
 
-/* A child (worker, or the new master of an upgrade) starts from default
- * dispositions and an empty mask. */
-static void child_signals(void) {
+/* Default dispositions and an empty mask: what a child (a worker, or the new
+ * master of an upgrade) starts from, and what the master leaves behind. */
+static void reset_signals(void) {
     for (size_t i = 0; i < NMASTER_SIGS; i++) signal(master_sigs[i], SIG_DFL);
     sigset_t none;
     sigemptyset(&none);
@@ -224,7 +224,7 @@ static int free_slot(const struct master *m) {
 }
 
 static void worker_main(struct master *m, struct proc *p, pid_t master_pid) {
-    child_signals();
+    reset_signals();
     /* a worker outliving its master stops gracefully */
     prctl(PR_SET_PDEATHSIG, SIGTERM);
     if (getppid() != master_pid) _exit(0);
@@ -464,7 +464,7 @@ static void upgrade(struct master *m) {
     }
     if (pid == 0) {
         char fds[8192], me[32];
-        child_signals();
+        reset_signals();
         snprintf(me, sizeof me, "%d", (int)parent);
         if (listeners_export(&a->listeners, fds, sizeof fds) == 0 &&
             setenv(ENV_LISTENERS, fds, 1) == 0 && setenv(ENV_REPLACES, me, 1) == 0)
@@ -639,6 +639,6 @@ int master_run(struct master_args *a) {
     scoreboard_destroy(m.sb);
     free(m.procs);
     free(m.old);
-    child_signals();
+    reset_signals();
     return 0;
 }

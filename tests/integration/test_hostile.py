@@ -299,8 +299,8 @@ def has_fault_handler(site):
 
 def crash_costs_only_its_worker(make_server, site, crash, extra_routes=""):
     """Holds 8 keep-alive connections spread over 2 workers, lets crash() end
-    one worker and checks that exactly the
-    other worker's connections go on, and that the master respawns it."""
+    one worker and checks that the other worker's connections go on and that
+    the master respawns the one that died."""
     # under AddressSanitizer, let SIGSEGV end the process as it would otherwise
     srv = make_server(config=conf(site) + extra_routes, workers=2,
                       env={"ASAN_OPTIONS": "handle_segv=0:detect_leaks=1"})
@@ -352,7 +352,11 @@ def test_a_crashing_handler_costs_only_its_worker(make_server, site, mode, kind)
         s = srv.connect()
         s.sendall(f"GET /fault?kind={kind} HTTP/1.1\r\nHost: x\r\n\r\n".encode())
         s.settimeout(10)
-        assert s.recv(100) == b""  # no answer: the worker died with the connection
+        try:
+            answer = s.recv(100)
+        except ConnectionResetError:
+            answer = b""
+        assert answer == b""  # no answer: the worker died with the connection
         s.close()
 
     crash_costs_only_its_worker(make_server, site, crash,
