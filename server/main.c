@@ -83,7 +83,9 @@ static int serve(const struct cli *cli, char **argv, struct master_args *a) {
         log_close();
         return 1;
     }
-    listeners_close(&inherited, true); /* sockets the new configuration dropped */
+    /* sockets the new configuration dropped; their files are the old
+     * master's until it has handed over */
+    listeners_close(&inherited, false);
     for (size_t i = 0; i < a->listeners.n; i++)
         log_info("listening on %s", a->listeners.v[i].bound);
     int status = master_run(a);

@@ -39,6 +39,7 @@ struct proc {
     unsigned quick_deaths;
     uint64_t respawn_at; /* when pid is 0: monotonic ms to fork again */
     bool killed;         /* SIGKILLed for a missing heartbeat */
+    uint64_t kill_at;    /* retiring: SIGKILL if it still runs then */
 };
 
 struct master {
@@ -54,6 +55,9 @@ struct master {
     pid_t upgrade_pid;   /* the new master we exec'd, while it runs */
     uint64_t replace_by; /* when replacing an old master: give up after */
     bool handed_over;    /* a new master owns our sockets now */
+    bool owns_paths;     /* ours to unlink: unix socket files */
+    bool gave_up;        /* a new master whose workers did not serve */
+    bool asked_to_stop;  /* SIGTERM or SIGQUIT came (from anyone but an heir) */
 };
 
 static const int master_sigs[] = {SIGCHLD, SIGTERM, SIGINT,  SIGQUIT, SIGHUP,
@@ -62,9 +66,16 @@ static const int master_sigs[] = {SIGCHLD, SIGTERM, SIGINT,  SIGQUIT, SIGHUP,
 
 /* Set by the handler, taken by the loop: the handler does nothing else. */
 static volatile sig_atomic_t sig_pending[NSIG];
+/* The new master of a binary upgrade, while it runs. Its SIGQUIT means "I
+ * serve now": a graceful stop, never the second stop request that makes a
+ * stop already under way fast. */
+static volatile sig_atomic_t heir_pid, heir_serves;
 
-static void on_signal(int sig) {
-    sig_pending[sig] = 1;
+static void on_signal(int sig, siginfo_t *info, void *ctx) {
+    if (sig == SIGQUIT && heir_pid && info->si_pid == heir_pid)
+        heir_serves = 1;
+    else
+        sig_pending[sig] = 1;
 }
 
 static sigset_t master_signals(void) {
@@ -78,19 +89,34 @@ static sigset_t master_signals(void) {
  * the loop's ppoll(), which unblocks them atomically, so a signal can never
  * arrive between the loop's last look at the flags and its sleep. */
 static void install_handlers(void) {
-    struct sigaction sa = {.sa_handler = on_signal};
+    struct sigaction sa = {.sa_sigaction = on_signal};
     sigemptyset(&sa.sa_mask);
-    sa.sa_flags = SA_NOCLDSTOP;
+    sa.sa_flags = SA_SIGINFO | SA_NOCLDSTOP;
     for (size_t i = 0; i < NMASTER_SIGS; i++) sigaction(master_sigs[i], &sa, NULL);
 }
 
-/* Default dispositions and an empty mask: what a child (a worker, or the new
- * master of an upgrade) starts from, and what the master leaves behind. */
-static void reset_signals(void) {
+/* A child (a worker, or the new master of an upgrade) starts from default
+ * dispositions with the signals still blocked: they stay pending until it
+ * has its own handling in place, instead of killing it before. */
+static void child_signals(void) {
     for (size_t i = 0; i < NMASTER_SIGS; i++) signal(master_sigs[i], SIG_DFL);
+}
+
+/* What the master leaves behind: default dispositions, an empty mask. */
+static void reset_signals(void) {
+    child_signals();
     sigset_t none;
     sigemptyset(&none);
     sigprocmask(SIG_SETMASK, &none, NULL);
+}
+
+/* "exited with status N" or "killed by signal N", from a waitpid status. */
+static const char *exit_text(int status, char *buf, size_t len) {
+    if (WIFSIGNALED(status))
+        snprintf(buf, len, "killed by signal %d", WTERMSIG(status));
+    else
+        snprintf(buf, len, "exited with status %d", WEXITSTATUS(status));
+    return buf;
 }
 
 /* ---- workers = auto --------------------------------------------------- */
@@ -169,7 +195,9 @@ int master_signal(const char *pid_file, const char *name, int *bad_name, char *e
     }
     FILE *f = fopen(pid_file, "r");
     long pid = 0;
-    if (!f || fscanf(f, "%ld", &pid) != 1 || pid <= 0) {
+    char rest = '\n';
+    /* the whole content must be one positive number (and a newline) */
+    if (!f || fscanf(f, "%ld%c", &pid, &rest) < 1 || pid <= 0 || rest != '\n' || fgetc(f) != EOF) {
         snprintf(err, errlen, "%s: %s", pid_file, f ? "no pid in it" : strerror(errno));
         if (f) fclose(f);
         return -1;
@@ -224,7 +252,7 @@ static int free_slot(const struct master *m) {
 }
 
 static void worker_main(struct master *m, struct proc *p, pid_t master_pid) {
-    reset_signals();
+    child_signals(); /* worker_run() unblocks them once it handles them */
     /* a worker outliving its master stops gracefully */
     prctl(PR_SET_PDEATHSIG, SIGTERM);
     if (getppid() != master_pid) _exit(0);
@@ -279,10 +307,7 @@ static void schedule_respawn(struct master *m, struct proc *p, uint64_t now, int
         if (delay > BACKOFF_MAX_MS) delay = BACKOFF_MAX_MS;
     }
     char how[64];
-    if (WIFSIGNALED(status))
-        snprintf(how, sizeof how, "killed by signal %d", WTERMSIG(status));
-    else
-        snprintf(how, sizeof how, "exited with status %d", WEXITSTATUS(status));
+    exit_text(status, how, sizeof how);
     unsigned pos = (unsigned)(p - m->procs);
     if (delay)
         log_error("worker %u (pid %d) %s, %u times in a row right after starting; "
@@ -296,14 +321,25 @@ static void schedule_respawn(struct master *m, struct proc *p, uint64_t now, int
 static void reap(struct master *m) {
     int status;
     pid_t pid;
+    char how[64];
     while ((pid = waitpid(-1, &status, WNOHANG)) > 0) {
         uint64_t now = monotonic_ms();
         if (pid == m->upgrade_pid) {
             m->upgrade_pid = 0;
-            log_error("binary upgrade failed: the new master (pid %d) ended with status %d; "
-                      "this master keeps serving",
-                      (int)pid, status);
-            if (m->a->conf.pid_file) write_pid_file(m->a->conf.pid_file);
+            heir_pid = 0;
+            /* worded unlike a worker's crash: often a refused configuration */
+            if (WIFSIGNALED(status))
+                snprintf(how, sizeof how, "died of signal %d", WTERMSIG(status));
+            else
+                snprintf(how, sizeof how, "stopped with exit code %d", WEXITSTATUS(status));
+            if (m->state == RUNNING) {
+                log_error("binary upgrade failed: the new master (pid %d) %s; this master keeps "
+                          "serving",
+                          (int)pid, how);
+                if (m->a->conf.pid_file) write_pid_file(m->a->conf.pid_file);
+            } else {
+                log_warn("the new master (pid %d) %s while this master is stopping", (int)pid, how);
+            }
             continue;
         }
         for (unsigned i = 0; i < m->nprocs; i++) {
@@ -318,7 +354,8 @@ static void reap(struct master *m) {
             atomic_store(&m->sb->slots[m->old[i].slot].state, SLOT_FREE);
             if ((WIFSIGNALED(status) && WTERMSIG(status) != SIGKILL) ||
                 (WIFEXITED(status) && WEXITSTATUS(status)))
-                log_warn("retired worker (pid %d) ended with status %d", (int)pid, status);
+                log_warn("retired worker (pid %d) %s", (int)pid,
+                         exit_text(status, how, sizeof how));
             m->old[i--] = m->old[--m->nold];
         }
     }
@@ -336,6 +373,12 @@ static void signal_workers(struct master *m, int sig) {
     for (size_t i = 0; i < m->nold; i++) kill(m->old[i].pid, sig);
 }
 
+/* A retiring worker cuts what is left at shutdown_timeout; one too stuck to
+ * do so is killed a little later. */
+static uint64_t retire_deadline(const struct master *m) {
+    return monotonic_ms() + m->a->conf.shutdown_timeout + FAST_STOP_GRACE_MS;
+}
+
 /* Moves a running worker to the retiring list and asks it to stop
  * gracefully; its position is free for a successor at once. */
 static int retire(struct master *m, struct proc *p) {
@@ -343,7 +386,8 @@ static int retire(struct master *m, struct proc *p) {
     struct proc *old = realloc(m->old, (m->nold + 1) * sizeof *old);
     if (!old) return -1;
     m->old = old;
-    m->old[m->nold++] = *p;
+    m->old[m->nold] = *p;
+    m->old[m->nold++].kill_at = retire_deadline(m);
     kill(p->pid, SIGTERM);
     p->pid = 0;
     p->slot = -1;
@@ -375,7 +419,11 @@ static void new_generation(struct master *m, unsigned n) {
     m->procs = procs;
     m->nprocs = n;
     for (unsigned i = 0; i < n; i++) spawn(m, &m->procs[i]);
-    for (size_t i = first_prev; i < m->nold; i++) kill(m->old[i].pid, SIGTERM);
+    uint64_t deadline = retire_deadline(m);
+    for (size_t i = first_prev; i < m->nold; i++) {
+        m->old[i].kill_at = deadline;
+        kill(m->old[i].pid, SIGTERM);
+    }
     free(prev);
 }
 
@@ -464,7 +512,7 @@ static void upgrade(struct master *m) {
     }
     if (pid == 0) {
         char fds[8192], me[32];
-        reset_signals();
+        child_signals(); /* the new master unblocks them in its loop */
         snprintf(me, sizeof me, "%d", (int)parent);
         if (listeners_export(&a->listeners, fds, sizeof fds) == 0 &&
             setenv(ENV_LISTENERS, fds, 1) == 0 && setenv(ENV_REPLACES, me, 1) == 0)
@@ -473,6 +521,7 @@ static void upgrade(struct master *m) {
         _exit(127);
     }
     m->upgrade_pid = pid;
+    heir_pid = pid;
     log_info("binary upgrade: started %s as pid %d; it retires this master once its workers "
              "serve",
              a->exe, (int)pid);
@@ -490,14 +539,28 @@ static void check_replacement(struct master *m, uint64_t now) {
                  (int)a->replaces);
         kill(a->replaces, SIGQUIT);
         a->replaces = 0;
+        m->owns_paths = true;
     } else if (now > m->replace_by) {
         log_error("binary upgrade: workers not serving after %d ms; stopping, the old master "
                   "(pid %d) keeps serving",
                   UPGRADE_READY_MS, (int)a->replaces);
         a->replaces = 0;
+        m->gave_up = true;
         m->state = STOPPING_FAST;
         m->kill_at = now + FAST_STOP_GRACE_MS;
         signal_workers(m, SIGINT);
+    }
+}
+
+/* Retiring workers that outlive their deadline are killed. */
+static void check_retiring(struct master *m, uint64_t now) {
+    for (size_t i = 0; i < m->nold; i++) {
+        struct proc *p = &m->old[i];
+        if (p->killed || now < p->kill_at) continue;
+        log_error("retired worker (pid %d) still running after shutdown_timeout: SIGKILL",
+                  (int)p->pid);
+        kill(p->pid, SIGKILL);
+        p->killed = true;
     }
 }
 
@@ -519,16 +582,27 @@ static void check_heartbeats(struct master *m, uint64_t now) {
     }
 }
 
+/* The master's copies of the listening sockets. Closed as a stop begins, so
+ * that new connections are refused at once (and a load balancer moves on)
+ * instead of waiting in a queue no worker accepts from any more. A new master
+ * of an upgrade holds its own copies. */
+static void close_listeners(struct master *m) {
+    listeners_close(&m->a->listeners, m->owns_paths && !m->handed_over);
+}
+
 static void begin_stop(struct master *m, bool fast) {
     uint64_t now = monotonic_ms();
-    m->handed_over = m->upgrade_pid != 0;
+    m->handed_over |= m->upgrade_pid != 0;
+    close_listeners(m);
     if (fast) {
-        if (m->state != STOPPING_FAST) log_info("fast stop");
+        if (m->state == STOPPING_FAST) return; /* the first deadline stands */
+        log_info("fast stop");
         m->state = STOPPING_FAST;
         m->kill_at = now + FAST_STOP_GRACE_MS;
         signal_workers(m, SIGINT);
         return;
     }
+    if (m->state != RUNNING) return; /* already stopping */
     log_info("graceful stop: finishing requests in flight (shutdown_timeout %u ms)",
              m->a->conf.shutdown_timeout);
     m->state = STOPPING;
@@ -543,10 +617,18 @@ static void handle_signal(struct master *m, int sig) {
     switch (sig) {
     case SIGCHLD: reap(m); break;
     case SIGTERM:
-    case SIGQUIT: begin_stop(m, !running_state); break;
+    case SIGQUIT:
+        /* a second request makes it fast; a stop the new master of an
+         * upgrade asked for does not count as the first */
+        begin_stop(m, m->asked_to_stop);
+        m->asked_to_stop = true;
+        break;
     case SIGINT: begin_stop(m, true); break;
     case SIGHUP:
-        if (running_state) reload(m);
+        if (running_state)
+            reload(m);
+        else
+            log_info("SIGHUP ignored: stopping");
         break;
     case SIGUSR1:
         log_info("SIGUSR1: reopening logs");
@@ -555,7 +637,10 @@ static void handle_signal(struct master *m, int sig) {
         signal_workers(m, SIGUSR1);
         break;
     case SIGUSR2:
-        if (running_state) upgrade(m);
+        if (running_state)
+            upgrade(m);
+        else
+            log_info("SIGUSR2 ignored: stopping");
         break;
     case SIGTTIN:
         if (running_state) add_worker(m);
@@ -571,6 +656,8 @@ static void handle_signal(struct master *m, int sig) {
 static uint64_t next_deadline(const struct master *m, uint64_t now) {
     uint64_t next = now + 1000;
     if (m->state != RUNNING && m->kill_at < next) next = m->kill_at;
+    for (size_t i = 0; i < m->nold; i++)
+        if (!m->old[i].killed && m->old[i].kill_at < next) next = m->old[i].kill_at;
     for (unsigned i = 0; m->state == RUNNING && i < m->nprocs; i++)
         if (!m->procs[i].pid && m->procs[i].respawn_at < next) next = m->procs[i].respawn_at;
     if (m->a->replaces) next = now + 50 < next ? now + 50 : next;
@@ -591,7 +678,7 @@ static void raise_nofile(const struct conf *conf) {
 }
 
 int master_run(struct master_args *a) {
-    struct master m = {.a = a};
+    struct master m = {.a = a, .owns_paths = !a->replaces};
     m.sb = scoreboard_create();
     if (!m.sb) {
         log_error("scoreboard: %s", strerror(errno));
@@ -613,6 +700,7 @@ int master_run(struct master_args *a) {
             for (unsigned i = 0; i < m.nprocs; i++)
                 if (!m.procs[i].pid && m.procs[i].respawn_at <= now) spawn(&m, &m.procs[i]);
             check_heartbeats(&m, now);
+            check_retiring(&m, now);
             if (a->replaces) check_replacement(&m, now);
         } else if (now >= m.kill_at) {
             log_warn("%u worker(s) still running after the stop deadline: SIGKILL", running(&m));
@@ -622,6 +710,12 @@ int master_run(struct master_args *a) {
         uint64_t wait = next_deadline(&m, now);
         struct timespec ts = {(time_t)(wait / 1000), (long)(wait % 1000) * 1000000L};
         ppoll(NULL, 0, &ts, &waiting);
+        if (heir_serves) {
+            heir_serves = 0;
+            m.handed_over = true;
+            log_info("binary upgrade: the new master serves");
+            if (m.state == RUNNING) begin_stop(&m, false);
+        }
         for (size_t i = 0; i < NMASTER_SIGS; i++) {
             int sig = master_sigs[i];
             if (!sig_pending[sig]) continue;
@@ -633,12 +727,11 @@ int master_run(struct master_args *a) {
 
     log_info(m.handed_over ? "master exiting; a new master owns the sockets" : "master exiting");
     if (a->conf.pid_file) remove_pid_file(a->conf.pid_file);
-    /* a new master serves the same unix socket files: leave them */
-    listeners_close(&a->listeners, !m.handed_over);
+    close_listeners(&m);
     conf_free(&a->conf);
     scoreboard_destroy(m.sb);
     free(m.procs);
     free(m.old);
     reset_signals();
-    return 0;
+    return m.gave_up ? 1 : 0;
 }

@@ -4,6 +4,7 @@
 #include <errno.h>
 #include <event2/event.h>
 #include <limits.h>
+#include <pthread.h>
 #include <signal.h>
 #include <stdatomic.h>
 #include <stdlib.h>
@@ -190,6 +191,9 @@ static void begin_stop(struct worker *w, bool fast) {
     event_add(w->stop_timer, &tv);
 }
 
+/* The signals a worker handles (in its loop); w->signals follows this order. */
+static const int stop_signals[4] = {SIGTERM, SIGQUIT, SIGINT, SIGUSR1};
+
 static void on_signal(evutil_socket_t sig, short what, void *arg) {
     struct worker *w = arg;
     switch (sig) {
@@ -230,7 +234,6 @@ static int setup(struct worker *w, const struct creds *creds) {
         log_error("%s", err);
         return -1;
     }
-    static const int sigs[4] = {SIGTERM, SIGQUIT, SIGINT, SIGUSR1};
 
     struct event_config *cfg = event_config_new();
     if (!cfg) return -1;
@@ -270,7 +273,8 @@ static int setup(struct worker *w, const struct creds *creds) {
     w->stop_timer = evtimer_new(w->base, on_stop_timeout, w);
     w->idle_grace = evtimer_new(w->base, on_idle_grace, w);
     w->tick = event_new(w->base, -1, EV_PERSIST, on_tick, w);
-    for (int i = 0; i < 4; i++) w->signals[i] = evsignal_new(w->base, sigs[i], on_signal, w);
+    for (int i = 0; i < 4; i++)
+        w->signals[i] = evsignal_new(w->base, stop_signals[i], on_signal, w);
 
     struct timeval second = {1, 0};
     event_add(w->pool_ev, NULL);
@@ -328,13 +332,23 @@ int worker_run(const struct conf *conf, struct listener *listeners, size_t nlist
     signal(SIGTTIN, SIG_IGN);
     signal(SIGTTOU, SIG_IGN);
 
+    /* The master forks us with its signals blocked; they stay pending until
+     * the loop handles them, and again once its handlers are gone. */
+    sigset_t ours;
+    sigemptyset(&ours);
+    for (size_t i = 0; i < sizeof stop_signals / sizeof stop_signals[0]; i++)
+        sigaddset(&ours, stop_signals[i]);
     int status = 1;
     if (setup(&w, creds) == 0) {
+        sigset_t none;
+        sigemptyset(&none);
+        pthread_sigmask(SIG_SETMASK, &none, NULL);
         atomic_store_explicit(&slot->state, SLOT_SERVING, memory_order_relaxed);
         update_slot(&w);
         event_base_dispatch(w.base);
         status = 0;
     }
+    pthread_sigmask(SIG_BLOCK, &ours, NULL);
     w.exit_status = status;
     teardown(&w);
     return status;

@@ -209,6 +209,17 @@ def free_port():
         return s.getsockname()[1]
 
 
+def test_a_retiring_worker_that_hangs_is_killed(make_server, site):
+    srv = make_server(config=site_conf(site, "shutdown_timeout = 1s"), workers=1)
+    [w] = children(srv.proc.pid)
+    os.kill(w, signal.SIGSTOP)
+    srv.signal(signal.SIGHUP)
+    # shutdown_timeout, then the master's 3 s grace
+    wait_until(lambda: not alive(w), timeout=15, what="the stuck retired worker killed")
+    assert f"retired worker (pid {w}) still running after shutdown_timeout: SIGKILL" in srv.log()
+    assert get(srv.port, "/hello.txt").status == 200
+
+
 def test_reload_adds_and_removes_listen_addresses(make_server, site, tmp_path):
     port = free_port()
     sock = tmp_path / "extra.sock"
@@ -219,15 +230,8 @@ def test_reload_adds_and_removes_listen_addresses(make_server, site, tmp_path):
     (srv.tmp / "preforkd.conf").write_text(site_conf(site, conf_two))
     srv.signal(signal.SIGHUP)
 
-    def unix_get():
-        with socket.socket(socket.AF_UNIX) as s:
-            s.settimeout(5)
-            s.connect(str(sock))
-            s.sendall(b"GET /hello.txt HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
-            return Reader(s).response().body
-
     wait_until(lambda: sock.exists(), what="the new unix socket")
-    assert unix_get() == b"Hello, World!"
+    assert unix_get(sock).body == b"Hello, World!"
     (srv.tmp / "preforkd.conf").write_text(site_conf(site, conf_one))
     srv.signal(signal.SIGHUP)
     wait_until(lambda: not sock.exists(), what="the unix socket removed")
@@ -250,6 +254,22 @@ def test_two_reloads_under_load_lose_nothing(make_server, site):
 
 
 # ---- stopping -------------------------------------------------------------------
+
+
+def unix_get(sock, path="/hello.txt"):
+    with socket.socket(socket.AF_UNIX) as s:
+        s.settimeout(5)
+        s.connect(str(sock))
+        s.sendall(f"GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n".encode())
+        return Reader(s).response()
+
+
+def refused(port):
+    try:
+        socket.create_connection(("127.0.0.1", port), timeout=2).close()
+        return False
+    except ConnectionRefusedError:
+        return True
 
 
 def start_download(port, path):
@@ -365,6 +385,62 @@ def test_second_sigterm_makes_the_stop_fast(make_server, site):
     srv.signal(signal.SIGTERM)
     srv.proc.wait(timeout=10)
     s.close()
+
+
+def test_graceful_stop_refuses_new_connections_at_once(make_server, site):
+    conf = site_conf(site) + "[route /sleep]\nhandler = sleep\n"
+    srv = make_server(config=conf, workers=1)
+    slow = srv.connect()
+    slow.sendall(b"GET /sleep?ms=2000 HTTP/1.1\r\nHost: x\r\n\r\n")
+    time.sleep(0.3)
+    srv.signal(signal.SIGTERM)
+    # no worker accepts any more: a new client learns it now, not at the end
+    wait_until(lambda: refused(srv.port), timeout=5, what="new connections refused")
+    assert srv.proc.poll() is None
+    assert Reader(slow).response().status == 200  # the request in flight still finishes
+    srv.proc.wait(timeout=10)
+    assert srv.proc.returncode == 0
+
+
+@pytest.mark.timing
+def test_repeated_stop_signals_do_not_postpone_the_kill(make_server, site):
+    srv = make_server(config=site_conf(site), workers=1)
+    [w] = children(srv.proc.pid)
+    os.kill(w, signal.SIGSTOP)  # a worker that cannot stop by itself
+    t0 = time.monotonic()
+    srv.signal(signal.SIGINT)
+    while srv.proc.poll() is None and time.monotonic() - t0 < 10:
+        time.sleep(0.5)
+        try:
+            srv.signal(signal.SIGINT)
+        except ProcessLookupError:
+            break
+    srv.proc.wait(timeout=10)
+    assert time.monotonic() - t0 < 6  # the fast stop's 3 s grace counts from the first signal
+    assert not alive(w)
+
+
+def test_signals_right_after_a_fork_do_not_kill_workers(make_server, site):
+    # a reload, then at once the signals logrotate and operators send: the new
+    # workers must not die of them before their handlers are in place, and
+    # the retiring ones not after theirs are gone
+    srv = make_server(config=site_conf(site), workers=2)
+    for _ in range(4):
+        srv.signal(signal.SIGHUP)
+        srv.signal(signal.SIGUSR1)
+        srv.signal(signal.SIGTTIN)
+        srv.signal(signal.SIGTTOU)
+        time.sleep(0.3)
+    wait_until(lambda: len(children(srv.proc.pid)) == 2 and
+               all(w["state"] == "serving" for w in status(srv.port)),
+               what="2 workers serving")
+    assert get(srv.port, "/hello.txt").status == 200
+    srv.signal(signal.SIGHUP)
+    time.sleep(0.05)
+    srv.signal(signal.SIGTERM)
+    srv.proc.wait(timeout=30)
+    # (the harness fails the test on any "killed by signal" in the log)
+    assert not re.search(r"killed by signal|ended with", srv.log())
 
 
 def test_workers_stop_when_the_master_is_killed(make_server, site):
@@ -486,6 +562,45 @@ def test_failed_upgrade_rolls_back(make_server, site, tmp_path):
     assert int(pid_file.read_text()) == srv.proc.pid
     assert srv.proc.poll() is None
     assert get(srv.port, "/hello.txt").status == 200
+
+
+def test_stopping_the_old_master_during_an_upgrade_stays_graceful(make_server, site, tmp_path):
+    # nginx's habit: SIGUSR2, then SIGQUIT to the old master. Our new master
+    # also asks the old one to stop; the two requests must not add up to a
+    # fast stop that cuts the request in flight.
+    pid_file = tmp_path / "m.pid"
+    conf = site_conf(site, f"pid_file = {pid_file}") + "[route /sleep]\nhandler = sleep\n"
+    srv = make_server(config=conf, workers=1)
+    old = srv.proc.pid
+    slow = srv.connect()
+    slow.sendall(b"GET /sleep?ms=3000 HTTP/1.1\r\nHost: x\r\n\r\n")
+    time.sleep(0.3)
+    srv.signal(signal.SIGUSR2)
+    wait_until(lambda: "binary upgrade: started" in srv.log(), what="the upgrade")
+    srv.signal(signal.SIGQUIT)
+    assert Reader(slow).response().status == 200
+    srv.proc.wait(timeout=30)
+    assert "fast stop" not in srv.log()
+    new = wait_until(lambda: pid_file.exists() and int(pid_file.read_text()) != old
+                     and int(pid_file.read_text()), what="the new master's pid")
+    assert get(srv.port, "/hello.txt").status == 200
+    stop_pid(new)
+
+
+def test_upgrade_that_gives_up_leaves_the_unix_socket_to_the_old_master(make_server, site,
+                                                                         tmp_path):
+    sock = tmp_path / "u.sock"
+    srv = make_server(config=site_conf(site), workers=1, args=["--listen", f"unix:{sock}"])
+    # the new master starts, but its workers cannot open their access log
+    (srv.tmp / "preforkd.conf").write_text(
+        site_conf(site, f"access_log = {tmp_path}/missing/access.log"))
+    srv.signal(signal.SIGUSR2)
+    wait_until(lambda: "binary upgrade failed" in srv.log(), timeout=40, what="the rollback")
+    assert "stopped with exit code 1" in srv.log()
+    assert sock.exists()
+    assert unix_get(sock).status == 200
+    assert get(srv.port, "/hello.txt").status == 200
+    srv.expect_dirty = True  # the new master's workers exited with status 1 on purpose
 
 
 # ---- privileges and fairness -------------------------------------------------------
