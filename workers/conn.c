@@ -12,6 +12,7 @@
 #include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/ioctl.h>
 #include <sys/sendfile.h>
 #include <unistd.h>
 
@@ -69,6 +70,7 @@ struct conn {
     uint64_t deadline_ms; /* READING_HEAD, LINGERING: when the total time is up */
     bool close_after;     /* close once the output is flushed */
     bool linger;          /* drain the client before closing */
+    bool client_closes;   /* the client asked to close: it sends nothing more */
     bool peer_closed;     /* read returned 0 */
     bool read_paused;     /* read event removed: input buffer full */
     bool nodelay;
@@ -226,6 +228,7 @@ static int queue_head(struct conn *c) {
     event_base_gettimeofday_cached(w->base, &now);
     if (response_serialize(resp, &f, &c->out, &w->bufs, now.tv_sec, &ex->chunked) < 0) return -1;
     if (!keep) c->close_after = true;
+    c->client_closes = req && !req->keep_alive;
     ex->status = resp->status;
     return 0;
 }
@@ -268,7 +271,9 @@ static enum step refuse(struct conn *c, int status) {
     log_debug("refused request with %d: %s", status, http_msg_error(ex->msg));
     response_error(&ex->resp, status);
     ex->resp.close = true;
-    ex->head_only = false;
+    /* no content in any answer to HEAD, errors too (RFC 9110 9.3.2) */
+    ex->head_only =
+        http_msg_is_head(ex->msg) || (ex->log_req && ex->log_req->method == METHOD_HEAD);
     c->linger = true;
     c->state = CONN_IDLE;
     return respond(c);
@@ -711,9 +716,20 @@ static void conn_arm(struct conn *c) {
     c->armed_requests = c->requests;
 }
 
-/* All answered and flushed: close, lingering first after a refusal. */
+/* Whether the client sent bytes we have not read (pipelined requests after
+ * the one we close with). Closing over them makes the kernel send a reset,
+ * which can destroy answers still on their way to the client. */
+static bool unread_input(const struct conn *c) {
+    int n = 0;
+    return buf_len(&c->in) || (ioctl(c->fd, FIONREAD, &n) == 0 && n > 0);
+}
+
+/* All answered and flushed: close, lingering first (RFC 9112 9.6: half-close,
+ * then read until the client closes) after a refusal, or when the client may
+ * have sent more than we answer. */
 static void conn_finish_close(struct conn *c) {
-    if (!c->linger || c->peer_closed) {
+    bool linger = c->linger || (!c->client_closes && unread_input(c));
+    if (!linger || c->peer_closed) {
         conn_close(c);
         return;
     }

@@ -52,6 +52,7 @@ struct http_msg {
     size_t fields_from; /* end of the request line */
     unsigned empty_lines, field_lines;
     bool have_reqline;
+    bool head_method; /* the request line's method is HEAD */
 
     /* set by parser callbacks */
     int status;
@@ -106,6 +107,7 @@ static int check_request_line(struct http_msg *m, const char *line, size_t len) 
     size_t i = 0;
     while (i < len && is_tchar((unsigned char)line[i])) i++;
     if (i == 0 || i == len || line[i] != ' ') return refuse(m, 400, "malformed request line");
+    m->head_method = i == 4 && memcmp(line, "HEAD", 4) == 0;
     size_t target = ++i;
     while (i < len && (unsigned char)line[i] > ' ' && (unsigned char)line[i] < 0x7f) i++;
     if (i == target || i == len || line[i] != ' ')
@@ -303,7 +305,10 @@ static int check_head(struct http_msg *m) {
             if (!r->referer && http_str_ieq(f->name, "referer")) r->referer = &f->value;
             break;
         case 8:
-            if (!r->if_range && http_str_ieq(f->name, "if-range")) r->if_range = &f->value;
+            if (!r->if_range && http_str_ieq(f->name, "if-range"))
+                r->if_range = &f->value;
+            else if (!r->if_match && http_str_ieq(f->name, "if-match"))
+                r->if_match = &f->value;
             break;
         case 10:
             if (!r->user_agent && http_str_ieq(f->name, "user-agent")) r->user_agent = &f->value;
@@ -321,6 +326,10 @@ static int check_head(struct http_msg *m) {
                 if (check_transfer_encoding(m, f->value)) return m->status;
             }
             break;
+        case 19:
+            if (!r->if_unmodified_since && http_str_ieq(f->name, "if-unmodified-since"))
+                r->if_unmodified_since = &f->value;
+            break;
         }
     }
     if (m->hosts > 1) return refuse(m, 400, "repeated Host field");
@@ -332,7 +341,9 @@ static int check_head(struct http_msg *m) {
     r->content_length = (p->flags & F_CONTENTLENGTH) ? (int64_t)p->content_length : -1;
     if (r->content_length > 0 && (uint64_t)r->content_length > m->lim->max_body_size)
         return refuse(m, 413, "body larger than max_body_size");
-    r->keep_alive = http_should_keep_alive(p);
+    /* "close" wins over "keep-alive" (RFC 9112 9.3); http-parser lets an
+     * HTTP/1.0 keep-alive token win whatever else the field says */
+    r->keep_alive = http_should_keep_alive(p) && !(p->flags & F_CONNECTION_CLOSE);
     return check_target(m);
 }
 
@@ -506,6 +517,10 @@ int http_msg_head(struct http_msg *m, const char *buf, size_t len, size_t *used)
     return HTTP_AGAIN;
 }
 
+bool http_msg_is_head(const struct http_msg *m) {
+    return m->head_method;
+}
+
 bool http_msg_has_body(const struct http_msg *m) {
     return !m->complete;
 }
@@ -516,7 +531,7 @@ void http_msg_keep_body(struct http_msg *m) {
 
 /* Checks chunked framing; returns bytes up to the end of the message (or all
  * of len when the message goes on), -1 on a framing error. */
-static long chunk_scan(struct http_msg *m, const char *buf, size_t len) {
+static long chunk_scan(struct http_msg *m, char *buf, size_t len) {
     struct chunk_check *c = &m->chunk;
     size_t i = 0;
     while (i < len) {
@@ -536,6 +551,10 @@ static long chunk_scan(struct http_msg *m, const char *buf, size_t len) {
             } else if (ch == ';') {
                 c->state = CK_EXT;
             } else if (ch == ' ' || ch == '\t') {
+                /* BWS before an extension may be HTAB (RFC 9112 7.1.1);
+                 * http-parser takes only SP there, and the extension is
+                 * dropped anyway */
+                buf[i] = ' ';
                 c->state = CK_SIZE_WS;
             } else if (ch == '\r') {
                 c->state = CK_SIZE_LF;
@@ -621,7 +640,7 @@ bad:
     return -1;
 }
 
-int http_msg_body(struct http_msg *m, const char *buf, size_t len, size_t *used) {
+int http_msg_body(struct http_msg *m, char *buf, size_t len, size_t *used) {
     size_t n = len;
     if (m->req.chunked) {
         long k = chunk_scan(m, buf, len);

@@ -72,6 +72,7 @@ struct http_request {
     /* fields the static handler and the log ask for, found while checking the head
      * (NULL when absent; the first one when repeated) */
     const struct http_str *if_none_match, *if_modified_since, *if_range, *range;
+    const struct http_str *if_match, *if_unmodified_since;
     const struct http_str *referer, *user_agent; /* for the access log */
 };
 
@@ -98,11 +99,14 @@ struct http_request *http_msg_request(struct http_msg *m);
 int http_msg_head(struct http_msg *m, const char *buf, size_t len, size_t *used);
 /* Whether a body follows the head (otherwise the request is complete). */
 bool http_msg_has_body(const struct http_msg *m);
+/* The request line said HEAD (known even when the request is refused): the
+ * answer carries no content. */
+bool http_msg_is_head(const struct http_msg *m);
 /* Collect the body into request->body (else it is read and dropped). */
 void http_msg_keep_body(struct http_msg *m);
 /* buf holds body bytes not yet given; *used says how many were taken (all of
  * them on HTTP_AGAIN, up to the end of the message on HTTP_DONE). */
-int http_msg_body(struct http_msg *m, const char *buf, size_t len, size_t *used);
+int http_msg_body(struct http_msg *m, char *buf, size_t len, size_t *used);
 /* The caller's buffer moved: the head's len bytes went from old to new. Every
  * pointer into it is updated. Never while a pool thread reads the request. */
 void http_msg_rebase(struct http_msg *m, const char *old, const char *new_base, size_t len);

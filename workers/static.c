@@ -77,33 +77,57 @@ static int status_for_errno(int e) {
     }
 }
 
-/* Weak comparison of our entity-tag with an If-None-Match list. */
-static bool etag_listed(struct http_str list, const char *etag) {
+/* Whether a list of entity-tags holds ours, or is "*". The weak comparison
+ * (If-None-Match) ignores a W/ prefix; the strong one (If-Match) never
+ * matches a weak tag. Our tags are strong. */
+static bool etag_listed(struct http_str list, const char *etag, bool strong) {
     size_t elen = strlen(etag);
     const char *p = list.p, *end = list.p + list.len;
     while (p < end) {
         while (p < end && (*p == ' ' || *p == '\t' || *p == ',')) p++;
         if (p < end && *p == '*') return true;
-        if (end - p >= 2 && p[0] == 'W' && p[1] == '/') p += 2;
+        bool weak = end - p >= 2 && p[0] == 'W' && p[1] == '/';
+        if (weak) p += 2;
         const char *tag = p;
         if (p < end && *p == '"') {
             const char *close = memchr(p + 1, '"', (size_t)(end - p - 1));
             if (!close) return false;
             p = close + 1;
-            if ((size_t)(p - tag) == elen && memcmp(tag, etag, elen) == 0) return true;
+            if (!(weak && strong) && (size_t)(p - tag) == elen && memcmp(tag, etag, elen) == 0)
+                return true;
         }
         while (p < end && *p != ',') p++;
     }
     return false;
 }
 
-/* 304 check: If-None-Match wins over If-Modified-Since (RFC 9110 13.2.2). */
-static bool not_modified(const struct http_request *req, const char *etag, time_t mtime) {
-    const struct http_str *inm = req->if_none_match;
-    if (inm) return etag_listed(*inm, etag);
+/* The list of every field line named name: one list may be split over
+ * several lines (RFC 9110 5.3). */
+static bool etag_in_fields(const struct http_request *req, const char *name, const char *etag,
+                           bool strong) {
+    for (unsigned i = 0; i < req->nfields; i++)
+        if (http_str_ieq(req->fields[i].name, name) &&
+            etag_listed(req->fields[i].value, etag, strong))
+            return true;
+    return false;
+}
+
+/* The preconditions of RFC 9110 13.2.2, in its order: If-Match, else
+ * If-Unmodified-Since (412 when they fail); then If-None-Match, else
+ * If-Modified-Since (304). 0 when the request goes on. */
+static int preconditions(const struct http_request *req, const char *etag, time_t mtime) {
+    time_t t;
+    if (req->if_match) {
+        if (!etag_in_fields(req, "if-match", etag, true)) return 412;
+    } else if (req->if_unmodified_since &&
+               httpdate_parse(req->if_unmodified_since->p, req->if_unmodified_since->len, &t) ==
+                   0 &&
+               mtime > t) {
+        return 412;
+    }
+    if (req->if_none_match) return etag_in_fields(req, "if-none-match", etag, false) ? 304 : 0;
     const struct http_str *ims = req->if_modified_since;
-    time_t since;
-    return ims && httpdate_parse(ims->p, ims->len, &since) == 0 && mtime <= since;
+    return ims && httpdate_parse(ims->p, ims->len, &t) == 0 && mtime <= t ? 304 : 0;
 }
 
 /* If-Range: the range applies only to the representation the client has. */
@@ -147,13 +171,19 @@ static void redirect_to_directory(struct handler_call *call) {
 }
 
 /* Answers from an entry (which the response then holds, or which is
- * released here): 304, 416, 206 or 200. */
+ * released here): 412, 304, 416, 206 or 200. */
 static void serve_entry(struct handler_call *call, struct fentry *e) {
     const struct http_request *req = call->req;
     struct response *resp = call->resp;
     uint64_t size = (uint64_t)e->st.st_size, first = 0, count = size;
 
-    if (not_modified(req, e->etag, e->st.st_mtime)) {
+    int pre = preconditions(req, e->etag, e->st.st_mtime);
+    if (pre == 412) {
+        fentry_release(e);
+        response_error(resp, 412);
+        return;
+    }
+    if (pre == 304) {
         response_reset(resp);
         resp->status = 304;
         response_header_raw(resp, e->hdrs, e->hdrs_len);

@@ -6,6 +6,8 @@ import socket
 import subprocess
 import time
 
+import pytest
+
 from conftest import Reader, get, request
 
 
@@ -104,6 +106,58 @@ def test_keepalive_requests_limit_closes_connection(make_server, site):
             assert r.status == 200
             assert (r.header("connection") == "close") == (i == 2)
         assert rd.closed()
+
+
+def read_until_closed(s, timeout=10):
+    """Everything the server sends until it closes; a reset counts as a
+    failure (it would have destroyed answers in flight)."""
+    s.settimeout(timeout)
+    data = b""
+    while True:
+        chunk = s.recv(1 << 16)
+        if not chunk:
+            return data
+        data += chunk
+
+
+@pytest.mark.parametrize("limit,sent", [(3, 200), (1000, 1100)])
+def test_pipelined_requests_past_the_keepalive_limit_get_every_answer(make_server, site, limit,
+                                                                      sent):
+    # the server closes after `limit` answers while more requests are still
+    # coming: it must close in stages (RFC 9112 9.6), not reset the connection
+    srv = make_server(config=f"[server]\nkeepalive_requests = {limit}\n[route /]\n"
+                             f"handler = static\nroot = {site}\n")
+    with srv.connect() as s:
+        s.sendall(b"GET /hello.txt HTTP/1.1\r\nHost: x\r\n\r\n" * sent)
+        data = read_until_closed(s)
+    assert data.count(b"HTTP/1.1 200 OK") == limit
+    assert data.count(b"Connection: close") == 1
+    assert data.endswith(b"Hello, World!")
+
+
+def test_http10_close_wins_over_keep_alive(static_server):
+    for value in ("keep-alive, close", "close, keep-alive"):
+        with static_server.connect() as s:
+            s.sendall(f"GET /hello.txt HTTP/1.0\r\nConnection: {value}\r\n\r\n"
+                      "GET /hello.txt HTTP/1.0\r\n\r\n".encode())
+            data = read_until_closed(s)
+        assert data.count(b"HTTP/1.1 200 OK") == 1, value
+        assert b"Connection: close" in data
+
+
+@pytest.mark.parametrize("extra,status", [
+    ("Expect: something\r\n", 417),
+    ("Content-Length: 99999999999\r\n", 413),
+    ("Transfer-Encoding: gzip\r\n", 501),
+    ("Host: y\r\n", 400),
+])
+def test_errors_answering_head_have_no_content(static_server, extra, status):
+    with static_server.connect() as s:
+        s.sendall(f"HEAD /hello.txt HTTP/1.1\r\nHost: x\r\n{extra}\r\n".encode())
+        data = read_until_closed(s)
+    head, _, content = data.partition(b"\r\n\r\n")
+    assert head.startswith(f"HTTP/1.1 {status}".encode()), data
+    assert b"Content-Length:" in head and content == b""
 
 
 def test_unix_socket_listener(make_server, site, tmp_path):

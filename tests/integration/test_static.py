@@ -274,6 +274,48 @@ def test_if_modified_since(shared, since, status):
     assert r.body == (b"Hello, World!" if status == 200 else b"")
 
 
+def test_if_none_match_split_over_two_field_lines(shared):
+    # one list, two lines (RFC 9110 5.3): our tag on the second still matches
+    etag = etag_of(shared.root / "hello.txt")
+    r = get(shared.port, "/hello.txt", [("If-None-Match", '"x"'), ("If-None-Match", etag)])
+    assert r.status == 304 and r.body == b""
+
+
+@pytest.mark.parametrize("value,status", [
+    ("{etag}", 200),
+    ('"x", {etag}', 200),
+    ("*", 200),
+    ('"nope"', 412),
+    ("W/{etag}", 412),  # If-Match compares strongly: a weak tag never matches
+])
+def test_if_match(shared, value, status):
+    etag = etag_of(shared.root / "hello.txt")
+    r = followed_by_get(shared, raw_get("/hello.txt", [("If-Match", value.format(etag=etag))],
+                                        close=False))
+    assert r.status == status
+    assert (r.body == b"Hello, World!") == (status == 200)
+
+
+@pytest.mark.parametrize("since,status", [
+    (MTIME_HTTP, 200),
+    (email.utils.formatdate(MTIME + 3600, usegmt=True), 200),
+    (email.utils.formatdate(MTIME - 1, usegmt=True), 412),
+    ("garbage", 200),  # an invalid date is ignored
+])
+def test_if_unmodified_since(shared, since, status):
+    r = get(shared.port, "/hello.txt", [("If-Unmodified-Since", since)])
+    assert r.status == status
+
+
+def test_if_match_wins_over_if_unmodified_since(shared):
+    etag = etag_of(shared.root / "hello.txt")
+    earlier = email.utils.formatdate(MTIME - 3600, usegmt=True)
+    r = get(shared.port, "/hello.txt", [("If-Match", etag), ("If-Unmodified-Since", earlier)])
+    assert r.status == 200
+    r = get(shared.port, "/hello.txt", [("If-Match", '"x"'), ("If-None-Match", etag)])
+    assert r.status == 412  # If-Match is evaluated first
+
+
 def test_if_none_match_takes_precedence_over_if_modified_since(shared):
     etag = etag_of(shared.root / "hello.txt")
     later = email.utils.formatdate(MTIME + 3600, usegmt=True)
