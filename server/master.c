@@ -190,6 +190,7 @@ int master_signal(const char *pid_file, const char *name, int *bad_name, char *e
         return -1;
     }
     if (!pid_file) {
+        *bad_name = 1; /* a usage error too */
         snprintf(err, errlen, "--signal needs pid_file (in the config or --pid-file)");
         return -1;
     }
@@ -468,6 +469,10 @@ static void reload(struct master *m) {
 }
 
 static void add_worker(struct master *m) {
+    if (free_slot(m) < 0) {
+        log_warn("SIGTTIN: no free scoreboard slot; staying at %u worker(s)", m->nprocs);
+        return;
+    }
     struct proc *procs = realloc(m->procs, (m->nprocs + 1) * sizeof *procs);
     if (!procs) return;
     m->procs = procs;

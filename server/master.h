@@ -57,7 +57,8 @@ int master_run(struct master_args *args);
 unsigned master_auto_workers(char *why, size_t whylen);
 
 /* Sends the signal for name (reload, stop, quit, reopen) to the pid in
- * pid_file. 0, or -1 with err set; *bad_name tells a usage error. */
+ * pid_file. 0, or -1 with err set; *bad_name tells a usage error (an unknown
+ * name, no pid_file). */
 int master_signal(const char *pid_file, const char *name, int *bad_name, char *err, size_t errlen);
 
 #endif

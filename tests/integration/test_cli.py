@@ -222,12 +222,19 @@ def test_signal_reopen_and_quit_through_pid_file(make_server, site, tmp_path):
     assert "graceful stop" in srv.log()
 
 
-def test_signal_to_a_dead_master(tmp_path):
+@pytest.mark.parametrize("content", ["", "12x\n", "0\n", "-5\n", "123\n456\n"])
+def test_signal_with_a_pid_file_that_names_no_master(tmp_path, content):
     pid_file = tmp_path / "stale.pid"
-    pid_file.write_text("")  # no pid in it
+    pid_file.write_text(content)
     p = run("--pid-file", pid_file, "--signal", "quit")
     assert p.returncode == 1
-    assert str(pid_file) in p.stderr
+    assert str(pid_file) in p.stderr and "no pid in it" in p.stderr
+
+
+def test_signal_without_a_pid_file_is_a_usage_error(tmp_path):
+    p = run("--root", tmp_path, "--signal", "reload")
+    assert p.returncode == 2
+    assert "--signal needs pid_file" in p.stderr
 
 
 # ---- what gets served ---------------------------------------------------------

@@ -159,8 +159,9 @@ static const struct parse_case cases[] = {
               .nfields = 2,
               BODY("abc")}},
     {.name = "chunked with extensions (after SP or HTAB) and trailers",
-     RAW(CHUNKED_POST "4;name=value\r\nWiki\r\n5 ; a=\"q;x\"\r\npedia\r\nE\t;t=1\r\n in\r\n\r\nchunks."
-                      "\r\n0;last\r\nExpires: never\r\nX-Sum: 1\r\n\r\n"),
+     RAW(CHUNKED_POST
+         "4;name=value\r\nWiki\r\n5 ; a=\"q;x\"\r\npedia\r\nE\t;t=1\r\n in\r\n\r\nchunks."
+         "\r\n0;last\r\nExpires: never\r\nX-Sum: 1\r\n\r\n"),
      .status = HTTP_DONE,
      .want = {.method = METHOD_POST,
               .method_name = "POST",
@@ -1136,10 +1137,10 @@ static void test_rebase(void **state) {
  * buffer, each starting where the previous one ended. */
 static void test_pipelined_requests_in_order(void **state) {
     static char raw[] = "GET /one HTTP/1.1\r\nHost: a\r\n\r\n"
-                              "POST /two HTTP/1.1\r\nHost: a\r\nContent-Length: 3\r\n\r\nabc"
-                              "POST /three HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n"
-                              "\r\n2\r\nde\r\n0\r\n\r\n"
-                              "GET /four?x HTTP/1.0\r\n\r\n";
+                        "POST /two HTTP/1.1\r\nHost: a\r\nContent-Length: 3\r\n\r\nabc"
+                        "POST /three HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n"
+                        "\r\n2\r\nde\r\n0\r\n\r\n"
+                        "GET /four?x HTTP/1.0\r\n\r\n";
     static const char *const paths[] = {"/one", "/two", "/three", "/four"};
     static const char *const bodies[] = {NULL, "abc", "de", NULL};
     struct http_msg *m = http_msg_new();
