@@ -102,13 +102,6 @@ static void child_signals(void) {
     for (size_t i = 0; i < NMASTER_SIGS; i++) signal(master_sigs[i], SIG_DFL);
 }
 
-/* What the master leaves behind: default dispositions, an empty mask. */
-static void reset_signals(void) {
-    child_signals();
-    sigset_t none;
-    sigemptyset(&none);
-    sigprocmask(SIG_SETMASK, &none, NULL);
-}
 
 /* "exited with status N" or "killed by signal N", from a waitpid status. */
 static const char *exit_text(int status, char *buf, size_t len) {
@@ -737,6 +730,7 @@ int master_run(struct master_args *a) {
     scoreboard_destroy(m.sb);
     free(m.procs);
     free(m.old);
-    reset_signals();
+    /* the signals stay blocked: one arriving now must not kill the process
+     * on its way out (and change its exit status) */
     return m.gave_up ? 1 : 0;
 }
