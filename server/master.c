@@ -27,6 +27,10 @@
 #define BACKOFF_MAX_MS   30000
 /* After a fast stop, time before the master uses SIGKILL. */
 #define FAST_STOP_GRACE_MS 3000
+/* The loop wakes at least every second: a longer gap than this means the
+ * whole process tree was paused (SIGSTOP of the group, docker pause) or the
+ * machine slept. */
+#define PAUSE_GAP_MS 2000
 /* A new master (binary upgrade) whose workers do not serve by then gives up. */
 #define UPGRADE_READY_MS 10000
 
@@ -58,6 +62,8 @@ struct master {
     bool owns_paths;     /* ours to unlink: unix socket files */
     bool gave_up;        /* a new master whose workers did not serve */
     bool asked_to_stop;  /* SIGTERM or SIGQUIT came (from anyone but an heir) */
+    uint64_t last_tick;  /* when the loop last ran */
+    uint64_t watch_from; /* heartbeats older than this are not held against workers */
 };
 
 static const int master_sigs[] = {SIGCHLD, SIGTERM, SIGINT,  SIGQUIT, SIGHUP,
@@ -101,7 +107,6 @@ static void install_handlers(void) {
 static void child_signals(void) {
     for (size_t i = 0; i < NMASTER_SIGS; i++) signal(master_sigs[i], SIG_DFL);
 }
-
 
 /* "exited with status N" or "killed by signal N", from a waitpid status. */
 static const char *exit_text(int status, char *buf, size_t len) {
@@ -570,6 +575,7 @@ static void check_heartbeats(struct master *m, uint64_t now) {
         struct sb_slot *s = p->pid ? &m->sb->slots[p->slot] : NULL;
         if (!s || p->killed || atomic_load(&s->state) != SLOT_SERVING) continue;
         uint64_t beat = atomic_load(&s->heartbeat_ms);
+        if (beat < m->watch_from) beat = m->watch_from;
         if (now > beat && now - beat > limit) {
             log_error("worker %u (pid %d) has not shown a heartbeat for %llu ms "
                       "(worker_timeout %u ms): SIGKILL",
@@ -694,6 +700,14 @@ int master_run(struct master_args *a) {
 
     while (m.state == RUNNING || running(&m) > 0) {
         uint64_t now = monotonic_ms();
+        if (m.last_tick && now - m.last_tick > PAUSE_GAP_MS) {
+            /* the workers were paused with us: their old heartbeats are no
+             * fault of theirs; judge them from now on */
+            log_info("the master did not run for %llu ms (paused?): heartbeats count from now",
+                     (unsigned long long)(now - m.last_tick));
+            m.watch_from = now;
+        }
+        m.last_tick = now;
         if (m.state == RUNNING) {
             for (unsigned i = 0; i < m.nprocs; i++)
                 if (!m.procs[i].pid && m.procs[i].respawn_at <= now) spawn(&m, &m.procs[i]);

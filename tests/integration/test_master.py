@@ -173,6 +173,25 @@ def test_unresponsive_worker_is_killed_and_respawned(make_server, site):
     srv.expect_dirty = True
 
 
+@pytest.mark.timing
+def test_a_paused_process_tree_is_not_taken_for_hung_workers(make_server, site):
+    # docker pause / SIGSTOP of the group: when it goes on, the master may run
+    # before its workers and find their heartbeats old; that is no hang
+    srv = make_server(config=site_conf(site, "worker_timeout = 2s"), workers=1)
+    [w] = children(srv.proc.pid)
+    os.kill(srv.proc.pid, signal.SIGSTOP)
+    os.kill(w, signal.SIGSTOP)
+    time.sleep(4)
+    os.kill(srv.proc.pid, signal.SIGCONT)
+    time.sleep(0.3)
+    os.kill(w, signal.SIGCONT)
+    wait_until(lambda: "heartbeats count from now" in srv.log(), what="the pause noticed")
+    time.sleep(2.5)  # more than worker_timeout: the worker beats again meanwhile
+    assert "has not shown a heartbeat" not in srv.log()
+    assert children(srv.proc.pid) == [w]
+    assert get(srv.port, "/hello.txt").status == 200
+
+
 # ---- reload -------------------------------------------------------------------
 
 
