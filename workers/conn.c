@@ -663,9 +663,10 @@ static uint64_t now_ms(struct worker *w) {
 /* A timeout that is a total, not a pause between reads. libevent restarts a
  * persistent event's timeout whenever it fires, so while waiting in such a
  * state the read event gets what is left of the deadline after each read. */
-static const struct timeval *time_left(struct conn *c, unsigned total_ms, struct timeval *tv) {
+static const struct timeval *time_left(struct conn *c, unsigned total_ms, bool restart,
+                                       struct timeval *tv) {
     uint64_t now = now_ms(c->w);
-    if (c->armed != c->state) c->deadline_ms = now + total_ms;
+    if (restart || c->armed != c->state) c->deadline_ms = now + total_ms;
     uint64_t left = c->deadline_ms > now ? c->deadline_ms - now : 0;
     tv->tv_sec = (time_t)(left / 1000);
     tv->tv_usec = (suseconds_t)(left % 1000) * 1000;
@@ -686,14 +687,16 @@ static void conn_arm(struct conn *c) {
         rearm |= c->armed_requests != c->requests && !c->timer_restarted;
         break;
     case CONN_READING_HEAD:
-        tv = time_left(c, w->conf->header_timeout, &left);
+        /* each head has its own deadline, also one that arrived together
+         * with the end of the previous request */
+        tv = time_left(c, w->conf->header_timeout, c->armed_requests != c->requests, &left);
         rearm = true;
         break;
     case CONN_READING_BODY: tv = w->t_body; break; /* a pause: persistence restarts it */
     case CONN_HANDLING:                            /* the exchange's own timer */
     case CONN_WRITING: break;
     case CONN_LINGERING:
-        tv = time_left(c, w->conf->linger_timeout, &left);
+        tv = time_left(c, w->conf->linger_timeout, false, &left);
         rearm = true;
         break;
     }

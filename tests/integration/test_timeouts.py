@@ -131,6 +131,23 @@ def test_each_request_on_a_connection_gets_its_own_header_timeout(srv):
         assert LOW <= waited <= HIGH, f"408 after {waited:.2f} s"
 
 
+def test_a_head_that_came_with_the_previous_request_gets_its_own_header_timeout(make_server,
+                                                                                 site):
+    """The second head starts in the packet that ends the first one: its
+    header_timeout counts from then, not from the first head's start."""
+    srv = make_server(config=_config(site, header_timeout="3s"))
+    with srv.connect() as s:
+        rd = Reader(s)
+        s.sendall(b"GET /hello.txt HTTP/1.1\r\nHost: x\r\n")
+        time.sleep(2)
+        s.sendall(b"\r\nGET /hello.txt HTTP/1.1\r\nHo")
+        assert rd.response().status == 200
+        time.sleep(2)  # 4 s after the first head began, 2 s into the second
+        s.sendall(b"st: x\r\n\r\n")
+        s.settimeout(5)
+        assert rd.response().status == 200
+
+
 # ---- body_timeout -------------------------------------------------------------
 
 
