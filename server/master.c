@@ -28,8 +28,7 @@
 /* After a fast stop, time before the master uses SIGKILL. */
 #define FAST_STOP_GRACE_MS 3000
 /* The loop wakes at least every second: a longer gap than this means the
- * whole process tree was paused (SIGSTOP of the group, docker pause) or the
- * machine slept. */
+ * whole process tree was paused (SIGSTOP of the group, docker pause). */
 #define PAUSE_GAP_MS 2000
 /* A new master (binary upgrade) whose workers do not serve by then gives up. */
 #define UPGRADE_READY_MS 10000
@@ -366,16 +365,21 @@ static unsigned running(const struct master *m) {
     return n;
 }
 
+/* To every worker; retiring ones are already stopping gracefully and a
+ * second SIGTERM would make them fast, so a graceful stop leaves them be. */
 static void signal_workers(struct master *m, int sig) {
     for (unsigned i = 0; i < m->nprocs; i++)
         if (m->procs[i].pid) kill(m->procs[i].pid, sig);
-    for (size_t i = 0; i < m->nold; i++) kill(m->old[i].pid, sig);
+    for (size_t i = 0; sig != SIGTERM && i < m->nold; i++) {
+        kill(m->old[i].pid, sig);
+        if (sig == SIGKILL) m->old[i].killed = true;
+    }
 }
 
-/* A retiring worker cuts what is left at shutdown_timeout; one too stuck to
- * do so is killed a little later. */
-static uint64_t retire_deadline(const struct master *m) {
-    return monotonic_ms() + m->a->conf.shutdown_timeout + FAST_STOP_GRACE_MS;
+/* A retiring worker cuts what is left at the shutdown_timeout it was started
+ * with; one too stuck to do so is killed a little later. */
+static uint64_t retire_deadline(unsigned shutdown_timeout) {
+    return monotonic_ms() + shutdown_timeout + FAST_STOP_GRACE_MS;
 }
 
 /* Moves a running worker to the retiring list and asks it to stop
@@ -386,7 +390,7 @@ static int retire(struct master *m, struct proc *p) {
     if (!old) return -1;
     m->old = old;
     m->old[m->nold] = *p;
-    m->old[m->nold++].kill_at = retire_deadline(m);
+    m->old[m->nold++].kill_at = retire_deadline(m->a->conf.shutdown_timeout);
     kill(p->pid, SIGTERM);
     p->pid = 0;
     p->slot = -1;
@@ -395,7 +399,7 @@ static int retire(struct master *m, struct proc *p) {
 
 /* A new set of positions, each spawned; the old positions' workers retire
  * after the new ones are forked, so that someone always accepts. */
-static void new_generation(struct master *m, unsigned n) {
+static void new_generation(struct master *m, unsigned n, unsigned prev_shutdown_timeout) {
     struct proc *procs = calloc(n, sizeof *procs), *prev = m->procs;
     unsigned nprev = m->nprocs;
     if (!procs) {
@@ -418,7 +422,7 @@ static void new_generation(struct master *m, unsigned n) {
     m->procs = procs;
     m->nprocs = n;
     for (unsigned i = 0; i < n; i++) spawn(m, &m->procs[i]);
-    uint64_t deadline = retire_deadline(m);
+    uint64_t deadline = retire_deadline(prev_shutdown_timeout);
     for (size_t i = first_prev; i < m->nold; i++) {
         m->old[i].kill_at = deadline;
         kill(m->old[i].pid, SIGTERM);
@@ -434,6 +438,11 @@ static void reload(struct master *m) {
     struct creds ncreds;
     struct listeners nls;
     char err[1024], warn[256];
+    if (m->upgrade_pid || a->replaces) {
+        /* the sockets are shared with another master just now */
+        log_warn("SIGHUP ignored: a binary upgrade is in progress");
+        return;
+    }
     log_info("reload: reading the configuration again");
     if (cli_load_config(a->cli, &nc, err, sizeof err) < 0) {
         log_error("reload failed: %s; still serving with the previous configuration", err);
@@ -454,6 +463,7 @@ static void reload(struct master *m) {
     for (size_t i = 0; i < nls.n; i++) log_info("listening on %s", nls.v[i].bound);
     bool new_error_log = (nc.error_log == NULL) != (a->conf.error_log == NULL) ||
                          (nc.error_log && strcmp(nc.error_log, a->conf.error_log) != 0);
+    unsigned prev_shutdown_timeout = a->conf.shutdown_timeout;
     conf_free(&a->conf);
     a->conf = nc;
     a->creds = ncreds;
@@ -461,7 +471,7 @@ static void reload(struct master *m) {
     log_set_level(a->conf.log_level);
     if (new_error_log && log_open(a->conf.error_log) < 0)
         log_error("error_log %s: %s", a->conf.error_log, strerror(errno));
-    new_generation(m, worker_count(&a->conf));
+    new_generation(m, worker_count(&a->conf), prev_shutdown_timeout);
     log_info("reload: generation %u started with %u worker(s); the previous one is retiring",
              m->generation, m->nprocs);
 }
@@ -695,7 +705,7 @@ int master_run(struct master_args *a) {
     raise_nofile(&a->conf);
     if (a->conf.pid_file) write_pid_file(a->conf.pid_file);
     if (a->replaces) m.replace_by = monotonic_ms() + UPGRADE_READY_MS;
-    new_generation(&m, worker_count(&a->conf));
+    new_generation(&m, worker_count(&a->conf), a->conf.shutdown_timeout);
     log_info("master started with %u worker(s)", m.nprocs);
 
     while (m.state == RUNNING || running(&m) > 0) {
@@ -708,11 +718,11 @@ int master_run(struct master_args *a) {
             m.watch_from = now;
         }
         m.last_tick = now;
+        check_retiring(&m, now);
         if (m.state == RUNNING) {
             for (unsigned i = 0; i < m.nprocs; i++)
                 if (!m.procs[i].pid && m.procs[i].respawn_at <= now) spawn(&m, &m.procs[i]);
             check_heartbeats(&m, now);
-            check_retiring(&m, now);
             if (a->replaces) check_replacement(&m, now);
         } else if (now >= m.kill_at) {
             log_warn("%u worker(s) still running after the stop deadline: SIGKILL", running(&m));

@@ -731,8 +731,7 @@ static bool unread_input(const struct conn *c) {
  * then read until the client closes) after a refusal, or when the client may
  * have sent more than we answer. */
 static void conn_finish_close(struct conn *c) {
-    bool linger = c->linger || (!c->client_closes && unread_input(c));
-    if (!linger || c->peer_closed) {
+    if (c->peer_closed || !(c->linger || (!c->client_closes && unread_input(c)))) {
         conn_close(c);
         return;
     }

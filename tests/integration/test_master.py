@@ -239,6 +239,34 @@ def test_a_retiring_worker_that_hangs_is_killed(make_server, site):
     assert get(srv.port, "/hello.txt").status == 200
 
 
+def test_retiring_workers_keep_the_shutdown_timeout_they_started_with(make_server, site):
+    sleep_route = "[route /sleep]\nhandler = sleep\n"
+    srv = make_server(config=site_conf(site, "shutdown_timeout = 8s") + sleep_route, workers=1)
+    slow = srv.connect()
+    slow.sendall(b"GET /sleep?ms=5000 HTTP/1.1\r\nHost: x\r\n\r\n")
+    time.sleep(0.3)
+    # the new configuration's shorter timeout is for the new generation
+    (srv.tmp / "preforkd.conf").write_text(site_conf(site, "shutdown_timeout = 1s") + sleep_route)
+    srv.signal(signal.SIGHUP)
+    slow.settimeout(15)
+    assert Reader(slow).response().status == 200
+    assert "still running after shutdown_timeout" not in srv.log()
+
+
+def test_graceful_stop_during_a_reload_lets_the_retiring_generation_finish(make_server, site):
+    sleep_route = "[route /sleep]\nhandler = sleep\n"
+    srv = make_server(config=site_conf(site) + sleep_route, workers=1)
+    slow = srv.connect()
+    slow.sendall(b"GET /sleep?ms=2000 HTTP/1.1\r\nHost: x\r\n\r\n")
+    time.sleep(0.3)
+    srv.signal(signal.SIGHUP)
+    wait_until(lambda: "the previous one is retiring" in srv.log(), what="the reload")
+    srv.signal(signal.SIGTERM)
+    slow.settimeout(15)
+    assert Reader(slow).response().status == 200  # not cut by a second SIGTERM
+    srv.proc.wait(timeout=30)
+
+
 def test_reload_adds_and_removes_listen_addresses(make_server, site, tmp_path):
     port = free_port()
     sock = tmp_path / "extra.sock"
