@@ -577,19 +577,24 @@ static void check_retiring(struct master *m, uint64_t now) {
     }
 }
 
-/* A worker whose loop has stopped beating is killed (then respawned). */
+/* A worker whose loop has stopped beating, or that has not started serving
+ * within worker_timeout of its fork (stuck opening a log, say), is killed and
+ * then respawned. */
 static void check_heartbeats(struct master *m, uint64_t now) {
     unsigned limit = m->a->conf.worker_timeout;
     for (unsigned i = 0; i < m->nprocs; i++) {
         struct proc *p = &m->procs[i];
         struct sb_slot *s = p->pid ? &m->sb->slots[p->slot] : NULL;
-        if (!s || p->killed || atomic_load(&s->state) != SLOT_SERVING) continue;
+        int state = s ? atomic_load(&s->state) : SLOT_FREE;
+        if (p->killed || (state != SLOT_SERVING && state != SLOT_STARTING)) continue;
+        /* the master stamped the fork time as the first beat */
         uint64_t beat = atomic_load(&s->heartbeat_ms);
         if (beat < m->watch_from) beat = m->watch_from;
         if (now > beat && now - beat > limit) {
-            log_error("worker %u (pid %d) has not shown a heartbeat for %llu ms "
-                      "(worker_timeout %u ms): SIGKILL",
-                      i, (int)p->pid, (unsigned long long)(now - beat), limit);
+            log_error("worker %u (pid %d) has not %s for %llu ms (worker_timeout %u ms): SIGKILL",
+                      i, (int)p->pid,
+                      state == SLOT_STARTING ? "started serving" : "shown a heartbeat",
+                      (unsigned long long)(now - beat), limit);
             kill(p->pid, SIGKILL);
             p->killed = true;
         }

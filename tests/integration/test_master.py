@@ -174,6 +174,32 @@ def test_unresponsive_worker_is_killed_and_respawned(make_server, site):
 
 
 @pytest.mark.timing
+def test_a_worker_stuck_before_serving_is_killed(make_server, site, tmp_path):
+    # opening a FIFO with no reader blocks: the worker never starts serving
+    fifo = tmp_path / "access.fifo"
+    os.mkfifo(fifo)
+    sock = tmp_path / "u.sock"  # (the harness waits for an answer on TCP only)
+    srv = make_server(config=site_conf(site, f"worker_timeout = 2s\nshutdown_timeout = 1s\n"
+                                             f"access_log = {fifo}"), workers=1, listen=False,
+                      args=["--listen", f"unix:{sock}"])
+    wait_until(lambda: "has not started serving" in srv.log(), timeout=15, what="the watchdog")
+    # a reader appears: the respawned worker gets through and serves
+    reader = os.open(fifo, os.O_RDONLY | os.O_NONBLOCK)
+
+    def serves():
+        try:
+            return unix_get(sock).status == 200
+        except OSError:
+            return False
+    try:
+        wait_until(serves, timeout=15, what="a worker serving")
+    finally:
+        srv.stop()
+        os.close(reader)
+    srv.expect_dirty = True  # killed on purpose
+
+
+@pytest.mark.timing
 def test_a_paused_process_tree_is_not_taken_for_hung_workers(make_server, site):
     # docker pause / SIGSTOP of the group: when it goes on, the master may run
     # before its workers and find their heartbeats old; that is no hang
