@@ -4,7 +4,6 @@
  * address, field truncation, the buffer's flushes and reopening after
  * rotation. The file under test is included for its MAX_FIELD and LOG_BUF. */
 #include <arpa/inet.h>
-#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <netinet/in.h>
@@ -20,6 +19,8 @@
 
 #include <cmocka.h>
 
+#include "scratch.h"
+
 #include "workers/accesslog.c"
 
 #define T0       1700000000 /* 14/Nov/2023:22:13:20 +0000 */
@@ -28,39 +29,22 @@
 #define LINE(n) "127.0.0.1" T0_STAMP "\"GET /" #n " HTTP/1.1\" 200 0 \"-\" \"-\" 0.000\n"
 
 struct fixture {
-    char dir[64];
+    struct scratch s;
     char path[128]; /* the log file */
-    int fds_before;
 };
-
-static int count_fds(void) {
-    DIR *d = opendir("/proc/self/fd");
-    int n = 0;
-    assert_non_null(d);
-    for (struct dirent *de; (de = readdir(d));)
-        if (de->d_name[0] != '.') n++;
-    closedir(d);
-    return n;
-}
 
 static int setup(void **state) {
     struct fixture *fx = calloc(1, sizeof *fx);
     assert_non_null(fx);
-    strcpy(fx->dir, "/tmp/preforkd-accesslog-XXXXXX");
-    assert_non_null(mkdtemp(fx->dir));
-    snprintf(fx->path, sizeof fx->path, "%s/access.log", fx->dir);
-    fx->fds_before = count_fds();
+    scratch_begin(&fx->s, "accesslog");
+    snprintf(fx->path, sizeof fx->path, "%s/access.log", fx->s.dir);
     *state = fx;
     return 0;
 }
 
 static int teardown(void **state) {
     struct fixture *fx = *state;
-    char cmd[128];
-    int fds_after = count_fds();
-    snprintf(cmd, sizeof cmd, "rm -rf '%s'", fx->dir);
-    assert_int_equal(system(cmd), 0);
-    assert_int_equal(fds_after, fx->fds_before); /* no descriptor leaked */
+    scratch_end(&fx->s);
     free(fx);
     return 0;
 }
@@ -437,9 +421,9 @@ static void test_reopen_failure_keeps_old_file(void **state) {
     struct fixture *fx = *state;
     struct sockaddr_in a = sin4("127.0.0.1", 1);
     char sub[128], path[160], rotated[160];
-    snprintf(sub, sizeof sub, "%s/logs", fx->dir);
+    snprintf(sub, sizeof sub, "%s/logs", fx->s.dir);
     snprintf(path, sizeof path, "%s/access.log", sub);
-    snprintf(rotated, sizeof rotated, "%s/rotated.log", fx->dir);
+    snprintf(rotated, sizeof rotated, "%s/rotated.log", fx->s.dir);
     assert_int_equal(mkdir(sub, 0755), 0);
     struct req one, two;
     make_req(&one, "GET", "/1", 11, NULL, NULL);
@@ -459,11 +443,11 @@ static void test_reopen_failure_keeps_old_file(void **state) {
 static void test_open_failure(void **state) {
     struct fixture *fx = *state;
     char path[160];
-    snprintf(path, sizeof path, "%s/missing/access.log", fx->dir);
+    snprintf(path, sizeof path, "%s/missing/access.log", fx->s.dir);
     errno = 0;
     assert_null(accesslog_open(path));
     assert_int_equal(errno, ENOENT);
-    assert_null(accesslog_open(fx->dir)); /* a folder */
+    assert_null(accesslog_open(fx->s.dir)); /* a folder */
     assert_int_equal(errno, EISDIR);
 }
 

@@ -5,7 +5,6 @@
  * Real files in a temporary folder; every test checks that it leaves no
  * descriptor open (/proc/self/fd), and ASan that it frees what it should,
  * never too early. The file under test is included to see the cache's count. */
-#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <setjmp.h>
@@ -19,43 +18,28 @@
 
 #include <cmocka.h>
 
+#include "scratch.h"
+
 #include "workers/fcache.c"
 
 #define NOW   1000000u /* an arbitrary monotonic clock reading, in ms */
 #define VALID 1000u    /* the valid interval used unless a test says otherwise */
 
 struct fixture {
-    char dir[64];
-    int fds_before; /* descriptors open when the test started */
+    struct scratch s;
 };
-
-static int count_fds(void) {
-    DIR *d = opendir("/proc/self/fd");
-    int n = 0;
-    assert_non_null(d);
-    for (struct dirent *de; (de = readdir(d));)
-        if (de->d_name[0] != '.') n++;
-    closedir(d);
-    return n;
-}
 
 static int setup(void **state) {
     struct fixture *fx = calloc(1, sizeof *fx);
     assert_non_null(fx);
-    strcpy(fx->dir, "/tmp/preforkd-fcache-XXXXXX");
-    assert_non_null(mkdtemp(fx->dir));
-    fx->fds_before = count_fds();
+    scratch_begin(&fx->s, "fcache");
     *state = fx;
     return 0;
 }
 
 static int teardown(void **state) {
     struct fixture *fx = *state;
-    char cmd[128];
-    int fds_after = count_fds();
-    snprintf(cmd, sizeof cmd, "rm -rf '%s'", fx->dir);
-    assert_int_equal(system(cmd), 0);
-    assert_int_equal(fds_after, fx->fds_before); /* no descriptor leaked */
+    scratch_end(&fx->s);
     free(fx);
     return 0;
 }
@@ -68,7 +52,7 @@ static char pattern(size_t i, char seed) {
 /* Writes name (size bytes of pattern(seed)) in the fixture's folder. */
 static void make_file(struct fixture *fx, const char *name, size_t size, char seed) {
     char path[256];
-    snprintf(path, sizeof path, "%s/%s", fx->dir, name);
+    snprintf(path, sizeof path, "%s/%s", fx->s.dir, name);
     FILE *f = fopen(path, "w");
     assert_non_null(f);
     for (size_t i = 0; i < size; i++) fputc(pattern(i, seed), f);
@@ -78,7 +62,7 @@ static void make_file(struct fixture *fx, const char *name, size_t size, char se
 /* Opens name like the static handler does, filling *st. */
 static int open_file(struct fixture *fx, const char *name, struct stat *st) {
     char path[256];
-    snprintf(path, sizeof path, "%s/%s", fx->dir, name);
+    snprintf(path, sizeof path, "%s/%s", fx->s.dir, name);
     int fd = open(path, O_RDONLY | O_CLOEXEC);
     assert_true(fd >= 0);
     assert_int_equal(fstat(fd, st), 0);
@@ -201,7 +185,7 @@ static void test_headers_and_etag(void **state) {
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
         char name[32], path[256], want[256];
         snprintf(name, sizeof name, "f%zu.html", i);
-        snprintf(path, sizeof path, "%s/%s", fx->dir, name);
+        snprintf(path, sizeof path, "%s/%s", fx->s.dir, name);
         make_file(fx, name, cases[i].size, 'a');
         struct timespec times[2] = {{cases[i].mtime, 0}, {cases[i].mtime, 0}};
         assert_int_equal(utimensat(AT_FDCWD, path, times, 0), 0);
@@ -329,7 +313,7 @@ static void test_still_valid(void **state) {
 
     /* a real change: the file grew */
     char path[256];
-    snprintf(path, sizeof path, "%s/a.txt", fx->dir);
+    snprintf(path, sizeof path, "%s/a.txt", fx->s.dir);
     FILE *f = fopen(path, "a");
     assert_non_null(f);
     fputs("more", f);
@@ -512,7 +496,7 @@ static void test_file_shorter_than_stat(void **state) {
     make_file(fx, "shrinks", 1000, 'a');
     int fd = open_file(fx, "shrinks", &st);
     /* truncated between the handler's fstat and the read */
-    snprintf(path, sizeof path, "%s/shrinks", fx->dir);
+    snprintf(path, sizeof path, "%s/shrinks", fx->s.dir);
     assert_int_equal(truncate(path, 10), 0);
     struct fentry *e = fentry_new(fc, "/shrinks", 8, fd, &st, "shrinks", NOW);
     assert_non_null(e);

@@ -5,7 +5,6 @@
  * new binary through the "FD=LINE;..." string. Every test checks that it
  * leaves no descriptor open (/proc/self/fd). */
 #include <arpa/inet.h>
-#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <netinet/in.h>
@@ -25,42 +24,27 @@
 
 #include <cmocka.h>
 
+#include "scratch.h"
+
 #include "server/listen.h"
 
 #define BACKLOG 16
 
 struct fixture {
-    char dir[64]; /* for unix sockets */
-    int fds_before;
+    struct scratch s; /* its folder for unix sockets */
 };
-
-static int count_fds(void) {
-    DIR *d = opendir("/proc/self/fd");
-    int n = 0;
-    assert_non_null(d);
-    for (struct dirent *de; (de = readdir(d));)
-        if (de->d_name[0] != '.') n++;
-    closedir(d);
-    return n;
-}
 
 static int setup(void **state) {
     struct fixture *fx = calloc(1, sizeof *fx);
     assert_non_null(fx);
-    strcpy(fx->dir, "/tmp/preforkd-listen-XXXXXX");
-    assert_non_null(mkdtemp(fx->dir));
-    fx->fds_before = count_fds();
+    scratch_begin(&fx->s, "listen");
     *state = fx;
     return 0;
 }
 
 static int teardown(void **state) {
     struct fixture *fx = *state;
-    char cmd[128];
-    int fds_after = count_fds();
-    snprintf(cmd, sizeof cmd, "rm -rf '%s'", fx->dir);
-    assert_int_equal(system(cmd), 0);
-    assert_int_equal(fds_after, fx->fds_before); /* no descriptor leaked */
+    scratch_end(&fx->s);
     free(fx);
     return 0;
 }
@@ -68,8 +52,8 @@ static int teardown(void **state) {
 /* "unix:DIR/name" in out, and the bare path in path (either may be NULL). */
 static void unix_line(struct fixture *fx, const char *name, char *out, size_t outlen, char *path,
                       size_t pathlen) {
-    if (out) snprintf(out, outlen, "unix:%s/%s", fx->dir, name);
-    if (path) snprintf(path, pathlen, "%s/%s", fx->dir, name);
+    if (out) snprintf(out, outlen, "unix:%s/%s", fx->s.dir, name);
+    if (path) snprintf(path, pathlen, "%s/%s", fx->s.dir, name);
 }
 
 static bool exists(const char *path, mode_t type) {
@@ -485,7 +469,7 @@ static void check_failed_reload(struct fixture *fx, const char *bad_line, const 
     assert_int_equal(listeners_open(&old, first, 2, BACKLOG, NULL, err, sizeof err), 0);
     struct listener before[2];
     memcpy(before, old.v, sizeof before);
-    int fds = count_fds();
+    int fds = scratch_count_fds();
 
     char *second[] = {"127.0.0.1:0", new_line, old_line, (char *)bad_line};
     assert_int_equal(listeners_open(&cur, second, 4, BACKLOG, &old, err, sizeof err), -1);
@@ -503,7 +487,7 @@ static void check_failed_reload(struct fixture *fx, const char *bad_line, const 
         assert_true(is_listening(old.v[i].fd));
     }
     /* what the failed reload opened is closed and its file removed */
-    assert_int_equal(count_fds(), fds);
+    assert_int_equal(scratch_count_fds(), fds);
     assert_false(exists(new_path, S_IFSOCK));
 
     /* and the old set still serves a later, good reload */
@@ -600,7 +584,7 @@ static void test_import_refuses_what_is_not_listening(void **state) {
     struct listeners in;
 
     int unbound = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    snprintf(path, sizeof path, "%s/file", fx->dir);
+    snprintf(path, sizeof path, "%s/file", fx->s.dir);
     int file = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0644);
     int closed = dup(file);
     close(closed);
