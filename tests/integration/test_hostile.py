@@ -304,9 +304,7 @@ def crash_costs_only_its_worker(make_server, site, crash, extra_routes=""):
     # under AddressSanitizer, let SIGSEGV end the process as it would otherwise
     srv = make_server(config=conf(site) + extra_routes, workers=2,
                       env={"ASAN_OPTIONS": "handle_segv=0:detect_leaks=1"})
-    workers = wait_until(lambda: len(os.popen(f"pgrep -P {srv.proc.pid}").read().split()) == 2
-                         and [int(p) for p in os.popen(f"pgrep -P {srv.proc.pid}").read().split()],
-                         what="2 workers")
+    workers = wait_until(lambda: len(srv.workers()) == 2 and srv.workers(), what="2 workers")
     conns = []
     for _ in range(8):
         s = srv.connect()
@@ -329,15 +327,14 @@ def crash_costs_only_its_worker(make_server, site, crash, extra_routes=""):
             pass
         s.close()
     assert 0 < alive < 8  # the other worker's connections went on
-    wait_until(lambda: len(os.popen(f"pgrep -P {srv.proc.pid}").read().split()) == 2,
-               what="the worker replaced")
+    wait_until(lambda: len(srv.workers()) == 2, what="the worker replaced")
     assert get(srv.port, "/hello.txt").status == 200
     srv.expect_dirty = True
 
 
 def test_a_crashing_worker_costs_only_its_connections(make_server, site):
     def crash(srv):
-        pid = int(os.popen(f"pgrep -P {srv.proc.pid}").read().split()[0])
+        pid = srv.workers()[0]
         os.kill(pid, signal.SIGSEGV)  # what a fault in any code of the worker does
 
     crash_costs_only_its_worker(make_server, site, crash)
