@@ -116,6 +116,9 @@ def test_killed_worker_is_replaced_and_others_keep_serving(make_server, site):
     srv = make_server(config=site_conf(site), workers=2)
     workers = wait_until(lambda: len(children(srv.proc.pid)) == 2 and children(srv.proc.pid),
                          what="2 workers")
+    # fair accepting only counts peers that have started serving
+    wait_until(lambda: [w["state"] for w in status(srv.port)] == ["serving"] * 2,
+               what="2 serving workers")
     conns = []
     for _ in range(8):
         s = srv.connect()
