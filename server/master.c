@@ -55,7 +55,6 @@ struct master {
     unsigned generation;
     enum { RUNNING, STOPPING, STOPPING_FAST } state;
     uint64_t kill_at;    /* when stopping: SIGKILL what is left */
-    pid_t upgrade_pid;   /* the new master we exec'd, while it runs */
     uint64_t replace_by; /* when replacing an old master: give up after */
     bool handed_over;    /* a new master owns our sockets now */
     bool owns_paths;     /* ours to unlink: unix socket files */
@@ -71,9 +70,10 @@ static const int master_sigs[] = {SIGCHLD, SIGTERM, SIGINT,  SIGQUIT, SIGHUP,
 
 /* Set by the handler, taken by the loop: the handler does nothing else. */
 static volatile sig_atomic_t sig_pending[NSIG];
-/* The new master of a binary upgrade, while it runs. Its SIGQUIT means "I
- * serve now": a graceful stop, never the second stop request that makes a
- * stop already under way fast. */
+/* The new master of a binary upgrade, while it runs (set and cleared by the
+ * loop, read by the handler). Its SIGQUIT means "I serve now": a graceful
+ * stop, never the second stop request that makes a stop already under way
+ * fast. */
 static volatile sig_atomic_t heir_pid, heir_serves;
 
 static void on_signal(int sig, siginfo_t *info, void *ctx) {
@@ -322,8 +322,7 @@ static void reap(struct master *m) {
     char how[64];
     while ((pid = waitpid(-1, &status, WNOHANG)) > 0) {
         uint64_t now = monotonic_ms();
-        if (pid == m->upgrade_pid) {
-            m->upgrade_pid = 0;
+        if (heir_pid && pid == heir_pid) {
             heir_pid = 0;
             /* worded unlike a worker's crash: often a refused configuration */
             if (WIFSIGNALED(status))
@@ -438,7 +437,7 @@ static void reload(struct master *m) {
     struct creds ncreds;
     struct listeners nls;
     char err[1024], warn[256];
-    if (m->upgrade_pid || a->replaces) {
+    if (heir_pid || a->replaces) {
         /* the sockets are shared with another master just now */
         log_warn("SIGHUP ignored: a binary upgrade is in progress");
         return;
@@ -514,7 +513,7 @@ static void prepare_access_log(const struct master_args *a) {
 
 static void upgrade(struct master *m) {
     struct master_args *a = m->a;
-    if (m->upgrade_pid || a->replaces) {
+    if (heir_pid || a->replaces) {
         log_warn("SIGUSR2: a binary upgrade is already in progress");
         return;
     }
@@ -533,7 +532,6 @@ static void upgrade(struct master *m) {
         log_error("binary upgrade: exec %s: %s", a->exe, strerror(errno));
         _exit(127);
     }
-    m->upgrade_pid = pid;
     heir_pid = pid;
     log_info("binary upgrade: started %s as pid %d; it retires this master once its workers "
              "serve",
@@ -611,7 +609,7 @@ static void close_listeners(struct master *m) {
 
 static void begin_stop(struct master *m, bool fast) {
     uint64_t now = monotonic_ms();
-    m->handed_over |= m->upgrade_pid != 0;
+    m->handed_over |= heir_pid != 0;
     close_listeners(m);
     if (fast) {
         if (m->state == STOPPING_FAST) return; /* the first deadline stands */
