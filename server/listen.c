@@ -280,6 +280,13 @@ void listeners_close(struct listeners *ls, bool unlink_paths) {
     ls->n = 0;
 }
 
+void listeners_close_sockets(struct listeners *ls) {
+    for (size_t i = 0; i < ls->n; i++) {
+        if (ls->v[i].fd >= 0) close(ls->v[i].fd);
+        ls->v[i].fd = -1;
+    }
+}
+
 int listeners_export(const struct listeners *ls, char *buf, size_t buflen) {
     size_t used = 0;
     buf[0] = '\0';

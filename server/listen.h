@@ -42,6 +42,9 @@ int listeners_open(struct listeners *out, char *const *lines, size_t nlines, uns
                    struct listeners *old, char *err, size_t errlen);
 /* Closes every socket left (unlink_paths: remove unix socket files we made). */
 void listeners_close(struct listeners *ls, bool unlink_paths);
+/* Closes the sockets but keeps their records, so that a later
+ * listeners_close(ls, true) can still remove their unix socket files. */
+void listeners_close_sockets(struct listeners *ls);
 
 /* For exec'ing a new binary: "FD=LINE;FD=LINE..." in buf, and the sockets
  * made inheritable. Returns -1 when buf is too small. */

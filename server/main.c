@@ -83,9 +83,11 @@ static int serve(const struct cli *cli, char **argv, struct master_args *a) {
         log_close();
         return 1;
     }
-    /* sockets the new configuration dropped; their files are the old
-     * master's until it has handed over */
-    listeners_close(&inherited, false);
+    /* sockets the new configuration dropped: closed now, so that no worker
+     * of ours holds them; their files are the old master's until it has
+     * handed over */
+    listeners_close_sockets(&inherited);
+    a->dropped = inherited;
     for (size_t i = 0; i < a->listeners.n; i++)
         log_info("listening on %s", a->listeners.v[i].bound);
     int status = master_run(a);

@@ -551,6 +551,7 @@ static void check_replacement(struct master *m, uint64_t now) {
         kill(a->replaces, SIGQUIT);
         a->replaces = 0;
         m->owns_paths = true;
+        listeners_close(&a->dropped, true);
     } else if (now > m->replace_by) {
         log_error("binary upgrade: workers not serving after %d ms; stopping, the old master "
                   "(pid %d) keeps serving",
@@ -753,6 +754,7 @@ int master_run(struct master_args *a) {
     log_info(m.handed_over ? "master exiting; a new master owns the sockets" : "master exiting");
     if (a->conf.pid_file) remove_pid_file(a->conf.pid_file);
     close_listeners(&m);
+    listeners_close(&a->dropped, false); /* still the old master's if we gave up */
     conf_free(&a->conf);
     scoreboard_destroy(m.sb);
     free(m.procs);

@@ -47,6 +47,9 @@ struct master_args {
     struct listeners listeners;
     struct creds creds;
     pid_t replaces; /* a master to retire once our workers serve (upgrade) */
+    /* Upgrade: the old master's sockets our configuration dropped, closed
+     * at once; their unix socket files are removed once we take over. */
+    struct listeners dropped;
 };
 
 /* Runs until stopped; returns the process exit status. */

@@ -628,6 +628,26 @@ def test_binary_upgrade_under_load_loses_nothing(make_server, site, tmp_path):
     assert not pid_file.exists() and not sock.exists()
 
 
+def test_upgrade_removes_a_unix_socket_the_new_configuration_drops(make_server, site,
+                                                                     tmp_path):
+    port = free_port()
+    pid_file = tmp_path / "m.pid"
+    sock = tmp_path / "dropped.sock"
+    tcp_only = f"pid_file = {pid_file}\nlisten = 127.0.0.1:{port}"
+    srv = make_server(config=site_conf(site, f"{tcp_only}\nlisten = unix:{sock}"), workers=1,
+                      listen=False)
+    old = srv.proc.pid
+    assert unix_get(sock).status == 200
+    (srv.tmp / "preforkd.conf").write_text(site_conf(site, tcp_only))
+    srv.signal(signal.SIGUSR2)
+    srv.proc.wait(timeout=30)  # the old master retired itself
+    new = int(pid_file.read_text())
+    assert new != old and alive(new)
+    assert not sock.exists()  # nobody serves it any more: no stale file left behind
+    assert get(port, "/hello.txt").status == 200
+    stop_pid(new)
+
+
 def test_failed_upgrade_rolls_back(make_server, site, tmp_path):
     pid_file = tmp_path / "m.pid"
     srv = make_server(config=site_conf(site, f"pid_file = {pid_file}"), workers=1)
