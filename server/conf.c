@@ -62,6 +62,8 @@ static const struct setting settings[] = {
      "time a pool handler may take before the client gets 504"},
     {"shutdown_timeout", K_DURATION, F(shutdown_timeout), "30s", 1, DAY,
      "graceful stop: time before in-flight requests are cut"},
+    {"shutdown_idle_timeout", K_DURATION, F(shutdown_idle_timeout), "1s", 0, DAY,
+     "graceful stop: time an idle keep-alive connection may still send a request"},
     {"worker_timeout", K_DURATION, F(worker_timeout), "30s", 1, DAY,
      "a worker whose loop shows no heartbeat this long is killed and respawned"},
     {"linger_timeout", K_DURATION, F(linger_timeout), "5s", 1, DAY,

@@ -43,6 +43,7 @@ struct conf {
     unsigned keepalive_timeout;
     unsigned request_timeout;
     unsigned shutdown_timeout;
+    unsigned shutdown_idle_timeout;
     unsigned worker_timeout;
     unsigned linger_timeout;
     unsigned keepalive_requests;

@@ -29,8 +29,6 @@
 #define ACCEPT_DEFER_MS   2
 #define ACCEPT_MAX_DEFERS 5
 #define PEER_STALE_MS     2000
-/* Graceful stop: how long idle connections may still send one request. */
-#define STOP_IDLE_GRACE_MS 1000
 /* Buffer blocks kept for reuse. */
 #define BUF_CACHE_BLOCKS 1024
 
@@ -182,8 +180,8 @@ static void begin_stop(struct worker *w, bool fast) {
      * closing it at once would lose that request. Idle connections get a
      * moment in which a request is still answered (with Connection: close),
      * then they are closed. */
-    unsigned grace = w->conf->keepalive_timeout < STOP_IDLE_GRACE_MS ? w->conf->keepalive_timeout
-                                                                     : STOP_IDLE_GRACE_MS;
+    unsigned grace = w->conf->shutdown_idle_timeout;
+    if (grace > w->conf->keepalive_timeout) grace = w->conf->keepalive_timeout;
     struct timeval g = {grace / 1000, (grace % 1000) * 1000};
     event_add(w->idle_grace, &g);
     struct timeval tv = {w->conf->shutdown_timeout / 1000,

@@ -417,6 +417,41 @@ def test_graceful_stop_closes_idle_connections_and_answers_late_requests(make_se
 
 
 @pytest.mark.timing
+def test_shutdown_idle_timeout_sets_how_long_idle_connections_may_still_ask(make_server, site):
+    srv = make_server(config=site_conf(site, "shutdown_idle_timeout = 3s"), workers=1)
+    idle, silent = srv.connect(), srv.connect()
+    rd, silent_rd = Reader(idle), Reader(silent)
+    for s in (idle, silent):
+        s.sendall(b"GET /hello.txt HTTP/1.1\r\nHost: x\r\n\r\n")
+    assert rd.response().status == 200 and silent_rd.response().status == 200
+    t0 = time.monotonic()
+    srv.signal(signal.SIGTERM)
+    time.sleep(1.5)  # past the default of 1 s, within the 3 s set
+    idle.sendall(b"GET /hello.txt HTTP/1.1\r\nHost: x\r\n\r\n")
+    r = rd.response()
+    assert r.status == 200 and r.header("connection") == "close"
+    assert rd.closed()
+    # the connection that stays silent is closed when the 3 s are over
+    assert silent_rd.closed(timeout=10)
+    assert 2.5 < time.monotonic() - t0 < 6
+    srv.proc.wait(timeout=10)
+
+
+@pytest.mark.timing
+def test_shutdown_idle_timeout_0_closes_idle_connections_at_once(make_server, site):
+    srv = make_server(config=site_conf(site, "shutdown_idle_timeout = 0"), workers=1)
+    idle = srv.connect()
+    rd = Reader(idle)
+    idle.sendall(b"GET /hello.txt HTTP/1.1\r\nHost: x\r\n\r\n")
+    assert rd.response().status == 200
+    t0 = time.monotonic()
+    srv.signal(signal.SIGTERM)
+    assert rd.closed(timeout=5)
+    assert time.monotonic() - t0 < 0.8  # not after the default 1 s
+    srv.proc.wait(timeout=10)
+
+
+@pytest.mark.timing
 def test_shutdown_timeout_cuts_a_stuck_client(make_server, site):
     with open(site / "50m.bin", "wb") as f:
         f.truncate(50 << 20)

@@ -76,23 +76,15 @@ static uint64_t numeric_field(const struct conf *c, const char *name) {
 #define U(f) {#f, offsetof(struct conf, f), 0}
 #define U64(f)                                                                                     \
     { #f, offsetof(struct conf, f), 1 }
-        U(workers),
-        U(threads),
-        U(backlog),
-        U(header_timeout),
-        U(body_timeout),
-        U(send_timeout),
-        U(keepalive_timeout),
-        U(request_timeout),
-        U(shutdown_timeout),
-        U(linger_timeout),
-        U(keepalive_requests),
-        U(max_connections),
-        U(pool_queue),
-        U64(max_uri),
-        U64(max_header_size),
-        U64(max_headers),
-        U64(max_body_size),
+        U(workers),           U(threads),
+        U(backlog),           U(header_timeout),
+        U(body_timeout),      U(send_timeout),
+        U(keepalive_timeout), U(request_timeout),
+        U(shutdown_timeout),  U(shutdown_idle_timeout),
+        U(linger_timeout),    U(keepalive_requests),
+        U(max_connections),   U(pool_queue),
+        U64(max_uri),         U64(max_header_size),
+        U64(max_headers),     U64(max_body_size),
 #undef U
 #undef U64
     };
@@ -208,6 +200,7 @@ static void test_init_defaults(void **state) {
     assert_int_equal(c->keepalive_requests, 1000);
     assert_int_equal(c->request_timeout, 60000);
     assert_int_equal(c->shutdown_timeout, 30000);
+    assert_int_equal(c->shutdown_idle_timeout, 1000);
     assert_int_equal(c->linger_timeout, 5000);
     assert_int_equal(c->max_connections, 10000);
     assert_int_equal(c->max_uri, 8 * KIB);
@@ -323,6 +316,7 @@ static void test_durations(void **state) {
         {"body_timeout", "7", OK, 7000},         {"send_timeout", "8s", OK, 8000},
         {"keepalive_timeout", "250ms", OK, 250}, {"request_timeout", "3m", OK, 180000},
         {"shutdown_timeout", "1h", OK, 3600000}, {"linger_timeout", "2", OK, 2000},
+        {"shutdown_idle_timeout", "0", OK, 0},   {"shutdown_idle_timeout", "3s", OK, 3000},
     };
     CHECK_VALUES(cases);
 }
