@@ -150,6 +150,38 @@ class Server:
         self._out.close()
         return self.proc.returncode
 
+    def group_alive(self):
+        """Pids of the server's process group still running (zombies left
+        out: who reaps orphans is up to the machine's init)."""
+        pids = []
+        for entry in os.listdir("/proc"):
+            if not entry.isdigit():
+                continue
+            try:
+                with open(f"/proc/{entry}/stat") as f:
+                    fields = f.read().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+            if int(fields[2]) == self.proc.pid and fields[0] != "Z":
+                pids.append(int(entry))
+        return pids
+
+    def reap_group(self, timeout=5 * SLOW):
+        """Whatever is left of the server's process group once the master
+        has exited (an upgraded master, orphaned workers): waited for a
+        moment, then killed by pid. Returns whether any was left."""
+        deadline = time.monotonic() + timeout
+        while self.group_alive():
+            if time.monotonic() > deadline:
+                for pid in self.group_alive():
+                    try:
+                        os.kill(pid, signals.SIGKILL)
+                    except ProcessLookupError:
+                        pass
+                return True
+            time.sleep(0.05)
+        return False
+
     def check_clean(self):
         """The run left no trace of a crash, leak or undefined behaviour."""
         text = self.log()
@@ -187,8 +219,10 @@ def make_server(tmp_path):
     yield make
     for srv in servers:
         srv.stop()
+    left = [srv.tmp.name for srv in servers if srv.reap_group()]
     for srv in servers:
         srv.check_clean()
+    assert not left, f"processes of {left} outlived their master (killed now)"
 
 
 @pytest.fixture
