@@ -755,7 +755,11 @@ static void conn_run(struct conn *c) {
             if (f == FLUSH_AGAIN) break;
             if (s == STEP_WAIT_OUTPUT) continue;
         }
-        if ((c->close_after || c->peer_closed) && c->state == CONN_IDLE) {
+        /* after a stop's idle grace, a connection whose last answer went out
+         * keep-alive (begun before the stop) closes as soon as it is idle;
+         * requests it has already sent are answered first */
+        if (c->state == CONN_IDLE &&
+            (c->close_after || c->peer_closed || (c->w->idle_grace_over && !buf_len(&c->in)))) {
             conn_finish_close(c);
             return;
         }

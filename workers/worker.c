@@ -157,7 +157,9 @@ static void on_stop_timeout(evutil_socket_t fd, short what, void *arg) {
 }
 
 static void on_idle_grace(evutil_socket_t fd, short what, void *arg) {
-    conns_close_idle(arg);
+    struct worker *w = arg;
+    w->idle_grace_over = true;
+    conns_close_idle(w);
 }
 
 static void begin_stop(struct worker *w, bool fast) {

@@ -68,6 +68,7 @@ struct worker {
     const struct timeval *t_header, *t_body, *t_send, *t_keepalive, *t_request;
 
     bool stopping;
+    bool idle_grace_over; /* graceful stop: a connection is closed once idle */
     bool fast_stop;
     int exit_status;
     uint64_t requests; /* served; mirrored into the slot each tick */
