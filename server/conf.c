@@ -64,6 +64,8 @@ static const struct setting settings[] = {
      "graceful stop: time before in-flight requests are cut"},
     {"shutdown_idle_timeout", K_DURATION, F(shutdown_idle_timeout), "1s", 0, DAY,
      "graceful stop: time an idle keep-alive connection may still send a request"},
+    {"upgrade_timeout", K_DURATION, F(upgrade_timeout), "10s", 1, DAY,
+     "binary upgrade: a new master whose workers do not all serve by then gives up"},
     {"worker_timeout", K_DURATION, F(worker_timeout), "30s", 1, DAY,
      "a worker whose loop shows no heartbeat this long is killed and respawned"},
     {"linger_timeout", K_DURATION, F(linger_timeout), "5s", 1, DAY,

@@ -45,6 +45,7 @@ struct conf {
     unsigned shutdown_timeout;
     unsigned shutdown_idle_timeout;
     unsigned worker_timeout;
+    unsigned upgrade_timeout;
     unsigned linger_timeout;
     unsigned keepalive_requests;
     unsigned max_connections;

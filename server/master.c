@@ -30,8 +30,6 @@
 /* The loop wakes at least every second: a longer gap than this means the
  * whole process tree was paused (SIGSTOP of the group, docker pause). */
 #define PAUSE_GAP_MS 2000
-/* A new master (binary upgrade) whose workers do not serve by then gives up. */
-#define UPGRADE_READY_MS 10000
 
 /* A worker: one position of the current generation, or one retiring. */
 struct proc {
@@ -553,9 +551,9 @@ static void check_replacement(struct master *m, uint64_t now) {
         m->owns_paths = true;
         listeners_close(&a->dropped, true);
     } else if (now > m->replace_by) {
-        log_error("binary upgrade: workers not serving after %d ms; stopping, the old master "
+        log_error("binary upgrade: workers not serving after %u ms; stopping, the old master "
                   "(pid %d) keeps serving",
-                  UPGRADE_READY_MS, (int)a->replaces);
+                  a->conf.upgrade_timeout, (int)a->replaces);
         a->replaces = 0;
         m->gave_up = true;
         m->state = STOPPING_FAST;
@@ -708,7 +706,7 @@ int master_run(struct master_args *a) {
     install_handlers();
     raise_nofile(&a->conf);
     if (a->conf.pid_file) write_pid_file(a->conf.pid_file);
-    if (a->replaces) m.replace_by = monotonic_ms() + UPGRADE_READY_MS;
+    if (a->replaces) m.replace_by = monotonic_ms() + a->conf.upgrade_timeout;
     new_generation(&m, worker_count(&a->conf), a->conf.shutdown_timeout);
     log_info("master started with %u worker(s)", m.nprocs);
 

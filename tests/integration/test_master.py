@@ -732,9 +732,10 @@ def test_upgrade_that_gives_up_leaves_the_unix_socket_to_the_old_master(make_ser
     srv = make_server(config=site_conf(site), workers=1, args=["--listen", f"unix:{sock}"])
     # the new master starts, but its workers cannot open their access log
     (srv.tmp / "preforkd.conf").write_text(
-        site_conf(site, f"access_log = {tmp_path}/missing/access.log"))
+        site_conf(site, f"access_log = {tmp_path}/missing/access.log\nupgrade_timeout = 2s"))
     srv.signal(signal.SIGUSR2)
     wait_until(lambda: "binary upgrade failed" in srv.log(), timeout=40, what="the rollback")
+    assert "workers not serving after 2000 ms" in srv.log()  # upgrade_timeout, not 10 s
     assert "stopped with exit code 1" in srv.log()
     assert sock.exists()
     assert unix_get(sock).status == 200

@@ -76,15 +76,25 @@ static uint64_t numeric_field(const struct conf *c, const char *name) {
 #define U(f) {#f, offsetof(struct conf, f), 0}
 #define U64(f)                                                                                     \
     { #f, offsetof(struct conf, f), 1 }
-        U(workers),           U(threads),
-        U(backlog),           U(header_timeout),
-        U(body_timeout),      U(send_timeout),
-        U(keepalive_timeout), U(request_timeout),
-        U(shutdown_timeout),  U(shutdown_idle_timeout),
-        U(linger_timeout),    U(keepalive_requests),
-        U(max_connections),   U(pool_queue),
-        U64(max_uri),         U64(max_header_size),
-        U64(max_headers),     U64(max_body_size),
+        U(workers),
+        U(threads),
+        U(backlog),
+        U(header_timeout),
+        U(body_timeout),
+        U(send_timeout),
+        U(keepalive_timeout),
+        U(request_timeout),
+        U(shutdown_timeout),
+        U(shutdown_idle_timeout),
+        U(upgrade_timeout),
+        U(linger_timeout),
+        U(keepalive_requests),
+        U(max_connections),
+        U(pool_queue),
+        U64(max_uri),
+        U64(max_header_size),
+        U64(max_headers),
+        U64(max_body_size),
 #undef U
 #undef U64
     };
@@ -201,6 +211,7 @@ static void test_init_defaults(void **state) {
     assert_int_equal(c->request_timeout, 60000);
     assert_int_equal(c->shutdown_timeout, 30000);
     assert_int_equal(c->shutdown_idle_timeout, 1000);
+    assert_int_equal(c->upgrade_timeout, 10000);
     assert_int_equal(c->linger_timeout, 5000);
     assert_int_equal(c->max_connections, 10000);
     assert_int_equal(c->max_uri, 8 * KIB);
