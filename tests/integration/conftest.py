@@ -191,6 +191,15 @@ class Server:
             assert self.proc.returncode == 0, f"exit status {self.proc.returncode}:\n{text[-4000:]}"
 
 
+def worker_of(sock, workers):
+    """The worker pid holding the server side of a client socket (via ss)."""
+    cport = sock.getsockname()[1]
+    out = subprocess.run(["ss", "-Htnp", "state", "established", f"( dport = :{cport} )"],
+                         capture_output=True, text=True).stdout
+    pids = [int(p) for p in re.findall(r"pid=(\d+)", out)]
+    return next(p for p in pids if p in workers)
+
+
 def wait_until(pred, timeout=10.0, interval=0.02, what="condition"):
     deadline = time.monotonic() + timeout * SLOW
     while True:

@@ -16,7 +16,7 @@ import time
 
 import pytest
 
-from conftest import BIN, SLOW, Reader, get, request, wait_until
+from conftest import BIN, SLOW, Reader, get, request, wait_until, worker_of
 
 
 def site_conf(site, extra="", status=True):
@@ -100,15 +100,6 @@ def test_workers_auto_follows_the_affinity_mask(make_server, site):
 
 
 # ---- respawn, backoff, heartbeat ---------------------------------------------
-
-
-def worker_of(sock, workers):
-    """The worker pid holding the server side of a client socket (via ss)."""
-    cport = sock.getsockname()[1]
-    out = subprocess.run(["ss", "-Htnp", "state", "established", f"( dport = :{cport} )"],
-                         capture_output=True, text=True).stdout
-    pids = [int(p) for p in re.findall(r"pid=(\d+)", out)]
-    return next(p for p in pids if p in workers)
 
 
 @pytest.mark.timing
