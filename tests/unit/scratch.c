@@ -34,3 +34,17 @@ void scratch_end(struct scratch *s) {
     assert_int_equal(system(cmd), 0);
     assert_int_equal(fds_after, s->fds_before); /* no descriptor leaked */
 }
+
+int scratch_setup(void **state, size_t size, const char *name) {
+    struct scratch *s = calloc(1, size);
+    assert_non_null(s);
+    scratch_begin(s, name);
+    *state = s;
+    return 0;
+}
+
+int scratch_teardown(void **state) {
+    scratch_end(*state);
+    free(*state);
+    return 0;
+}

@@ -34,18 +34,9 @@ struct fixture {
 };
 
 static int setup(void **state) {
-    struct fixture *fx = calloc(1, sizeof *fx);
-    assert_non_null(fx);
-    scratch_begin(&fx->s, "accesslog");
-    snprintf(fx->path, sizeof fx->path, "%s/access.log", fx->s.dir);
-    *state = fx;
-    return 0;
-}
-
-static int teardown(void **state) {
+    scratch_setup(state, sizeof(struct fixture), "accesslog");
     struct fixture *fx = *state;
-    scratch_end(&fx->s);
-    free(fx);
+    snprintf(fx->path, sizeof fx->path, "%s/access.log", fx->s.dir);
     return 0;
 }
 
@@ -482,18 +473,19 @@ static void test_dash_is_stdout(void **state) {
 
 int main(void) {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test_setup_teardown(test_combined_format, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_buffered_until_flush, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_escaping, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_unparsed_request, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_address_cache, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_long_fields_truncated, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_worst_case_lines, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_full_buffer_is_written, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_reopen_after_rotation, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_reopen_failure_keeps_old_file, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_open_failure, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_dash_is_stdout, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_combined_format, setup, scratch_teardown),
+        cmocka_unit_test_setup_teardown(test_buffered_until_flush, setup, scratch_teardown),
+        cmocka_unit_test_setup_teardown(test_escaping, setup, scratch_teardown),
+        cmocka_unit_test_setup_teardown(test_unparsed_request, setup, scratch_teardown),
+        cmocka_unit_test_setup_teardown(test_address_cache, setup, scratch_teardown),
+        cmocka_unit_test_setup_teardown(test_long_fields_truncated, setup, scratch_teardown),
+        cmocka_unit_test_setup_teardown(test_worst_case_lines, setup, scratch_teardown),
+        cmocka_unit_test_setup_teardown(test_full_buffer_is_written, setup, scratch_teardown),
+        cmocka_unit_test_setup_teardown(test_reopen_after_rotation, setup, scratch_teardown),
+        cmocka_unit_test_setup_teardown(test_reopen_failure_keeps_old_file, setup,
+                                        scratch_teardown),
+        cmocka_unit_test_setup_teardown(test_open_failure, setup, scratch_teardown),
+        cmocka_unit_test_setup_teardown(test_dash_is_stdout, setup, scratch_teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -30,18 +30,7 @@ struct fixture {
 };
 
 static int setup(void **state) {
-    struct fixture *fx = calloc(1, sizeof *fx);
-    assert_non_null(fx);
-    scratch_begin(&fx->s, "fcache");
-    *state = fx;
-    return 0;
-}
-
-static int teardown(void **state) {
-    struct fixture *fx = *state;
-    scratch_end(&fx->s);
-    free(fx);
-    return 0;
+    return scratch_setup(state, sizeof(struct fixture), "fcache");
 }
 
 /* The byte at offset i of every file made by make_file(). */
@@ -508,19 +497,20 @@ static void test_file_shorter_than_stat(void **state) {
 
 int main(void) {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test_setup_teardown(test_miss_then_hit, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_small_in_memory_large_by_fd, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_headers_and_etag, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_mime_by_name, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_stale_after_valid_interval, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_still_valid, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_new_entry_replaces_old, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_lru_eviction, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_many_keys_share_buckets, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_evicted_entry_held_stays_valid, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_destroy_with_entries_held, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_standalone_entry, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_file_shorter_than_stat, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_miss_then_hit, setup, scratch_teardown),
+        cmocka_unit_test_setup_teardown(test_small_in_memory_large_by_fd, setup, scratch_teardown),
+        cmocka_unit_test_setup_teardown(test_headers_and_etag, setup, scratch_teardown),
+        cmocka_unit_test_setup_teardown(test_mime_by_name, setup, scratch_teardown),
+        cmocka_unit_test_setup_teardown(test_stale_after_valid_interval, setup, scratch_teardown),
+        cmocka_unit_test_setup_teardown(test_still_valid, setup, scratch_teardown),
+        cmocka_unit_test_setup_teardown(test_new_entry_replaces_old, setup, scratch_teardown),
+        cmocka_unit_test_setup_teardown(test_lru_eviction, setup, scratch_teardown),
+        cmocka_unit_test_setup_teardown(test_many_keys_share_buckets, setup, scratch_teardown),
+        cmocka_unit_test_setup_teardown(test_evicted_entry_held_stays_valid, setup,
+                                        scratch_teardown),
+        cmocka_unit_test_setup_teardown(test_destroy_with_entries_held, setup, scratch_teardown),
+        cmocka_unit_test_setup_teardown(test_standalone_entry, setup, scratch_teardown),
+        cmocka_unit_test_setup_teardown(test_file_shorter_than_stat, setup, scratch_teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

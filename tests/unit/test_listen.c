@@ -35,18 +35,7 @@ struct fixture {
 };
 
 static int setup(void **state) {
-    struct fixture *fx = calloc(1, sizeof *fx);
-    assert_non_null(fx);
-    scratch_begin(&fx->s, "listen");
-    *state = fx;
-    return 0;
-}
-
-static int teardown(void **state) {
-    struct fixture *fx = *state;
-    scratch_end(&fx->s);
-    free(fx);
-    return 0;
+    return scratch_setup(state, sizeof(struct fixture), "listen");
 }
 
 /* "unix:DIR/name" in out, and the bare path in path (either may be NULL). */
@@ -621,23 +610,27 @@ static void test_import_refuses_what_is_not_listening(void **state) {
 
 int main(void) {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test_setup_teardown(test_parse_and_format, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_parse_unix_path_length, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_parse_errors, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_format_unknown_family, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_open_tcp, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_open_tcp6, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_open_unix, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_open_unix_refuses_other_files, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_open_unix_busy_server_is_in_use, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_listeners_open_takes_over, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_parse_and_format, setup, scratch_teardown),
+        cmocka_unit_test_setup_teardown(test_parse_unix_path_length, setup, scratch_teardown),
+        cmocka_unit_test_setup_teardown(test_parse_errors, setup, scratch_teardown),
+        cmocka_unit_test_setup_teardown(test_format_unknown_family, setup, scratch_teardown),
+        cmocka_unit_test_setup_teardown(test_open_tcp, setup, scratch_teardown),
+        cmocka_unit_test_setup_teardown(test_open_tcp6, setup, scratch_teardown),
+        cmocka_unit_test_setup_teardown(test_open_unix, setup, scratch_teardown),
+        cmocka_unit_test_setup_teardown(test_open_unix_refuses_other_files, setup,
+                                        scratch_teardown),
+        cmocka_unit_test_setup_teardown(test_open_unix_busy_server_is_in_use, setup,
+                                        scratch_teardown),
+        cmocka_unit_test_setup_teardown(test_listeners_open_takes_over, setup, scratch_teardown),
         cmocka_unit_test_setup_teardown(test_listeners_open_failure_invalid_address, setup,
-                                        teardown),
-        cmocka_unit_test_setup_teardown(test_listeners_open_failure_port_in_use, setup, teardown),
+                                        scratch_teardown),
+        cmocka_unit_test_setup_teardown(test_listeners_open_failure_port_in_use, setup,
+                                        scratch_teardown),
         cmocka_unit_test_setup_teardown(test_listeners_close_unlinks_only_when_asked, setup,
-                                        teardown),
-        cmocka_unit_test_setup_teardown(test_export_import, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_import_refuses_what_is_not_listening, setup, teardown),
+                                        scratch_teardown),
+        cmocka_unit_test_setup_teardown(test_export_import, setup, scratch_teardown),
+        cmocka_unit_test_setup_teardown(test_import_refuses_what_is_not_listening, setup,
+                                        scratch_teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
