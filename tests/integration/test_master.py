@@ -262,9 +262,7 @@ def test_a_retiring_worker_that_hangs_is_killed(make_server, site):
 def test_retiring_workers_keep_the_shutdown_timeout_they_started_with(make_server, site):
     sleep_route = "[route /sleep]\nhandler = sleep\n"
     srv = make_server(config=site_conf(site, "shutdown_timeout = 8s") + sleep_route, workers=1)
-    slow = srv.connect()
-    slow.sendall(b"GET /sleep?ms=5000 HTTP/1.1\r\nHost: x\r\n\r\n")
-    time.sleep(0.3)
+    slow = start_sleep(srv, 5000)
     # the new configuration's shorter timeout is for the new generation
     (srv.tmp / "preforkd.conf").write_text(site_conf(site, "shutdown_timeout = 1s") + sleep_route)
     srv.signal(signal.SIGHUP)
@@ -276,9 +274,7 @@ def test_retiring_workers_keep_the_shutdown_timeout_they_started_with(make_serve
 def test_graceful_stop_during_a_reload_lets_the_retiring_generation_finish(make_server, site):
     sleep_route = "[route /sleep]\nhandler = sleep\n"
     srv = make_server(config=site_conf(site) + sleep_route, workers=1)
-    slow = srv.connect()
-    slow.sendall(b"GET /sleep?ms=2000 HTTP/1.1\r\nHost: x\r\n\r\n")
-    time.sleep(0.3)
+    slow = start_sleep(srv, 2000)
     srv.signal(signal.SIGHUP)
     wait_until(lambda: "the previous one is retiring" in srv.log(), what="the reload")
     srv.signal(signal.SIGTERM)
@@ -337,6 +333,15 @@ def refused(port):
         return False
     except ConnectionRefusedError:
         return True
+
+
+def start_sleep(srv, ms):
+    """A connection whose request (the sleep handler, ms long) is running
+    by the time this returns."""
+    s = srv.connect()
+    s.sendall(f"GET /sleep?ms={ms} HTTP/1.1\r\nHost: x\r\n\r\n".encode())
+    time.sleep(0.3)
+    return s
 
 
 def start_download(port, path):
@@ -472,9 +477,7 @@ def test_fast_stop_closes_connections_now(make_server, site):
     conf = site_conf(site) + "[route /sleep]\nhandler = sleep\n"
     srv = make_server(config=conf, workers=1)
     s = start_download(srv.port, "/50m.bin")
-    slow = srv.connect()
-    slow.sendall(b"GET /sleep?ms=20000 HTTP/1.1\r\nHost: x\r\n\r\n")
-    time.sleep(0.3)
+    slow = start_sleep(srv, 20000)
     t0 = time.monotonic()
     srv.signal(signal.SIGINT)
     srv.proc.wait(timeout=10)
@@ -500,9 +503,7 @@ def test_second_sigterm_makes_the_stop_fast(make_server, site):
 def test_graceful_stop_refuses_new_connections_at_once(make_server, site):
     conf = site_conf(site) + "[route /sleep]\nhandler = sleep\n"
     srv = make_server(config=conf, workers=1)
-    slow = srv.connect()
-    slow.sendall(b"GET /sleep?ms=2000 HTTP/1.1\r\nHost: x\r\n\r\n")
-    time.sleep(0.3)
+    slow = start_sleep(srv, 2000)
     srv.signal(signal.SIGTERM)
     # no worker accepts any more: a new client learns it now, not at the end
     wait_until(lambda: refused(srv.port), timeout=5, what="new connections refused")
@@ -702,9 +703,7 @@ def test_stopping_the_old_master_during_an_upgrade_stays_graceful(make_server, s
     conf = site_conf(site, f"pid_file = {pid_file}") + "[route /sleep]\nhandler = sleep\n"
     srv = make_server(config=conf, workers=1)
     old = srv.proc.pid
-    slow = srv.connect()
-    slow.sendall(b"GET /sleep?ms=3000 HTTP/1.1\r\nHost: x\r\n\r\n")
-    time.sleep(0.3)
+    slow = start_sleep(srv, 3000)
     srv.signal(signal.SIGUSR2)
     wait_until(lambda: "binary upgrade: started" in srv.log(), what="the upgrade")
     srv.signal(signal.SIGQUIT)
