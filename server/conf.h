@@ -57,6 +57,9 @@ struct conf {
     uint64_t max_header_size;
     unsigned max_headers;
     uint64_t max_body_size;
+    uint64_t body_min_rate;     /* bytes per second a body keeps up after body_timeout; 0: off */
+    uint64_t stream_buffer;     /* streamed bytes on their way before a writer waits */
+    uint64_t cached_buffer_max; /* larger buffers of a finished request are freed */
 
     char *access_log; /* path, "-" for stdout, or NULL when off */
     char *error_log;  /* path, NULL for stderr */

@@ -2,13 +2,16 @@
  *
  *   sleep   GET ?ms=N[&chunks=K]: waits N ms on a pool thread, then answers
  *           (or streams K chunks over N ms); shows that slow work on the pool
- *           does not stall the loop. Always mode = pool.
+ *           does not stall the loop. Always mode = pool. Stops waiting when
+ *           its client goes away.
  *   echo    answers with the request body (any method); a load-test target
  *           for uploads.
  *   status  the scoreboard as JSON: per worker pid, requests, connections.
  *   fault   only in builds configured with PREFORKD_FAULT_HANDLER (the test
  *           builds): GET ?kind=segv|abort crashes the worker from handler
- *           code, so tests can show a crash costs only that worker.
+ *           code, so tests can show a crash costs only that worker;
+ *           ?kind=hang&ms=N blocks N ms, deaf to cancellation (a stuck
+ *           handler, in mode = pool).
  */
 #include <inttypes.h>
 #include <stdio.h>
@@ -47,12 +50,6 @@ static long query_number(const struct http_request *req, const char *name, long 
     return dflt;
 }
 
-static void sleep_ms(long ms) {
-    struct timespec ts = {.tv_sec = ms / 1000, .tv_nsec = (ms % 1000) * 1000000L};
-    while (nanosleep(&ts, &ts) != 0) {
-    }
-}
-
 static void sleep_handle(struct handler_call *call) {
     struct response *resp = call->resp;
     long ms = query_number(call->req, "ms", 100, SLEEP_MAX_MS);
@@ -64,14 +61,14 @@ static void sleep_handle(struct handler_call *call) {
     }
     resp->content_type = "text/plain";
     if (chunks == 0) {
-        sleep_ms(ms);
+        if (handler_wait(call, (unsigned)ms) < 0) return; /* nobody to answer */
         int n = snprintf(text, sizeof text, "slept %ld ms\n", ms);
         response_append(resp, text, (size_t)n);
         return;
     }
     resp->body = BODY_STREAM;
     for (long i = 0; i < chunks; i++) {
-        sleep_ms(ms / chunks);
+        if (handler_wait(call, (unsigned)(ms / chunks)) < 0) return;
         int n = snprintf(text, sizeof text, "chunk %ld of %ld\n", i + 1, chunks);
         if (handler_stream_write(call, text, (size_t)n) < 0) return; /* client gone */
     }
@@ -147,10 +144,24 @@ static void fault_segv(void) {
     *page = 1;
 }
 
+/* A handler that ignores cancellation: it sleeps ms whatever happens, as a
+ * handler stuck in a blocking call would. */
+static void fault_hang(struct handler_call *call) {
+    long ms = query_number(call->req, "ms", 1000, SLEEP_MAX_MS);
+    struct timespec ts = {.tv_sec = ms / 1000, .tv_nsec = (ms % 1000) * 1000000L};
+    while (nanosleep(&ts, &ts) != 0) {
+    }
+    response_append(call->resp, "hung\n", 5);
+}
+
 static void fault_handle(struct handler_call *call) {
     const struct http_str *q = &call->req->query;
     if (q->len == 10 && memcmp(q->p, "kind=abort", 10) == 0) abort();
     if (q->len == 9 && memcmp(q->p, "kind=segv", 9) == 0) fault_segv();
+    if (q->len >= 9 && memcmp(q->p, "kind=hang", 9) == 0) {
+        fault_hang(call);
+        return;
+    }
     response_error(call->resp, 400);
 }
 

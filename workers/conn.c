@@ -1,6 +1,4 @@
-/* conn: the connection state machine (see conn.h), request exchanges, and
- * the hand-off of pool handlers. Loop thread only, except the two functions
- * marked as running on pool threads. */
+/* conn: the connection state machine (see conn.h). Loop thread only. */
 #include "workers/conn.h"
 
 #include <errno.h>
@@ -14,65 +12,45 @@
 #include <string.h>
 #include <sys/ioctl.h>
 #include <sys/sendfile.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "server/log.h"
 #include "workers/accesslog.h"
-#include "workers/pool.h"
-#include "workers/worker.h"
 
 /* Pipelined answers queued beyond this are flushed before parsing more. */
 #define OUT_HIGH_WATER (64 * 1024)
 /* Room kept free in the input buffer while reading a body. */
 #define BODY_READ_ROOM (16 * 1024)
-/* Cached structs kept per worker. */
-#define MAX_FREE_CONNS     1024
-#define MAX_FREE_EXCHANGES 256
+/* Cached connection structs kept per worker. */
+#define MAX_FREE_CONNS 1024
 /* Longest single sendfile() call. */
 #define SENDFILE_CHUNK (1u << 20)
+/* The status logged for a request whose client left before its answer
+ * (nginx's "client closed request"). */
+#define STATUS_CLIENT_GONE 499
 
 static const char CONTINUE_100[] = "HTTP/1.1 100 Continue\r\n\r\n";
 
-/* One request and its response on a connection. */
-struct exchange {
-    struct exchange *next_free;
-    struct worker *w;
-    struct conn *c;                     /* NULL once abandoned */
-    struct pool *pool;                  /* for pool threads, which must not follow c */
-    struct http_msg *msg;               /* the parser and the parsed request */
-    const struct http_request *log_req; /* what the access log shows */
-    const struct route *route;
-    struct response resp;
-    struct pool_job job;
-    struct event timer;   /* request_timeout of a pool handler */
-    struct buf orphan_in; /* the request's bytes, kept for an abandoned job */
-    struct timeval start;
-    size_t head_len;        /* bytes of conn->in holding the head */
-    uint64_t body_bytes;    /* body bytes sent, for the log */
-    int status;             /* status sent, for the log */
-    bool in_pool;           /* the job is queued or running */
-    bool stuck;             /* ran past request_timeout: counted in the scoreboard */
-    _Atomic bool abandoned; /* the client is gone; read by pool threads */
-    bool streaming;         /* a streamed response's head is queued */
-    bool chunked;           /* streamed pieces go as chunks */
-    bool head_only;         /* HEAD request: no body on the wire */
-};
-
 struct conn {
     struct conn *prev, *next;
-    struct worker *w;
+    struct conns *cs;
     int fd;
     enum conn_state state;
     enum conn_state armed; /* the state whose timeout the read event carries */
     unsigned armed_requests;
+    bool registered;      /* the read event is added */
     bool timer_restarted; /* this callback is a read: its timeout restarted */
     unsigned requests;    /* answered on this connection */
     uint64_t deadline_ms; /* READING_HEAD, LINGERING: when the total time is up */
-    bool close_after;     /* close once the output is flushed */
-    bool linger;          /* drain the client before closing */
-    bool client_closes;   /* the client asked to close: it sends nothing more */
-    bool peer_closed;     /* read returned 0 */
-    bool read_paused;     /* read event removed: input buffer full */
+    uint64_t body_start_ms;
+    uint64_t body_read; /* READING_BODY: bytes so far, for body_min_rate */
+    bool discard;       /* READING_BODY: the answer is out, the body is dropped */
+    bool close_after;   /* close once the output is flushed */
+    bool linger;        /* drain the client before closing */
+    bool client_closes; /* the client asked to close: it sends nothing more */
+    bool peer_closed;   /* read returned 0 */
+    bool read_paused;   /* read event removed: input buffer full */
     bool nodelay;
     struct event rev;
     struct event *wev; /* only while a write waits for room: idle connections stay small */
@@ -82,11 +60,7 @@ struct conn {
     void *file_hold; /* the file's owner (open-file cache entry), if not us */
     void (*file_release)(void *hold);
     struct exchange *ex;
-    union {
-        struct sockaddr sa;
-        struct sockaddr_in in4;
-        struct sockaddr_in6 in6;
-    } peer;
+    union ex_peer peer;
 };
 
 /* What a step of the machine leaves behind. */
@@ -103,99 +77,54 @@ static void conn_run(struct conn *c);
 static void conn_close(struct conn *c);
 static void conn_arm(struct conn *c);
 
-/* ---- exchanges -------------------------------------------------------- */
-
-static void on_request_timeout(evutil_socket_t fd, short what, void *arg);
-
-static struct exchange *exchange_get(struct worker *w) {
-    struct exchange *ex = w->free_exchanges;
-    if (ex) {
-        w->free_exchanges = ex->next_free;
-        w->nfree_exchanges--;
-    } else {
-        ex = calloc(1, sizeof *ex);
-        if (!ex) return NULL;
-        if (!(ex->msg = http_msg_new())) {
-            free(ex);
-            return NULL;
-        }
-        response_init(&ex->resp);
-        ex->w = w;
-        ex->pool = w->pool;
-        evtimer_assign(&ex->timer, w->base, on_request_timeout, ex);
-    }
-    ex->next_free = NULL;
-    return ex;
+/* Deadlines follow the monotonic clock: a clock step neither stretches nor
+ * cuts them. The coarse clock is a few ms precise, and cheap. */
+static uint64_t now_ms(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC_COARSE, &ts);
+    return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
 }
 
-static void exchange_put(struct exchange *ex) {
-    struct worker *w = ex->w;
-    response_reset(&ex->resp);
-    buf_release(&ex->orphan_in, NULL);
-    ex->c = NULL;
-    ex->route = NULL;
-    ex->log_req = NULL;
-    ex->head_len = 0;
-    ex->body_bytes = 0;
-    ex->status = 0;
-    ex->in_pool = ex->streaming = ex->chunked = ex->head_only = ex->stuck = false;
-    atomic_store(&ex->abandoned, false);
-    if (w->nfree_exchanges < MAX_FREE_EXCHANGES) {
-        ex->next_free = w->free_exchanges;
-        w->free_exchanges = ex;
-        w->nfree_exchanges++;
-        return;
-    }
-    http_msg_free(ex->msg);
-    response_free(&ex->resp);
-    free(ex);
+static struct timeval ms_tv(uint64_t ms) {
+    struct timeval tv = {(time_t)(ms / 1000), (suseconds_t)(ms % 1000) * 1000};
+    return tv;
 }
+
+/* ---- the request in flight -------------------------------------------- */
 
 static int exchange_begin(struct conn *c) {
-    struct exchange *ex = exchange_get(c->w);
+    struct exchange *ex = exchange_new(&c->cs->ex, c);
     if (!ex) return -1;
-    ex->c = c;
-    http_msg_start(ex->msg, &c->w->limits);
-    event_base_gettimeofday_cached(c->w->base, &ex->start);
+    ex->peer = c->peer;
     c->ex = ex;
     return 0;
 }
 
-/* The client is gone while a pool thread still works on its request: the
- * exchange lives on, with the request's bytes, until the job is done. */
-static void exchange_abandon(struct conn *c) {
-    struct exchange *ex = c->ex;
-    atomic_store(&ex->abandoned, true);
-    ex->c = NULL;
-    ex->orphan_in = c->in;
-    memset(&c->in, 0, sizeof c->in);
-    c->ex = NULL;
-}
-
-static uint64_t usec_since(struct worker *w, const struct timeval *start) {
-    struct timeval now;
-    event_base_gettimeofday_cached(w->base, &now);
-    int64_t us = (int64_t)(now.tv_sec - start->tv_sec) * 1000000 + (now.tv_usec - start->tv_usec);
-    return us > 0 ? (uint64_t)us : 0;
+static void log_request(struct conn *c, struct exchange *ex, int status) {
+    struct conns *cs = c->cs;
+    if (!cs->alog) return;
+    struct timeval wall;
+    struct timespec mono;
+    event_base_gettimeofday_cached(cs->base, &wall);
+    clock_gettime(CLOCK_MONOTONIC, &mono);
+    uint64_t now_us = (uint64_t)mono.tv_sec * 1000000 + (uint64_t)mono.tv_nsec / 1000;
+    accesslog_write(cs->alog, c->peer.sa.sa_family == AF_UNIX ? NULL : &c->peer.sa, wall.tv_sec,
+                    ex->req, status, ex->body_bytes,
+                    now_us > ex->start_us ? now_us - ex->start_us : 0);
 }
 
 /* The request is answered: log it, drop its bytes, wait for the next one. */
-static void exchange_finish(struct conn *c) {
+static void answered(struct conn *c) {
     struct exchange *ex = c->ex;
-    struct worker *w = c->w;
-    if (w->alog) {
-        struct timeval now;
-        event_base_gettimeofday_cached(w->base, &now);
-        accesslog_write(w->alog, c->peer.sa.sa_family == AF_UNIX ? NULL : &c->peer.sa, now.tv_sec,
-                        ex->log_req, ex->status, ex->body_bytes, usec_since(w, &ex->start));
-    }
-    w->requests++;
-    atomic_store_explicit(&w->slot->requests, w->requests, memory_order_relaxed);
+    struct conns *cs = c->cs;
+    log_request(c, ex, ex->status);
+    cs->requests++;
+    atomic_store_explicit(&cs->slot->requests, cs->requests, memory_order_relaxed);
     c->requests++;
     buf_consume(&c->in, ex->head_len);
-    if (buf_len(&c->in) == 0) buf_release(&c->in, &w->bufs);
-    exchange_put(ex);
+    if (buf_len(&c->in) == 0) buf_release(&c->in, &cs->bufs);
     c->ex = NULL;
+    exchange_free(ex);
     c->state = CONN_IDLE;
     /* Nagle only matters once a connection is kept: set it then (nginx does) */
     if (!c->close_after && !c->nodelay && c->peer.sa.sa_family != AF_UNIX) {
@@ -210,27 +139,40 @@ static void exchange_finish(struct conn *c) {
 /* Serializes the response head (and a memory body) into the output. */
 static int queue_head(struct conn *c) {
     struct exchange *ex = c->ex;
-    struct worker *w = c->w;
-    const struct http_request *req = ex->log_req;
+    struct conns *cs = c->cs;
+    const struct http_request *req = ex->req;
     struct response *resp = &ex->resp;
     unsigned version = req ? req->version : 11;
-    bool keep = req && req->keep_alive && !resp->close && !c->close_after && !w->stopping &&
-                c->requests + 1 < w->conf->keepalive_requests;
+    bool keep = req && req->keep_alive && !resp->close && !c->close_after && !cs->stopping &&
+                c->requests + 1 < cs->conf->keepalive_requests;
     /* an HTTP/1.0 stream ends where the connection does */
     if (resp->body == BODY_STREAM && version < 11) keep = false;
     struct response_framing f = {
         .version = version,
         .head_request = ex->head_only,
         .keep_alive = keep,
-        .server = w->conf->server_name,
+        .server = cs->conf->server_name,
     };
     struct timeval now;
-    event_base_gettimeofday_cached(w->base, &now);
-    if (response_serialize(resp, &f, &c->out, &w->bufs, now.tv_sec, &ex->chunked) < 0) return -1;
+    event_base_gettimeofday_cached(cs->base, &now);
+    if (response_serialize(resp, &f, &c->out, &cs->bufs, now.tv_sec, &ex->chunked) < 0) return -1;
     if (!keep) c->close_after = true;
     c->client_closes = req && !req->keep_alive;
     ex->status = resp->status;
+    ex->state = EX_RESPONDING;
     return 0;
+}
+
+/* The whole answer is queued (a file body may still be going out): the
+ * request ends once its unwanted body is dropped and the file sent. */
+static enum step queued(struct conn *c) {
+    if (c->discard)
+        c->state = CONN_READING_BODY;
+    else if (c->file_left)
+        c->state = CONN_WRITING;
+    else
+        answered(c);
+    return STEP_CONTINUE;
 }
 
 /* The handler is done: queue its response and move on. */
@@ -251,13 +193,10 @@ static enum step respond(struct conn *c) {
         ex->body_bytes = resp->file_len;
         resp->fd = -1;
         resp->hold = NULL;
-        c->state = CONN_WRITING;
-        return STEP_CONTINUE;
     }
     if (resp->body == BODY_MEM && body_on_wire) ex->body_bytes = resp->mem_len;
     if (resp->body == BODY_DATA && body_on_wire) ex->body_bytes = resp->data_len;
-    exchange_finish(c);
-    return STEP_CONTINUE;
+    return queued(c);
 }
 
 /* Answers with an error status and closes after it: the framing of anything
@@ -271,65 +210,19 @@ static enum step refuse(struct conn *c, int status) {
     log_debug("refused request with %d: %s", status, http_msg_error(ex->msg));
     response_error(&ex->resp, status);
     ex->resp.close = true;
+    c->discard = false;
     /* no content in any answer to HEAD, errors too (RFC 9110 9.3.2) */
-    ex->head_only =
-        http_msg_is_head(ex->msg) || (ex->log_req && ex->log_req->method == METHOD_HEAD);
+    ex->head_only = http_msg_is_head(ex->msg) || (ex->req && ex->req->method == METHOD_HEAD);
     c->linger = true;
     c->state = CONN_IDLE;
     return respond(c);
 }
 
-static void on_job_work(struct pool_job *job);
-static void on_job_done(struct pool_job *job);
-
-/* Runs the route's handler, here or on the pool. */
+/* Runs the route's handler; its answer is queued now or comes later. */
 static enum step dispatch(struct conn *c) {
-    struct exchange *ex = c->ex;
-    struct worker *w = c->w;
-    const struct http_request *req = ex->log_req;
-    const struct route *rt = ex->route;
-
-    if (!rt) {
-        if (req->path[0] == '*')
-            ex->resp.status = 204; /* OPTIONS *: the server is here */
-        else
-            response_error(&ex->resp, 404);
-        return respond(c);
-    }
-    if (rt->mode == ROUTE_POOL) {
-        ex->job.work = on_job_work;
-        ex->job.done = on_job_done;
-        if (pool_submit(w->pool, &ex->job) < 0) {
-            log_warn("pool queue full (pool_queue = %u): 503", w->conf->pool_queue);
-            response_error(&ex->resp, 503);
-            response_header(&ex->resp, "Retry-After", "1");
-            return respond(c);
-        }
-        ex->in_pool = true;
-        c->state = CONN_HANDLING;
-        evtimer_add(&ex->timer, w->t_request);
-        return STEP_WAIT;
-    }
-    struct handler_call call = {rt, req, &ex->resp, ex};
-    rt->handler->handle(&call);
-    return respond(c);
-}
-
-/* ---- pool hand-off ---------------------------------------------------- */
-
-/* A piece of a streamed body, posted by a pool thread. */
-struct piece {
-    struct pool_job msg;
-    struct exchange *ex;
-    size_t len;
-    char data[];
-};
-
-/* Pool thread. */
-static void on_job_work(struct pool_job *job) {
-    struct exchange *ex = (struct exchange *)((char *)job - offsetof(struct exchange, job));
-    struct handler_call call = {ex->route, ex->log_req, &ex->resp, ex};
-    ex->route->handler->handle(&call);
+    if (exchange_dispatch(c->ex)) return respond(c);
+    c->state = CONN_HANDLING;
+    return STEP_WAIT;
 }
 
 /* Queues the head of a streamed response once. */
@@ -339,91 +232,50 @@ static int stream_start(struct conn *c) {
     return queue_head(c);
 }
 
-static void on_piece(struct pool_job *msg) {
-    struct piece *pc = (struct piece *)msg;
-    struct exchange *ex = pc->ex;
-    struct conn *c = ex->c;
-    if (!atomic_load(&ex->abandoned)) {
-        if (stream_start(c) < 0 || (!ex->head_only && response_chunk(&c->out, &c->w->bufs, pc->data,
-                                                                     pc->len, ex->chunked) < 0)) {
-            free(pc);
-            conn_close(c);
-            return;
-        }
-        ex->body_bytes += ex->head_only ? 0 : pc->len;
-        free(pc);
-        conn_run(c);
+void conn_exchange_piece(struct conn *c, const void *p, size_t n) {
+    struct exchange *ex = c->ex;
+    if (stream_start(c) < 0 ||
+        (!ex->head_only && response_chunk(&c->out, &c->cs->bufs, p, n, ex->chunked) < 0)) {
+        conn_close(c);
         return;
     }
-    free(pc);
+    ex->body_bytes += ex->head_only ? 0 : n;
+    conn_run(c);
 }
 
-/* Pool thread. */
-int handler_stream_write(struct handler_call *call, const void *p, size_t n) {
-    struct exchange *ex = call->ex;
-    if (atomic_load(&ex->abandoned)) return -1;
-    if (n == 0) return 0;
-    struct piece *pc = malloc(sizeof *pc + n);
-    if (!pc) return -1;
-    pc->msg.work = NULL;
-    pc->msg.done = on_piece;
-    pc->ex = ex;
-    pc->len = n;
-    memcpy(pc->data, p, n);
-    pool_post(ex->pool, &pc->msg);
-    return 0;
-}
-
-static void on_job_done(struct pool_job *job) {
-    struct exchange *ex = (struct exchange *)((char *)job - offsetof(struct exchange, job));
-    ex->in_pool = false;
-    evtimer_del(&ex->timer);
-    if (ex->stuck) {
-        struct worker *w = ex->w;
-        log_warn("the handler of %s that exceeded request_timeout finished after %llu ms",
-                 ex->route->prefix, (unsigned long long)(usec_since(w, &ex->start) / 1000));
-        atomic_fetch_sub_explicit(&w->slot->pool_stuck, 1, memory_order_relaxed);
-    }
-    if (atomic_load(&ex->abandoned)) {
-        exchange_put(ex);
-        return;
-    }
-    struct conn *c = ex->c;
+void conn_exchange_done(struct conn *c) {
+    struct exchange *ex = c->ex;
     if (ex->resp.body == BODY_STREAM) {
         if (stream_start(c) < 0 ||
-            (!ex->head_only && response_chunk(&c->out, &c->w->bufs, NULL, 0, ex->chunked) < 0)) {
+            (!ex->head_only && response_chunk(&c->out, &c->cs->bufs, NULL, 0, ex->chunked) < 0)) {
             conn_close(c);
             return;
         }
-        exchange_finish(c);
+        queued(c);
     } else if (respond(c) == STEP_CLOSED) {
         return;
     }
     conn_run(c);
 }
 
-/* request_timeout: the client gets 504 and the connection closes; the job
- * finishes on its own and is then dropped. */
-static void on_request_timeout(evutil_socket_t fd, short what, void *arg) {
-    struct exchange *ex = arg;
-    struct conn *c = ex->c;
-    /* the thread cannot be stopped: it is counted as stuck until it returns */
-    ex->stuck = true;
-    atomic_fetch_add_explicit(&c->w->slot->pool_stuck, 1, memory_order_relaxed);
-    log_warn("handler of %s exceeded request_timeout (%u ms): 504; its pool thread is stuck",
-             ex->route->prefix, c->w->conf->request_timeout);
+void conn_exchange_timeout(struct conn *c, bool detached) {
+    struct exchange *ex = c->ex;
     if (ex->streaming) { /* too late for a status: cut the response */
-        exchange_abandon(c);
         conn_close(c);
         return;
     }
-    const struct http_request *req = ex->log_req;
-    exchange_abandon(c);
-    if (exchange_begin(c) < 0) {
-        conn_close(c);
-        return;
+    if (detached) {
+        /* the running job keeps its exchange (and the request's bytes); the
+         * 504 goes out from a new one, which logs the same request */
+        const struct http_request *req = ex->req;
+        c->ex = NULL;
+        exchange_abandon(ex, &c->in);
+        if (exchange_begin(c) < 0) {
+            conn_close(c);
+            return;
+        }
+        c->ex->req = req;
     }
-    c->ex->log_req = req; /* still alive: the abandoned exchange holds it */
     if (refuse(c, 504) != STEP_CLOSED) conn_run(c);
 }
 
@@ -431,21 +283,22 @@ static void on_request_timeout(evutil_socket_t fd, short what, void *arg) {
 
 /* The largest input buffer a request head may need: the parser refuses with
  * 414 or 431 before the buffer is full. */
-static size_t head_limit(const struct worker *w) {
-    return (size_t)(w->limits.max_uri + w->limits.max_header_size) + 2 * BUF_BLOCK;
+static size_t head_limit(const struct conns *cs) {
+    return (size_t)(cs->conf->max_uri + cs->conf->max_header_size) + 2 * BUF_BLOCK;
 }
 
 /* Whether more input may be read now, and makes room for it. In HANDLING and
  * WRITING the head must stay in place, so only free room is used. */
 static bool make_room(struct conn *c) {
-    struct worker *w = c->w;
+    struct conns *cs = c->cs;
     switch (c->state) {
     case CONN_IDLE:
-    case CONN_READING_HEAD: return buf_reserve(&c->in, &w->bufs, BUF_BLOCK / 4, head_limit(w)) == 0;
+    case CONN_READING_HEAD:
+        return buf_reserve(&c->in, &cs->bufs, BUF_BLOCK / 4, head_limit(cs)) == 0;
     case CONN_READING_BODY: {
         const char *old = buf_head(&c->in);
         size_t limit = c->ex->head_len + 2 * BODY_READ_ROOM;
-        if (buf_reserve(&c->in, &w->bufs, BODY_READ_ROOM, limit) < 0) return false;
+        if (buf_reserve(&c->in, &cs->bufs, BODY_READ_ROOM, limit) < 0) return false;
         if (buf_head(&c->in) != old)
             http_msg_rebase(c->ex->msg, old, buf_head(&c->in), c->ex->head_len);
         return true;
@@ -460,6 +313,7 @@ static bool make_room(struct conn *c) {
 static void pause_reading(struct conn *c) {
     if (!c->read_paused) {
         event_del(&c->rev);
+        c->registered = false;
         c->read_paused = true;
     }
 }
@@ -484,7 +338,11 @@ static int conn_read(struct conn *c) {
             return 0;
         }
         if (errno == EINTR) continue;
-        if (errno == EAGAIN) return 0;
+        if (errno == EAGAIN) {
+            /* nothing came: an empty buffer is not kept while waiting */
+            if (buf_len(&c->in) == 0) buf_release(&c->in, &c->cs->bufs);
+            return 0;
+        }
         conn_close(c); /* ECONNRESET and friends */
         return -1;
     }
@@ -506,22 +364,55 @@ static void conn_drain(struct conn *c) {
 
 /* ---- the machine ------------------------------------------------------ */
 
+/* Parses the body bytes that are here; the parsed ones leave the buffer
+ * (only the head stays), what follows the body is the next request. */
+static int parse_body(struct conn *c) {
+    struct exchange *ex = c->ex;
+    char *body = buf_head(&c->in) + ex->head_len;
+    size_t avail = buf_len(&c->in) - ex->head_len, used;
+    if (avail == 0) return HTTP_AGAIN;
+    c->body_read += avail;
+    int rc = http_msg_body(ex->msg, body, avail, &used);
+    if (rc == HTTP_AGAIN) {
+        c->in.end -= avail;
+    } else if (rc == HTTP_DONE) {
+        memmove(body, body + used, avail - used);
+        c->in.end -= used;
+    }
+    return rc;
+}
+
 static enum step head_done(struct conn *c, size_t head_len) {
     struct exchange *ex = c->ex;
-    struct worker *w = c->w;
+    struct conns *cs = c->cs;
     const struct http_request *req = http_msg_request(ex->msg);
     ex->head_len = head_len;
-    ex->log_req = req;
+    ex->req = req;
     ex->head_only = req->method == METHOD_HEAD;
-    ex->route = routes_match(&w->routes, req->path, req->path_len);
+    ex->route = routes_match(cs->routes, req->path, req->path_len);
     if (!http_msg_has_body(ex->msg)) return dispatch(c);
-    if (ex->route && ex->route->handler->wants_body) http_msg_keep_body(ex->msg);
+    c->state = CONN_READING_BODY;
+    c->body_start_ms = now_ms();
+    c->body_read = 0;
+    if (!ex->route || !ex->route->handler->wants_body) {
+        /* the answer does not depend on the body: it goes out now, and the
+         * body is dropped as it comes (nginx discards it the same way). A
+         * client that expected 100 Continue may not send it at all: then
+         * the connection closes after the answer, draining what comes. */
+        int rc = parse_body(c);
+        if (rc >= 400) return refuse(c, rc);
+        if (rc == HTTP_AGAIN && req->expect_continue)
+            c->close_after = c->linger = true;
+        else if (rc == HTTP_AGAIN)
+            c->discard = true;
+        return dispatch(c);
+    }
+    http_msg_keep_body(ex->msg);
     if (req->expect_continue && req->version >= 11 &&
-        buf_append(&c->out, &w->bufs, CONTINUE_100, sizeof CONTINUE_100 - 1) < 0) {
+        buf_append(&c->out, &cs->bufs, CONTINUE_100, sizeof CONTINUE_100 - 1) < 0) {
         conn_close(c);
         return STEP_CLOSED;
     }
-    c->state = CONN_READING_BODY;
     return STEP_CONTINUE;
 }
 
@@ -542,19 +433,15 @@ static enum step step_head(struct conn *c) {
 }
 
 static enum step step_body(struct conn *c) {
-    struct exchange *ex = c->ex;
-    char *body = buf_head(&c->in) + ex->head_len;
-    size_t avail = buf_len(&c->in) - ex->head_len, used;
-    if (avail == 0) return STEP_WAIT;
-    int rc = http_msg_body(ex->msg, body, avail, &used);
-    if (rc == HTTP_AGAIN) {
-        c->in.end -= avail; /* parsed: only the head stays */
-        return STEP_WAIT;
+    int rc = parse_body(c);
+    if (rc == HTTP_AGAIN) return STEP_WAIT;
+    if (c->discard) {
+        /* the answer is out already: a broken body can only end the connection */
+        c->discard = false;
+        if (rc != HTTP_DONE) c->close_after = c->linger = true;
+        return queued(c);
     }
     if (rc != HTTP_DONE) return refuse(c, rc);
-    /* what follows the body is the next request: keep it after the head */
-    memmove(body, body + used, avail - used);
-    c->in.end -= used;
     return dispatch(c);
 }
 
@@ -566,7 +453,7 @@ static enum step conn_step(struct conn *c) {
     case CONN_HANDLING: return STEP_WAIT;
     case CONN_WRITING:
         if (c->file_left || buf_len(&c->out)) return STEP_WAIT_OUTPUT;
-        exchange_finish(c);
+        answered(c);
         return STEP_CONTINUE;
     case CONN_LINGERING: return STEP_WAIT;
     }
@@ -582,10 +469,10 @@ struct wev_box {
     };
 };
 
-static struct event *wev_get(struct worker *w) {
-    struct wev_box *b = w->free_wevs;
+static struct event *wev_get(struct conns *cs) {
+    struct wev_box *b = cs->free_wevs;
     if (b)
-        w->free_wevs = b->next;
+        cs->free_wevs = b->next;
     else
         b = malloc(sizeof *b);
     return b ? &b->ev : NULL;
@@ -596,8 +483,8 @@ static void write_wait_end(struct conn *c) {
     struct wev_box *b = (struct wev_box *)c->wev;
     event_del(c->wev);
     c->wev = NULL;
-    b->next = c->w->free_wevs;
-    c->w->free_wevs = b;
+    b->next = c->cs->free_wevs;
+    c->cs->free_wevs = b;
 }
 
 static void on_write(evutil_socket_t fd, short what, void *arg);
@@ -615,7 +502,7 @@ static void drop_file(struct conn *c) {
 /* Writes queued output, then the file body; adds the write event only when
  * the socket is full. */
 static enum flush conn_flush(struct conn *c) {
-    struct worker *w = c->w;
+    struct conns *cs = c->cs;
     while (buf_len(&c->out)) {
         /* MSG_MORE: the head and the file's first bytes share a segment */
         int flags = MSG_NOSIGNAL | (c->file_left ? MSG_MORE : 0);
@@ -627,7 +514,8 @@ static enum flush conn_flush(struct conn *c) {
         }
         buf_consume(&c->out, (size_t)n);
     }
-    buf_release(&c->out, &w->bufs);
+    buf_release(&c->out, &cs->bufs);
+    if (c->ex) exchange_output_drained(c->ex);
     while (c->file_left) {
         off_t off = (off_t)c->file_off;
         size_t n = c->file_left < SENDFILE_CHUNK ? (size_t)c->file_left : SENDFILE_CHUNK;
@@ -647,41 +535,46 @@ static enum flush conn_flush(struct conn *c) {
 again:
     /* send_timeout counts from the last progress: re-adding resets it */
     if (!c->wev) {
-        if (!(c->wev = wev_get(w))) return FLUSH_ERROR;
-        event_assign(c->wev, w->base, c->fd, EV_WRITE | EV_PERSIST, on_write, c);
+        if (!(c->wev = wev_get(cs))) return FLUSH_ERROR;
+        event_assign(c->wev, cs->base, c->fd, EV_WRITE | EV_PERSIST, on_write, c);
     }
-    event_add(c->wev, w->t_send);
+    event_add(c->wev, cs->t_send);
     return FLUSH_AGAIN;
-}
-
-static uint64_t now_ms(struct worker *w) {
-    struct timeval tv;
-    event_base_gettimeofday_cached(w->base, &tv);
-    return (uint64_t)tv.tv_sec * 1000 + (uint64_t)tv.tv_usec / 1000;
 }
 
 /* A timeout that is a total, not a pause between reads. libevent restarts a
  * persistent event's timeout whenever it fires, so while waiting in such a
  * state the read event gets what is left of the deadline after each read. */
-static const struct timeval *time_left(struct conn *c, unsigned total_ms, bool restart,
-                                       struct timeval *tv) {
-    uint64_t now = now_ms(c->w);
+static struct timeval time_left(struct conn *c, unsigned total_ms, bool restart) {
+    uint64_t now = now_ms();
     if (restart || c->armed != c->state) c->deadline_ms = now + total_ms;
-    uint64_t left = c->deadline_ms > now ? c->deadline_ms - now : 0;
-    tv->tv_sec = (time_t)(left / 1000);
-    tv->tv_usec = (suseconds_t)(left % 1000) * 1000;
-    return tv;
+    return ms_tv(c->deadline_ms > now ? c->deadline_ms - now : 0);
+}
+
+/* READING_BODY: the pause allowed before the next read, shortened so that
+ * the body as a whole keeps up body_min_rate once body_timeout is used up
+ * (Apache's mod_reqtimeout MinRate): a trickle cannot hold the connection. */
+static struct timeval body_time_left(const struct conn *c) {
+    const struct conf *conf = c->cs->conf;
+    uint64_t left = conf->body_timeout, now = now_ms();
+    if (conf->body_min_rate) {
+        uint64_t deadline =
+            c->body_start_ms + conf->body_timeout + c->body_read * 1000 / conf->body_min_rate;
+        uint64_t rate_left = deadline > now ? deadline - now : 0;
+        if (rate_left < left) left = rate_left;
+    }
+    return ms_tv(left);
 }
 
 /* The read event's timeout for the state we are about to wait in. */
 static void conn_arm(struct conn *c) {
-    struct worker *w = c->w;
+    struct conns *cs = c->cs;
     const struct timeval *tv = NULL;
     struct timeval left;
-    bool rearm = c->armed != c->state;
+    bool rearm = c->armed != c->state || !c->registered;
     switch (c->state) {
     case CONN_IDLE:
-        tv = w->t_keepalive;
+        tv = cs->t_keepalive;
         /* idle time restarts with each request answered; after a read,
          * libevent already restarted the persistent timeout itself */
         rearm |= c->armed_requests != c->requests && !c->timer_restarted;
@@ -689,14 +582,24 @@ static void conn_arm(struct conn *c) {
     case CONN_READING_HEAD:
         /* each head has its own deadline, also one that arrived together
          * with the end of the previous request */
-        tv = time_left(c, w->conf->header_timeout, c->armed_requests != c->requests, &left);
+        left = time_left(c, cs->conf->header_timeout, c->armed_requests != c->requests);
+        tv = &left;
         rearm = true;
         break;
-    case CONN_READING_BODY: tv = w->t_body; break; /* a pause: persistence restarts it */
-    case CONN_HANDLING:                            /* the exchange's own timer */
+    case CONN_READING_BODY:
+        if (cs->conf->body_min_rate) {
+            left = body_time_left(c);
+            tv = &left;
+            rearm = true;
+        } else {
+            tv = cs->t_body; /* a pause: persistence restarts it */
+        }
+        break;
+    case CONN_HANDLING: /* the exchange's own timer */
     case CONN_WRITING: break;
     case CONN_LINGERING:
-        tv = time_left(c, w->conf->linger_timeout, false, &left);
+        left = time_left(c, cs->conf->linger_timeout, false);
+        tv = &left;
         rearm = true;
         break;
     }
@@ -711,10 +614,11 @@ static void conn_arm(struct conn *c) {
     /* event_add(ev, NULL) keeps a timeout already scheduled: remove it */
     if (tv)
         event_add(&c->rev, tv);
-    else if (event_pending(&c->rev, EV_READ, NULL))
+    else if (c->registered)
         event_remove_timer(&c->rev);
     else
         event_add(&c->rev, NULL);
+    c->registered = true;
     c->armed = c->state;
     c->armed_requests = c->requests;
 }
@@ -737,7 +641,7 @@ static void conn_finish_close(struct conn *c) {
     }
     shutdown(c->fd, SHUT_WR);
     c->state = CONN_LINGERING;
-    buf_release(&c->in, &c->w->bufs);
+    buf_release(&c->in, &c->cs->bufs);
     conn_arm(c);
 }
 
@@ -759,7 +663,7 @@ static void conn_run(struct conn *c) {
          * keep-alive (begun before the stop) closes as soon as it is idle;
          * requests it has already sent are answered first */
         if (c->state == CONN_IDLE &&
-            (c->close_after || c->peer_closed || (c->w->idle_grace_over && !buf_len(&c->in)))) {
+            (c->close_after || c->peer_closed || (c->cs->idle_grace_over && !buf_len(&c->in)))) {
             conn_finish_close(c);
             return;
         }
@@ -781,6 +685,7 @@ static void conn_timeout(struct conn *c) {
         if (buf_len(&c->in) == 0) break;
         /* fall through */
     case CONN_READING_BODY:
+        if (c->discard) break; /* answered already: nothing more to say */
         if (refuse(c, 408) != STEP_CLOSED) conn_run(c);
         return;
     case CONN_IDLE:
@@ -821,17 +726,17 @@ static void on_write(evutil_socket_t fd, short what, void *arg) {
 
 /* ---- life and death --------------------------------------------------- */
 
-void conn_accept(struct worker *w, int fd, const struct sockaddr *peer, socklen_t peerlen) {
-    struct conn *c = w->free_conns;
+void conn_accept(struct conns *cs, int fd, const struct sockaddr *peer, socklen_t peerlen) {
+    struct conn *c = cs->free;
     if (c) {
-        w->free_conns = c->next;
-        w->nfree_conns--;
+        cs->free = c->next;
+        cs->nfree--;
         memset(c, 0, sizeof *c);
     } else if (!(c = calloc(1, sizeof *c))) {
         close(fd);
         return;
     }
-    c->w = w;
+    c->cs = cs;
     c->fd = fd;
     c->file_fd = -1;
     c->state = CONN_READING_HEAD;
@@ -839,53 +744,58 @@ void conn_accept(struct worker *w, int fd, const struct sockaddr *peer, socklen_
         memcpy(&c->peer, peer, peerlen);
     else
         c->peer.sa.sa_family = AF_UNSPEC;
-    event_assign(&c->rev, w->base, fd, EV_READ | EV_PERSIST, on_read, c);
-    c->next = w->conns;
-    if (w->conns) w->conns->prev = c;
-    w->conns = c;
-    w->nconns++;
-    atomic_store_explicit(&w->slot->connections, w->nconns, memory_order_relaxed);
+    event_assign(&c->rev, cs->base, fd, EV_READ | EV_PERSIST, on_read, c);
+    c->next = cs->list;
+    if (cs->list) cs->list->prev = c;
+    cs->list = c;
+    cs->n++;
+    atomic_store_explicit(&cs->slot->connections, cs->n, memory_order_relaxed);
     /* the first request's head gets header_timeout from the accept */
-    event_add(&c->rev, w->t_header);
     c->armed = CONN_READING_HEAD;
-    c->deadline_ms = now_ms(w) + w->conf->header_timeout;
+    c->deadline_ms = now_ms() + cs->conf->header_timeout;
+    /* The request is usually here already: read it before asking epoll to
+     * watch the socket, so a connection answered and closed at once costs
+     * no epoll_ctl at all (the read event is added when a read would block). */
+    if (conn_read(c) < 0) return;
+    conn_run(c);
 }
 
 static void conn_close(struct conn *c) {
-    struct worker *w = c->w;
+    struct conns *cs = c->cs;
     if (c->ex) {
-        if (c->ex->in_pool)
-            exchange_abandon(c);
-        else
-            exchange_put(c->ex);
+        struct exchange *ex = c->ex;
         c->ex = NULL;
+        /* every request whose head was read has its line in the log */
+        if (ex->req && ex->state != EX_PARSING)
+            log_request(c, ex, ex->state == EX_HANDLING ? STATUS_CLIENT_GONE : ex->status);
+        exchange_abandon(ex, &c->in);
     }
     event_del(&c->rev);
     write_wait_end(c);
     close(c->fd);
     if (c->file_fd >= 0) drop_file(c);
-    buf_release(&c->in, &w->bufs);
-    buf_release(&c->out, &w->bufs);
+    buf_release(&c->in, &cs->bufs);
+    buf_release(&c->out, &cs->bufs);
 
     if (c->prev)
         c->prev->next = c->next;
     else
-        w->conns = c->next;
+        cs->list = c->next;
     if (c->next) c->next->prev = c->prev;
-    w->nconns--;
-    atomic_store_explicit(&w->slot->connections, w->nconns, memory_order_relaxed);
-    if (w->nfree_conns < MAX_FREE_CONNS) {
-        c->next = w->free_conns;
-        w->free_conns = c;
-        w->nfree_conns++;
+    cs->n--;
+    atomic_store_explicit(&cs->slot->connections, cs->n, memory_order_relaxed);
+    if (cs->nfree < MAX_FREE_CONNS) {
+        c->next = cs->free;
+        cs->free = c;
+        cs->nfree++;
     } else {
         free(c);
     }
-    worker_conn_closed(w);
+    cs->closed(cs->closed_arg);
 }
 
-void conns_close_idle(struct worker *w) {
-    struct conn *c = w->conns, *next;
+void conns_close_idle(struct conns *cs) {
+    struct conn *c = cs->list, *next;
     for (; c; c = next) {
         next = c->next;
         bool idle = c->state == CONN_IDLE || (c->state == CONN_READING_HEAD && !buf_len(&c->in));
@@ -896,28 +806,21 @@ void conns_close_idle(struct worker *w) {
     }
 }
 
-void conns_close_all(struct worker *w) {
-    while (w->conns) conn_close(w->conns);
+void conns_close_all(struct conns *cs) {
+    while (cs->list) conn_close(cs->list);
 }
 
-void conns_free_cached(struct worker *w) {
-    while (w->free_wevs) {
-        struct wev_box *b = w->free_wevs;
-        w->free_wevs = b->next;
+void conns_fini(struct conns *cs) {
+    while (cs->free_wevs) {
+        struct wev_box *b = cs->free_wevs;
+        cs->free_wevs = b->next;
         free(b);
     }
-    while (w->free_conns) {
-        struct conn *c = w->free_conns;
-        w->free_conns = c->next;
+    while (cs->free) {
+        struct conn *c = cs->free;
+        cs->free = c->next;
         free(c);
     }
-    w->nfree_conns = 0;
-    while (w->free_exchanges) {
-        struct exchange *ex = w->free_exchanges;
-        w->free_exchanges = ex->next_free;
-        http_msg_free(ex->msg);
-        response_free(&ex->resp);
-        free(ex);
-    }
-    w->nfree_exchanges = 0;
+    cs->nfree = 0;
+    exchange_env_fini(&cs->ex);
 }

@@ -17,38 +17,106 @@
  *   Connection: close; then LINGERING reads and drops what the client still
  *   sends (linger_timeout), so that the answer is not lost to a reset.
  *
- * Rules: the read event stays registered for the connection's life (it is
- * paused only when the input buffer is full or the peer closed); the write
- * event is added only when a write returns EAGAIN. Output is flushed whenever
- * the machine is about to wait. One request is in flight at a time. */
+ * A request that does not want its body (a static file, an unknown path) is
+ * answered as soon as its head is read: a body that is all here already is
+ * dropped and the connection stays open; otherwise the answer carries
+ * Connection: close and the rest is drained while LINGERING. A body must
+ * also keep up body_min_rate on average (after body_timeout), or 408.
+ *
+ * Rules: a new connection is read at once (its request is usually there
+ * already), and its read event is registered only when a read would block;
+ * then it stays registered for the connection's life (paused only when the
+ * input buffer is full or the peer closed). The write event is added only
+ * when a write returns EAGAIN. Output is flushed whenever the machine is
+ * about to wait. One request is in flight at a time. Deadlines follow the
+ * monotonic clock.
+ *
+ * What a connection owns, and when each thing ends:
+ *   fd            the socket: closed in conn_close(), after which libevent
+ *                 forgets both events (a registered fd's pending
+ *                 EPOLL_CTL_DEL then fails harmlessly: the close removed it).
+ *   rev           read event and its timeout (the state's deadline): with
+ *                 the connection.
+ *   wev           write event (send_timeout): only while output waits for
+ *                 room; back to the cache when the output drains or at close.
+ *   in, out       buffers: back to the block cache when empty, at close.
+ *   file_fd       a file body being sent: closed, or released to its owner
+ *                 (open-file cache entry), when sent or at close.
+ *   ex            the request in flight (exchange.h): freed when answered;
+ *                 abandoned at close (it ends on its own).
+ * Connection structs and write events are cached per worker (struct conns),
+ * at most MAX_FREE_CONNS, and freed at worker exit by conns_fini(). */
 #ifndef PREFORKD_CONN_H
 #define PREFORKD_CONN_H
 
 #include <stdbool.h>
+#include <stdint.h>
 #include <sys/socket.h>
 
-struct worker;
+#include "server/conf.h"
+#include "server/scoreboard.h"
+#include "workers/buf.h"
+#include "workers/exchange.h"
+#include "workers/route.h"
+
+struct conn;
+struct wev_box;
+struct accesslog;
+struct event_base;
 
 enum conn_state {
     CONN_IDLE,         /* keep-alive: no byte of the next request yet */
     CONN_READING_HEAD, /* part of a request head has arrived */
     CONN_READING_BODY, /* the head is parsed; reading or dropping the body */
-    CONN_HANDLING,     /* a pool thread is running the handler */
+    CONN_HANDLING,     /* the handler's answer comes later (pool) */
     CONN_WRITING,      /* a file body is going out; the next request waits */
     CONN_LINGERING,    /* answered and half-closed; draining the client */
 };
 
+/* A worker's connections: what they need from the worker (filled in by it
+ * before the first conn_accept() and kept for its life), and their list and
+ * caches (conn.c's own). */
+struct conns {
+    struct event_base *base;
+    const struct conf *conf;
+    const struct routes *routes;
+    struct sb_slot *slot;
+    struct accesslog *alog; /* NULL: no access log */
+    struct exchange_env ex; /* what requests in flight need */
+    struct bufcache bufs;   /* buffer blocks */
+    const struct timeval *t_header, *t_body, *t_send, *t_keepalive; /* common timeouts */
+    void (*closed)(void *arg); /* called after a connection closed */
+    void *closed_arg;
+    bool stopping;        /* answers carry Connection: close */
+    bool idle_grace_over; /* graceful stop: a connection closes once idle */
+
+    /* conn.c's own */
+    struct conn *list; /* every open connection */
+    unsigned n;
+    struct conn *free; /* cached conn structs */
+    unsigned nfree;
+    struct wev_box *free_wevs; /* cached write events */
+    uint64_t requests;         /* answered; mirrored into the slot */
+};
+
 /* Takes over an accepted socket (non-blocking). */
-void conn_accept(struct worker *w, int fd, const struct sockaddr *peer, socklen_t peerlen);
+void conn_accept(struct conns *cs, int fd, const struct sockaddr *peer, socklen_t peerlen);
 
 /* Graceful stop: closes the connections that are idle (nothing of a request
  * has arrived); the others close after their current response, because a
  * stopping worker answers with Connection: close. */
-void conns_close_idle(struct worker *w);
+void conns_close_idle(struct conns *cs);
 /* Fast stop: every connection, now. */
-void conns_close_all(struct worker *w);
+void conns_close_all(struct conns *cs);
+/* Frees the caches (worker exit, after conns_close_all). */
+void conns_fini(struct conns *cs);
 
-/* Frees cached connection and exchange structs (at worker exit). */
-void conns_free_cached(struct worker *w);
+/* From the connection's exchange (loop thread): the handler's answer is
+ * ready (or its stream ended); a streamed piece; request_timeout passed
+ * (detached: the exchange stays with its running job, the connection must
+ * answer from a new one). */
+void conn_exchange_done(struct conn *c);
+void conn_exchange_piece(struct conn *c, const void *p, size_t n);
+void conn_exchange_timeout(struct conn *c, bool detached);
 
 #endif

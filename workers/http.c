@@ -48,6 +48,8 @@ struct http_msg {
 
     /* head scanning */
     size_t line_start;  /* start of the line being scanned */
+    size_t rl_checked;  /* bytes of an unfinished request line found valid so far */
+    unsigned rl_state;  /* where in the request line rl_checked ends (enum reqline_part) */
     size_t scanned;     /* bytes searched for the line's LF */
     size_t fields_from; /* end of the request line */
     unsigned empty_lines, field_lines;
@@ -118,6 +120,55 @@ static int check_request_line(struct http_msg *m, const char *line, size_t len) 
         v[7] < '0' || v[7] > '9')
         return refuse(m, 400, "malformed HTTP version");
     if (v[5] != '1') return refuse(m, 505, "HTTP version not supported");
+    return 0;
+}
+
+/* The request line as it arrives: each byte is checked once, so that bytes
+ * that cannot begin a request (a TLS ClientHello, "G(T /", a binary
+ * protocol) are refused at once instead of holding the connection for
+ * header_timeout. Only what check_request_line() would refuse with 400 is
+ * refused here, so that the verdict does not depend on how the bytes
+ * arrive. */
+enum reqline_part { RL_START, RL_METHOD, RL_TARGET_START, RL_TARGET, RL_VERSION };
+
+static int check_partial_request_line(struct http_msg *m, const char *line, size_t len) {
+    static const char version[] = "HTTP/d.d";
+    for (size_t i = m->rl_checked; i < len; i++) {
+        unsigned char c = (unsigned char)line[i];
+        switch (m->rl_state) {
+        case RL_START:
+            /* a CR here begins an empty line (its LF has not come yet) */
+            if (c == '\r' && len == 1) return 0;
+            if (!is_tchar(c)) return refuse(m, 400, "malformed request line");
+            m->rl_state = RL_METHOD;
+            break;
+        case RL_METHOD:
+            if (c == ' ')
+                m->rl_state = RL_TARGET_START;
+            else if (!is_tchar(c))
+                return refuse(m, 400, "malformed request line");
+            break;
+        case RL_TARGET_START:
+        case RL_TARGET:
+            if (c == ' ' && m->rl_state == RL_TARGET) {
+                m->rl_state = RL_VERSION;
+                m->rl_checked = i + 1; /* the version starts after it */
+                break;
+            }
+            if (c <= ' ' || c >= 0x7f) return refuse(m, 400, "malformed request target");
+            m->rl_state = RL_TARGET;
+            break;
+        case RL_VERSION: {
+            size_t at = i - m->rl_checked;
+            if (at == sizeof version - 1 && c == '\r') return 0; /* its LF is on the way */
+            bool ok = at < sizeof version - 1 &&
+                      (version[at] == 'd' ? c >= '0' && c <= '9' : c == (unsigned char)version[at]);
+            if (!ok) return refuse(m, 400, "malformed HTTP version");
+            continue; /* rl_checked stays at the version's start */
+        }
+        }
+        if (m->rl_state != RL_VERSION) m->rl_checked = i + 1;
+    }
     return 0;
 }
 
@@ -338,9 +389,10 @@ static int check_head(struct http_msg *m) {
     if (m->has_te && m->has_cl) return refuse(m, 400, "both Content-Length and Transfer-Encoding");
     if (m->has_te && r->version == 10) return refuse(m, 400, "Transfer-Encoding in HTTP/1.0");
     if (m->has_te && !r->chunked) return refuse(m, 400, "empty Transfer-Encoding");
-    r->content_length = (p->flags & F_CONTENTLENGTH) ? (int64_t)p->content_length : -1;
-    if (r->content_length > 0 && (uint64_t)r->content_length > m->lim->max_body_size)
+    /* compared unsigned: a length of 2^63 or more must not read as negative */
+    if ((p->flags & F_CONTENTLENGTH) && p->content_length > m->lim->max_body_size)
         return refuse(m, 413, "body larger than max_body_size");
+    r->content_length = (p->flags & F_CONTENTLENGTH) ? (int64_t)p->content_length : -1;
     /* "close" wins over "keep-alive" (RFC 9112 9.3); http-parser lets an
      * HTTP/1.0 keep-alive token win whatever else the field says */
     r->keep_alive = http_should_keep_alive(p) && !(p->flags & F_CONNECTION_CLOSE);
@@ -453,6 +505,25 @@ void http_msg_start(struct http_msg *m, const struct http_limits *lim) {
     m->parser.data = m;
 }
 
+void http_msg_trim(struct http_msg *m, size_t max) {
+    if (m->body_cap > max) {
+        free(m->body);
+        m->body = NULL;
+        m->body_cap = 0;
+        m->req.body.p = NULL;
+    }
+    if (m->path_cap > max) {
+        free(m->path);
+        m->path = NULL;
+        m->path_cap = 0;
+    }
+    if (m->fields_cap * sizeof *m->req.fields > max) {
+        free(m->req.fields);
+        m->req.fields = NULL;
+        m->fields_cap = 0;
+    }
+}
+
 struct http_request *http_msg_request(struct http_msg *m) {
     return &m->req;
 }
@@ -481,6 +552,8 @@ int http_msg_head(struct http_msg *m, const char *buf, size_t len, size_t *used)
          * among them), and a way to hide fields from us: smuggling */
         if (memchr(line, '\r', line_len)) return refuse(m, 400, "bare CR in the request head");
 
+        m->rl_checked = 0;
+        m->rl_state = RL_START;
         if (!m->have_reqline) {
             if (line_len == 0) {
                 if (++m->empty_lines > MAX_LEADING_EMPTY_LINES)
@@ -509,6 +582,9 @@ int http_msg_head(struct http_msg *m, const char *buf, size_t len, size_t *used)
         if (++m->field_lines > lim->max_headers) return refuse(m, 431, "too many header fields");
     }
     m->scanned = pos;
+    if (!m->have_reqline &&
+        check_partial_request_line(m, buf + m->line_start, len - m->line_start) != 0)
+        return m->status;
     /* the line in progress may already be over its limit */
     if (!m->have_reqline && len - m->line_start > lim->max_uri + REQLINE_SLACK)
         return refuse(m, 414, "request line too long");

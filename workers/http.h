@@ -93,6 +93,9 @@ void http_msg_free(struct http_msg *m);
 /* Resets m for a new request under the given limits (kept by reference). */
 void http_msg_start(struct http_msg *m, const struct http_limits *lim);
 struct http_request *http_msg_request(struct http_msg *m);
+/* Frees buffers grown past max bytes (the body, the path, the field table),
+ * so that a cached http_msg does not keep the largest request's memory. */
+void http_msg_trim(struct http_msg *m, size_t max);
 
 /* buf holds the request from its first byte; len grows between calls. On
  * HTTP_DONE *used is the length of the head. */

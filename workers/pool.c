@@ -71,6 +71,7 @@ static void *thread_main(void *arg) {
         struct pool_job *j;
         while (!(j = pop(&p->jobs)) && !p->stopping) pthread_cond_wait(&p->wake, &p->lock);
         if (!j) break;
+        j->started = true;
         p->busy++;
         pthread_mutex_unlock(&p->lock);
         j->work(j);
@@ -137,10 +138,28 @@ int pool_submit(struct pool *p, struct pool_job *job) {
         errno = EAGAIN;
         return -1;
     }
+    job->started = false;
     push(&p->jobs, job);
     pthread_cond_signal(&p->wake);
     pthread_mutex_unlock(&p->lock);
     return 0;
+}
+
+int pool_cancel(struct pool *p, struct pool_job *job) {
+    pthread_mutex_lock(&p->lock);
+    struct pool_job **link = &p->jobs.head, *prev = NULL;
+    while (*link && *link != job) {
+        prev = *link;
+        link = &(*link)->next;
+    }
+    bool queued = *link == job;
+    if (queued) {
+        *link = job->next;
+        if (p->jobs.tail == job) p->jobs.tail = prev;
+        p->jobs.len--;
+    }
+    pthread_mutex_unlock(&p->lock);
+    return queued ? 0 : -1;
 }
 
 int pool_fd(const struct pool *p) {

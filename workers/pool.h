@@ -13,10 +13,15 @@
 
 struct pool;
 
+/* A job is owned by its submitter; between pool_submit() and its done
+ * callback the pool holds it (queued, then running, then waiting for the loop
+ * thread). pool_cancel() takes back a job that has not started: its done
+ * callback then never runs. */
 struct pool_job {
     struct pool_job *next;
     void (*work)(struct pool_job *job); /* on a pool thread */
     void (*done)(struct pool_job *job); /* on the loop thread, after work */
+    bool started;                       /* a thread took it (under the pool's lock) */
 };
 
 /* Starts threads; queue_max jobs may wait beyond the running ones. NULL with
@@ -28,6 +33,10 @@ void pool_destroy(struct pool *p);
 
 /* Queues a job; -1 with errno EAGAIN when the queue is full. Loop thread. */
 int pool_submit(struct pool *p, struct pool_job *job);
+/* Takes a queued job back before any thread started it: 0, and neither work
+ * nor done will run; -1 when it has started (done will still come). Loop
+ * thread. */
+int pool_cancel(struct pool *p, struct pool_job *job);
 /* From job->work: hands a message to the loop thread, whose done callback
  * runs there in the order of posting, before the job's own done. */
 void pool_post(struct pool *p, struct pool_job *msg);

@@ -34,6 +34,19 @@ void response_reset(struct response *r) {
     r->close = false;
 }
 
+void response_trim(struct response *r, size_t max) {
+    if (r->mem_cap > max) {
+        free(r->mem);
+        r->mem = NULL;
+        r->mem_cap = r->mem_len = 0;
+    }
+    if (r->headers_cap > max) {
+        free(r->headers);
+        r->headers = NULL;
+        r->headers_cap = r->headers_len = 0;
+    }
+}
+
 void response_free(struct response *r) {
     response_reset(r);
     free(r->mem);

@@ -45,6 +45,8 @@ void response_init(struct response *r);
 /* Back to an empty 200 response, keeping allocated memory; closes a file. */
 void response_reset(struct response *r);
 void response_free(struct response *r);
+/* Frees buffers grown past max bytes (after response_reset()). */
+void response_trim(struct response *r, size_t max);
 
 /* Appends "name: value" with value formatted like printf. */
 int response_header(struct response *r, const char *name, const char *fmt, ...)

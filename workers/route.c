@@ -5,6 +5,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "workers/exchange.h"
+
 static const struct handler *const handlers[] = {
     &static_handler, &sleep_handler, &echo_handler, &status_handler,
 #ifdef PREFORKD_FAULT_HANDLER
@@ -72,4 +74,16 @@ const struct route *routes_match(const struct routes *rs, const char *path, size
         if (rt->prefix_len <= len && memcmp(rt->prefix, path, rt->prefix_len) == 0) return rt;
     }
     return NULL;
+}
+
+int handler_stream_write(struct handler_call *call, const void *p, size_t n) {
+    return exchange_stream_write(call->ex, p, n);
+}
+
+int handler_wait(struct handler_call *call, unsigned ms) {
+    return exchange_wait(call->ex, ms);
+}
+
+bool handler_cancelled(const struct handler_call *call) {
+    return exchange_cancelled(call->ex);
 }

@@ -3,7 +3,10 @@
  * A handler turns a request into a response. It runs on the loop thread
  * (mode = inline) or on a pool thread (mode = pool) and must not touch the
  * connection: only the request, the response and its route. A pool handler
- * may stream a body of unknown length with handler_stream_write(). */
+ * may stream a body of unknown length with handler_stream_write(), wait with
+ * handler_wait(), and should stop when handler_cancelled() says the client
+ * is gone. Routes (and what their init opened) live as long as the worker;
+ * a fast stop that leaves pool handlers running does not free them. */
 #ifndef PREFORKD_ROUTE_H
 #define PREFORKD_ROUTE_H
 
@@ -61,8 +64,13 @@ const struct route *routes_match(const struct routes *rs, const char *path, size
 
 /* From a pool handler: sends n bytes of a streamed body (the response must
  * have body = BODY_STREAM and its status and headers set; they may not change
- * after the first call). Returns -1 if the client is gone. Defined in conn.c. */
+ * after the first call). Waits while the client is slow to read (at most
+ * stream_buffer bytes are on their way). Returns -1 if the client is gone. */
 int handler_stream_write(struct handler_call *call, const void *p, size_t n);
+/* From a pool handler: sleeps ms milliseconds; -1 early when cancelled. */
+int handler_wait(struct handler_call *call, unsigned ms);
+/* From a pool handler: the client is gone or request_timeout passed. */
+bool handler_cancelled(const struct handler_call *call);
 
 extern const struct handler static_handler;
 extern const struct handler sleep_handler;

@@ -4,6 +4,7 @@
 #include <errno.h>
 #include <event2/event.h>
 #include <limits.h>
+#include <malloc.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdatomic.h>
@@ -31,6 +32,10 @@
 #define PEER_STALE_MS     2000
 /* Buffer blocks kept for reuse. */
 #define BUF_CACHE_BLOCKS 1024
+/* Allocations this large are mmapped and given back to the system when
+ * freed. Setting it also turns off glibc's raising of the threshold after
+ * large frees, which would keep a burst's memory in the heap for good. */
+#define MMAP_THRESHOLD (128 * 1024)
 
 static void accept_enable(struct worker *w, bool on) {
     if (w->accepting == on || (on && w->stopping)) return;
@@ -64,14 +69,14 @@ static bool over_fair_share(struct worker *w) {
         unsigned n = atomic_load_explicit(&s->connections, memory_order_relaxed);
         if (n < least) least = n;
     }
-    return least != UINT_MAX && w->nconns >= least + ACCEPT_SLACK;
+    return least != UINT_MAX && w->conns.n >= least + ACCEPT_SLACK;
 }
 
 static void on_accept(evutil_socket_t lfd, short what, void *arg) {
     struct worker *w = arg;
     for (int i = 0; i < ACCEPT_BATCH; i++) {
-        if (w->nconns >= w->conf->max_connections) {
-            /* the rest wait in the backlog; resumed by worker_conn_closed() */
+        if (w->conns.n >= w->conf->max_connections) {
+            /* the rest wait in the backlog; resumed by on_conn_closed() */
             accept_enable(w, false);
             return;
         }
@@ -108,7 +113,7 @@ static void on_accept(evutil_socket_t lfd, short what, void *arg) {
         }
         w->accept_defers = 0;
         atomic_fetch_add_explicit(&w->slot->accepted, 1, memory_order_relaxed);
-        conn_accept(w, fd, (struct sockaddr *)&sa, len);
+        conn_accept(&w->conns, fd, (struct sockaddr *)&sa, len);
     }
 }
 
@@ -116,12 +121,14 @@ static void on_accept_retry(evutil_socket_t fd, short what, void *arg) {
     accept_enable(arg, true);
 }
 
-void worker_conn_closed(struct worker *w) {
+/* A connection closed: accepting may resume, a graceful stop may be done. */
+static void on_conn_closed(void *arg) {
+    struct worker *w = arg;
     if (w->stopping) {
-        if (w->nconns == 0) event_base_loopbreak(w->base);
+        if (w->conns.n == 0) event_base_loopbreak(w->base);
         return;
     }
-    if (!w->accepting && w->nconns < w->conf->max_connections) {
+    if (!w->accepting && w->conns.n < w->conf->max_connections) {
         event_del(w->accept_retry);
         accept_enable(w, true);
     }
@@ -142,39 +149,56 @@ static void on_tick(evutil_socket_t fd, short what, void *arg) {
     struct worker *w = arg;
     update_slot(w);
     if (w->alog) accesslog_flush(w->alog);
+    /* a second without requests after some: give what the burst freed back
+     * to the system, so that idle memory does not follow the busiest moment */
+    uint64_t served = w->conns.requests;
+    if (served == w->served_last_tick && served != w->trimmed_at) {
+        malloc_trim(0);
+        w->trimmed_at = served;
+    }
+    w->served_last_tick = served;
 }
 
 static void stop_now(struct worker *w) {
     w->fast_stop = true;
-    conns_close_all(w);
+    conns_close_all(&w->conns);
     event_base_loopbreak(w->base);
 }
 
 static void on_stop_timeout(evutil_socket_t fd, short what, void *arg) {
     struct worker *w = arg;
-    log_warn("shutdown_timeout: closing %u connection(s) still open", w->nconns);
+    log_warn("shutdown_timeout: closing %u connection(s) still open", w->conns.n);
     stop_now(w);
 }
 
 static void on_idle_grace(evutil_socket_t fd, short what, void *arg) {
     struct worker *w = arg;
-    w->idle_grace_over = true;
-    conns_close_idle(w);
+    w->conns.idle_grace_over = true;
+    conns_close_idle(&w->conns);
+}
+
+/* Our copies of the listening sockets, closed once the loop has applied the
+ * removal of their accept events (see worker.h). */
+static void on_close_listeners(evutil_socket_t fd, short what, void *arg) {
+    struct worker *w = arg;
+    for (size_t i = 0; i < w->nlisteners; i++) listen_close(&w->listeners[i], false);
 }
 
 static void begin_stop(struct worker *w, bool fast) {
     if (!w->stopping) {
+        static const struct timeval now = {0, 0};
         accept_enable(w, false);
-        w->stopping = true;
+        event_del(w->accept_retry);
+        w->stopping = w->conns.stopping = true;
         atomic_store_explicit(&w->slot->state, SLOT_STOPPING, memory_order_relaxed);
         /* our copies only: the master keeps the sockets open for others */
-        for (size_t i = 0; i < w->nlisteners; i++) listen_close(&w->listeners[i], false);
+        event_add(w->close_listeners, &now);
     }
     if (fast) {
         stop_now(w);
         return;
     }
-    if (w->nconns == 0) {
+    if (w->conns.n == 0) {
         event_base_loopbreak(w->base);
         return;
     }
@@ -234,6 +258,7 @@ static int setup(struct worker *w, const struct creds *creds) {
         log_error("%s", err);
         return -1;
     }
+    mallopt(M_MMAP_THRESHOLD, MMAP_THRESHOLD);
 
     struct event_config *cfg = event_config_new();
     if (!cfg) return -1;
@@ -245,16 +270,9 @@ static int setup(struct worker *w, const struct creds *creds) {
         log_error("cannot create the event loop");
         return -1;
     }
-    w->t_header = common_timeout(w->base, c->header_timeout);
-    w->t_body = common_timeout(w->base, c->body_timeout);
-    w->t_send = common_timeout(w->base, c->send_timeout);
-    w->t_keepalive = common_timeout(w->base, c->keepalive_timeout);
-    w->t_request = common_timeout(w->base, c->request_timeout);
-
     w->limits =
         (struct http_limits){c->max_uri, c->max_header_size, c->max_headers, c->max_body_size};
     http_init(&w->limits);
-    bufcache_init(&w->bufs, BUF_CACHE_BLOCKS);
     if (routes_init(&w->routes, c, err, sizeof err) < 0) {
         log_error("%s", err);
         return -1;
@@ -264,12 +282,33 @@ static int setup(struct worker *w, const struct creds *creds) {
         return -1;
     }
     w->pool_ev = event_new(w->base, pool_fd(w->pool), EV_READ | EV_PERSIST, on_pool, w);
+
+    struct conns *cs = &w->conns;
+    cs->base = w->base;
+    cs->conf = c;
+    cs->routes = &w->routes;
+    cs->slot = w->slot;
+    cs->alog = w->alog;
+    cs->ex = (struct exchange_env){.base = w->base,
+                                   .conf = c,
+                                   .limits = &w->limits,
+                                   .pool = w->pool,
+                                   .slot = w->slot,
+                                   .t_request = common_timeout(w->base, c->request_timeout)};
+    bufcache_init(&cs->bufs, BUF_CACHE_BLOCKS);
+    cs->t_header = common_timeout(w->base, c->header_timeout);
+    cs->t_body = common_timeout(w->base, c->body_timeout);
+    cs->t_send = common_timeout(w->base, c->send_timeout);
+    cs->t_keepalive = common_timeout(w->base, c->keepalive_timeout);
+    cs->closed = on_conn_closed;
+    cs->closed_arg = w;
     w->accept_evs = calloc(w->nlisteners, sizeof *w->accept_evs);
     if (!w->accept_evs) return -1;
     for (size_t i = 0; i < w->nlisteners; i++)
         w->accept_evs[i] =
             event_new(w->base, w->listeners[i].fd, EV_READ | EV_PERSIST, on_accept, w);
     w->accept_retry = evtimer_new(w->base, on_accept_retry, w);
+    w->close_listeners = evtimer_new(w->base, on_close_listeners, w);
     w->stop_timer = evtimer_new(w->base, on_stop_timeout, w);
     w->idle_grace = evtimer_new(w->base, on_idle_grace, w);
     w->tick = event_new(w->base, -1, EV_PERSIST, on_tick, w);
@@ -284,46 +323,52 @@ static int setup(struct worker *w, const struct creds *creds) {
     return 0;
 }
 
-/* A fast stop does not wait for handlers still running: their threads end
- * with the process. The pool stays reachable here, for the leak checker. */
-static struct pool *volatile left_running;
+/* A fast stop does not wait for handlers still running: the process exits
+ * under them, so nothing they may use (routes, pool, exchanges, the worker
+ * itself) is freed. Kept reachable here, for the leak checker. */
+static struct worker *volatile left_running;
 
 static void teardown(struct worker *w) {
-    w->stopping = true; /* nothing may re-enable accepting now */
-    conns_close_all(w);
+    w->stopping = w->conns.stopping = true; /* nothing may re-enable accepting now */
+    if (w->conns.base) conns_close_all(&w->conns);
     if (w->pool) {
         unsigned busy = pool_busy(w->pool);
         if (busy && w->fast_stop) {
             log_info("fast stop: leaving %u pool handler(s) running", busy);
-            left_running = w->pool;
-            w->pool = NULL;
-        } else {
-            if (busy) log_info("waiting for %u pool handler(s) to finish", busy);
-            pool_destroy(w->pool);
+            left_running = w;
+            if (w->alog) accesslog_flush(w->alog);
+            return;
         }
+        if (busy) log_info("waiting for %u pool handler(s) to finish", busy);
+        pool_destroy(w->pool);
     }
-    conns_free_cached(w);
+    conns_fini(&w->conns);
     for (size_t i = 0; w->accept_evs && i < w->nlisteners; i++)
         if (w->accept_evs[i]) event_free(w->accept_evs[i]);
     free(w->accept_evs);
-    struct event *evs[] = {w->pool_ev,    w->accept_retry, w->stop_timer, w->idle_grace, w->tick,
-                           w->signals[0], w->signals[1],   w->signals[2], w->signals[3]};
+    struct event *evs[] = {w->pool_ev,    w->accept_retry, w->close_listeners, w->stop_timer,
+                           w->idle_grace, w->tick,         w->signals[0],      w->signals[1],
+                           w->signals[2], w->signals[3]};
     for (size_t i = 0; i < sizeof evs / sizeof evs[0]; i++)
         if (evs[i]) event_free(evs[i]);
     routes_free(&w->routes);
     accesslog_close(w->alog);
-    bufcache_destroy(&w->bufs);
+    bufcache_destroy(&w->conns.bufs);
     if (w->base) event_base_free(w->base);
+    for (size_t i = 0; i < w->nlisteners; i++) listen_close(&w->listeners[i], false);
+    free(w);
 }
 
 int worker_run(const struct conf *conf, struct listener *listeners, size_t nlisteners,
                struct sb_slot *slot, const struct creds *creds) {
-    struct worker w;
-    memset(&w, 0, sizeof w);
-    w.conf = conf;
-    w.listeners = listeners;
-    w.nlisteners = nlisteners;
-    w.slot = slot;
+    /* on the heap: pool threads left running by a fast stop may still
+     * reach it while the process exits */
+    struct worker *w = calloc(1, sizeof *w);
+    if (!w) return 1;
+    w->conf = conf;
+    w->listeners = listeners;
+    w->nlisteners = nlisteners;
+    w->slot = slot;
 
     /* the master's business, not ours: a HUP sent to the process group must
      * not kill workers */
@@ -339,17 +384,16 @@ int worker_run(const struct conf *conf, struct listener *listeners, size_t nlist
     for (size_t i = 0; i < sizeof stop_signals / sizeof stop_signals[0]; i++)
         sigaddset(&ours, stop_signals[i]);
     int status = 1;
-    if (setup(&w, creds) == 0) {
+    if (setup(w, creds) == 0) {
         sigset_t none;
         sigemptyset(&none);
         pthread_sigmask(SIG_SETMASK, &none, NULL);
         atomic_store_explicit(&slot->state, SLOT_SERVING, memory_order_relaxed);
-        update_slot(&w);
-        event_base_dispatch(w.base);
+        update_slot(w);
+        event_base_dispatch(w->base);
         status = 0;
     }
     pthread_sigmask(SIG_BLOCK, &ours, NULL);
-    w.exit_status = status;
-    teardown(&w);
+    teardown(w);
     return status;
 }

@@ -8,6 +8,30 @@
  *                                    connections, finish requests in flight
  *                 SIGINT             fast: close everything now
  *                 SIGUSR1            reopen the log files
+ *
+ * What a worker owns, and when each thing ends:
+ *   the event loop            with the worker (teardown()).
+ *   listening sockets         inherited copies: their accept events are
+ *                             removed as a stop begins, and the copies are
+ *                             closed by a zero timer, i.e. only after the loop
+ *                             applied the removal: a descriptor closed with
+ *                             its EPOLL_CTL_DEL still pending would stay in
+ *                             the epoll set (the socket lives on in the
+ *                             master) and make the loop spin.
+ *   accept_retry              timer: EMFILE pause or fair-share deferral; with
+ *                             the worker.
+ *   tick                      once a second: heartbeat, counters, log flush,
+ *                             memory trim after a burst; with the worker.
+ *   stop_timer, idle_grace    graceful stop: shutdown_timeout and
+ *                             shutdown_idle_timeout; with the worker.
+ *   signal events             with the worker; the signals stay blocked from
+ *                             fork to setup and again from teardown on.
+ *   the pool and its eventfd  pool_destroy() in teardown waits for running
+ *                             handlers, except after a fast stop: then the
+ *                             process exits under them, and nothing they use
+ *                             (routes, pool, this struct) is freed first.
+ *   connections               struct conns (conn.h).
+ *   the access log            flushed every tick and closed at exit.
  */
 #ifndef PREFORKD_WORKER_H
 #define PREFORKD_WORKER_H
@@ -20,19 +44,16 @@
 #include "server/listen.h"
 #include "server/privs.h"
 #include "server/scoreboard.h"
-#include "workers/buf.h"
+#include "workers/conn.h"
 #include "workers/http.h"
 #include "workers/route.h"
 
 struct event_base;
 struct event;
-struct conn;
-struct exchange;
 struct pool;
-struct wev_box;
 struct accesslog;
 
-/* The per-process state shared by the worker's modules (loop thread only). */
+/* The per-process state of a worker (loop thread only). */
 struct worker {
     struct event_base *base;
     const struct conf *conf;
@@ -44,43 +65,29 @@ struct worker {
     struct listener *listeners;
     size_t nlisteners;
     struct event **accept_evs;
-    bool accepting;             /* accept events are added */
-    unsigned accept_defers;     /* times in a row we left a connection to peers */
-    struct event *accept_retry; /* re-enables accepting after EMFILE */
+    bool accepting;                /* accept events are added */
+    unsigned accept_defers;        /* times in a row we left a connection to peers */
+    struct event *accept_retry;    /* re-enables accepting after EMFILE */
+    struct event *close_listeners; /* closes our copies once the loop forgot them */
 
     struct sb_slot *slot;
     struct accesslog *alog;
     struct event *tick; /* once a second: heartbeat, counters, log flush */
     struct event *signals[4];
-    struct event *stop_timer; /* graceful stop that took too long */
-    struct event *idle_grace; /* graceful stop: idle connections close then */
+    struct event *stop_timer;  /* graceful stop that took too long */
+    struct event *idle_grace;  /* graceful stop: idle connections close then */
+    uint64_t served_last_tick; /* requests served at the previous tick */
+    uint64_t trimmed_at;       /* requests served when memory was last trimmed */
 
-    struct conn *conns; /* every open connection */
-    unsigned nconns;
-    struct conn *free_conns; /* cached conn structs */
-    unsigned nfree_conns;
-    struct exchange *free_exchanges;
-    struct wev_box *free_wevs; /* cached write events */
-    unsigned nfree_exchanges;
-    struct bufcache bufs;
-
-    /* libevent common timeouts: O(1) queues, one per duration */
-    const struct timeval *t_header, *t_body, *t_send, *t_keepalive, *t_request;
+    struct conns conns;
 
     bool stopping;
-    bool idle_grace_over; /* graceful stop: a connection is closed once idle */
     bool fast_stop;
-    int exit_status;
-    uint64_t requests; /* served; mirrored into the slot each tick */
 };
 
 /* Serves until stopped; returns the exit status for the process. The
  * access log is opened first, then privileges are dropped to creds. */
 int worker_run(const struct conf *conf, struct listener *listeners, size_t nlisteners,
                struct sb_slot *slot, const struct creds *creds);
-
-/* Called by conn.c when a connection is gone: accept may resume, a graceful
- * stop may be complete. */
-void worker_conn_closed(struct worker *w);
 
 #endif

@@ -277,9 +277,15 @@ def test_oversized_input_is_refused_with_bounded_memory(make_server, site):
 
 @pytest.mark.timing
 def test_stuck_pool_handler_is_reported(make_server, site):
-    srv = make_server(config=conf(site, "request_timeout = 1s\nthreads = 2"))
+    """A pool handler deaf to cancellation (the test build's fault?kind=hang)
+    runs past request_timeout: the client gets 504, and the thread counts as
+    stuck until it returns."""
+    if not has_fault_handler(site):
+        pytest.skip("needs a build with PREFORKD_FAULT_HANDLER (scripts/test builds one)")
+    srv = make_server(config=conf(site, "request_timeout = 1s\nthreads = 2") +
+                      "[route /fault]\nhandler = fault\nmode = pool\n")
     t0 = time.monotonic()
-    r = get(srv.port, "/sleep?ms=3000")
+    r = get(srv.port, "/fault?kind=hang&ms=3000")
     assert r.status == 504 and time.monotonic() - t0 < 2.5
     st = status(srv.port)
     assert st["pool_stuck"] == 1 and st["pool_busy"] <= 2

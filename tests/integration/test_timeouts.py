@@ -165,9 +165,11 @@ def test_stalled_body_gets_408_after_body_timeout(srv):
         assert rd.closed(timeout=3)
 
 
-def test_slow_but_steady_body_is_not_cut(srv):
+def test_slow_but_steady_body_is_not_cut(make_server, site):
     """body_timeout is the pause between two reads, not the body's total time:
-    a body sent in pieces 0.25 s apart over ~2 s is answered."""
+    a body sent in pieces 0.25 s apart over ~2 s is answered (at 40 bytes/s,
+    above the body_min_rate set here)."""
+    srv = make_server(config=_config(site, body_min_rate="16"))
     pieces = [bytes([65 + i]) * 10 for i in range(8)]
     body = b"".join(pieces)
     with srv.connect() as s:
