@@ -1,7 +1,8 @@
 /* builtin: small handlers that ship with the server.
  *
- *   sleep   GET ?ms=N[&chunks=K]: waits N ms on a pool thread, then answers
- *           (or streams K chunks over N ms); shows that slow work on the pool
+ *   sleep   GET ?ms=N[&chunks=K[&size=B]]: waits N ms on a pool thread, then
+ *           answers (or streams K chunks over N ms, of B bytes each when
+ *           size is given); shows that slow work on the pool
  *           does not stall the loop. Always mode = pool. Stops waiting when
  *           its client goes away.
  *   echo    answers with the request body (any method); a load-test target
@@ -11,7 +12,8 @@
  *           builds): GET ?kind=segv|abort crashes the worker from handler
  *           code, so tests can show a crash costs only that worker;
  *           ?kind=hang&ms=N blocks N ms, deaf to cancellation (a stuck
- *           handler, in mode = pool).
+ *           handler, in mode = pool); ?kind=touch&ms=N reads its route's
+ *           memory every millisecond for N ms (a handler outliving a stop).
  */
 #include <inttypes.h>
 #include <stdio.h>
@@ -24,7 +26,8 @@
 #include "workers/route.h"
 
 #define SLEEP_MAX_MS     600000
-#define SLEEP_MAX_CHUNKS 1000
+#define SLEEP_MAX_CHUNKS 100000
+#define SLEEP_MAX_SIZE   (1024 * 1024)
 
 /* The decimal value of query parameter name, or dflt when absent; -1 when
  * present but not a number in [0, max]. */
@@ -54,8 +57,9 @@ static void sleep_handle(struct handler_call *call) {
     struct response *resp = call->resp;
     long ms = query_number(call->req, "ms", 100, SLEEP_MAX_MS);
     long chunks = query_number(call->req, "chunks", 0, SLEEP_MAX_CHUNKS);
+    long size = query_number(call->req, "size", 0, SLEEP_MAX_SIZE);
     char text[64];
-    if (ms < 0 || chunks < 0) {
+    if (ms < 0 || chunks < 0 || size < 0) {
         response_error(resp, 400);
         return;
     }
@@ -67,11 +71,17 @@ static void sleep_handle(struct handler_call *call) {
         return;
     }
     resp->body = BODY_STREAM;
+    char *filler = size ? malloc((size_t)size) : NULL;
+    if (filler) memset(filler, 'x', (size_t)size);
     for (long i = 0; i < chunks; i++) {
-        if (handler_wait(call, (unsigned)(ms / chunks)) < 0) return;
+        if (handler_wait(call, (unsigned)(ms / chunks)) < 0) break;
         int n = snprintf(text, sizeof text, "chunk %ld of %ld\n", i + 1, chunks);
-        if (handler_stream_write(call, text, (size_t)n) < 0) return; /* client gone */
+        /* size=N: pieces of N bytes, for tests of slow readers */
+        if (filler ? handler_stream_write(call, filler, (size_t)size) < 0
+                   : handler_stream_write(call, text, (size_t)n) < 0)
+            break; /* client gone */
     }
+    free(filler);
 }
 
 const struct handler sleep_handler = {
@@ -154,12 +164,29 @@ static void fault_hang(struct handler_call *call) {
     response_append(call->resp, "hung\n", 5);
 }
 
+/* A handler that reads its route's memory every millisecond for ms: what a
+ * handler still running at a fast stop may do. */
+static void fault_touch(struct handler_call *call) {
+    long ms = query_number(call->req, "ms", 1000, SLEEP_MAX_MS);
+    volatile char sink = 0;
+    for (long i = 0; i < ms; i++) {
+        sink ^= call->route->prefix[0] ^ call->route->conf->prefix[0];
+        struct timespec ts = {0, 1000000L};
+        nanosleep(&ts, NULL);
+    }
+    response_append(call->resp, "touched\n", 8);
+}
+
 static void fault_handle(struct handler_call *call) {
     const struct http_str *q = &call->req->query;
     if (q->len == 10 && memcmp(q->p, "kind=abort", 10) == 0) abort();
     if (q->len == 9 && memcmp(q->p, "kind=segv", 9) == 0) fault_segv();
     if (q->len >= 9 && memcmp(q->p, "kind=hang", 9) == 0) {
         fault_hang(call);
+        return;
+    }
+    if (q->len >= 10 && memcmp(q->p, "kind=touch", 10) == 0) {
+        fault_touch(call);
         return;
     }
     response_error(call->resp, 400);

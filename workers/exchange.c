@@ -13,6 +13,9 @@
 
 /* Exchanges kept for reuse per worker. */
 #define MAX_FREE_EXCHANGES 256
+/* A handler that returns later than this after being cancelled at
+ * request_timeout did not stop when asked: that is worth a warning. */
+#define STOP_NOTICE_US 200000
 
 static void on_request_timeout(evutil_socket_t fd, short what, void *arg);
 
@@ -132,8 +135,12 @@ static void on_job_done(struct pool_job *job) {
     ex->in_pool = false;
     evtimer_del(&ex->timer);
     if (ex->stuck) {
-        log_warn("the handler of %s that exceeded request_timeout finished after %llu ms",
-                 ex->route->prefix, (unsigned long long)((now_us() - ex->start_us) / 1000));
+        uint64_t late = now_us() - ex->cancelled_us;
+        if (late > STOP_NOTICE_US)
+            log_warn("the handler of %s that exceeded request_timeout finished after %llu ms "
+                     "(%llu ms after it was asked to stop)",
+                     ex->route->prefix, (unsigned long long)((now_us() - ex->start_us) / 1000),
+                     (unsigned long long)(late / 1000));
         atomic_fetch_sub_explicit(&env->slot->pool_stuck, 1, memory_order_relaxed);
     }
     if (!ex->conn) {
@@ -185,11 +192,13 @@ static void on_request_timeout(evutil_socket_t fd, short what, void *arg) {
         conn_exchange_timeout(ex->conn, false);
         return;
     }
+    /* the thread cannot be stopped, only asked: it counts as stuck until
+     * it returns (at once, for a handler that watches exchange_cancelled) */
     cancel(ex);
-    /* the thread cannot be stopped: it counts as stuck until it returns */
     ex->stuck = true;
+    ex->cancelled_us = now_us();
     atomic_fetch_add_explicit(&env->slot->pool_stuck, 1, memory_order_relaxed);
-    log_warn("handler of %s exceeded request_timeout (%u ms): 504; its pool thread is stuck",
+    log_warn("handler of %s exceeded request_timeout (%u ms): 504; asked it to stop",
              ex->route->prefix, env->conf->request_timeout);
     conn_exchange_timeout(ex->conn, true);
 }

@@ -106,8 +106,9 @@ struct exchange {
 
     /* the pool hand-off */
     struct pool_job job;
-    bool in_pool; /* submitted, and its done callback has not run yet */
-    bool stuck;   /* ran past request_timeout: counted in the scoreboard */
+    bool in_pool;          /* submitted, and its done callback has not run yet */
+    bool stuck;            /* ran past request_timeout: counted in the scoreboard */
+    uint64_t cancelled_us; /* when request_timeout asked it to stop */
     struct event timer;
     struct buf orphan_in;
 

@@ -9,6 +9,9 @@
 
 /* Bytes the request line may have beyond the target: method, spaces, version. */
 #define REQLINE_SLACK 64
+/* Longer than any method http-parser knows: such a request line is refused
+ * with 501 (unknown method) as soon as the method is this long. */
+#define MAX_METHOD_LEN 20
 /* Empty lines tolerated before a request line (RFC 9112 section 2.2). */
 #define MAX_LEADING_EMPTY_LINES 8
 /* Longest chunk-size line, extensions included. */
@@ -129,7 +132,7 @@ static int check_request_line(struct http_msg *m, const char *line, size_t len) 
  * header_timeout. Only what check_request_line() would refuse with 400 is
  * refused here, so that the verdict does not depend on how the bytes
  * arrive. */
-enum reqline_part { RL_START, RL_METHOD, RL_TARGET_START, RL_TARGET, RL_VERSION };
+enum reqline_part { RL_START, RL_METHOD, RL_TARGET_START, RL_SCHEME, RL_TARGET, RL_VERSION };
 
 static int check_partial_request_line(struct http_msg *m, const char *line, size_t len) {
     static const char version[] = "HTTP/d.d";
@@ -147,16 +150,32 @@ static int check_partial_request_line(struct http_msg *m, const char *line, size
                 m->rl_state = RL_TARGET_START;
             else if (!is_tchar(c))
                 return refuse(m, 400, "malformed request line");
+            else if (i >= MAX_METHOD_LEN)
+                return refuse(m, 501, "method not implemented");
             break;
         case RL_TARGET_START:
+            /* origin-form, asterisk-form, or the scheme of absolute-form
+             * (http-parser takes letters only there) */
+            if (c == '/' || c == '*')
+                m->rl_state = RL_TARGET;
+            else if ((c | 0x20) >= 'a' && (c | 0x20) <= 'z')
+                m->rl_state = RL_SCHEME;
+            else
+                return refuse(m, 400, "malformed request target");
+            break;
+        case RL_SCHEME:
+            if (c == ':')
+                m->rl_state = RL_TARGET;
+            else if (!((c | 0x20) >= 'a' && (c | 0x20) <= 'z'))
+                return refuse(m, 400, "malformed request target");
+            break;
         case RL_TARGET:
-            if (c == ' ' && m->rl_state == RL_TARGET) {
+            if (c == ' ') {
                 m->rl_state = RL_VERSION;
                 m->rl_checked = i + 1; /* the version starts after it */
                 break;
             }
-            if (c <= ' ' || c >= 0x7f) return refuse(m, 400, "malformed request target");
-            m->rl_state = RL_TARGET;
+            if (c < ' ' || c >= 0x7f) return refuse(m, 400, "malformed request target");
             break;
         case RL_VERSION: {
             size_t at = i - m->rl_checked;

@@ -22,6 +22,7 @@ struct pool {
     unsigned queue_max;
     unsigned busy;
     bool stopping;
+    _Atomic unsigned *busy_gauge, *queued_gauge; /* mirrors, for other processes */
 
     pthread_mutex_t done_lock;
     struct queue done;
@@ -64,6 +65,20 @@ void pool_post(struct pool *p, struct pool_job *msg) {
     }
 }
 
+/* Under p->lock. */
+static void update_gauges(struct pool *p) {
+    if (p->busy_gauge) atomic_store_explicit(p->busy_gauge, p->busy, memory_order_relaxed);
+    if (p->queued_gauge) atomic_store_explicit(p->queued_gauge, p->jobs.len, memory_order_relaxed);
+}
+
+void pool_set_gauges(struct pool *p, _Atomic unsigned *busy, _Atomic unsigned *queued) {
+    pthread_mutex_lock(&p->lock);
+    p->busy_gauge = busy;
+    p->queued_gauge = queued;
+    update_gauges(p);
+    pthread_mutex_unlock(&p->lock);
+}
+
 static void *thread_main(void *arg) {
     struct pool *p = arg;
     pthread_mutex_lock(&p->lock);
@@ -73,11 +88,13 @@ static void *thread_main(void *arg) {
         if (!j) break;
         j->started = true;
         p->busy++;
+        update_gauges(p);
         pthread_mutex_unlock(&p->lock);
         j->work(j);
         pool_post(p, j);
         pthread_mutex_lock(&p->lock);
         p->busy--;
+        update_gauges(p);
     }
     pthread_mutex_unlock(&p->lock);
     return NULL;
@@ -140,6 +157,7 @@ int pool_submit(struct pool *p, struct pool_job *job) {
     }
     job->started = false;
     push(&p->jobs, job);
+    update_gauges(p);
     pthread_cond_signal(&p->wake);
     pthread_mutex_unlock(&p->lock);
     return 0;
@@ -157,6 +175,7 @@ int pool_cancel(struct pool *p, struct pool_job *job) {
         *link = job->next;
         if (p->jobs.tail == job) p->jobs.tail = prev;
         p->jobs.len--;
+        update_gauges(p);
     }
     pthread_mutex_unlock(&p->lock);
     return queued ? 0 : -1;

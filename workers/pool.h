@@ -9,6 +9,7 @@
 #ifndef PREFORKD_POOL_H
 #define PREFORKD_POOL_H
 
+#include <stdatomic.h>
 #include <stdbool.h>
 
 struct pool;
@@ -49,5 +50,8 @@ unsigned pool_complete(struct pool *p);
 /* Threads running a job now, and jobs waiting, for the scoreboard. */
 unsigned pool_busy(struct pool *p);
 unsigned pool_queued(struct pool *p);
+/* Shared counters the pool keeps equal to pool_busy() and pool_queued() as
+ * they change (the scoreboard's), or NULL. Before the first submit. */
+void pool_set_gauges(struct pool *p, _Atomic unsigned *busy, _Atomic unsigned *queued);
 
 #endif

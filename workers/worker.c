@@ -141,8 +141,6 @@ static void on_pool(evutil_socket_t fd, short what, void *arg) {
 
 static void update_slot(struct worker *w) {
     atomic_store_explicit(&w->slot->heartbeat_ms, monotonic_ms(), memory_order_relaxed);
-    atomic_store_explicit(&w->slot->pool_busy, pool_busy(w->pool), memory_order_relaxed);
-    atomic_store_explicit(&w->slot->pool_queued, pool_queued(w->pool), memory_order_relaxed);
 }
 
 static void on_tick(evutil_socket_t fd, short what, void *arg) {
@@ -281,6 +279,7 @@ static int setup(struct worker *w, const struct creds *creds) {
         log_error("thread pool: %s", strerror(errno));
         return -1;
     }
+    pool_set_gauges(w->pool, &w->slot->pool_busy, &w->slot->pool_queued);
     w->pool_ev = event_new(w->base, pool_fd(w->pool), EV_READ | EV_PERSIST, on_pool, w);
 
     struct conns *cs = &w->conns;
