@@ -25,6 +25,12 @@ static uint64_t now_us(void) {
     return (uint64_t)ts.tv_sec * 1000000 + (uint64_t)ts.tv_nsec / 1000;
 }
 
+static void timer_stop(struct exchange *ex) {
+    if (!ex->timer_on) return;
+    evtimer_del(&ex->timer);
+    ex->timer_on = false;
+}
+
 static void destroy(struct exchange *ex) {
     http_msg_free(ex->msg);
     response_free(&ex->resp);
@@ -88,7 +94,7 @@ static void reset(struct exchange *ex) {
 
 void exchange_free(struct exchange *ex) {
     struct exchange_env *env = ex->env;
-    evtimer_del(&ex->timer);
+    timer_stop(ex);
     reset(ex);
     if (env->nfree >= MAX_FREE_EXCHANGES) {
         destroy(ex);
@@ -133,7 +139,7 @@ static void on_job_done(struct pool_job *job) {
     struct exchange *ex = of_job(job);
     struct exchange_env *env = ex->env;
     ex->in_pool = false;
-    evtimer_del(&ex->timer);
+    timer_stop(ex);
     if (ex->stuck) {
         uint64_t late = now_us() - ex->cancelled_us;
         if (late > STOP_NOTICE_US)
@@ -173,6 +179,7 @@ bool exchange_dispatch(struct exchange *ex) {
         }
         ex->in_pool = true;
         evtimer_add(&ex->timer, env->t_request);
+        ex->timer_on = true;
         return false;
     }
     struct handler_call call = {rt, req, &ex->resp, ex};
@@ -184,6 +191,7 @@ bool exchange_dispatch(struct exchange *ex) {
 static void on_request_timeout(evutil_socket_t fd, short what, void *arg) {
     struct exchange *ex = arg;
     struct exchange_env *env = ex->env;
+    ex->timer_on = false;
     if (pool_cancel(env->pool, &ex->job) == 0) {
         /* never started: nothing runs for it, the client gets 504 */
         ex->in_pool = false;
@@ -205,7 +213,7 @@ static void on_request_timeout(evutil_socket_t fd, short what, void *arg) {
 
 void exchange_abandon(struct exchange *ex, struct buf *in) {
     ex->conn = NULL;
-    evtimer_del(&ex->timer);
+    timer_stop(ex);
     if (ex->in_pool && pool_cancel(ex->env->pool, &ex->job) == 0) ex->in_pool = false;
     if (!ex->in_pool) {
         exchange_free(ex);

@@ -110,6 +110,7 @@ struct exchange {
     bool stuck;            /* ran past request_timeout: counted in the scoreboard */
     uint64_t cancelled_us; /* when request_timeout asked it to stop */
     struct event timer;
+    bool timer_on; /* timer is added */
     struct buf orphan_in;
 
     /* shared with the pool thread running the handler, under mu */
