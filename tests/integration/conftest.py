@@ -6,9 +6,11 @@ import os
 import pathlib
 import re
 import resource
+import shutil
 import signal as signals
 import socket
 import subprocess
+import tempfile
 import time
 
 import pytest
@@ -36,6 +38,37 @@ SLOW = 10 if os.environ.get("PREFORKD_UNDER_VALGRIND") else 1
 def pytest_configure(config):
     config.addinivalue_line("markers", "timing: asserts latencies or timeouts that a server "
                                        "under valgrind cannot meet (scripts/valgrind skips them)")
+
+# What a test run makes in /tmp outside pytest's own folder carries this
+# run's pid in its name, so that the check below can tell it from what other
+# test runs on the machine make at the same time. tempfile's default prefix
+# is set to it: a bare tempfile.mkdtemp() is tagged too.
+TMP_TAG = f"preforkd-test-{os.getpid()}-"
+tempfile.template = TMP_TAG
+
+
+@pytest.fixture(scope="session", autouse=True)
+def nothing_left_in_tmp():
+    """A test run leaves nothing in /tmp (pytest-of-* is pytest's own)."""
+    top = tempfile.gettempdir()
+    before = set(os.listdir(top))
+    yield
+    left = sorted(n for n in set(os.listdir(top)) - before if n.startswith(TMP_TAG))
+    for name in left:
+        shutil.rmtree(os.path.join(top, name), ignore_errors=True)
+    assert not left, f"the tests left {left} in {top} (removed now)"
+
+
+@pytest.fixture
+def open_tmp():
+    """A folder that users other than root can reach, for tests whose workers
+    run as nobody (pytest's tmp_path lies under a folder only root may
+    enter). Removed at the end of the test."""
+    path = pathlib.Path(tempfile.mkdtemp())
+    path.chmod(0o755)
+    yield path
+    shutil.rmtree(path, ignore_errors=True)
+
 
 # What a clean run never prints.
 BAD_LOG = re.compile(r"AddressSanitizer|LeakSanitizer|runtime error:|killed by signal|"

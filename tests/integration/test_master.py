@@ -10,7 +10,6 @@ import re
 import signal
 import socket
 import subprocess
-import tempfile
 import threading
 import time
 
@@ -737,9 +736,8 @@ def test_upgrade_that_gives_up_leaves_the_unix_socket_to_the_old_master(make_ser
 
 
 @pytest.mark.skipif(os.geteuid() != 0, reason="needs root")
-def test_workers_drop_privileges(make_server):
-    root = tempfile.mkdtemp(prefix="preforkd-priv-")
-    os.chmod(root, 0o755)
+def test_workers_drop_privileges(make_server, open_tmp):
+    root = str(open_tmp)
     with open(os.path.join(root, "hello.txt"), "w") as f:
         f.write("as nobody")
     os.chmod(os.path.join(root, "hello.txt"), 0o644)
