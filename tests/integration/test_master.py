@@ -761,10 +761,22 @@ def test_workers_drop_privileges(make_server, open_tmp):
 
 @pytest.mark.timing
 def test_connections_are_shared_fairly(make_server, site):
+    """Every worker takes a share of the connections and serves a share of
+    the requests: without the fair accepting the first worker to wake takes
+    every connection. How even the shares are depends on how busy the
+    machine is (other processes take whole workers off the CPU for a while):
+    that figure is a benchmark's (scripts/bench -w 4), not an assertion."""
     srv = make_server(config=site_conf(site), workers=4)
-    wait_until(lambda: len(status(srv.port)) == 4, what="4 workers")
+    wait_until(lambda: len(status(srv.port)) == 4 and
+               all(w["state"] == "serving" for w in status(srv.port)), what="4 workers")
     requests, problems, out = wrk(srv.port, 5, conns=64)
     assert problems == [], out
-    served = [w["requests"] for w in status(srv.port)]
+    workers = status(srv.port)
+    accepted = [w["accepted"] for w in workers]
+    served = [w["requests"] for w in workers]
     mean = sum(served) / len(served)
-    assert all(abs(n - mean) <= 0.25 * mean for n in served), served
+    # a quarter of an even share: a worker that other processes keep off the
+    # CPU for a while still reaches it (20 runs beside three CPU burners on
+    # two cores: at least 0.7 of the mean), one the accepting leaves out never
+    assert all(n >= 4 for n in accepted), accepted
+    assert all(n >= mean / 4 for n in served), served
