@@ -9,6 +9,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "server/log.h"
 #include "workers/fmt.h"
 
 #define LOG_BUF   (64 * 1024)
@@ -28,9 +29,12 @@ struct accesslog {
     char buf[LOG_BUF];
 };
 
+/* No symlink followed, regular files only (log_open_file): the file may sit
+ * in a folder the workers' user can write. Nothing is chowned here. */
 static int open_path(const char *path) {
+    char err[256];
     if (strcmp(path, "-") == 0) return STDOUT_FILENO;
-    return open(path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0644);
+    return log_open_file(path, (uid_t)-1, (gid_t)-1, err, sizeof err);
 }
 
 struct accesslog *accesslog_open(const char *path) {
@@ -69,7 +73,9 @@ void accesslog_close(struct accesslog *log) {
 
 int accesslog_reopen(struct accesslog *log) {
     accesslog_flush(log);
-    if (log->fd == STDOUT_FILENO) return 0;
+    /* the file was not moved: nothing to do (and as the workers' user we
+     * may not be allowed to open a file root made) */
+    if (log->fd == STDOUT_FILENO || log_same_file(log->path, log->fd)) return 0;
     int fd = open_path(log->path);
     if (fd < 0) return -1;
     close(log->fd);

@@ -2,10 +2,14 @@
 flushed within a second, untrusted text escaped), access_log = off, the error
 log file, log_level, and the Server header (server_name)."""
 
+import os
+import pwd
 import re
 import signal
 import socket
 import subprocess
+
+import pytest
 
 from conftest import BIN, Reader, get, request, wait_until
 
@@ -160,3 +164,89 @@ def test_log_over_unix_socket_has_no_address(make_server, site, tmp_path):
         assert Reader(s).response().status == 200
     line = wait_until(lambda: log_lines(log), timeout=5, what="the access log line")[0]
     assert line.startswith("- - - [")
+
+
+# ---- logs of workers that run as another user --------------------------------------
+
+
+def nobody_site(top):
+    """A document root that workers running as nobody can read."""
+    root = top / "www"
+    root.mkdir(mode=0o755)
+    (root / "hello.txt").write_text("Hello, World!")
+    (root / "hello.txt").chmod(0o644)
+    return root
+
+
+def refuse(port):
+    """A malformed request: with log_level = debug the worker that refuses it
+    writes a line to the error log."""
+    assert request(port, b"GET / HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n").status == 400
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="needs root")
+def test_rotation_with_user_reopens_both_logs_in_the_workers(make_server, open_tmp):
+    # the usual /var/log/preforkd: a root folder the workers' user cannot write
+    logs = open_tmp / "logs"
+    logs.mkdir(mode=0o755)
+    err, acc = logs / "error.log", logs / "access.log"
+    srv = make_server(config=config(nobody_site(open_tmp),
+                                    f"user = nobody\ngroup = nogroup\nlog_level = debug\n"
+                                    f"error_log = {err}\naccess_log = {acc}"), workers=2,
+                      error_log=err)
+    get(srv.port, "/hello.txt")
+    wait_until(lambda: acc.exists() and "/hello.txt" in acc.read_text(), what="a first line")
+    err.rename(logs / "error.log.1")
+    acc.rename(logs / "access.log.1")
+    srv.signal(signal.SIGUSR1)
+    wait_until(lambda: err.exists() and acc.exists(), what="new log files")
+    nobody = pwd.getpwnam("nobody").pw_uid
+    assert err.stat().st_uid == nobody and acc.stat().st_uid == nobody
+    # a line of each worker in each new file (the connections go where they
+    # go: send until both workers have written)
+    workers = set(srv.workers())
+
+    def both_wrote():
+        refuse(srv.port)
+        get(srv.port, "/hello.txt?after")
+        text = err.read_text()
+        return all(f" {w}: refused request" in text for w in workers)
+    wait_until(both_wrote, interval=0.3, what="both workers' lines in the new error log")
+    wait_until(lambda: "/hello.txt?after" in acc.read_text(), what="a line in the new access log")
+    old = (logs / "error.log.1").read_text()
+    assert "reopening error log" not in old and "reopening access log" not in old, old
+    assert "/hello.txt?after" not in (logs / "access.log.1").read_text()
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="needs root")
+def test_symlink_planted_in_the_log_folder_is_not_followed(make_server, open_tmp):
+    # the log folder belongs to the workers' user: whoever takes over a worker
+    # may replace a log by a symlink before the next reopen (nginx's
+    # CVE-2016-1247); the root file it points to must stay as it is
+    logs = open_tmp / "logs"
+    logs.mkdir(mode=0o755)
+    nobody = pwd.getpwnam("nobody")
+    os.chown(logs, nobody.pw_uid, nobody.pw_gid)
+    secret = open_tmp / "secret"
+    secret.write_text("root only\n")
+    secret.chmod(0o600)
+    err, acc = logs / "error.log", logs / "access.log"
+    srv = make_server(config=config(nobody_site(open_tmp),
+                                    f"user = nobody\ngroup = nogroup\n"
+                                    f"error_log = {err}\naccess_log = {acc}"), workers=2,
+                      error_log=err)
+    get(srv.port, "/hello.txt")
+    err.rename(logs / "error.log.1")
+    acc.unlink()
+    err.symlink_to(secret)
+    acc.symlink_to(secret)
+    srv.signal(signal.SIGUSR1)
+    old = logs / "error.log.1"
+    wait_until(lambda: "access log" in old.read_text() and "symbolic link" in old.read_text(),
+               what="the refusal in the error log")
+    get(srv.port, "/hello.txt?after")  # still serving
+    srv.stop()
+    st = secret.stat()
+    assert (st.st_uid, st.st_gid, st.st_mode & 0o7777) == (0, 0, 0o600)
+    assert secret.read_text() == "root only\n"
+    assert err.is_symlink() and acc.is_symlink()  # left as they were
