@@ -79,7 +79,7 @@ class Server:
     """One preforkd process tree (master and workers)."""
 
     def __init__(self, tmp, config=None, args=(), workers=1, env=None, listen=True, error_log=None,
-                 cpus=None, nofile=None):
+                 cpus=None, nofile=None, stdout=None):
         self.tmp = pathlib.Path(tmp)
         self.tmp.mkdir(parents=True, exist_ok=True)
         self.errlog = self.tmp / "error.log"  # stderr
@@ -99,7 +99,8 @@ class Server:
         full_env = dict(os.environ)
         full_env.update(env or {})
         self._err = open(self.errlog, "wb")
-        self._out = open(self.outlog, "wb")
+        # stdout: a file (outlog) unless the test gives its own (a pipe...)
+        self._out = open(self.outlog, "wb") if stdout is None else None
         def before_exec():
             if cpus:
                 os.sched_setaffinity(0, cpus)
@@ -109,7 +110,7 @@ class Server:
 
         self.addresses = []
         self.expect_dirty = False  # a test that crashes workers on purpose sets this
-        self.proc = subprocess.Popen(cmd, stdout=self._out, stderr=self._err, env=full_env,
+        self.proc = subprocess.Popen(cmd, stdout=self._out or stdout, stderr=self._err, env=full_env,
                                      start_new_session=True,
                                      preexec_fn=before_exec if cpus or nofile else None)
         try:
@@ -118,8 +119,7 @@ class Server:
             # a server that never got ready must not outlive the test
             os.killpg(self.proc.pid, signals.SIGKILL)
             self.proc.wait()
-            self._err.close()
-            self._out.close()
+            self._close_files()
             raise
 
     def _wait_ready(self, timeout=15 * SLOW):
@@ -179,9 +179,13 @@ class Server:
                 os.killpg(self.proc.pid, signals.SIGKILL)
                 self.proc.wait()
                 raise AssertionError("preforkd did not stop in time:\n" + self.log())
-        self._err.close()
-        self._out.close()
+        self._close_files()
         return self.proc.returncode
+
+    def _close_files(self):
+        self._err.close()
+        if self._out:
+            self._out.close()
 
     def group_alive(self):
         """Pids of the server's process group still running (zombies left
@@ -251,10 +255,10 @@ def make_server(tmp_path):
     servers = []
 
     def make(config=None, args=(), workers=1, env=None, name=None, error_log=None, listen=True,
-             cpus=None, nofile=None):
+             cpus=None, nofile=None, stdout=None):
         srv = Server(tmp_path / (name or f"srv{len(servers)}"), config=config, args=args,
                      workers=workers, env=env, error_log=error_log, listen=listen, cpus=cpus,
-                     nofile=nofile)
+                     nofile=nofile, stdout=stdout)
         servers.append(srv)
         return srv
 

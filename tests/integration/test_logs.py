@@ -2,12 +2,14 @@
 flushed within a second, untrusted text escaped), access_log = off, the error
 log file, log_level, and the Server header (server_name)."""
 
+import fcntl
 import os
 import pwd
 import re
 import signal
 import socket
 import subprocess
+import threading
 
 import pytest
 
@@ -250,3 +252,72 @@ def test_symlink_planted_in_the_log_folder_is_not_followed(make_server, open_tmp
     assert (st.st_uid, st.st_gid, st.st_mode & 0o7777) == (0, 0, 0o600)
     assert secret.read_text() == "root only\n"
     assert err.is_symlink() and acc.is_symlink()  # left as they were
+
+
+# ---- the access log through a pipe, and a full disk ----------------------------------
+
+
+def send_many(port, requests):
+    """Sends (target, user_agent) requests on one keep-alive connection."""
+    with socket.create_connection(("127.0.0.1", port), timeout=30) as s:
+        rd = Reader(s)
+        for target, agent in requests:
+            s.sendall(f"GET {target} HTTP/1.1\r\nHost: x\r\nUser-Agent: {agent}\r\n\r\n".encode())
+            assert rd.response().status == 200
+
+
+def test_access_log_lines_arrive_whole_through_a_pipe(make_server, site):
+    # access_log = - under Docker, journald or "| tee": four workers write to
+    # one pipe, and a write longer than PIPE_BUF (4096) may be split and
+    # interleaved with the others' (the pipe holds one page here, so every
+    # longer write waits for the reader and is split)
+    rfd, wfd = os.pipe()
+    fcntl.fcntl(wfd, fcntl.F_SETPIPE_SZ, 4096)
+    received = bytearray()
+
+    def read_all():
+        while chunk := os.read(rfd, 65536):
+            received.extend(chunk)
+    reader = threading.Thread(target=read_all)
+    reader.start()
+    try:
+        srv = make_server(config=config(site, "access_log = -"), workers=4, stdout=wfd)
+    finally:
+        os.close(wfd)
+    clients, per_client = 8, 150
+    batches = [[(f"/hello.txt?c={c}&i={i}&pad={'p' * (200 * (i % 10))}",
+                 f"agent-{c}-{i}-" + "u" * (800 + 100 * (i % 13))) for i in range(per_client)]
+               for c in range(clients)]
+    # and a few lines longer than PIPE_BUF: shortened, still whole
+    batches.append([(f"/hello.txt?long={i}&pad={'q' * 3000}", "L" * 3000) for i in range(20)])
+    threads = [threading.Thread(target=send_many, args=(srv.port, b)) for b in batches]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert srv.stop() == 0
+    reader.join(timeout=30)
+    os.close(rfd)
+    lines = [l for l in received.decode("latin-1").split("\n")[:-1] if '"OPTIONS * ' not in l]
+    torn = [l[:120] for l in lines if not COMBINED.match(l)]
+    assert not torn, f"{len(torn)} of {len(lines)} lines torn, e.g. {torn[:3]}"
+    assert received.endswith(b"\n")
+    assert len(lines) == clients * per_client + 20
+    long = [COMBINED.match(l) for l in lines if "?long=" in l]
+    assert len(long) == 20
+    for m in long:
+        assert len(m.group(0)) < 4096
+        assert m.group(3).endswith("... HTTP/1.1") and m.group(7).endswith("...")
+
+
+def test_a_full_access_log_is_reported_once_and_serving_goes_on(make_server, site):
+    # stdout on /dev/full: every write fails with ENOSPC, as on a full disk
+    with open("/dev/full", "wb") as full:
+        srv = make_server(config=config(site, "access_log = -"), stdout=full)
+    for _ in range(20):
+        assert get(srv.port, "/hello.txt").status == 200
+    wait_until(lambda: "access log (stdout): No space left" in srv.log(), what="the report")
+    for _ in range(20):
+        assert get(srv.port, "/hello.txt").status == 200
+    srv.stop()  # the last lines are flushed (and fail) at exit
+    assert srv.log().count("access log (stdout)") == 1, srv.log()
