@@ -16,6 +16,10 @@ static int log_fd = STDERR_FILENO;
 static char *log_path;
 static enum conf_log_level log_level = CONF_LOG_INFO;
 static char log_role[32] = "preforkd";
+/* While the start is not done, the error lines of the process that opened
+ * the log (the master; not the workers it forks meanwhile) go to stderr too. */
+static bool start_done;
+static pid_t starting_pid;
 
 /* errno kept for the caller, the reason in err. */
 static int refuse(int fd, int e, char *err, size_t errlen, const char *path, const char *why) {
@@ -73,6 +77,7 @@ int log_open(const char *path) {
     char err[256];
     int fd = open_path(path, (uid_t)-1, (gid_t)-1, err, sizeof err);
     if (fd < 0) return -1;
+    if (!start_done) starting_pid = getpid();
     char *copy = path ? strdup(path) : NULL;
     if (path && !copy) {
         if (fd > STDERR_FILENO) close(fd);
@@ -101,6 +106,10 @@ int log_reopen(void) {
     return log_reopen_owned((uid_t)-1, (gid_t)-1, err, sizeof err);
 }
 
+void log_started(void) {
+    start_done = true;
+}
+
 void log_close(void) {
     if (log_fd > STDERR_FILENO) close(log_fd);
     log_fd = STDERR_FILENO;
@@ -125,8 +134,9 @@ void log_msg(enum conf_log_level level, const char *fmt, ...) {
     clock_gettime(CLOCK_REALTIME, &ts);
     gmtime_r(&ts.tv_sec, &tm);
     int n = (int)strftime(line, sizeof line, "%Y-%m-%dT%H:%M:%SZ", &tm);
+    pid_t pid = getpid();
     n += snprintf(line + n, sizeof line - (size_t)n, " [%s] %s %d: ", names[level], log_role,
-                  (int)getpid());
+                  (int)pid);
     va_list ap;
     va_start(ap, fmt);
     int m = vsnprintf(line + n, sizeof line - (size_t)n - 1, fmt, ap);
@@ -134,5 +144,8 @@ void log_msg(enum conf_log_level level, const char *fmt, ...) {
     n = m < 0 ? n : (n + m > (int)sizeof line - 2 ? (int)sizeof line - 2 : n + m);
     line[n++] = '\n';
     ssize_t w = write(log_fd, line, (size_t)n);
+    /* a file is not where someone starting the server looks */
+    if (level == CONF_LOG_ERROR && !start_done && log_fd > STDERR_FILENO && pid == starting_pid)
+        w = write(STDERR_FILENO, line, (size_t)n);
     (void)w; /* nowhere left to report a failing error log */
 }

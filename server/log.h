@@ -1,6 +1,8 @@
 /* log: the error log shared by master and workers. One write(2) per message,
  * so lines from several processes and threads never interleave. Messages are
- * dropped below the configured level.
+ * dropped below the configured level. Until the master says the start is
+ * done (log_started), its error lines also go to stderr when the log is a
+ * file: a server that cannot start says why on the terminal.
  *
  * Log files are opened by root for workers that run as another user, in
  * folders that user may be able to write: log_open_file() opens them the way
@@ -37,6 +39,8 @@ int log_reopen(void);
  * user), so that workers can reopen it in turn; the reason of a failure in
  * err. */
 int log_reopen_owned(uid_t uid, gid_t gid, char *err, size_t errlen);
+/* The start is done: from now on error lines go only to the log. */
+void log_started(void);
 void log_set_level(enum conf_log_level level);
 /* Labels every line with the process role, e.g. "master" or "worker 2". */
 void log_set_role(const char *role);

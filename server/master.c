@@ -715,6 +715,7 @@ int master_run(struct master_args *a) {
     if (a->replaces) m.replace_by = monotonic_ms() + a->conf.upgrade_timeout;
     new_generation(&m, worker_count(&a->conf), a->conf.shutdown_timeout);
     log_info("master started with %u worker(s)", m.nprocs);
+    log_started();
 
     while (m.state == RUNNING || running(&m) > 0) {
         uint64_t now = monotonic_ms();

@@ -321,3 +321,18 @@ def test_a_full_access_log_is_reported_once_and_serving_goes_on(make_server, sit
         assert get(srv.port, "/hello.txt").status == 200
     srv.stop()  # the last lines are flushed (and fail) at exit
     assert srv.log().count("access log (stdout)") == 1, srv.log()
+
+
+def test_a_start_failure_is_on_stderr_too_when_the_error_log_is_a_file(site, tmp_path):
+    err = tmp_path / "error.log"
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        p = subprocess.run([BIN, "--root", str(site), "--listen", f"127.0.0.1:{port}",
+                            "--error-log", str(err)], stdin=subprocess.DEVNULL,
+                           capture_output=True, text=True, timeout=30)
+    assert p.returncode == 1
+    assert "bind: Address already in use" in p.stderr
+    assert "bind: Address already in use" in err.read_text()
+    assert "[info]" not in p.stderr  # only errors: the rest stays in the file
