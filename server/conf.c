@@ -76,6 +76,8 @@ static const struct setting settings[] = {
      "open files kept per static route and worker; 0 = none"},
     {"file_cache_valid", K_DURATION, F(file_cache_valid), "1s", 1, DAY,
      "how long a cached file is trusted before it is checked again"},
+    {"file_cache_idle", K_DURATION, F(file_cache_idle), "60s", 1, DAY,
+     "a cached file not asked for this long is closed"},
     {"max_uri", K_SIZE, F(max_uri), "8k", 16, 1024 * 1024, "longest request target (414)"},
     {"max_header_size", K_SIZE, F(max_header_size), "32k", 64, 16 * 1024 * 1024,
      "header fields of a request, in bytes (431)"},

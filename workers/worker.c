@@ -142,6 +142,7 @@ static void on_tick(evutil_socket_t fd, short what, void *arg) {
     struct worker *w = arg;
     update_slot(w);
     if (w->alog) accesslog_flush(w->alog);
+    routes_tick(&w->routes);
 }
 
 static void stop_now(struct worker *w) {
