@@ -175,6 +175,17 @@ static char *absolute_path(const char *path, const char *base) {
     return out;
 }
 
+/* A listen line as kept: a relative unix socket path is made absolute like
+ * every other path. */
+static char *listen_line(const char *value, const char *base) {
+    const char *path = value + 5;
+    if (strncmp(value, "unix:", 5) != 0 || !*path || *path == '/') return strdup(value);
+    char *abs = absolute_path(path, base), *line = NULL;
+    if (abs && asprintf(&line, "unix:%s", abs) < 0) line = NULL;
+    free(abs);
+    return line;
+}
+
 static int replace_string(char **slot, char *value) {
     if (!value) return -1;
     free(*slot);
@@ -241,12 +252,19 @@ static int set_value(struct conf *c, const struct setting *s, const char *value,
     case K_LISTEN: {
         struct sockaddr_storage sa;
         socklen_t salen;
-        if (listen_parse(value, &sa, &salen, err, errlen) < 0) return -1;
+        char *line = listen_line(value, base);
+        if (!line) return fail(err, errlen, "out of memory");
+        if (listen_parse(line, &sa, &salen, err, errlen) < 0) {
+            free(line);
+            return -1;
+        }
         char **list = realloc(c->listen, (c->nlisten + 1) * sizeof *list);
-        if (!list) return fail(err, errlen, "out of memory");
+        if (!list) {
+            free(line);
+            return fail(err, errlen, "out of memory");
+        }
         c->listen = list;
-        if (!*value || !(list[c->nlisten] = strdup(value))) goto bad;
-        c->nlisten++;
+        list[c->nlisten++] = line;
         return 0;
     }
     }
