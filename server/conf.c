@@ -42,7 +42,7 @@ struct setting {
 
 static const struct setting settings[] = {
     {"listen", K_LISTEN, F(listen), NULL, 0, 0,
-     "address to serve: host:port, [v6]:port or unix:/path; repeatable (127.0.0.1:8080)"},
+     "address to serve: host:port, [v6]:port or unix:PATH; repeatable"},
     {"workers", K_WORKERS, F(workers), "auto", 1, 512, "worker processes; auto = usable CPUs"},
     {"threads", K_UINT, F(threads), "4", 1, 1024, "pool threads per worker"},
     {"pool_queue", K_UINT, F(pool_queue), "1024", 1, 1u << 20,
@@ -84,9 +84,9 @@ static const struct setting settings[] = {
     {"max_headers", K_UINT, F(max_headers), "100", 1, 10000, "header fields in a request (431)"},
     {"max_body_size", K_SIZE, F(max_body_size), "1m", 0, 64 * GIB, "request body (413)"},
     {"access_log", K_LOG, F(access_log), "off", 0, 0, "access log path, - for stdout, or off"},
-    {"error_log", K_LOG, F(error_log), NULL, 0, 0, "error log path, - for stdout (stderr)"},
+    {"error_log", K_LOG, F(error_log), NULL, 0, 0, "error log path, or - for stdout"},
     {"log_level", K_LEVEL, F(log_level), "info", 0, 0, "error, warn, info or debug"},
-    {"pid_file", K_PATH, F(pid_file), NULL, 0, 0, "file holding the master's pid (none)"},
+    {"pid_file", K_PATH, F(pid_file), NULL, 0, 0, "file holding the master's pid"},
     {"user", K_STRING, F(user), NULL, 0, 0, "user workers run as when started as root"},
     {"group", K_STRING, F(group), NULL, 0, 0, "group workers run as when started as root"},
     {"server_name", K_STRING, F(server_name), "preforkd", 0, 0, "value of the Server header"},
@@ -579,7 +579,16 @@ int conf_finish(struct conf *c, char *err, size_t errlen) {
     return 0;
 }
 
+/* For --help: what a setting without a value means. */
+static const char *unset_meaning(const struct setting *s) {
+    if (s->kind == K_LISTEN) return "127.0.0.1:8080"; /* conf_finish's */
+    if (s->off == F(error_log)) return "stderr";
+    if (s->off == F(group)) return "user's"; /* the user's own group */
+    return "none";
+}
+
 void conf_describe(void (*emit)(const char *, const char *, const char *, void *), void *arg) {
     for (size_t i = 0; i < NSETTINGS; i++)
-        emit(settings[i].name, settings[i].dflt ? settings[i].dflt : "-", settings[i].doc, arg);
+        emit(settings[i].name, settings[i].dflt ? settings[i].dflt : unset_meaning(&settings[i]),
+             settings[i].doc, arg);
 }
