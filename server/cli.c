@@ -129,7 +129,7 @@ int cli_load_config(const struct cli *cli, struct conf *c, char *err, size_t err
 }
 
 static void print_setting(const char *name, const char *dflt, const char *doc, void *arg) {
-    fprintf(arg, "  %-22s %-10s %s\n", name, dflt, doc);
+    fprintf(arg, "  %-22s %-14s %s\n", name, dflt, doc);
 }
 
 void cli_usage(FILE *out) {

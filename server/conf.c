@@ -42,7 +42,7 @@ struct setting {
 
 static const struct setting settings[] = {
     {"listen", K_LISTEN, F(listen), NULL, 0, 0,
-     "address to serve: host:port, [v6]:port or unix:/path; repeatable (127.0.0.1:8080)"},
+     "address to serve: host:port, [v6]:port or unix:PATH; repeatable"},
     {"workers", K_WORKERS, F(workers), "auto", 1, 512, "worker processes; auto = usable CPUs"},
     {"threads", K_UINT, F(threads), "4", 1, 1024, "pool threads per worker"},
     {"pool_queue", K_UINT, F(pool_queue), "1024", 1, 1u << 20,
@@ -76,6 +76,8 @@ static const struct setting settings[] = {
      "open files kept per static route and worker; 0 = none"},
     {"file_cache_valid", K_DURATION, F(file_cache_valid), "1s", 1, DAY,
      "how long a cached file is trusted before it is checked again"},
+    {"file_cache_idle", K_DURATION, F(file_cache_idle), "60s", 1, DAY,
+     "a cached file not asked for this long is closed"},
     {"max_uri", K_SIZE, F(max_uri), "8k", 16, 1024 * 1024, "longest request target (414)"},
     {"max_header_size", K_SIZE, F(max_header_size), "32k", 64, 16 * 1024 * 1024,
      "header fields of a request, in bytes (431)"},
@@ -88,9 +90,9 @@ static const struct setting settings[] = {
     {"cached_buffer_max", K_SIZE, F(cached_buffer_max), "16k", 0, 1024 * 1024 * 1024,
      "a finished request's buffers larger than this are freed, not cached"},
     {"access_log", K_LOG, F(access_log), "off", 0, 0, "access log path, - for stdout, or off"},
-    {"error_log", K_LOG, F(error_log), NULL, 0, 0, "error log path, - for stdout (stderr)"},
+    {"error_log", K_LOG, F(error_log), NULL, 0, 0, "error log path, or - for stdout"},
     {"log_level", K_LEVEL, F(log_level), "info", 0, 0, "error, warn, info or debug"},
-    {"pid_file", K_PATH, F(pid_file), NULL, 0, 0, "file holding the master's pid (none)"},
+    {"pid_file", K_PATH, F(pid_file), NULL, 0, 0, "file holding the master's pid"},
     {"user", K_STRING, F(user), NULL, 0, 0, "user workers run as when started as root"},
     {"group", K_STRING, F(group), NULL, 0, 0, "group workers run as when started as root"},
     {"server_name", K_STRING, F(server_name), "preforkd", 0, 0, "value of the Server header"},
@@ -179,6 +181,17 @@ static char *absolute_path(const char *path, const char *base) {
     return out;
 }
 
+/* A listen line as kept: a relative unix socket path is made absolute like
+ * every other path. */
+static char *listen_line(const char *value, const char *base) {
+    const char *path = value + 5;
+    if (strncmp(value, "unix:", 5) != 0 || !*path || *path == '/') return strdup(value);
+    char *abs = absolute_path(path, base), *line = NULL;
+    if (abs && asprintf(&line, "unix:%s", abs) < 0) line = NULL;
+    free(abs);
+    return line;
+}
+
 static int replace_string(char **slot, char *value) {
     if (!value) return -1;
     free(*slot);
@@ -245,12 +258,19 @@ static int set_value(struct conf *c, const struct setting *s, const char *value,
     case K_LISTEN: {
         struct sockaddr_storage sa;
         socklen_t salen;
-        if (listen_parse(value, &sa, &salen, err, errlen) < 0) return -1;
+        char *line = listen_line(value, base);
+        if (!line) return fail(err, errlen, "out of memory");
+        if (listen_parse(line, &sa, &salen, err, errlen) < 0) {
+            free(line);
+            return -1;
+        }
         char **list = realloc(c->listen, (c->nlisten + 1) * sizeof *list);
-        if (!list) return fail(err, errlen, "out of memory");
+        if (!list) {
+            free(line);
+            return fail(err, errlen, "out of memory");
+        }
         c->listen = list;
-        if (!*value || !(list[c->nlisten] = strdup(value))) goto bad;
-        c->nlisten++;
+        list[c->nlisten++] = line;
         return 0;
     }
     }
@@ -565,7 +585,16 @@ int conf_finish(struct conf *c, char *err, size_t errlen) {
     return 0;
 }
 
+/* For --help: what a setting without a value means. */
+static const char *unset_meaning(const struct setting *s) {
+    if (s->kind == K_LISTEN) return "127.0.0.1:8080"; /* conf_finish's */
+    if (s->off == F(error_log)) return "stderr";
+    if (s->off == F(group)) return "user's"; /* the user's own group */
+    return "none";
+}
+
 void conf_describe(void (*emit)(const char *, const char *, const char *, void *), void *arg) {
     for (size_t i = 0; i < NSETTINGS; i++)
-        emit(settings[i].name, settings[i].dflt ? settings[i].dflt : "-", settings[i].doc, arg);
+        emit(settings[i].name, settings[i].dflt ? settings[i].dflt : unset_meaning(&settings[i]),
+             settings[i].doc, arg);
 }

@@ -52,6 +52,7 @@ struct conf {
     unsigned pool_queue;
     unsigned file_cache_entries; /* 0: no open-file cache */
     unsigned file_cache_valid;
+    unsigned file_cache_idle; /* a cached file not asked for this long is closed */
 
     uint64_t max_uri;
     uint64_t max_header_size;

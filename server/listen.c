@@ -150,10 +150,16 @@ int listen_open(struct listener *l, unsigned backlog, char *err, size_t errlen) 
     if (family != AF_UNIX) setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
     /* [::]:80 means IPv6 only, so that 0.0.0.0:80 can be listed beside it */
     if (family == AF_INET6) setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof one);
-    if (bind(fd, (struct sockaddr *)&l->sa, l->salen) < 0) {
-        int e = errno;
+    /* A unix socket is made 0666, as nginx makes its own: a front proxy
+     * running as another user must be able to connect (who may is up to the
+     * folder's permissions). The umask decides the mode bind() gives; the
+     * master is single-threaded here. */
+    mode_t umask_was = family == AF_UNIX ? umask(0111) : 0;
+    int rc = bind(fd, (struct sockaddr *)&l->sa, l->salen), bind_errno = errno;
+    if (family == AF_UNIX) umask(umask_was);
+    if (rc < 0) {
         close(fd);
-        return fail(err, errlen, "listen: %s: bind: %s", l->addr, strerror(e));
+        return fail(err, errlen, "listen: %s: bind: %s", l->addr, strerror(bind_errno));
     }
     if (family == AF_UNIX) l->unix_owned = true;
     if (listen(fd, (int)backlog) < 0) {

@@ -498,15 +498,22 @@ static void remove_worker(struct master *m) {
     log_info("SIGTTOU: %u worker(s)", m->nprocs);
 }
 
-/* Workers run as another user reopen their access log themselves: make sure
- * the new file exists and is theirs. */
-static void prepare_access_log(const struct master_args *a) {
+/* Workers run as another user reopen their logs themselves: a file the
+ * master creates for them is theirs, one it finds is never chowned, and a
+ * symlink is never followed (a folder the workers' user may write must not
+ * let it take over a root file: nginx's CVE-2016-1247). */
+static void reopen_logs(const struct master_args *a) {
+    char err[512];
+    uid_t uid = a->creds.drop ? a->creds.uid : (uid_t)-1;
+    gid_t gid = a->creds.drop ? a->creds.gid : (gid_t)-1;
+    if (log_reopen_owned(uid, gid, err, sizeof err) < 0) log_error("reopening error log %s", err);
     const char *path = a->conf.access_log;
     if (!a->creds.drop || !path || strcmp(path, "-") == 0) return;
-    int fd = open(path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0644);
-    if (fd < 0 || fchown(fd, a->creds.uid, a->creds.gid) < 0)
-        log_error("access log %s: %s", path, strerror(errno));
-    if (fd >= 0) close(fd);
+    int fd = log_open_file(path, uid, gid, err, sizeof err);
+    if (fd < 0)
+        log_error("access log %s", err);
+    else
+        close(fd);
 }
 
 static void upgrade(struct master *m) {
@@ -648,8 +655,7 @@ static void handle_signal(struct master *m, int sig) {
         break;
     case SIGUSR1:
         log_info("SIGUSR1: reopening logs");
-        if (log_reopen() < 0) log_error("reopening error log: %s", strerror(errno));
-        prepare_access_log(m->a);
+        reopen_logs(m->a);
         signal_workers(m, SIGUSR1);
         break;
     case SIGUSR2:
@@ -709,6 +715,7 @@ int master_run(struct master_args *a) {
     if (a->replaces) m.replace_by = monotonic_ms() + a->conf.upgrade_timeout;
     new_generation(&m, worker_count(&a->conf), a->conf.shutdown_timeout);
     log_info("master started with %u worker(s)", m.nprocs);
+    log_started();
 
     while (m.state == RUNNING || running(&m) > 0) {
         uint64_t now = monotonic_ms();

@@ -1,7 +1,11 @@
 /* accesslog: the per-worker access log, in nginx's "combined" format plus the
  * request time. Lines collect in a buffer that is written when full, once a
  * second (accesslog_flush from the worker's tick) and at exit, so logging costs
- * a memcpy per request, not a write. Untrusted text is escaped (\xHH). */
+ * a memcpy per request, not a write. Untrusted text is escaped (\xHH).
+ * To a pipe or socket (several workers writing to one) the buffer goes out in
+ * writes of whole lines of at most PIPE_BUF bytes, which arrive unsplit, and
+ * a longer line is shortened. A failing write (a full disk) drops the lines
+ * and is reported in the error log once, not per line. */
 #ifndef PREFORKD_ACCESSLOG_H
 #define PREFORKD_ACCESSLOG_H
 

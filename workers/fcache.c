@@ -17,6 +17,7 @@ struct fcache {
     struct fentry *lru_head, *lru_tail;
     unsigned count, max;
     unsigned valid_ms;
+    unsigned idle_ms;
 };
 
 static uint32_t hash_key(const char *k, size_t n) {
@@ -25,7 +26,7 @@ static uint32_t hash_key(const char *k, size_t n) {
     return h;
 }
 
-struct fcache *fcache_create(unsigned max_entries, unsigned valid_ms) {
+struct fcache *fcache_create(unsigned max_entries, unsigned valid_ms, unsigned idle_ms) {
     struct fcache *fc = calloc(1, sizeof *fc);
     if (!fc) return NULL;
     size_t size = 16;
@@ -38,6 +39,7 @@ struct fcache *fcache_create(unsigned max_entries, unsigned valid_ms) {
     fc->mask = size - 1;
     fc->max = max_entries;
     fc->valid_ms = valid_ms;
+    fc->idle_ms = idle_ms;
     return fc;
 }
 
@@ -87,6 +89,7 @@ struct fentry *fcache_lookup(struct fcache *fc, const char *key, size_t keylen, 
     for (struct fentry *e = fc->table[h & fc->mask]; e; e = e->hnext) {
         if (e->hash != h || e->keylen != keylen || memcmp(e->key, key, keylen) != 0) continue;
         e->refs++;
+        e->used_ms = now_ms;
         if (now_ms - e->checked_ms >= fc->valid_ms) {
             *stale = e;
             return NULL;
@@ -111,6 +114,24 @@ bool fcache_still_valid(struct fcache *fc, struct fentry *e, const struct stat *
     lru_remove(fc, e);
     lru_push_front(fc, e);
     return true;
+}
+
+void fcache_forget(struct fcache *fc, struct fentry *e) {
+    if (e->in_cache) unlink_entry(fc, e);
+}
+
+/* Whether the entry's file has no name left: its descriptor alone keeps the
+ * disk space. */
+static bool deleted(const struct fentry *e) {
+    struct stat st;
+    return e->fd >= 0 && fstat(e->fd, &st) == 0 && st.st_nlink == 0;
+}
+
+void fcache_sweep(struct fcache *fc, uint64_t now_ms) {
+    for (struct fentry *e = fc->lru_head, *next; e; e = next) {
+        next = e->lru_next;
+        if (now_ms - e->used_ms >= fc->idle_ms || deleted(e)) unlink_entry(fc, e);
+    }
 }
 
 /* The whole file into memory; false if it did not read as stat said. */
@@ -141,7 +162,7 @@ struct fentry *fentry_new(struct fcache *fc, const char *key, size_t keylen, int
     e->fd = fd;
     e->st = *st;
     e->refs = 1;
-    e->checked_ms = now_ms;
+    e->checked_ms = e->used_ms = now_ms;
     e->mime = mime_type(name);
     snprintf(e->etag, sizeof e->etag, "\"%" PRIx64 "-%" PRIx64 "\"", (uint64_t)st->st_mtime,
              (uint64_t)st->st_size);

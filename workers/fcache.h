@@ -6,8 +6,11 @@
  * and for small files the whole content in memory, so that a hit costs no
  * system call and the answer goes out in one write. Entries are revalidated
  * (the path is opened and stat'ed again) once they are older than the valid
- * interval, and replaced when the file changed; the least recently used entry
- * is dropped when the cache is full.
+ * interval, replaced when the file changed and dropped when it is gone; the
+ * least recently used entry is dropped when the cache is full. A sweep once a
+ * second (fcache_sweep) drops the entries not used for the idle time and
+ * those whose file was deleted, so that no descriptor keeps a deleted file's
+ * disk space (nginx's open_file_cache inactive).
  *
  * Entries are reference counted: a response that sends from an entry holds
  * it until the bytes are out, even if the cache drops it meanwhile. */
@@ -35,6 +38,7 @@ struct fentry {
     int fd; /* -1 once the content is in data */
     struct stat st;
     uint64_t checked_ms; /* last (re)validation */
+    uint64_t used_ms;    /* last request for it */
     const char *mime;
     char etag[48];
     char *data; /* the content, for files up to FCACHE_MEM_MAX */
@@ -42,7 +46,7 @@ struct fentry {
     size_t hdrs_len;
 };
 
-struct fcache *fcache_create(unsigned max_entries, unsigned valid_ms);
+struct fcache *fcache_create(unsigned max_entries, unsigned valid_ms, unsigned idle_ms);
 /* Entries still held by responses are freed when they are released. */
 void fcache_destroy(struct fcache *fc);
 
@@ -54,6 +58,13 @@ struct fentry *fcache_lookup(struct fcache *fc, const char *key, size_t keylen, 
  * if so the entry counts as validated now. */
 bool fcache_still_valid(struct fcache *fc, struct fentry *e, const struct stat *st,
                         uint64_t now_ms);
+
+/* Takes e out of the cache (if still there) after its revalidation failed:
+ * the file is gone or unreadable. The caller's hold stays. */
+void fcache_forget(struct fcache *fc, struct fentry *e);
+/* Drops the entries not used for idle_ms and those whose file was deleted
+ * (entries still sending keep their descriptor until they are released). */
+void fcache_sweep(struct fcache *fc, uint64_t now_ms);
 
 /* A new entry for an open file (taking fd). With fc it is also cached under
  * key (replacing any older entry); without, it is standalone. Returns it held,

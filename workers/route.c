@@ -68,6 +68,11 @@ void routes_free(struct routes *rs) {
     rs->n = 0;
 }
 
+void routes_tick(struct routes *rs) {
+    for (size_t i = 0; i < rs->n; i++)
+        if (rs->v[i].handler->tick) rs->v[i].handler->tick(&rs->v[i]);
+}
+
 const struct route *routes_match(const struct routes *rs, const char *path, size_t len) {
     for (size_t i = 0; i < rs->n; i++) {
         const struct route *rt = &rs->v[i];

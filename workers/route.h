@@ -35,6 +35,8 @@ struct handler {
     /* Per-worker setup of a route (open its root...); 0 or -1 with err set. */
     int (*init)(struct route *rt, const struct conf *conf, char *err, size_t errlen);
     void (*fini)(struct route *rt);
+    /* Once a second on the loop thread (optional): expire what it caches. */
+    void (*tick)(struct route *rt);
     void (*handle)(struct handler_call *call);
 };
 
@@ -59,6 +61,8 @@ bool handler_known(const char *name);
 /* Builds the table from the configuration and runs each handler's init. */
 int routes_init(struct routes *rs, const struct conf *c, char *err, size_t errlen);
 void routes_free(struct routes *rs);
+/* Once a second, from the worker's tick: each handler's tick. */
+void routes_tick(struct routes *rs);
 /* The route for a decoded path, or NULL. */
 const struct route *routes_match(const struct routes *rs, const char *path, size_t len);
 

@@ -291,7 +291,12 @@ static void static_handle(struct handler_call *call) {
             close(fd);
             e = stale;
         } else {
-            if (stale) fentry_release(stale);
+            if (stale) {
+                /* changed or gone: the entry goes now (one whose file is
+                 * gone must not keep it open) */
+                fcache_forget(fc, stale);
+                fentry_release(stale);
+            }
             if (fd < 0) return;
             if (!(e = fentry_new(fc, req->path, req->path_len, fd, &st, name, now))) {
                 response_error(resp, 500);
@@ -311,11 +316,17 @@ static int static_init(struct route *rt, const struct conf *conf, char *err, siz
     }
     /* the cache belongs to the loop thread: pool routes open files each time */
     if (rt->mode == ROUTE_INLINE && conf->file_cache_entries &&
-        !(rt->fcache = fcache_create(conf->file_cache_entries, conf->file_cache_valid))) {
+        !(rt->fcache = fcache_create(conf->file_cache_entries, conf->file_cache_valid,
+                                     conf->file_cache_idle))) {
         snprintf(err, errlen, "route %s: out of memory", rt->prefix);
         return -1;
     }
     return 0;
+}
+
+/* Once a second: idle and deleted files leave the cache. */
+static void static_tick(struct route *rt) {
+    if (rt->fcache) fcache_sweep(rt->fcache, coarse_ms());
 }
 
 static void static_fini(struct route *rt) {
@@ -331,5 +342,6 @@ const struct handler static_handler = {
     .name = "static",
     .init = static_init,
     .fini = static_fini,
+    .tick = static_tick,
     .handle = static_handle,
 };

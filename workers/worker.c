@@ -147,6 +147,7 @@ static void on_tick(evutil_socket_t fd, short what, void *arg) {
     struct worker *w = arg;
     update_slot(w);
     if (w->alog) accesslog_flush(w->alog);
+    routes_tick(&w->routes);
     /* a second without requests after some: give what the burst freed back
      * to the system, so that idle memory does not follow the busiest moment */
     uint64_t served = w->conns.requests;

@@ -6,9 +6,11 @@ import os
 import pathlib
 import re
 import resource
+import shutil
 import signal as signals
 import socket
 import subprocess
+import tempfile
 import time
 
 import pytest
@@ -37,6 +39,37 @@ def pytest_configure(config):
     config.addinivalue_line("markers", "timing: asserts latencies or timeouts that a server "
                                        "under valgrind cannot meet (scripts/valgrind skips them)")
 
+# What a test run makes in /tmp outside pytest's own folder carries this
+# run's pid in its name, so that the check below can tell it from what other
+# test runs on the machine make at the same time. tempfile's default prefix
+# is set to it: a bare tempfile.mkdtemp() is tagged too.
+TMP_TAG = f"preforkd-test-{os.getpid()}-"
+tempfile.template = TMP_TAG
+
+
+@pytest.fixture(scope="session", autouse=True)
+def nothing_left_in_tmp():
+    """A test run leaves nothing in /tmp (pytest-of-* is pytest's own)."""
+    top = tempfile.gettempdir()
+    before = set(os.listdir(top))
+    yield
+    left = sorted(n for n in set(os.listdir(top)) - before if n.startswith(TMP_TAG))
+    for name in left:
+        shutil.rmtree(os.path.join(top, name), ignore_errors=True)
+    assert not left, f"the tests left {left} in {top} (removed now)"
+
+
+@pytest.fixture
+def open_tmp():
+    """A folder that users other than root can reach, for tests whose workers
+    run as nobody (pytest's tmp_path lies under a folder only root may
+    enter). Removed at the end of the test."""
+    path = pathlib.Path(tempfile.mkdtemp())
+    path.chmod(0o755)
+    yield path
+    shutil.rmtree(path, ignore_errors=True)
+
+
 # What a clean run never prints.
 BAD_LOG = re.compile(r"AddressSanitizer|LeakSanitizer|runtime error:|killed by signal|"
                      r"exited with status [1-9]")
@@ -46,7 +79,7 @@ class Server:
     """One preforkd process tree (master and workers)."""
 
     def __init__(self, tmp, config=None, args=(), workers=1, env=None, listen=True, error_log=None,
-                 cpus=None, nofile=None):
+                 cpus=None, nofile=None, stdout=None):
         self.tmp = pathlib.Path(tmp)
         self.tmp.mkdir(parents=True, exist_ok=True)
         self.errlog = self.tmp / "error.log"  # stderr
@@ -66,7 +99,8 @@ class Server:
         full_env = dict(os.environ)
         full_env.update(env or {})
         self._err = open(self.errlog, "wb")
-        self._out = open(self.outlog, "wb")
+        # stdout: a file (outlog) unless the test gives its own (a pipe...)
+        self._out = open(self.outlog, "wb") if stdout is None else None
         def before_exec():
             if cpus:
                 os.sched_setaffinity(0, cpus)
@@ -76,7 +110,7 @@ class Server:
 
         self.addresses = []
         self.expect_dirty = False  # a test that crashes workers on purpose sets this
-        self.proc = subprocess.Popen(cmd, stdout=self._out, stderr=self._err, env=full_env,
+        self.proc = subprocess.Popen(cmd, stdout=self._out or stdout, stderr=self._err, env=full_env,
                                      start_new_session=True,
                                      preexec_fn=before_exec if cpus or nofile else None)
         try:
@@ -85,8 +119,7 @@ class Server:
             # a server that never got ready must not outlive the test
             os.killpg(self.proc.pid, signals.SIGKILL)
             self.proc.wait()
-            self._err.close()
-            self._out.close()
+            self._close_files()
             raise
 
     def _wait_ready(self, timeout=15 * SLOW):
@@ -146,9 +179,13 @@ class Server:
                 os.killpg(self.proc.pid, signals.SIGKILL)
                 self.proc.wait()
                 raise AssertionError("preforkd did not stop in time:\n" + self.log())
-        self._err.close()
-        self._out.close()
+        self._close_files()
         return self.proc.returncode
+
+    def _close_files(self):
+        self._err.close()
+        if self._out:
+            self._out.close()
 
     def group_alive(self):
         """Pids of the server's process group still running (zombies left
@@ -218,10 +255,10 @@ def make_server(tmp_path):
     servers = []
 
     def make(config=None, args=(), workers=1, env=None, name=None, error_log=None, listen=True,
-             cpus=None, nofile=None):
+             cpus=None, nofile=None, stdout=None):
         srv = Server(tmp_path / (name or f"srv{len(servers)}"), config=config, args=args,
                      workers=workers, env=env, error_log=error_log, listen=listen, cpus=cpus,
-                     nofile=nofile)
+                     nofile=nofile, stdout=stdout)
         servers.append(srv)
         return srv
 

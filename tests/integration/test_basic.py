@@ -2,8 +2,11 @@
 HTTP/1.0, HEAD, Connection: close."""
 
 import email.utils
+import os
 import socket
+import stat
 import subprocess
+import sys
 import time
 
 import pytest
@@ -169,3 +172,38 @@ def test_unix_socket_listener(make_server, site, tmp_path):
         s.connect(str(path))
         s.sendall(b"GET /hello.txt HTTP/1.1\r\nHost: x\r\n\r\n")
         assert Reader(s).response().body == b"Hello, World!"
+
+
+def unix_get(path, target="/hello.txt"):
+    with socket.socket(socket.AF_UNIX) as s:
+        s.settimeout(10)
+        s.connect(str(path))
+        s.sendall(f"GET {target} HTTP/1.1\r\nHost: x\r\n\r\n".encode())
+        return Reader(s).response()
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="needs root")
+def test_unix_socket_lets_other_users_connect(make_server, site, open_tmp):
+    # a root master's socket must let a local front proxy (nginx's workers run
+    # as www-data) connect: 0666, as nginx makes its unix listeners
+    path = open_tmp / "p.sock"
+    make_server(args=["--root", str(site), "--listen", f"unix:{path}"])
+    assert stat.S_IMODE(path.stat().st_mode) == 0o666
+    code = ("import socket, sys\n"
+            "s = socket.socket(socket.AF_UNIX); s.settimeout(10); s.connect(sys.argv[1])\n"
+            "s.sendall(b'GET /hello.txt HTTP/1.1\\r\\nHost: x\\r\\nConnection: close\\r\\n\\r\\n')\n"
+            "print(s.recv(100).split(b'\\r\\n')[0].decode())\n")
+    p = subprocess.run([sys.executable, "-c", code, str(path)], user=65534, group=65534,
+                       capture_output=True, text=True, timeout=30)
+    assert p.stdout.strip() == "HTTP/1.1 200 OK", p.stderr
+
+
+def test_relative_unix_socket_path_resolves_against_the_config_folder(make_server, site,
+                                                                      tmp_path):
+    (tmp_path / "conf-dir" / "sockets").mkdir(parents=True)
+    srv = make_server(config=f"[server]\nlisten = unix:sockets/rel.sock\n"
+                             f"[route /]\nhandler = static\nroot = {site}\n", listen=False,
+                      name="conf-dir")
+    path = srv.tmp / "sockets" / "rel.sock"
+    assert f"unix:{path}" in srv.addresses
+    assert unix_get(path).body == b"Hello, World!"

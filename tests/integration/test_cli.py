@@ -89,6 +89,17 @@ def test_help_lists_every_option_and_setting():
         assert re.search(rf"^\s+{name}\s", p.stdout, re.M), f"--help does not list {name}"
 
 
+def test_help_shows_the_real_defaults():
+    # a setting without a value shows what that means: the error log is
+    # stderr, not "-" (which as a value means stdout)
+    p = run("--help")
+    shown = dict(re.findall(r"^  (\w+) +(\S+) ", p.stdout, re.M))
+    assert shown["error_log"] == "stderr"
+    assert shown["listen"] == "127.0.0.1:8080"
+    assert shown["pid_file"] == shown["user"] == "none"
+    assert "-" not in shown.values(), shown
+
+
 # ---- usage errors -------------------------------------------------------------
 
 

@@ -7,7 +7,7 @@ import os
 import socket
 import time
 
-from conftest import Reader, get
+from conftest import Reader, get, wait_until
 
 VALID = 0.2  # file_cache_valid in these tests, seconds
 
@@ -121,3 +121,59 @@ def test_response_in_flight_survives_eviction(make_server, site):
     r = rd.response()
     assert r.body == data
     slow.close()
+
+
+def held_by_workers(srv, what):
+    """The workers' open descriptors whose target contains what."""
+    links = []
+    for pid in srv.workers():
+        for fd in os.listdir(f"/proc/{pid}/fd"):
+            try:
+                links.append(os.readlink(f"/proc/{pid}/fd/{fd}"))
+            except OSError:
+                pass
+    return [l for l in links if what in l]
+
+
+def big_file(site):
+    f = site / "log50m.bin"
+    with open(f, "wb") as out:
+        out.truncate(50 << 20)  # 50 MiB, sparse: the test is about the descriptor
+    return f
+
+
+def test_a_deleted_file_is_not_kept_open(make_server, site):
+    # a long validity and idle time: only noticing the deletion frees it
+    srv = make_server(config="[server]\nfile_cache_valid = 1h\nfile_cache_idle = 1h\n"
+                             f"[route /]\nhandler = static\nroot = {site}\n")
+    f = big_file(site)
+    assert get(srv.port, "/log50m.bin").header("content-length") == str(50 << 20)
+    assert held_by_workers(srv, "log50m.bin")
+    f.unlink()
+    wait_until(lambda: not held_by_workers(srv, "log50m.bin (deleted)"), timeout=10,
+               what="the worker to close the deleted file")
+
+
+def test_idle_entries_expire(make_server, site):
+    srv = make_server(config="[server]\nfile_cache_valid = 1h\nfile_cache_idle = 1s\n"
+                             f"[route /]\nhandler = static\nroot = {site}\n")
+    big_file(site)
+    assert get(srv.port, "/log50m.bin").status == 200
+    assert held_by_workers(srv, "log50m.bin")
+    wait_until(lambda: not held_by_workers(srv, "log50m.bin"), timeout=10,
+               what="the idle entry to expire")
+
+
+def test_an_entry_whose_file_is_gone_is_dropped_at_once(make_server, site, tmp_path):
+    # moved out of the root (not deleted: nothing else would notice), then
+    # asked for after file_cache_valid: 404, and the entry is gone with it
+    srv = make_server(config=f"[server]\nfile_cache_valid = {int(VALID * 1000)}ms\n"
+                             "file_cache_idle = 1h\n"
+                             f"[route /]\nhandler = static\nroot = {site}\n")
+    f = big_file(site)
+    assert get(srv.port, "/log50m.bin").status == 200
+    f.rename(tmp_path / "moved-away.bin")
+    assert held_by_workers(srv, "moved-away.bin")
+    after_validity()
+    assert get(srv.port, "/log50m.bin").status == 404
+    assert not held_by_workers(srv, "moved-away.bin")

@@ -2,10 +2,16 @@
 flushed within a second, untrusted text escaped), access_log = off, the error
 log file, log_level, and the Server header (server_name)."""
 
+import fcntl
+import os
+import pwd
 import re
 import signal
 import socket
 import subprocess
+import threading
+
+import pytest
 
 from conftest import BIN, Reader, get, request, wait_until
 
@@ -160,3 +166,173 @@ def test_log_over_unix_socket_has_no_address(make_server, site, tmp_path):
         assert Reader(s).response().status == 200
     line = wait_until(lambda: log_lines(log), timeout=5, what="the access log line")[0]
     assert line.startswith("- - - [")
+
+
+# ---- logs of workers that run as another user --------------------------------------
+
+
+def nobody_site(top):
+    """A document root that workers running as nobody can read."""
+    root = top / "www"
+    root.mkdir(mode=0o755)
+    (root / "hello.txt").write_text("Hello, World!")
+    (root / "hello.txt").chmod(0o644)
+    return root
+
+
+def refuse(port):
+    """A malformed request: with log_level = debug the worker that refuses it
+    writes a line to the error log."""
+    assert request(port, b"GET / HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n").status == 400
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="needs root")
+def test_rotation_with_user_reopens_both_logs_in_the_workers(make_server, open_tmp):
+    # the usual /var/log/preforkd: a root folder the workers' user cannot write
+    logs = open_tmp / "logs"
+    logs.mkdir(mode=0o755)
+    err, acc = logs / "error.log", logs / "access.log"
+    srv = make_server(config=config(nobody_site(open_tmp),
+                                    f"user = nobody\ngroup = nogroup\nlog_level = debug\n"
+                                    f"error_log = {err}\naccess_log = {acc}"), workers=2,
+                      error_log=err)
+    get(srv.port, "/hello.txt")
+    wait_until(lambda: acc.exists() and "/hello.txt" in acc.read_text(), what="a first line")
+    err.rename(logs / "error.log.1")
+    acc.rename(logs / "access.log.1")
+    srv.signal(signal.SIGUSR1)
+    wait_until(lambda: err.exists() and acc.exists(), what="new log files")
+    nobody = pwd.getpwnam("nobody").pw_uid
+    assert err.stat().st_uid == nobody and acc.stat().st_uid == nobody
+    # a line of each worker in each new file (the connections go where they
+    # go: send until both workers have written)
+    workers = set(srv.workers())
+
+    def both_wrote():
+        refuse(srv.port)
+        get(srv.port, "/hello.txt?after")
+        text = err.read_text()
+        return all(f" {w}: refused request" in text for w in workers)
+    wait_until(both_wrote, interval=0.3, what="both workers' lines in the new error log")
+    wait_until(lambda: "/hello.txt?after" in acc.read_text(), what="a line in the new access log")
+    old = (logs / "error.log.1").read_text()
+    assert "reopening error log" not in old and "reopening access log" not in old, old
+    assert "/hello.txt?after" not in (logs / "access.log.1").read_text()
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="needs root")
+def test_symlink_planted_in_the_log_folder_is_not_followed(make_server, open_tmp):
+    # the log folder belongs to the workers' user: whoever takes over a worker
+    # may replace a log by a symlink before the next reopen (nginx's
+    # CVE-2016-1247); the root file it points to must stay as it is
+    logs = open_tmp / "logs"
+    logs.mkdir(mode=0o755)
+    nobody = pwd.getpwnam("nobody")
+    os.chown(logs, nobody.pw_uid, nobody.pw_gid)
+    secret = open_tmp / "secret"
+    secret.write_text("root only\n")
+    secret.chmod(0o600)
+    err, acc = logs / "error.log", logs / "access.log"
+    srv = make_server(config=config(nobody_site(open_tmp),
+                                    f"user = nobody\ngroup = nogroup\n"
+                                    f"error_log = {err}\naccess_log = {acc}"), workers=2,
+                      error_log=err)
+    get(srv.port, "/hello.txt")
+    err.rename(logs / "error.log.1")
+    acc.unlink()
+    err.symlink_to(secret)
+    acc.symlink_to(secret)
+    srv.signal(signal.SIGUSR1)
+    old = logs / "error.log.1"
+    wait_until(lambda: "access log" in old.read_text() and "symbolic link" in old.read_text(),
+               what="the refusal in the error log")
+    get(srv.port, "/hello.txt?after")  # still serving
+    srv.stop()
+    st = secret.stat()
+    assert (st.st_uid, st.st_gid, st.st_mode & 0o7777) == (0, 0, 0o600)
+    assert secret.read_text() == "root only\n"
+    assert err.is_symlink() and acc.is_symlink()  # left as they were
+
+
+# ---- the access log through a pipe, and a full disk ----------------------------------
+
+
+def send_many(port, requests):
+    """Sends (target, user_agent) requests on one keep-alive connection."""
+    with socket.create_connection(("127.0.0.1", port), timeout=30) as s:
+        rd = Reader(s)
+        for target, agent in requests:
+            s.sendall(f"GET {target} HTTP/1.1\r\nHost: x\r\nUser-Agent: {agent}\r\n\r\n".encode())
+            assert rd.response().status == 200
+
+
+def test_access_log_lines_arrive_whole_through_a_pipe(make_server, site):
+    # access_log = - under Docker, journald or "| tee": four workers write to
+    # one pipe, and a write longer than PIPE_BUF (4096) may be split and
+    # interleaved with the others' (the pipe holds one page here, so every
+    # longer write waits for the reader and is split)
+    rfd, wfd = os.pipe()
+    fcntl.fcntl(wfd, fcntl.F_SETPIPE_SZ, 4096)
+    received = bytearray()
+
+    def read_all():
+        while chunk := os.read(rfd, 65536):
+            received.extend(chunk)
+    reader = threading.Thread(target=read_all)
+    reader.start()
+    try:
+        srv = make_server(config=config(site, "access_log = -"), workers=4, stdout=wfd)
+    finally:
+        os.close(wfd)
+    clients, per_client = 8, 150
+    batches = [[(f"/hello.txt?c={c}&i={i}&pad={'p' * (200 * (i % 10))}",
+                 f"agent-{c}-{i}-" + "u" * (800 + 100 * (i % 13))) for i in range(per_client)]
+               for c in range(clients)]
+    # and a few lines longer than PIPE_BUF: shortened, still whole
+    batches.append([(f"/hello.txt?long={i}&pad={'q' * 3000}", "L" * 3000) for i in range(20)])
+    threads = [threading.Thread(target=send_many, args=(srv.port, b)) for b in batches]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert srv.stop() == 0
+    reader.join(timeout=30)
+    os.close(rfd)
+    lines = [l for l in received.decode("latin-1").split("\n")[:-1] if '"OPTIONS * ' not in l]
+    torn = [l[:120] for l in lines if not COMBINED.match(l)]
+    assert not torn, f"{len(torn)} of {len(lines)} lines torn, e.g. {torn[:3]}"
+    assert received.endswith(b"\n")
+    assert len(lines) == clients * per_client + 20
+    long = [COMBINED.match(l) for l in lines if "?long=" in l]
+    assert len(long) == 20
+    for m in long:
+        assert len(m.group(0)) < 4096
+        assert m.group(3).endswith("... HTTP/1.1") and m.group(7).endswith("...")
+
+
+def test_a_full_access_log_is_reported_once_and_serving_goes_on(make_server, site):
+    # stdout on /dev/full: every write fails with ENOSPC, as on a full disk
+    with open("/dev/full", "wb") as full:
+        srv = make_server(config=config(site, "access_log = -"), stdout=full)
+    for _ in range(20):
+        assert get(srv.port, "/hello.txt").status == 200
+    wait_until(lambda: "access log (stdout): No space left" in srv.log(), what="the report")
+    for _ in range(20):
+        assert get(srv.port, "/hello.txt").status == 200
+    srv.stop()  # the last lines are flushed (and fail) at exit
+    assert srv.log().count("access log (stdout)") == 1, srv.log()
+
+
+def test_a_start_failure_is_on_stderr_too_when_the_error_log_is_a_file(site, tmp_path):
+    err = tmp_path / "error.log"
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        p = subprocess.run([BIN, "--root", str(site), "--listen", f"127.0.0.1:{port}",
+                            "--error-log", str(err)], stdin=subprocess.DEVNULL,
+                           capture_output=True, text=True, timeout=30)
+    assert p.returncode == 1
+    assert "bind: Address already in use" in p.stderr
+    assert "bind: Address already in use" in err.read_text()
+    assert "[info]" not in p.stderr  # only errors: the rest stays in the file

@@ -10,7 +10,6 @@ import pathlib
 import shutil
 import socket
 import subprocess
-import tempfile
 import time
 
 import pytest
@@ -645,7 +644,7 @@ def test_fifo_does_not_hang_the_server(shared):
     assert get(shared.port, "/hello.txt").body == b"Hello, World!"
 
 
-def test_unreadable_file_is_403(make_server, site, tmp_path, monkeypatch):
+def test_unreadable_file_is_403(make_server, site, tmp_path, open_tmp, monkeypatch):
     """A file the server may not read is 403. As root every file is readable,
     so there the whole server runs as nobody (setpriv) on a world-searchable
     copy of the site."""
@@ -654,10 +653,7 @@ def test_unreadable_file_is_403(make_server, site, tmp_path, monkeypatch):
     if os.geteuid() == 0:
         if not shutil.which("setpriv"):
             pytest.skip("root reads every file and setpriv is missing")
-        top = pathlib.Path(tempfile.mkdtemp(prefix="preforkd-static-"))
-        request_cleanup = top
-        top.chmod(0o755)
-        root = top / "www"
+        root = open_tmp / "www"
         root.mkdir(mode=0o755)
         (root / "hello.txt").write_text("Hello, World!")
         (root / "hello.txt").chmod(0o644)
@@ -666,20 +662,14 @@ def test_unreadable_file_is_403(make_server, site, tmp_path, monkeypatch):
                            f"{conftest.BIN} \"$@\"\n")
         wrapper.chmod(0o755)
         monkeypatch.setattr(conftest, "BIN", str(wrapper))
-    else:
-        request_cleanup = None
-    try:
-        f = root / "locked.txt"
-        f.write_text("locked content")
-        f.chmod(0)
-        srv = make_server(args=["--root", str(root)])
-        assert get(srv.port, "/hello.txt").body == b"Hello, World!"
-        r = get(srv.port, "/locked.txt")
-        assert r.status == 403
-        assert b"locked content" not in r.body
-    finally:
-        if request_cleanup:
-            shutil.rmtree(request_cleanup, ignore_errors=True)
+    f = root / "locked.txt"
+    f.write_text("locked content")
+    f.chmod(0)
+    srv = make_server(args=["--root", str(root)])
+    assert get(srv.port, "/hello.txt").body == b"Hello, World!"
+    r = get(srv.port, "/locked.txt")
+    assert r.status == 403
+    assert b"locked content" not in r.body
 
 
 # ---- routes -----------------------------------------------------------------

@@ -385,6 +385,38 @@ static void test_full_buffer_is_written(void **state) {
     free(all);
 }
 
+/* To a pipe: a line longer than PIPE_BUF is shortened to fit, short fields
+ * kept whole and long ones cut with "..."; the buffer goes out in writes of
+ * whole lines. */
+static void test_whole_lines_for_a_pipe(void **state) {
+    struct fixture *fx = *state;
+    struct sockaddr_in a = sin4("127.0.0.1", 1);
+    char *target = repeat("t", 3000), *agent = repeat("\"", 1000);
+    struct req q;
+    make_req(&q, "GET", target, 11, "http://r/", agent);
+    struct accesslog *log = accesslog_open(fx->path);
+    assert_non_null(log);
+    log->whole_lines = true; /* as for a pipe */
+    for (int i = 0; i < 10; i++) accesslog_write(log, (struct sockaddr *)&a, T0, &q.r, 200, 0, 0);
+    accesslog_close(log);
+    size_t len;
+    char *all = slurp(fx->path, &len), *p = all;
+    for (int i = 0; i < 10; i++) {
+        char *nl = strchr(p, '\n');
+        assert_non_null(nl);
+        assert_true(nl - p + 1 <= PIPE_BUF);
+        assert_true(nl - p + 1 > PIPE_BUF - 8); /* the room is used */
+        assert_memory_equal(p, "127.0.0.1" T0_STAMP "\"GET ttt", 47);
+        assert_non_null(strstr(p, "t... HTTP/1.1\" 200 0 \"http://r/\" \"\\x22\\x22"));
+        assert_memory_equal(nl - 14, "\\x22...\" 0.000", 14);
+        p = nl + 1;
+    }
+    assert_int_equal(p - all, len);
+    free(all);
+    free(target);
+    free(agent);
+}
+
 static void test_reopen_after_rotation(void **state) {
     struct fixture *fx = *state;
     struct sockaddr_in a = sin4("127.0.0.1", 1);
@@ -481,6 +513,7 @@ int main(void) {
         cmocka_unit_test_setup_teardown(test_long_fields_truncated, setup, scratch_teardown),
         cmocka_unit_test_setup_teardown(test_worst_case_lines, setup, scratch_teardown),
         cmocka_unit_test_setup_teardown(test_full_buffer_is_written, setup, scratch_teardown),
+        cmocka_unit_test_setup_teardown(test_whole_lines_for_a_pipe, setup, scratch_teardown),
         cmocka_unit_test_setup_teardown(test_reopen_after_rotation, setup, scratch_teardown),
         cmocka_unit_test_setup_teardown(test_reopen_failure_keeps_old_file, setup,
                                         scratch_teardown),

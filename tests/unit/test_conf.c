@@ -516,7 +516,7 @@ static void test_listen_errors(void **state) {
     expect_load_error("[server]\nlisten = nope\n", 2, "listen: nope");
     expect_load_error("[server]\nlisten = 127.0.0.1:99999\n", 2, "listen");
     expect_load_error("[server]\nlisten = 127.0.0.1:\n", 2, "listen");
-    expect_load_error("[server]\nlisten = unix:relative.sock\n", 2, "listen");
+    expect_load_error("[server]\nlisten = unix:\n", 2, "listen");
     expect_load_error("[server]\nlisten = 127.0.0.1:1\nlisten = [::1\n", 3, "listen");
     expect_load_error("[server]\nlisten =\n", 2, "listen");
 }
@@ -794,6 +794,7 @@ static void test_file_relative_paths_use_config_folder(void **state) {
     static const char text[] = "[server]\n"
                                "access_log = logs/access.log\n"
                                "pid_file = preforkd.pid\n"
+                               "listen = unix:run/p.sock\n"
                                "[route /]\n"
                                "handler = static\n"
                                "root = site\n";
@@ -810,6 +811,11 @@ static void test_file_relative_paths_use_config_folder(void **state) {
     free(want);
     want = path_join(s.dir, "preforkd.pid");
     assert_string_equal(c.pid_file, want);
+    free(want);
+    want = path_join(s.dir, "run/p.sock");
+    assert_int_equal(c.nlisten, 1);
+    assert_memory_equal(c.listen[0], "unix:", 5);
+    assert_string_equal(c.listen[0] + 5, want);
     free(want);
     /* the current folder is elsewhere, so this passes only if root was resolved */
     assert_int_equal(conf_finish(&c, err, sizeof err), 0);

@@ -24,6 +24,7 @@
 
 #define NOW   1000000u /* an arbitrary monotonic clock reading, in ms */
 #define VALID 1000u    /* the valid interval used unless a test says otherwise */
+#define IDLE  60000u   /* the idle time used unless a test says otherwise */
 
 struct fixture {
     struct scratch s;
@@ -91,7 +92,7 @@ static bool is_hit(struct fcache *fc, const char *key, uint64_t now) {
 
 static void test_miss_then_hit(void **state) {
     struct fixture *fx = *state;
-    struct fcache *fc = fcache_create(8, VALID);
+    struct fcache *fc = fcache_create(8, VALID, IDLE);
     struct fentry *stale = (void *)1;
     make_file(fx, "a.txt", 10, 'a');
 
@@ -135,7 +136,7 @@ static void test_small_in_memory_large_by_fd(void **state) {
         {"over", FCACHE_MEM_MAX + 1, false},
         {"large", 100000, false},
     };
-    struct fcache *fc = fcache_create(16, VALID);
+    struct fcache *fc = fcache_create(16, VALID, IDLE);
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
         char seed = (char)('a' + i);
         make_file(fx, cases[i].name, cases[i].size, seed);
@@ -170,7 +171,7 @@ static void test_headers_and_etag(void **state) {
         {784111777, 20000, "\"2ebc98a1-4e20\"", "Sun, 06 Nov 1994 08:49:37 GMT"},
         {0, 0, "\"0-0\"", "Thu, 01 Jan 1970 00:00:00 GMT"},
     };
-    struct fcache *fc = fcache_create(8, VALID);
+    struct fcache *fc = fcache_create(8, VALID, IDLE);
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
         char name[32], path[256], want[256];
         snprintf(name, sizeof name, "f%zu.html", i);
@@ -204,7 +205,7 @@ static void test_mime_by_name(void **state) {
         {"README", "application/octet-stream"},
         {"trailing.", "application/octet-stream"},
     };
-    struct fcache *fc = fcache_create(16, VALID);
+    struct fcache *fc = fcache_create(16, VALID, IDLE);
     make_file(fx, "file", 3, 'a');
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
         struct stat st;
@@ -220,7 +221,7 @@ static void test_mime_by_name(void **state) {
 
 static void test_stale_after_valid_interval(void **state) {
     struct fixture *fx = *state;
-    struct fcache *fc = fcache_create(8, VALID);
+    struct fcache *fc = fcache_create(8, VALID, IDLE);
     struct fentry *stale;
     make_file(fx, "a.txt", 10, 'a');
     struct fentry *e = add(fx, fc, "a.txt", NOW);
@@ -272,7 +273,7 @@ static void test_still_valid(void **state) {
         {"ctime", bump_ctime_sec}, {"ctime ns", bump_ctime_nsec}, {"inode", bump_inode},
         {"device", bump_device},
     };
-    struct fcache *fc = fcache_create(8, VALID);
+    struct fcache *fc = fcache_create(8, VALID, IDLE);
     struct fentry *stale;
     struct stat st;
     make_file(fx, "a.txt", 10, 'a');
@@ -314,7 +315,7 @@ static void test_still_valid(void **state) {
 
 static void test_new_entry_replaces_old(void **state) {
     struct fixture *fx = *state;
-    struct fcache *fc = fcache_create(8, VALID);
+    struct fcache *fc = fcache_create(8, VALID, IDLE);
     make_file(fx, "a.txt", 100, 'a');
     struct fentry *old = add(fx, fc, "a.txt", NOW); /* held, as by a response */
 
@@ -345,7 +346,7 @@ static void test_new_entry_replaces_old(void **state) {
 
 static void test_lru_eviction(void **state) {
     struct fixture *fx = *state;
-    struct fcache *fc = fcache_create(3, VALID);
+    struct fcache *fc = fcache_create(3, VALID, IDLE);
     static const char *const names[] = {"a", "b", "c", "d", "e"};
     for (size_t i = 0; i < 5; i++) make_file(fx, names[i], 10, 'a');
 
@@ -379,7 +380,7 @@ static void test_lru_eviction(void **state) {
 static void test_many_keys_share_buckets(void **state) {
     struct fixture *fx = *state;
     enum { MAX = 20, KEYS = 100 };
-    struct fcache *fc = fcache_create(MAX, VALID);
+    struct fcache *fc = fcache_create(MAX, VALID, IDLE);
     char name[32];
     for (unsigned i = 0; i < KEYS; i++) {
         snprintf(name, sizeof name, "f%u", i);
@@ -407,7 +408,7 @@ static void test_many_keys_share_buckets(void **state) {
 
 static void test_evicted_entry_held_stays_valid(void **state) {
     struct fixture *fx = *state;
-    struct fcache *fc = fcache_create(1, VALID);
+    struct fcache *fc = fcache_create(1, VALID, IDLE);
     struct stat st;
     make_file(fx, "small", 50, 'a');
     make_file(fx, "large", FCACHE_MEM_MAX * 2, 'b');
@@ -439,7 +440,7 @@ static void test_evicted_entry_held_stays_valid(void **state) {
 
 static void test_destroy_with_entries_held(void **state) {
     struct fixture *fx = *state;
-    struct fcache *fc = fcache_create(8, VALID);
+    struct fcache *fc = fcache_create(8, VALID, IDLE);
     make_file(fx, "small", 50, 'a');
     make_file(fx, "large", FCACHE_MEM_MAX + 100, 'b');
     struct fentry *small = add(fx, fc, "small", NOW);
@@ -479,7 +480,7 @@ static void test_standalone_entry(void **state) {
 
 static void test_file_shorter_than_stat(void **state) {
     struct fixture *fx = *state;
-    struct fcache *fc = fcache_create(8, VALID);
+    struct fcache *fc = fcache_create(8, VALID, IDLE);
     struct stat st;
     char path[256];
     make_file(fx, "shrinks", 1000, 'a');
@@ -492,6 +493,62 @@ static void test_file_shorter_than_stat(void **state) {
     assert_null(e->data); /* never 1000 bytes of which 990 are made up */
     assert_int_equal(e->fd, fd);
     fentry_release(e);
+    fcache_destroy(fc);
+}
+
+/* The sweep drops entries not used for the idle time (a use keeps one), and
+ * those whose file was deleted at once; a held entry keeps its descriptor. */
+static void test_sweep_idle_and_deleted(void **state) {
+    struct fixture *fx = *state;
+    struct fcache *fc = fcache_create(8, 20000, 5000); /* valid: no revalidation here */
+    make_file(fx, "used.bin", FCACHE_MEM_MAX + 1, 'u');
+    make_file(fx, "idle.bin", FCACHE_MEM_MAX + 1, 'i');
+    make_file(fx, "gone.bin", FCACHE_MEM_MAX + 1, 'g');
+    fentry_release(add(fx, fc, "used.bin", NOW));
+    fentry_release(add(fx, fc, "idle.bin", NOW));
+    struct fentry *gone = add(fx, fc, "gone.bin", NOW); /* held, as by a response */
+    assert_int_equal(fc->count, 3);
+
+    fcache_sweep(fc, NOW + 1000);
+    assert_int_equal(fc->count, 3); /* nothing idle, nothing deleted */
+    char path[256];
+    snprintf(path, sizeof path, "%s/gone.bin", fx->s.dir);
+    assert_int_equal(unlink(path), 0);
+    fcache_sweep(fc, NOW + 2000);
+    assert_int_equal(fc->count, 2);
+    assert_false(gone->in_cache);
+    assert_true(gone->fd >= 0); /* still sending from it */
+    fentry_release(gone);
+
+    assert_true(is_hit(fc, "/used.bin", NOW + 4000));
+    fcache_sweep(fc, NOW + 4999);
+    assert_int_equal(fc->count, 2);
+    fcache_sweep(fc, NOW + 5000); /* idle.bin: 5 s unused */
+    assert_int_equal(fc->count, 1);
+    assert_true(is_hit(fc, "/used.bin", NOW + 5000));
+    fcache_sweep(fc, NOW + 10000);
+    assert_int_equal(fc->count, 0);
+    fcache_destroy(fc);
+}
+
+/* An entry whose revalidation failed is forgotten; forgetting one already
+ * out of the cache (replaced, evicted) changes nothing. */
+static void test_forget(void **state) {
+    struct fixture *fx = *state;
+    struct fcache *fc = fcache_create(8, VALID, IDLE);
+    make_file(fx, "a.txt", 10, 'a');
+    fentry_release(add(fx, fc, "a.txt", NOW));
+    struct fentry *stale;
+    assert_null(lookup(fc, "/a.txt", NOW + VALID, &stale));
+    assert_non_null(stale);
+    fcache_forget(fc, stale);
+    assert_false(stale->in_cache);
+    assert_int_equal(fc->count, 0);
+    fcache_forget(fc, stale);
+    assert_int_equal(stale->refs, 1);
+    fentry_release(stale);
+    assert_null(lookup(fc, "/a.txt", NOW + VALID, &stale));
+    assert_null(stale);
     fcache_destroy(fc);
 }
 
@@ -511,6 +568,8 @@ int main(void) {
         cmocka_unit_test_setup_teardown(test_destroy_with_entries_held, setup, scratch_teardown),
         cmocka_unit_test_setup_teardown(test_standalone_entry, setup, scratch_teardown),
         cmocka_unit_test_setup_teardown(test_file_shorter_than_stat, setup, scratch_teardown),
+        cmocka_unit_test_setup_teardown(test_sweep_idle_and_deleted, setup, scratch_teardown),
+        cmocka_unit_test_setup_teardown(test_forget, setup, scratch_teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
