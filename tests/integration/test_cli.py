@@ -165,6 +165,44 @@ def test_check_broken_config(tmp_path):
     usage_error(run("--config", path, "--check"), f"{path}:2", "workers")
 
 
+ROUTE_ERRORS = [
+    # (text, line, words)
+    ("[route /]\nhandler = status\n[route /api]\n; the new API\nhandler = php\n", 5,
+     '[route /api]: handler: unknown handler "php"'),
+    ("[route /e]\nhandler = echo\n\nroot = www\n", 4,
+     "[route /e]: root: belongs to handler = static"),
+    ("[route /s]\nhandler = sleep\nmode = inline\n", 3,
+     "[route /s]: mode: the sleep handler runs on the pool"),
+    ("[route /]\nhandler = static\nindex = home.html\nroot = nowhere\n", 4,
+     "[route /]: root: {tmp}/nowhere: No such file or directory"),
+]
+
+
+@pytest.mark.parametrize("text,line,words", ROUTE_ERRORS,
+                         ids=["handler", "root", "mode", "missing root"])
+def test_route_errors_name_the_setting_line_and_the_file_as_given(tmp_path, text, line, words):
+    """Config slip: a route's error named the line of its [route] header, not
+    the setting's, and printed the config's absolute path where [server]
+    errors print it as given on the command line."""
+    (tmp_path / "site.conf").write_text(text)
+    err = usage_error(run("--config", "site.conf", "--check", cwd=tmp_path))
+    assert err == f"preforkd: site.conf:{line}: {words.format(tmp=tmp_path)}"
+
+
+def test_shutdown_idle_timeout_over_keepalive_timeout_is_an_error(tmp_path):
+    """Config slip: a shutdown_idle_timeout longer than keepalive_timeout
+    passed silently (and was cut to keepalive_timeout). Set on purpose, it
+    is a configuration error now; the default of 1 s just yields to a
+    shorter keepalive_timeout."""
+    path = write_conf(tmp_path, "[server]\nkeepalive_timeout = 2s\nshutdown_idle_timeout = 5s\n"
+                                "[route /]\nhandler = status\n")
+    usage_error(run("--config", path, "--check"), f"{path}:3: shutdown_idle_timeout",
+                "keepalive_timeout")
+    path = write_conf(tmp_path, "[server]\nkeepalive_timeout = 500ms\n[route /]\nhandler = status\n",
+                      name="short.conf")
+    assert run("--config", path, "--check").returncode == 0
+
+
 def test_serving_on_a_held_port_fails_cleanly(held_port, tmp_path):
     """The same address without --check does try to bind, and says so."""
     p = run("--root", tmp_path, "--listen", f"127.0.0.1:{held_port}", "--workers", "1")
