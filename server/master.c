@@ -3,6 +3,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <limits.h>
 #include <poll.h>
 #include <sched.h>
 #include <signal.h>
@@ -13,6 +14,7 @@
 #include <string.h>
 #include <sys/prctl.h>
 #include <sys/resource.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -166,6 +168,68 @@ static unsigned worker_count(const struct conf *c) {
     unsigned n = master_auto_workers(why, sizeof why);
     log_info("workers = auto: %u (%s)", n, why);
     return n;
+}
+
+/* ---- what start would fail on ----------------------------------------- */
+
+/* Whether a log file can be opened for appending, as the master (error log)
+ * or a worker before its privilege drop (access log) will open it. A file
+ * created for the test is removed again: a check leaves nothing behind. A
+ * FIFO without a reader yet passes: its opener waits for one, and
+ * worker_timeout bounds that. */
+static int check_log(const struct conf *c, const char *setting, const char *path, char *err,
+                     size_t errlen) {
+    char where[PATH_MAX + 32];
+    if (!path || strcmp(path, "-") == 0) return 0;
+    int flags = O_WRONLY | O_APPEND | O_NONBLOCK | O_NOCTTY | O_CLOEXEC;
+    int fd = open(path, flags | O_CREAT | O_EXCL, 0644);
+    bool made = fd >= 0;
+    if (fd < 0 && errno == EEXIST) fd = open(path, flags);
+    if (fd < 0 && errno != ENXIO) {
+        snprintf(err, errlen, "%s%s: %s: %s",
+                 conf_where(c, conf_line(c, setting), where, sizeof where), setting, path,
+                 strerror(errno));
+        return -1;
+    }
+    if (fd >= 0) close(fd);
+    if (made) unlink(path);
+    return 0;
+}
+
+/* bind() cannot create a unix socket in a folder that does not exist. */
+static int check_unix_folders(const struct conf *c, char *err, size_t errlen) {
+    char where[PATH_MAX + 32], dir[PATH_MAX];
+    struct stat st;
+    for (size_t i = 0; i < c->nlisten; i++) {
+        if (strncmp(c->listen[i], "unix:", 5) != 0) continue;
+        snprintf(dir, sizeof dir, "%s", c->listen[i] + 5);
+        char *slash = strrchr(dir, '/');
+        if (!slash) continue; /* listen_parse wants an absolute path */
+        if (slash == dir)
+            slash[1] = '\0'; /* "/x.sock": the root */
+        else
+            *slash = '\0';
+        const char *why = stat(dir, &st) < 0     ? strerror(errno)
+                          : !S_ISDIR(st.st_mode) ? "not a directory"
+                                                 : NULL;
+        if (why) {
+            snprintf(err, errlen, "%slisten: %s: %s: %s",
+                     conf_where(c, c->listen_line ? c->listen_line[i] : 0, where, sizeof where),
+                     c->listen[i], dir, why);
+            return -1;
+        }
+    }
+    return 0;
+}
+
+int master_check(const struct conf *c, struct creds *creds, char *warn, size_t warnlen, char *err,
+                 size_t errlen) {
+    if (privs_resolve(c, creds, warn, warnlen, err, errlen) < 0 ||
+        check_log(c, "error_log", c->error_log, err, errlen) < 0 ||
+        check_log(c, "access_log", c->access_log, err, errlen) < 0 ||
+        check_unix_folders(c, err, errlen) < 0)
+        return -1;
+    return 0;
 }
 
 /* ---- signals to a running master -------------------------------------- */
@@ -445,7 +509,7 @@ static void reload(struct master *m) {
         log_error("reload failed: %s; still serving with the previous configuration", err);
         return;
     }
-    if (privs_resolve(&nc, &ncreds, warn, sizeof warn, err, sizeof err) < 0 ||
+    if (master_check(&nc, &ncreds, warn, sizeof warn, err, sizeof err) < 0 ||
         listeners_open(&nls, nc.listen, nc.nlisten, nc.backlog, &a->listeners, err, sizeof err) <
             0) {
         log_error("reload failed: %s; still serving with the previous configuration", err);

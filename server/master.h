@@ -55,6 +55,14 @@ struct master_args {
 /* Runs until stopped; returns the process exit status. */
 int master_run(struct master_args *args);
 
+/* What a start would fail on, short of binding: the user and group, the
+ * log files (opened as the master or a worker opens them; a file made for
+ * the test is removed again), the folders of unix sockets. --check, a start
+ * and a reload all run this one function. Fills creds; *warn says what is
+ * ignored (user when not root). 0, or -1 with "FILE:LINE: setting: why". */
+int master_check(const struct conf *c, struct creds *creds, char *warn, size_t warnlen, char *err,
+                 size_t errlen);
+
 /* The worker count for "workers = auto": CPUs in our affinity mask, capped by
  * a cgroup CPU quota (rounded up), at least 1. why describes the choice. */
 unsigned master_auto_workers(char *why, size_t whylen);

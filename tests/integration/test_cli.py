@@ -165,6 +165,47 @@ def test_check_broken_config(tmp_path):
     usage_error(run("--config", path, "--check"), f"{path}:2", "workers")
 
 
+START_FAILURES = {
+    # name: (settings after the listen line, line at fault, words of the error)
+    "access log folder": ("access_log = {tmp}/missing/access.log", 3,
+                          "access_log: {tmp}/missing/access.log: No such file or directory"),
+    "error log folder": ("error_log = {tmp}/missing/error.log", 3,
+                         "error_log: {tmp}/missing/error.log: No such file or directory"),
+    "unknown user": ("workers = 1\nuser = nosuchuser", 4, 'user: no user "nosuchuser"'),
+    "unknown group": ("user = nobody\ngroup = nosuchgroup", 4, 'group: no group "nosuchgroup"'),
+    "unix socket folder": ("listen = unix:{tmp}/missing/s.sock", 3,
+                           "listen: unix:{tmp}/missing/s.sock: {tmp}/missing: "
+                           "No such file or directory"),
+}
+
+
+@pytest.mark.parametrize("case", START_FAILURES)
+def test_check_fails_on_what_start_fails_on(tmp_path, case):
+    """Defect 4: --check passed what a start then rejected (logs that cannot
+    be opened, an unknown user or group, a unix socket in a folder that does
+    not exist), and the user's error had no FILE:LINE. --check and a start
+    run the same checks now: the same one line, with the file as given."""
+    settings, line, words = (x.format(tmp=tmp_path) if isinstance(x, str) else x
+                             for x in START_FAILURES[case])
+    (tmp_path / "site.conf").write_text(f"[server]\nlisten = 127.0.0.1:0\n{settings}\n"
+                                        f"[route /]\nhandler = status\n")
+    check = usage_error(run("--config", "site.conf", "--check", cwd=tmp_path))
+    assert check == f"preforkd: site.conf:{line}: {words}"
+    start = usage_error(run("--config", "site.conf", cwd=tmp_path))
+    assert start == check
+    assert not (tmp_path / "missing").exists()
+
+
+def test_check_leaves_no_log_file_behind(tmp_path):
+    """Defect 4 (a guard of the fix): --check opens the log files as a start
+    would, and removes those it had to create."""
+    path = write_conf(tmp_path, f"[server]\naccess_log = {tmp_path}/access.log\n"
+                                f"error_log = {tmp_path}/error.log\n[route /]\nhandler = status\n")
+    p = run("--config", path, "--check")
+    assert p.returncode == 0, p.stderr
+    assert sorted(x.name for x in tmp_path.iterdir()) == ["bad.conf"]
+
+
 ROUTE_ERRORS = [
     # (text, line, words)
     ("[route /]\nhandler = status\n[route /api]\n; the new API\nhandler = php\n", 5,

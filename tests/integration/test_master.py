@@ -719,10 +719,13 @@ def test_stopping_the_old_master_during_an_upgrade_stays_graceful(make_server, s
 def test_upgrade_that_gives_up_leaves_the_unix_socket_to_the_old_master(make_server, site,
                                                                          tmp_path):
     sock = tmp_path / "u.sock"
+    fifo = tmp_path / "access.fifo"
     srv = make_server(config=site_conf(site), workers=1, args=["--listen", f"unix:{sock}"])
-    # the new master starts, but its workers cannot open their access log
+    # the new master starts, but its workers hang opening their access log (a
+    # FIFO nobody reads), within worker_timeout (30 s) but past upgrade_timeout
+    os.mkfifo(fifo)
     (srv.tmp / "preforkd.conf").write_text(
-        site_conf(site, f"access_log = {tmp_path}/missing/access.log\nupgrade_timeout = 2s"))
+        site_conf(site, f"access_log = {fifo}\nupgrade_timeout = 2s"))
     srv.signal(signal.SIGUSR2)
     wait_until(lambda: "binary upgrade failed" in srv.log(), timeout=40, what="the rollback")
     assert "workers not serving after 2000 ms" in srv.log()  # upgrade_timeout, not 10 s
@@ -730,7 +733,7 @@ def test_upgrade_that_gives_up_leaves_the_unix_socket_to_the_old_master(make_ser
     assert sock.exists()
     assert unix_get(sock).status == 200
     assert get(srv.port, "/hello.txt").status == 200
-    srv.expect_dirty = True  # the new master's workers exited with status 1 on purpose
+    srv.expect_dirty = True  # the new master's worker was killed on purpose
 
 
 # ---- privileges and fairness -------------------------------------------------------

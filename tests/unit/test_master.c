@@ -1,6 +1,7 @@
 /* Unit tests for the parts of server/master.c that need no processes: the
  * worker count for "workers = auto" (affinity mask, cgroup v2 and v1 quotas,
- * read from a fake cgroup folder) and --signal's argument handling. The file
+ * read from a fake cgroup folder), the checks --check, a start and a reload
+ * share, and --signal's argument handling. The file
  * under test is included to reach its static functions. */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -12,6 +13,8 @@
 #include <unistd.h>
 
 #include <cmocka.h>
+
+#include "scratch.h"
 
 #include "server/master.c"
 
@@ -79,6 +82,78 @@ static void test_v1_quota(void **state) {
     assert_int_equal(cgroup_cpus(), 3);
 }
 
+static struct conf conf_of(const char *text) {
+    struct conf c;
+    char err[512];
+    conf_init(&c);
+    if (conf_load_string(&c, text, "t.conf", err, sizeof err) < 0 ||
+        conf_finish(&c, err, sizeof err) < 0)
+        fail_msg("%s", err);
+    return c;
+}
+
+static void test_check_names_file_and_line(void **state) {
+    char text[512], err[512], warn[256];
+    struct creds cr;
+    /* an unknown user or group, with the line, as every setting error */
+    struct conf c = conf_of("[server]\n\nuser = nosuchuser-xyz\n[route /]\nhandler = echo\n");
+    assert_int_equal(master_check(&c, &cr, warn, sizeof warn, err, sizeof err), -1);
+    assert_string_equal(err, "t.conf:3: user: no user \"nosuchuser-xyz\"");
+    conf_free(&c);
+    c = conf_of("[server]\nuser = root\ngroup = nosuchgroup-xyz\n[route /]\nhandler = echo\n");
+    assert_int_equal(master_check(&c, &cr, warn, sizeof warn, err, sizeof err), -1);
+    assert_string_equal(err, "t.conf:3: group: no group \"nosuchgroup-xyz\"");
+    conf_free(&c);
+    /* logs that cannot be opened */
+    snprintf(text, sizeof text,
+             "[server]\naccess_log = %s/no/access.log\n[route /]\nhandler = echo\n", dir);
+    c = conf_of(text);
+    assert_int_equal(master_check(&c, &cr, warn, sizeof warn, err, sizeof err), -1);
+    assert_non_null(strstr(err, "t.conf:2: access_log: "));
+    assert_non_null(strstr(err, "/no/access.log: No such file or directory"));
+    conf_free(&c);
+    snprintf(text, sizeof text, "[server]\nerror_log = %s\n[route /]\nhandler = echo\n", dir);
+    c = conf_of(text);
+    assert_int_equal(master_check(&c, &cr, warn, sizeof warn, err, sizeof err), -1);
+    assert_non_null(strstr(err, "t.conf:2: error_log: "));
+    assert_non_null(strstr(err, "Is a directory"));
+    conf_free(&c);
+    /* a unix socket in a folder that does not exist: the listen line's own */
+    snprintf(text, sizeof text,
+             "[server]\nlisten = 127.0.0.1:1\nlisten = unix:%s/no/s.sock\n[route /]\nhandler = "
+             "echo\n",
+             dir);
+    c = conf_of(text);
+    assert_int_equal(master_check(&c, &cr, warn, sizeof warn, err, sizeof err), -1);
+    assert_non_null(strstr(err, "t.conf:3: listen: unix:"));
+    assert_non_null(strstr(err, "No such file or directory"));
+    conf_free(&c);
+}
+
+/* What would work passes, and a check leaves no file behind. */
+static void test_check_passes_and_leaves_nothing(void **state) {
+    char text[512], err[512] = "", warn[256], path[256];
+    struct creds cr;
+    snprintf(text, sizeof text,
+             "[server]\naccess_log = %s/access.log\nerror_log = %s/error.log\n"
+             "listen = unix:%s/s.sock\nlisten = unix:/s.sock\n[route /]\nhandler = echo\n",
+             dir, dir, dir);
+    struct conf c = conf_of(text);
+    int fds = scratch_count_fds();
+    assert_int_equal(master_check(&c, &cr, warn, sizeof warn, err, sizeof err), 0);
+    assert_int_equal(scratch_count_fds(), fds);
+    snprintf(path, sizeof path, "%s/access.log", dir);
+    assert_int_equal(access(path, F_OK), -1);
+    snprintf(path, sizeof path, "%s/error.log", dir);
+    assert_int_equal(access(path, F_OK), -1);
+    /* a file that exists stays as it is */
+    put("access.log", "kept\n");
+    assert_int_equal(master_check(&c, &cr, warn, sizeof warn, err, sizeof err), 0);
+    snprintf(path, sizeof path, "%s/access.log", dir);
+    assert_int_equal(access(path, F_OK), 0);
+    conf_free(&c);
+}
+
 static void test_signal_arguments(void **state) {
     char err[256];
     int bad;
@@ -103,6 +178,8 @@ int main(void) {
         cmocka_unit_test_setup_teardown(test_no_cgroup_files_means_affinity, setup, teardown),
         cmocka_unit_test_setup_teardown(test_v2_quota, setup, teardown),
         cmocka_unit_test_setup_teardown(test_v1_quota, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_check_names_file_and_line, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_check_passes_and_leaves_nothing, setup, teardown),
         cmocka_unit_test_setup_teardown(test_signal_arguments, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
