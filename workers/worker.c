@@ -199,8 +199,11 @@ static void on_signal(evutil_socket_t sig, short what, void *arg) {
     switch (sig) {
     case SIGTERM:
     case SIGQUIT:
-        /* a second request to stop while stopping means: now */
-        begin_stop(w, w->stopping);
+        /* A stop under way stays as it is: a signal to the whole process
+         * group (systemd's KillMode=control-group, docker, Ctrl-\) reaches
+         * us twice, from its sender and relayed by the master. Only the
+         * master escalates, with SIGINT. */
+        if (!w->stopping) begin_stop(w, false);
         break;
     case SIGINT: begin_stop(w, true); break;
     case SIGUSR1:
