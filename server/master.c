@@ -313,7 +313,8 @@ static int free_slot(const struct master *m) {
 
 static void worker_main(struct master *m, struct proc *p, pid_t master_pid) {
     child_signals(); /* worker_run() unblocks them once it handles them */
-    /* a worker outliving its master stops gracefully */
+    /* a worker outliving its master stops gracefully (the worker arms this
+     * again after a privilege drop, which clears it) */
     prctl(PR_SET_PDEATHSIG, SIGTERM);
     if (getppid() != master_pid) _exit(0);
     char role[32];

@@ -9,6 +9,7 @@
 #include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/prctl.h>
 #include <unistd.h>
 
 #include "server/log.h"
@@ -227,6 +228,7 @@ static const struct timeval *common_timeout(struct event_base *base, unsigned ms
 static int setup(struct worker *w, const struct creds *creds) {
     char err[512];
     const struct conf *c = w->conf;
+    pid_t master = getppid();
 
     /* the log may live where only root writes; the rest is done as the user */
     if (c->access_log && !(w->alog = accesslog_open(c->access_log))) {
@@ -236,6 +238,19 @@ static int setup(struct worker *w, const struct creds *creds) {
     if (privs_drop(creds, err, sizeof err) < 0) {
         log_error("%s", err);
         return -1;
+    }
+    if (creds->drop) {
+        /* A change of credentials clears the parent-death signal (without it
+         * we would outlive a killed master and keep its port) and makes us
+         * undumpable (no core file for a crash); nginx sets the latter back
+         * too. */
+        if (prctl(PR_SET_PDEATHSIG, SIGTERM) < 0 || prctl(PR_SET_DUMPABLE, 1) < 0) {
+            log_error("prctl: %s", strerror(errno));
+            return -1;
+        }
+        /* the master may have died while the signal was off: stop as if it
+         * had come (it stays pending until the loop handles it) */
+        if (getppid() != master) kill(getpid(), SIGTERM);
     }
 
     struct event_config *cfg = event_config_new();

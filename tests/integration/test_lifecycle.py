@@ -1,5 +1,6 @@
 """Process lifecycles, end to end: stop signals to the master and to the
-whole process group with a request in flight.
+whole process group with a request in flight, and a killed master whose
+workers run as another user.
 
 Each test's docstring names the defect of the issue "Operational paths as
 solid as the parser" it covers."""
@@ -113,3 +114,39 @@ def test_second_sigterm_to_the_master_after_a_group_sigterm_is_fast(make_server,
         assert slow.recv(100) == b""  # closed without an answer
     except ConnectionResetError:
         pass
+
+
+# ---- privileges ---------------------------------------------------------------------
+
+
+ECHO_ONLY = "[route /]\nhandler = echo\n"  # nothing on disk for nobody to reach
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="needs root: workers run as nobody")
+def test_killed_master_with_user_takes_its_workers_and_port_along(make_server):
+    """Defect 7: with user =, the privilege drop cleared PR_SET_PDEATHSIG:
+    the workers outlived a killed master and kept the port, so a restart
+    failed with "Address already in use". They stop now, and a new server
+    binds the same port."""
+    srv = make_server(config=f"[server]\nuser = nobody\n{ECHO_ONLY}", workers=2)
+    port = srv.port
+    workers = wait_until(lambda: len(children(srv.proc.pid)) == 2 and children(srv.proc.pid),
+                         what="2 workers")
+    srv.proc.send_signal(signal.SIGKILL)
+    srv.proc.wait()
+    srv.expect_dirty = True  # a SIGKILLed master: exit status -9
+    wait_until(lambda: not any(alive(w) for w in workers), timeout=15, what="the workers to stop")
+    again = make_server(config=f"[server]\nlisten = 127.0.0.1:{port}\n{ECHO_ONLY}",
+                        listen=False, name="again")
+    assert again.port == port
+    assert get(port, "/").status == 200
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="needs root: workers run as nobody")
+def test_workers_stay_dumpable_after_the_privilege_drop(make_server):
+    """Defect 18: after setuid a worker was no longer dumpable (no core file
+    for a crash). PR_SET_DUMPABLE is set again, as nginx does; the sign of
+    it: the worker's /proc files belong to its user, not to root."""
+    srv = make_server(config=f"[server]\nuser = nobody\n{ECHO_ONLY}", workers=1)
+    [worker] = children(srv.proc.pid)
+    assert os.stat(f"/proc/{worker}/status").st_uid == 65534
