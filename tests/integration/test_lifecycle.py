@@ -1,6 +1,7 @@
-"""Process lifecycles, end to end: stop signals to the master and to the
-whole process group with a request in flight, and a killed master whose
-workers run as another user.
+"""Process lifecycles, end to end: a generation of workers that cannot start
+(on a cold start and on a reload, while clients keep asking), stop signals
+to the master and to the whole process group with a request in flight,
+reloads under load, and a killed master whose workers run as another user.
 
 Each test's docstring names the defect of the issue "Operational paths as
 solid as the parser" it covers."""
@@ -44,6 +45,52 @@ def workers_status(port):
     return json.loads(get(port, "/status").body)["workers"]
 
 
+class Traffic:
+    """Clients asking in a loop from threads, a new connection per request,
+    until stopped, at most `limit` requests or `seconds` in all. Every
+    request must be answered 200: failures lists what was not."""
+
+    def __init__(self, port, clients=1, limit=20000, seconds=120, timeout=10 * SLOW):
+        self.port, self.limit, self.timeout = port, limit, timeout
+        self.deadline = time.monotonic() + seconds * SLOW
+        self.ok = 0
+        self.failures = []
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._threads = [threading.Thread(target=self._run, daemon=True) for _ in range(clients)]
+        for t in self._threads:
+            t.start()
+
+    def _done(self):
+        return (self._stop.is_set() or time.monotonic() > self.deadline or
+                self.ok + len(self.failures) >= self.limit)
+
+    def _run(self):
+        while not self._done():
+            try:
+                r = request(self.port, HELLO, timeout=self.timeout)
+                bad = None if r.status == 200 else f"status {r.status}"
+            except (OSError, EOFError, AssertionError) as e:
+                bad = repr(e)
+            with self._lock:
+                if bad:
+                    self.failures.append(bad)
+                else:
+                    self.ok += 1
+
+    def more(self, n):
+        """Waits until n more requests were answered."""
+        target = self.ok + n
+        wait_until(lambda: self.ok >= target or self._done(), timeout=60, what=f"{n} answers")
+        assert self.ok >= target, f"traffic ended early: {self.ok} ok, {self.failures[:5]}"
+
+    def stop(self):
+        self._stop.set()
+        for t in self._threads:
+            t.join()
+        return self.failures
+
+
 def start_sleep(srv, ms):
     """A connection whose request to the sleep handler (ms long, on the
     pool) is running by the time this returns."""
@@ -53,6 +100,132 @@ def start_sleep(srv, ms):
     wait_until(lambda: any(w["pool_busy"] for w in workers_status(srv.port)),
                what="the sleep handler running")
     return s
+
+
+# ---- a generation that cannot start -------------------------------------------
+
+
+def test_reload_whose_workers_cannot_start_keeps_the_old_generation(make_server, site,
+                                                                      tmp_path):
+    """Defect 3: a reload whose new workers cannot start (here: they hang
+    opening an access log that is a FIFO nobody reads, past worker_timeout)
+    used to retire the old generation at once and crash-loop the new one.
+    Now the old generation answers every request during and after the
+    failed reload, the new one is given up with one error, and a later
+    SIGHUP works."""
+    fifo = tmp_path / "access.fifo"
+    os.mkfifo(fifo)
+    srv = make_server(config=site_conf(site), workers=2)
+    old = children(srv.proc.pid)
+    traffic = Traffic(srv.port)
+    traffic.more(20)
+    conf = srv.tmp / "preforkd.conf"
+    conf.write_text(site_conf(site, f"access_log = {fifo}\nworker_timeout = 1s"))
+    srv.signal(signal.SIGHUP)
+    wait_until(lambda: "reload failed: worker" in srv.log(), timeout=30, what="the reload given up")
+    traffic.more(20)
+    assert traffic.stop() == []
+    log = srv.log()
+    [line] = [l for l in log.splitlines() if "could not start" in l]
+    assert "of generation 2 could not start" in line and "generation 1 keeps serving" in line
+    assert "respawning" not in log  # no crash loop
+    wait_until(lambda: children(srv.proc.pid) == old, what="the abandoned workers gone")
+    assert {w["generation"] for w in workers_status(srv.port)} == {1}
+    # a later SIGHUP may try again
+    conf.write_text(site_conf(site, "server_name = fixed"))
+    srv.signal(signal.SIGHUP)
+    wait_until(lambda: get(srv.port, "/hello.txt").header("server") == "fixed", what="the fix")
+    wait_until(lambda: {w["generation"] for w in workers_status(srv.port)} == {3},
+               what="generation 3 alone")
+
+
+def test_reload_whose_access_log_folder_is_missing_is_refused(make_server, site, tmp_path):
+    """Defects 3 and 4: the issue's own case, an access log in a folder that
+    does not exist. The reload runs the checks of --check and of a start,
+    so it is refused before anything is forked, with FILE:LINE, and the old
+    generation answers every request."""
+    srv = make_server(config=site_conf(site), workers=2)
+    old = children(srv.proc.pid)
+    traffic = Traffic(srv.port)
+    traffic.more(20)
+    conf = srv.tmp / "preforkd.conf"
+    conf.write_text(site_conf(site, f"access_log = {tmp_path}/missing/access.log"))
+    srv.signal(signal.SIGHUP)
+    wait_until(lambda: "reload failed" in srv.log(), what="the reload refused")
+    traffic.more(20)
+    assert traffic.stop() == []
+    assert re.search(rf"reload failed: {re.escape(str(conf))}:2: access_log: "
+                     rf"{re.escape(str(tmp_path))}/missing/access.log: No such file or directory; "
+                     r"still serving", srv.log()), srv.log()
+    assert children(srv.proc.pid) == old
+
+
+def run_until_exit(cmd, timeout):
+    """Runs a server that should give up by itself; kills its whole process
+    group if it has not within timeout. Returns (status, stderr)."""
+    p = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+                         start_new_session=True)
+    try:
+        _, err = p.communicate(timeout=timeout)
+        return p.returncode, err
+    except subprocess.TimeoutExpired:
+        os.killpg(p.pid, signal.SIGKILL)
+        _, err = p.communicate()
+        raise AssertionError(f"the server did not give up within {timeout} s:\n{err[-3000:]}")
+    finally:
+        try:  # whatever is left of its group (workers stuck on a FIFO)
+            os.killpg(p.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+
+
+def test_cold_start_whose_workers_cannot_start_exits_with_one_error(site, tmp_path):
+    """Defect 3: a cold start whose workers cannot start used to log
+    "master started" and crash-loop forever. Now the master says why once
+    (in the error log, and on stderr) and exits with status 1, without
+    "master started"."""
+    fifo = tmp_path / "access.fifo"
+    os.mkfifo(fifo)
+    error_log = tmp_path / "error.log"
+    conf = tmp_path / "cold.conf"
+    conf.write_text(site_conf(site, f"listen = 127.0.0.1:0\naccess_log = {fifo}\n"
+                                    f"worker_timeout = 1s\nerror_log = {error_log}"))
+    status, err = run_until_exit([BIN, "--config", str(conf), "--workers", "2"], timeout=60 * SLOW)
+    assert status == 1, err
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and re.match(r"preforkd: worker \d could not start: ", lines[0]), err
+    log = error_log.read_text()
+    assert "master started" not in log
+    assert log.count("could not start") == 1, log
+    assert "respawning" not in log
+
+
+def test_cold_start_out_of_descriptors_exits_with_one_error(site, tmp_path):
+    """Defects 3 and 18: workers that run out of descriptors while they set
+    up (forty static routes, each holding its root open, under a limit of
+    32) cannot start; the master says so once and exits with status 1
+    instead of crash-looping."""
+    routes = "".join(f"[route /r{i}]\nhandler = static\nroot = {site}\n" for i in range(40))
+    conf = tmp_path / "many.conf"
+    conf.write_text(site_conf(site, "listen = 127.0.0.1:0") + routes)
+
+    def low_limit():
+        import resource
+        resource.setrlimit(resource.RLIMIT_NOFILE, (32, 32))
+    p = subprocess.Popen([BIN, "--config", str(conf), "--workers", "1"], stdout=subprocess.DEVNULL,
+                         stderr=subprocess.PIPE, text=True, start_new_session=True,
+                         preexec_fn=low_limit)
+    try:
+        _, err = p.communicate(timeout=60 * SLOW)
+    except subprocess.TimeoutExpired:
+        os.killpg(p.pid, signal.SIGKILL)
+        _, err = p.communicate()
+        raise AssertionError("the server did not give up:\n" + err[-3000:])
+    assert p.returncode == 1, err
+    assert "open files limited to 32" in err  # said at start: the limit is too low
+    assert re.search(r"worker 0 \d+: route /r\d+: root ", err)  # the worker's own words
+    assert len(re.findall(r"could not start", err)) == 1, err
+    assert "master started" not in err and "respawning" not in err
 
 
 # ---- stop signals with a request in flight --------------------------------------
@@ -114,6 +287,25 @@ def test_second_sigterm_to_the_master_after_a_group_sigterm_is_fast(make_server,
         assert slow.recv(100) == b""  # closed without an answer
     except ConnectionResetError:
         pass
+
+
+# ---- reloads under load -----------------------------------------------------------
+
+
+def test_reloads_under_load_answer_every_request(make_server, site):
+    """Defect 3, the hand-over as it always worked and must keep working:
+    three reloads while four clients keep asking; every request is answered
+    (the previous generation retires only once the new one serves), and
+    each time the new generation alone serves in the end."""
+    srv = make_server(config=site_conf(site), workers=2)
+    traffic = Traffic(srv.port, clients=4)
+    traffic.more(50)
+    for n in range(3):
+        srv.signal(signal.SIGHUP)
+        wait_until(lambda: {w["generation"] for w in workers_status(srv.port)} == {n + 2},
+                   timeout=30, what=f"generation {n + 2} alone")
+        traffic.more(50)
+    assert traffic.stop() == []
 
 
 # ---- privileges ---------------------------------------------------------------------

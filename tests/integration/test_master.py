@@ -169,20 +169,23 @@ def test_unresponsive_worker_is_killed_and_respawned(make_server, site):
 
 @pytest.mark.timing
 def test_a_worker_stuck_before_serving_is_killed(make_server, site, tmp_path):
-    # opening a FIFO with no reader blocks: the worker never starts serving
-    fifo = tmp_path / "access.fifo"
-    os.mkfifo(fifo)
-    sock = tmp_path / "u.sock"  # (the harness waits for an answer on TCP only)
+    log = tmp_path / "access.log"
     srv = make_server(config=site_conf(site, f"worker_timeout = 2s\nshutdown_timeout = 1s\n"
-                                             f"access_log = {fifo}"), workers=1, listen=False,
-                      args=["--listen", f"unix:{sock}"])
+                                             f"access_log = {log}"), workers=1)
+    [worker] = children(srv.proc.pid)
+    # opening a FIFO with no reader blocks: the respawned worker never
+    # starts serving
+    log.unlink()
+    os.mkfifo(log)
+    os.kill(worker, signal.SIGKILL)
     wait_until(lambda: "has not started serving" in srv.log(), timeout=15, what="the watchdog")
     # a reader appears: the respawned worker gets through and serves
-    reader = os.open(fifo, os.O_RDONLY | os.O_NONBLOCK)
+    reader = os.open(log, os.O_RDONLY | os.O_NONBLOCK)
 
     def serves():
         try:
-            return unix_get(sock).status == 200
+            return request(srv.port, b"GET /hello.txt HTTP/1.1\r\nHost: x\r\n"
+                                     b"Connection: close\r\n\r\n", timeout=2).status == 200
         except OSError:
             return False
     try:

@@ -1,7 +1,8 @@
 /* Unit tests for the parts of server/master.c that need no processes: the
  * worker count for "workers = auto" (affinity mask, cgroup v2 and v1 quotas,
  * read from a fake cgroup folder), the checks --check, a start and a reload
- * share, and --signal's argument handling. The file
+ * share, the words a worker that could not start leaves in its slot, and
+ * --signal's argument handling. The file
  * under test is included to reach its static functions. */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -154,6 +155,29 @@ static void test_check_passes_and_leaves_nothing(void **state) {
     conf_free(&c);
 }
 
+/* Why a worker that never served is gone, as the master's one line says. */
+static void test_start_failure_words(void **state) {
+    struct generation g = {.id = 2};
+    struct proc p = {.pid = 1};
+    struct sb_slot s;
+    char buf[320];
+    conf_init(&g.conf);
+    memset(&s, 0, sizeof s);
+    snprintf(s.start_error, sizeof s.start_error, "access log /x/y: No such file or directory");
+    int status = WORKER_EXIT_NOT_STARTED << 8; /* as waitpid reports exit(3) */
+    assert_true(WIFEXITED(status) && WEXITSTATUS(status) == WORKER_EXIT_NOT_STARTED);
+    assert_string_equal(start_failure(&g, &p, &s, status, buf, sizeof buf),
+                        "access log /x/y: No such file or directory");
+    s.start_error[0] = '\0';
+    assert_non_null(strstr(start_failure(&g, &p, &s, status, buf, sizeof buf), "logged above"));
+    p.killed = true; /* by the watchdog */
+    assert_string_equal(start_failure(&g, &p, &s, SIGKILL, buf, sizeof buf),
+                        "not serving 30000 ms after its start (worker_timeout)");
+    p.killed = false;
+    assert_string_equal(start_failure(&g, &p, &s, SIGSEGV, buf, sizeof buf), "killed by signal 11");
+    conf_free(&g.conf);
+}
+
 static void test_signal_arguments(void **state) {
     char err[256];
     int bad;
@@ -180,6 +204,7 @@ int main(void) {
         cmocka_unit_test_setup_teardown(test_v1_quota, setup, teardown),
         cmocka_unit_test_setup_teardown(test_check_names_file_and_line, setup, teardown),
         cmocka_unit_test_setup_teardown(test_check_passes_and_leaves_nothing, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_start_failure_words, setup, teardown),
         cmocka_unit_test_setup_teardown(test_signal_arguments, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
