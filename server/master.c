@@ -34,6 +34,9 @@
 #define PAUSE_GAP_MS 2000
 /* How often the loop looks at a generation that is starting. */
 #define STARTING_POLL_MS 50
+/* Descriptors a worker needs beyond connections, cached files and pool
+ * threads: logs, the event loop, the pool's eventfd, a file being sent. */
+#define NOFILE_SPARE 256
 
 /* A worker: one position of a generation, or one retiring. */
 struct proc {
@@ -188,17 +191,40 @@ static unsigned worker_count(const struct conf *c) {
     return n;
 }
 
-/* Each connection needs a descriptor (and one more while a file is sent):
- * raise the soft limit towards max_connections, as far as the hard one goes. */
-static void raise_nofile(const struct conf *conf) {
+/* ---- descriptors ------------------------------------------------------ */
+
+/* Files cached per worker: each inline static route keeps up to
+ * file_cache_entries open (pool routes open files each time). */
+static unsigned cached_routes(const struct conf *c) {
+    unsigned n = 0;
+    for (size_t i = 0; i < c->nroutes; i++)
+        n += strcmp(c->routes[i].handler, "static") == 0 && c->routes[i].mode == ROUTE_INLINE;
+    return n;
+}
+
+/* Descriptors a worker may hold at once: a connection each, the cached
+ * files, a file per pool thread, the listening sockets and route roots. */
+static rlim_t nofile_needed(const struct conf *c) {
+    return (rlim_t)c->max_connections + (rlim_t)c->file_cache_entries * cached_routes(c) +
+           c->threads + c->nlisten + c->nroutes + NOFILE_SPARE;
+}
+
+/* Raises the soft limit towards what the configuration needs, as far as the
+ * hard one goes; workers forked from now on inherit it. Run at start and on
+ * every reload (a new configuration may need more). */
+static void raise_nofile(const struct conf *c) {
     struct rlimit rl;
-    rlim_t want = (rlim_t)conf->max_connections + 256;
+    rlim_t want = nofile_needed(c);
     if (getrlimit(RLIMIT_NOFILE, &rl) < 0 || rl.rlim_cur >= want) return;
-    rlim_t cur = rl.rlim_max == RLIM_INFINITY || rl.rlim_max >= want ? want : rl.rlim_max;
-    rl.rlim_cur = cur;
-    if (setrlimit(RLIMIT_NOFILE, &rl) < 0 || cur < want)
-        log_warn("open files limited to %llu: max_connections = %u needs about %llu",
-                 (unsigned long long)cur, conf->max_connections, (unsigned long long)want);
+    rlim_t before = rl.rlim_cur;
+    rl.rlim_cur = rl.rlim_max == RLIM_INFINITY || rl.rlim_max >= want ? want : rl.rlim_max;
+    if (setrlimit(RLIMIT_NOFILE, &rl) < 0) rl.rlim_cur = before;
+    if (rl.rlim_cur < want)
+        log_warn("open files limited to %llu: about %llu needed (max_connections %u, "
+                 "file_cache_entries %u x %u cached route(s), threads %u, sockets and spare); "
+                 "raise the hard limit (ulimit -Hn, systemd LimitNOFILE=)",
+                 (unsigned long long)rl.rlim_cur, (unsigned long long)want, c->max_connections,
+                 c->file_cache_entries, cached_routes(c), c->threads);
 }
 
 /* ---- what start would fail on ----------------------------------------- */
@@ -749,6 +775,7 @@ static void reload(struct master *m) {
     if (warn[0]) log_warn("%s", warn);
     for (size_t j = 0; j < g.listeners.n; j++)
         if (!m->next_shared[j]) log_info("listening on %s", g.listeners.v[j].bound);
+    raise_nofile(&g.conf);
     use_logs_of(&g.conf, &m->cur.conf);
     g.id = ++m->last_id;
     m->next = g;

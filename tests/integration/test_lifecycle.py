@@ -1,7 +1,8 @@
 """Process lifecycles, end to end: a generation of workers that cannot start
 (on a cold start and on a reload, while clients keep asking), stop signals
 to the master and to the whole process group with a request in flight,
-reloads under load, and a killed master whose workers run as another user.
+reloads under load, a killed master whose workers run as another user, and
+running out of descriptors in the middle of a reload.
 
 Each test's docstring names the defect of the issue "Operational paths as
 solid as the parser" it covers."""
@@ -342,3 +343,53 @@ def test_workers_stay_dumpable_after_the_privilege_drop(make_server):
     srv = make_server(config=f"[server]\nuser = nobody\n{ECHO_ONLY}", workers=1)
     [worker] = children(srv.proc.pid)
     assert os.stat(f"/proc/{worker}/status").st_uid == 65534
+
+
+# ---- descriptors --------------------------------------------------------------------
+
+
+def open_files_limit(pid):
+    with open(f"/proc/{pid}/limits") as f:
+        line = next(l for l in f if l.startswith("Max open files"))
+    return [int(x) for x in line.split()[3:5]]
+
+
+@pytest.mark.skipif(SLOW > 1, reason="valgrind emulates the open-file limit itself")
+def test_reload_recomputes_the_open_file_limit(make_server, site):
+    """Defect 18: RLIMIT_NOFILE was set once at start and counted only
+    max_connections. A reload that needs more raises it for the new
+    workers: 3000 connections + 1024 cached files + 4 threads + 1 socket
+    + 3 route roots + 256 spare."""
+    srv = make_server(config=site_conf(site, "max_connections = 100"), nofile=(512, 8192))
+    [first] = children(srv.proc.pid)
+    assert open_files_limit(first) == [1388, 8192]
+    (srv.tmp / "preforkd.conf").write_text(site_conf(site, "max_connections = 3000"))
+    srv.signal(signal.SIGHUP)
+    wait_until(lambda: "reload done" in srv.log(), timeout=30, what="the reload")
+    [second] = children(srv.proc.pid)
+    assert open_files_limit(second) == [4288, 8192]
+
+
+@pytest.mark.skipif(SLOW > 1, reason="valgrind emulates the open-file limit itself")
+def test_reload_out_of_descriptors_keeps_the_old_generation(make_server, site):
+    """Defects 3 and 18: EMFILE in the middle of a reload. Under a hard
+    limit of 64, a new configuration with eighty static routes (each worker
+    holds every root open) cannot start: the master says the limit is too
+    low, gives the new generation up, and the old one answers every
+    request."""
+    srv = make_server(config=site_conf(site), workers=2, nofile=(64, 64))
+    old = children(srv.proc.pid)
+    traffic = Traffic(srv.port)
+    traffic.more(20)
+    routes = "".join(f"[route /r{i}]\nhandler = static\nroot = {site}\n" for i in range(80))
+    (srv.tmp / "preforkd.conf").write_text(site_conf(site) + routes)
+    warned = srv.log().count("open files limited to 64")
+    srv.signal(signal.SIGHUP)
+    wait_until(lambda: "reload failed: worker" in srv.log(), timeout=30, what="the reload given up")
+    traffic.more(20)
+    assert traffic.stop() == []
+    log = srv.log()
+    assert log.count("open files limited to 64") == warned + 1, log
+    assert re.search(r"worker \d \d+: route /r\d+: root ", log)  # the worker's own words
+    assert "generation 1 keeps serving" in log
+    wait_until(lambda: children(srv.proc.pid) == old, what="the abandoned workers gone")

@@ -1,6 +1,7 @@
 /* Unit tests for the parts of server/master.c that need no processes: the
  * worker count for "workers = auto" (affinity mask, cgroup v2 and v1 quotas,
- * read from a fake cgroup folder), the checks --check, a start and a reload
+ * read from a fake cgroup folder), the descriptors a configuration needs,
+ * the checks --check, a start and a reload
  * share, the words a worker that could not start leaves in its slot, and
  * --signal's argument handling. The file
  * under test is included to reach its static functions. */
@@ -91,6 +92,25 @@ static struct conf conf_of(const char *text) {
         conf_finish(&c, err, sizeof err) < 0)
         fail_msg("%s", err);
     return c;
+}
+
+/* A worker may hold a descriptor per connection, per cached file of each
+ * inline static route, per pool thread, plus sockets, route roots and a
+ * spare: all counted, so that a reload needing more raises the limit. */
+static void test_descriptors_needed(void **state) {
+    char text[512];
+    snprintf(text, sizeof text,
+             "[server]\nmax_connections = 100\nthreads = 8\nfile_cache_entries = 50\n"
+             "listen = 127.0.0.1:1\nlisten = 127.0.0.1:2\n"
+             "[route /]\nhandler = static\nroot = %s\n"
+             "[route /b]\nhandler = static\nroot = %s\n"
+             "[route /p]\nhandler = static\nroot = %s\nmode = pool\n"
+             "[route /s]\nhandler = status\n",
+             dir, dir, dir);
+    struct conf c = conf_of(text);
+    /* 100 + 2 cached routes x 50 + 8 threads + 2 sockets + 4 roots + spare */
+    assert_int_equal(nofile_needed(&c), 100 + 100 + 8 + 2 + 4 + NOFILE_SPARE);
+    conf_free(&c);
 }
 
 static void test_check_names_file_and_line(void **state) {
@@ -202,6 +222,7 @@ int main(void) {
         cmocka_unit_test_setup_teardown(test_no_cgroup_files_means_affinity, setup, teardown),
         cmocka_unit_test_setup_teardown(test_v2_quota, setup, teardown),
         cmocka_unit_test_setup_teardown(test_v1_quota, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_descriptors_needed, setup, teardown),
         cmocka_unit_test_setup_teardown(test_check_names_file_and_line, setup, teardown),
         cmocka_unit_test_setup_teardown(test_check_passes_and_leaves_nothing, setup, teardown),
         cmocka_unit_test_setup_teardown(test_start_failure_words, setup, teardown),
