@@ -139,33 +139,101 @@ static const char *exit_text(int status, char *buf, size_t len) {
 
 /* ---- workers = auto --------------------------------------------------- */
 
-/* Where the cgroup filesystem is (tests point it elsewhere). */
+/* Where the cgroup filesystem is, and where our own cgroups are named
+ * (tests point both at a fake tree). */
 static const char *cgroup_root = "/sys/fs/cgroup";
+static const char *proc_cgroup = "/proc/self/cgroup";
 
-static FILE *cgroup_file(const char *name) {
-    char path[512];
-    snprintf(path, sizeof path, "%s/%s", cgroup_root, name);
+/* Our cgroup's path in the v2 hierarchy ("0::/system.slice/x.service") and
+ * in v1's cpu controller ("4:cpu,cpuacct:/docker/abc"); "" for the root,
+ * and for a path outside our cgroup namespace ("/.."), whose files we could
+ * not reach anyway. */
+static void own_cgroups(char *v2, char *v1, size_t len) {
+    char line[1024];
+    v2[0] = v1[0] = '\0';
+    FILE *f = fopen(proc_cgroup, "r");
+    if (!f) return;
+    while (fgets(line, sizeof line, f)) {
+        /* "ID:CONTROLLERS:PATH" */
+        line[strcspn(line, "\n")] = '\0';
+        char *ctrl = strchr(line, ':'), *path = ctrl ? strchr(ctrl + 1, ':') : NULL;
+        if (!path) continue;
+        *ctrl++ = '\0';
+        *path++ = '\0';
+        if (strcmp(path, "/") == 0 || strstr(path, "/..")) path = "";
+        bool unified = strcmp(line, "0") == 0 && !*ctrl, cpu = false;
+        for (char *save = NULL, *c = strtok_r(ctrl, ",", &save); c; c = strtok_r(NULL, ",", &save))
+            cpu |= strcmp(c, "cpu") == 0;
+        if (unified)
+            snprintf(v2, len, "%s", path);
+        else if (cpu)
+            snprintf(v1, len, "%s", path);
+    }
+    fclose(f);
+}
+
+static FILE *cgroup_file(const char *dir, const char *name) {
+    char path[PATH_MAX];
+    snprintf(path, sizeof path, "%s%s/%s", cgroup_root, dir, name);
     return fopen(path, "r");
+}
+
+/* The CPU limit of one cgroup folder in CPUs (rounded up), 0 for none: v2's
+ * cpu.max, v1's CFS quota and period. */
+static unsigned cpus_of(long long quota, long long period) {
+    if (quota <= 0 || period <= 0) return 0;
+    return (unsigned)((quota + period - 1) / period);
+}
+
+static unsigned v2_limit(const char *dir) {
+    long long quota = -1, period = 0;
+    FILE *f = cgroup_file(dir, "cpu.max"); /* "max 100000" or "200000 100000" */
+    if (!f) return 0;
+    char q[32];
+    if (fscanf(f, "%31s %lld", q, &period) == 2 && strcmp(q, "max") != 0) quota = atoll(q);
+    fclose(f);
+    return cpus_of(quota, period);
+}
+
+static unsigned v1_limit(const char *dir) {
+    long long quota = -1, period = 0;
+    FILE *f = cgroup_file(dir, "cpu.cfs_quota_us");
+    if (!f) return 0;
+    if (fscanf(f, "%lld", &quota) != 1) quota = -1;
+    fclose(f);
+    if ((f = cgroup_file(dir, "cpu.cfs_period_us"))) {
+        if (fscanf(f, "%lld", &period) != 1) period = 0;
+        fclose(f);
+    }
+    return cpus_of(quota, period);
+}
+
+/* The smallest limit of a cgroup and of each of its ancestors up to the
+ * root: a limit applies to everything below it (systemd's CPUQuota= sits
+ * on the service's own cgroup, a container's on one further up). */
+static unsigned smallest_limit(const char *prefix, const char *path,
+                               unsigned (*limit)(const char *)) {
+    char dir[PATH_MAX];
+    unsigned least = 0;
+    int n = snprintf(dir, sizeof dir, "%s%s", prefix, path);
+    if (n < 0 || (size_t)n >= sizeof dir) return 0;
+    size_t keep = strlen(prefix);
+    for (;;) {
+        unsigned l = limit(dir);
+        if (l && (!least || l < least)) least = l;
+        char *slash = strrchr(dir + keep, '/');
+        if (!slash) break;
+        *slash = '\0';
+    }
+    return least;
 }
 
 /* A cgroup CPU limit in CPUs (rounded up), or 0 when there is none. */
 static unsigned cgroup_cpus(void) {
-    long long quota = -1, period = 0;
-    FILE *f = cgroup_file("cpu.max"); /* v2: "max 100000" or "200000 100000" */
-    if (f) {
-        char q[32];
-        if (fscanf(f, "%31s %lld", q, &period) == 2 && strcmp(q, "max") != 0) quota = atoll(q);
-        fclose(f);
-    } else if ((f = cgroup_file("cpu/cpu.cfs_quota_us"))) { /* v1 */
-        if (fscanf(f, "%lld", &quota) != 1) quota = -1;
-        fclose(f);
-        if ((f = cgroup_file("cpu/cpu.cfs_period_us"))) {
-            if (fscanf(f, "%lld", &period) != 1) period = 0;
-            fclose(f);
-        }
-    }
-    if (quota <= 0 || period <= 0) return 0;
-    return (unsigned)((quota + period - 1) / period);
+    char v2[PATH_MAX], v1[PATH_MAX];
+    own_cgroups(v2, v1, sizeof v2);
+    unsigned a = smallest_limit("", v2, v2_limit), b = smallest_limit("/cpu", v1, v1_limit);
+    return a && b ? (a < b ? a : b) : a ? a : b;
 }
 
 unsigned master_auto_workers(char *why, size_t whylen) {

@@ -109,7 +109,9 @@ int master_check(const struct conf *c, struct creds *creds, char *warn, size_t w
                  size_t errlen);
 
 /* The worker count for "workers = auto": CPUs in our affinity mask, capped by
- * a cgroup CPU quota (rounded up), at least 1. why describes the choice. */
+ * the smallest cgroup CPU quota of our own cgroup (from /proc/self/cgroup)
+ * and its ancestors, v2 cpu.max or v1 CFS (rounded up), at least 1. why
+ * describes the choice. */
 unsigned master_auto_workers(char *why, size_t whylen);
 
 /* Sends the signal for name (reload, stop, quit, reopen) to the pid in

@@ -1,10 +1,10 @@
 /* Unit tests for the parts of server/master.c that need no processes: the
- * worker count for "workers = auto" (affinity mask, cgroup v2 and v1 quotas,
- * read from a fake cgroup folder), the descriptors a configuration needs,
- * the checks --check, a start and a reload
- * share, the words a worker that could not start leaves in its slot, and
- * --signal's argument handling. The file
- * under test is included to reach its static functions. */
+ * worker count for "workers = auto" (affinity mask, cgroup v2 and v1 quotas
+ * of our own cgroup and its ancestors, read from a fake cgroup tree and a
+ * fake /proc/self/cgroup), the descriptors a configuration needs, the checks
+ * --check, a start and a reload share, the words a worker that could not
+ * start leaves in its slot, and --signal's argument handling. The file under
+ * test is included to reach its static functions. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -20,7 +20,7 @@
 
 #include "server/master.c"
 
-static char dir[64];
+static char dir[64], self_cgroup[128];
 
 static void put(const char *name, const char *text) {
     char path[256];
@@ -31,6 +31,13 @@ static void put(const char *name, const char *text) {
     fclose(f);
 }
 
+/* mkdir -p under the scratch folder */
+static void folder(const char *name) {
+    char path[256];
+    snprintf(path, sizeof path, "mkdir -p '%s/%s'", dir, name);
+    assert_int_equal(system(path), 0);
+}
+
 static int setup(void **state) {
     strcpy(dir, "/tmp/preforkd-cgroup-XXXXXX");
     assert_non_null(mkdtemp(dir));
@@ -38,6 +45,9 @@ static int setup(void **state) {
     snprintf(v1, sizeof v1, "%s/cpu", dir);
     assert_int_equal(mkdir(v1, 0755), 0);
     cgroup_root = dir;
+    /* no file there until a test writes one: our cgroup is the root */
+    snprintf(self_cgroup, sizeof self_cgroup, "%s/self.cgroup", dir);
+    proc_cgroup = self_cgroup;
     return 0;
 }
 
@@ -46,6 +56,7 @@ static int teardown(void **state) {
     snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
     assert_int_equal(system(cmd), 0);
     cgroup_root = "/sys/fs/cgroup";
+    proc_cgroup = "/proc/self/cgroup";
     return 0;
 }
 
@@ -82,6 +93,55 @@ static void test_v1_quota(void **state) {
     assert_int_equal(cgroup_cpus(), 0);
     put("cpu/cpu.cfs_quota_us", "250000\n");
     assert_int_equal(cgroup_cpus(), 3);
+}
+
+/* systemd's CPUQuota= sits on the service's own cgroup, not on the root of
+ * the hierarchy: the quota is read where /proc/self/cgroup points, and on
+ * every ancestor, the smallest wins. */
+static void test_v2_quota_of_our_own_cgroup_and_its_ancestors(void **state) {
+    folder("system.slice/web.service");
+    put("self.cgroup", "0::/system.slice/web.service\n");
+    put("system.slice/web.service/cpu.max", "150000 100000\n");
+    put("system.slice/cpu.max", "max 100000\n");
+    assert_int_equal(cgroup_cpus(), 2);
+    put("system.slice/cpu.max", "100000 100000\n"); /* a tighter parent wins */
+    assert_int_equal(cgroup_cpus(), 1);
+    put("system.slice/cpu.max", "max 100000\n");
+    put("system.slice/web.service/cpu.max", "max 100000\n");
+    put("cpu.max", "300000 100000\n"); /* the top of a container's own view */
+    assert_int_equal(cgroup_cpus(), 3);
+    /* the root file is what the old code read: without our path, only it */
+    put("system.slice/web.service/cpu.max", "50000 100000\n");
+    assert_int_equal(cgroup_cpus(), 1);
+    put("self.cgroup", "0::/\n");
+    assert_int_equal(cgroup_cpus(), 3);
+}
+
+static void test_cgroup_paths_we_cannot_reach(void **state) {
+    put("cpu.max", "200000 100000\n");
+    /* outside our cgroup namespace: only what our own mount shows counts */
+    put("self.cgroup", "0::/../../other.slice\n");
+    assert_int_equal(cgroup_cpus(), 2);
+    /* a path with no folder here (a container's mount of its own cgroup):
+     * the levels that exist still count */
+    put("self.cgroup", "0::/docker/abc123\n");
+    assert_int_equal(cgroup_cpus(), 2);
+    put("self.cgroup", "garbage\n\n1:\n");
+    assert_int_equal(cgroup_cpus(), 2);
+}
+
+static void test_v1_quota_of_our_own_cgroup(void **state) {
+    folder("cpu/docker/abc");
+    put("self.cgroup", "12:memory:/docker/abc\n4:cpu,cpuacct:/docker/abc\n0::/\n");
+    put("cpu/docker/abc/cpu.cfs_quota_us", "250000\n");
+    put("cpu/docker/abc/cpu.cfs_period_us", "100000\n");
+    assert_int_equal(cgroup_cpus(), 3);
+    put("cpu/docker/cpu.cfs_quota_us", "100000\n");
+    put("cpu/docker/cpu.cfs_period_us", "100000\n");
+    assert_int_equal(cgroup_cpus(), 1);
+    /* "cpuacct" alone is not "cpu" */
+    put("self.cgroup", "4:cpuacct:/docker/abc\n");
+    assert_int_equal(cgroup_cpus(), 0);
 }
 
 static struct conf conf_of(const char *text) {
@@ -222,6 +282,10 @@ int main(void) {
         cmocka_unit_test_setup_teardown(test_no_cgroup_files_means_affinity, setup, teardown),
         cmocka_unit_test_setup_teardown(test_v2_quota, setup, teardown),
         cmocka_unit_test_setup_teardown(test_v1_quota, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_v2_quota_of_our_own_cgroup_and_its_ancestors, setup,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(test_cgroup_paths_we_cannot_reach, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_v1_quota_of_our_own_cgroup, setup, teardown),
         cmocka_unit_test_setup_teardown(test_descriptors_needed, setup, teardown),
         cmocka_unit_test_setup_teardown(test_check_names_file_and_line, setup, teardown),
         cmocka_unit_test_setup_teardown(test_check_passes_and_leaves_nothing, setup, teardown),
