@@ -110,9 +110,9 @@ static void test_v2_quota_of_our_own_cgroup_and_its_ancestors(void **state) {
     put("system.slice/web.service/cpu.max", "max 100000\n");
     put("cpu.max", "300000 100000\n"); /* the top of a container's own view */
     assert_int_equal(cgroup_cpus(), 3);
-    /* the root file is what the old code read: without our path, only it */
     put("system.slice/web.service/cpu.max", "50000 100000\n");
     assert_int_equal(cgroup_cpus(), 1);
+    /* at the root of the hierarchy only the root's file counts */
     put("self.cgroup", "0::/\n");
     assert_int_equal(cgroup_cpus(), 3);
 }
