@@ -201,6 +201,7 @@ def test_cold_start_whose_workers_cannot_start_exits_with_one_error(site, tmp_pa
     assert "respawning" not in log
 
 
+@pytest.mark.skipif(SLOW > 1, reason="valgrind emulates the open-file limit itself")
 def test_cold_start_out_of_descriptors_exits_with_one_error(site, tmp_path):
     """Defects 3 and 18: workers that run out of descriptors while they set
     up (forty static routes, each holding its root open, under a limit of
