@@ -855,9 +855,15 @@ static void reload(struct master *m) {
 
 /* ---- resize, reopen, upgrade ------------------------------------------ */
 
+/* The generation SIGTTIN and SIGTTOU resize: the one that will serve, so a
+ * reload's while it starts (the current one is about to retire). */
+static struct generation *resized(struct master *m) {
+    return m->next.id ? &m->next : &m->cur;
+}
+
 static void add_worker(struct master *m) {
     char why[256];
-    struct generation *g = &m->cur;
+    struct generation *g = resized(m);
     if (free_slot(m) < 0) {
         log_warn("SIGTTIN: no free scoreboard slot; staying at %u worker(s)", g->nprocs);
         return;
@@ -880,7 +886,7 @@ static void add_worker(struct master *m) {
 }
 
 static void remove_worker(struct master *m) {
-    struct generation *g = &m->cur;
+    struct generation *g = resized(m);
     if (g->nprocs <= 1) {
         log_warn("SIGTTOU: keeping the last worker");
         return;

@@ -20,7 +20,8 @@
  *   SIGUSR2           binary upgrade: exec the binary again with the
  *                     listening sockets inherited (PREFORKD_LISTENERS); the
  *                     new master retires this one once its workers serve
- *   SIGTTIN, SIGTTOU  one worker more, one less
+ *   SIGTTIN, SIGTTOU  one worker more, one less, in the generation that will
+ *                     serve (a reload's while it starts)
  *   SIGCHLD           reap; respawn a worker that died after serving, into
  *                     its slot, with growing delays when it keeps dying
  *                     right after start

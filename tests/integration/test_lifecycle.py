@@ -310,6 +310,33 @@ def test_reloads_under_load_answer_every_request(make_server, site):
     assert traffic.stop() == []
 
 
+def test_ttin_and_ttou_during_a_reload_resize_the_new_generation(make_server, site, tmp_path):
+    """Defect 3, a consequence of the fix: with the old generation serving
+    until the new one does, SIGTTIN and SIGTTOU while a reload starts must
+    resize the generation that will serve, or a TTIN given to the retiring
+    one is lost while the TTOU after it shrinks the new one. The new
+    workers are held before serving by an access log that is a FIFO, until
+    the test opens it for reading."""
+    fifo = tmp_path / "access.fifo"
+    os.mkfifo(fifo)
+    srv = make_server(config=site_conf(site), workers=2)
+    (srv.tmp / "preforkd.conf").write_text(site_conf(site, f"access_log = {fifo}"))
+    srv.signal(signal.SIGHUP)
+    wait_until(lambda: "generation 2 started" in srv.log(), what="the reload")
+    srv.signal(signal.SIGTTIN)
+    wait_until(lambda: "SIGTTIN: 3 worker(s)" in srv.log(), what="the new worker")
+    reader = os.open(fifo, os.O_RDONLY | os.O_NONBLOCK)
+    try:
+        wait_until(lambda: "reload done: generation 2 serves with 3 worker(s)" in srv.log(),
+                   timeout=30, what="generation 2 serving")
+        srv.signal(signal.SIGTTOU)
+        wait_until(lambda: [w["generation"] for w in workers_status(srv.port)] == [2, 2],
+                   timeout=30, what="two workers of generation 2")
+    finally:
+        srv.stop()
+        os.close(reader)
+
+
 # ---- privileges ---------------------------------------------------------------------
 
 
