@@ -336,6 +336,8 @@ def refused(port):
         return False
     except ConnectionRefusedError:
         return True
+    except ConnectionResetError:  # queued as the last listener closed: ask again
+        return False
 
 
 def start_sleep(srv, ms):
