@@ -98,6 +98,7 @@ static const struct setting settings[] = {
     {"server_name", K_STRING, F(server_name), "preforkd", 0, 0, "value of the Server header"},
 };
 #define NSETTINGS (sizeof settings / sizeof settings[0])
+_Static_assert(NSETTINGS <= CONF_MAX_SETTINGS, "raise CONF_MAX_SETTINGS in conf.h");
 
 static int fail(char *err, size_t errlen, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
@@ -264,6 +265,13 @@ static int set_value(struct conf *c, const struct setting *s, const char *value,
             free(line);
             return -1;
         }
+        int *lines = realloc(c->listen_line, (c->nlisten + 1) * sizeof *lines);
+        if (!lines) {
+            free(line);
+            return fail(err, errlen, "out of memory");
+        }
+        c->listen_line = lines;
+        lines[c->nlisten] = 0; /* the file's reader sets its line */
         char **list = realloc(c->listen, (c->nlisten + 1) * sizeof *list);
         if (!list) {
             free(line);
@@ -283,7 +291,9 @@ range:
 int conf_set(struct conf *c, const char *name, const char *value, char *err, size_t errlen) {
     const struct setting *s = find_setting(name);
     if (!s) return fail(err, errlen, "unknown setting \"%s\"", name);
-    return set_value(c, s, value, NULL, err, errlen);
+    if (set_value(c, s, value, NULL, err, errlen) < 0) return -1;
+    c->line[s - settings] = 0; /* a flag's value: no line of the file to point at */
+    return 0;
 }
 
 void conf_init(struct conf *c) {
@@ -304,6 +314,7 @@ static void free_route(struct conf_route *r) {
 void conf_free(struct conf *c) {
     for (size_t i = 0; i < c->nlisten; i++) free(c->listen[i]);
     free(c->listen);
+    free(c->listen_line);
     for (size_t i = 0; i < c->nroutes; i++) free_route(&c->routes[i]);
     free(c->routes);
     for (size_t i = 0; i < NSETTINGS; i++) {
@@ -312,6 +323,7 @@ void conf_free(struct conf *c) {
             free(*(char **)((char *)c + settings[i].off));
     }
     free(c->path);
+    free(c->file);
     free(c->base_dir);
     memset(c, 0, sizeof *c);
 }
@@ -361,6 +373,7 @@ static int set_route(struct conf_route *r, const char *name, const char *value, 
 int conf_set_root(struct conf *c, const char *dir, char *err, size_t errlen) {
     struct conf_route *r = find_route(c, "/");
     if (!r && !(r = add_route(c, "/", 0))) return fail(err, errlen, "out of memory");
+    r->handler_line = r->root_line = 0; /* the flag's values, not the file's */
     if (set_route(r, "handler", "static", NULL, err, errlen) < 0) return -1;
     return set_route(r, "root", dir, NULL, err, errlen);
 }
@@ -442,7 +455,10 @@ static int enter_section(struct load *ld, const char *section) {
 
 static int on_route_setting(struct load *ld, const char *name, const char *value) {
     static const char *const names[] = {"handler", "root", "index", "mode"};
+    struct conf_route *r = ld->route;
+    int *lines[] = {&r->handler_line, &r->root_line, &r->index_line, &r->mode_line};
     char msg[512];
+    int *line = NULL;
     for (unsigned i = 0; i < 4; i++) {
         if (strcmp(name, names[i]) != 0) continue;
         if (ld->route_seen & (1u << i)) {
@@ -450,9 +466,10 @@ static int on_route_setting(struct load *ld, const char *name, const char *value
             return load_error(ld, msg);
         }
         ld->route_seen |= 1u << i;
+        line = lines[i];
     }
-    if (set_route(ld->route, name, value, ld->c->base_dir, msg, sizeof msg) < 0)
-        return load_error(ld, msg);
+    if (set_route(r, name, value, ld->c->base_dir, msg, sizeof msg) < 0) return load_error(ld, msg);
+    if (line) *line = ld->line; /* for the final checks' messages */
     return 1;
 }
 
@@ -480,11 +497,16 @@ static int on_ini(void *user, const char *section, const char *name, const char 
     ld->seen[idx] = true;
     if (set_value(ld->c, s, value, ld->c->base_dir, msg, sizeof msg) < 0)
         return load_error(ld, msg);
+    ld->c->line[idx] = ld->line;
+    if (s->kind == K_LISTEN) ld->c->listen_line[ld->c->nlisten - 1] = ld->line;
     return 1;
 }
 
 int conf_load_string(struct conf *c, const char *text, const char *name, char *err, size_t errlen) {
     struct load ld = {.c = c, .name = name, .pos = text, .err = err, .errlen = errlen};
+    /* the final checks name the file as the reader does: as given */
+    if (replace_string(&c->file, strdup(name)) < 0)
+        return fail(err, errlen, "%s: out of memory", name);
     /* one handler call per line, first error wins */
     ini_allow_multiline = false;
     ini_stop_on_first_error = true;
@@ -542,46 +564,86 @@ int conf_load_file(struct conf *c, const char *path, char *err, size_t errlen) {
 
 /* ---- final checks ----------------------------------------------------- */
 
-static int check_route(struct conf_route *r, const char *path, char *err, size_t errlen) {
-    char where[PATH_MAX + 300];
-    /* "FILE:LINE: [route /x]" for a route from a file, "[route /x]" for --root */
-    int n = path && r->line ? snprintf(where, sizeof where, "%s:%d: ", path, r->line) : 0;
-    snprintf(where + n, sizeof where - (size_t)n, "[route %s]", r->prefix);
+const char *conf_where(const struct conf *c, int line, char *out, size_t outlen) {
+    if (c->file && line > 0)
+        snprintf(out, outlen, "%s:%d: ", c->file, line);
+    else
+        out[0] = '\0';
+    return out;
+}
 
-    if (!r->handler) return fail(err, errlen, "%s: handler is required", where);
+int conf_line(const struct conf *c, const char *name) {
+    const struct setting *s = find_setting(name);
+    return s ? c->line[s - settings] : 0;
+}
+
+/* "FILE:LINE: [route /x]" naming the line of the setting at fault (line), or
+ * the section's header when the fault is a setting missing; "[route /x]"
+ * for a route from --root. */
+static const char *route_where(const struct conf *c, const struct conf_route *r, int line,
+                               char *out, size_t outlen) {
+    char at[PATH_MAX + 32];
+    snprintf(out, outlen, "%s[route %s]", conf_where(c, line ? line : r->line, at, sizeof at),
+             r->prefix);
+    return out;
+}
+
+static int check_route(const struct conf *c, struct conf_route *r, char *err, size_t errlen) {
+    char where[PATH_MAX + 300];
+    if (!r->handler)
+        return fail(err, errlen, "%s: handler is required",
+                    route_where(c, r, 0, where, sizeof where));
     if (!handler_known(r->handler))
-        return fail(err, errlen, "%s: handler: unknown handler \"%s\"", where, r->handler);
+        return fail(err, errlen, "%s: handler: unknown handler \"%s\"",
+                    route_where(c, r, r->handler_line, where, sizeof where), r->handler);
     bool is_static = strcmp(r->handler, "static") == 0;
     if (!is_static && (r->root || r->index))
-        return fail(err, errlen, "%s: root and index belong to handler = static", where);
+        return fail(err, errlen, "%s: %s: belongs to handler = static",
+                    route_where(c, r, r->root ? r->root_line : r->index_line, where, sizeof where),
+                    r->root ? "root" : "index");
     if (strcmp(r->handler, "sleep") == 0) {
         /* sleeping on the loop thread would stall every connection */
         if (r->mode_set && r->mode == ROUTE_INLINE)
-            return fail(err, errlen, "%s: mode: the sleep handler runs on the pool", where);
+            return fail(err, errlen, "%s: mode: the sleep handler runs on the pool",
+                        route_where(c, r, r->mode_line, where, sizeof where));
         r->mode = ROUTE_POOL;
     }
     if (!is_static) return 0;
-    if (!r->root) return fail(err, errlen, "%s: root is required", where);
+    if (!r->root)
+        return fail(err, errlen, "%s: root is required", route_where(c, r, 0, where, sizeof where));
     struct stat st;
     if (stat(r->root, &st) < 0)
-        return fail(err, errlen, "%s: root: %s: %s", where, r->root, strerror(errno));
+        return fail(err, errlen, "%s: root: %s: %s",
+                    route_where(c, r, r->root_line, where, sizeof where), r->root, strerror(errno));
     if (!S_ISDIR(st.st_mode))
-        return fail(err, errlen, "%s: root: %s: not a directory", where, r->root);
+        return fail(err, errlen, "%s: root: %s: not a directory",
+                    route_where(c, r, r->root_line, where, sizeof where), r->root);
     if (!r->index && !(r->index = strdup("index.html"))) return fail(err, errlen, "out of memory");
     return 0;
 }
 
 int conf_finish(struct conf *c, char *err, size_t errlen) {
-    char where[PATH_MAX + 8] = "";
-    if (c->path) snprintf(where, sizeof where, "%s: ", c->path);
+    char where[PATH_MAX + 32] = "";
     if (c->nlisten == 0 && conf_set(c, "listen", "127.0.0.1:8080", err, errlen) < 0) return -1;
+    if (c->file) snprintf(where, sizeof where, "%s: ", c->file);
     if (c->nroutes == 0)
         return fail(err, errlen, "%snothing to serve: add a [route /] section or use --root DIR",
                     where);
     for (size_t i = 0; i < c->nroutes; i++)
-        if (check_route(&c->routes[i], c->path, err, errlen) < 0) return -1;
+        if (check_route(c, &c->routes[i], err, errlen) < 0) return -1;
     if (c->group && !c->user)
-        return fail(err, errlen, "%sgroup: set user too (group alone is ambiguous)", where);
+        return fail(err, errlen, "%sgroup: set user too (group alone is ambiguous)",
+                    conf_where(c, conf_line(c, "group"), where, sizeof where));
+    /* an idle connection is closed at keepalive_timeout anyway: a longer
+     * grace set on purpose is a mistake worth saying (the default of 1 s
+     * just yields to a shorter keepalive_timeout) */
+    int idle_line = conf_line(c, "shutdown_idle_timeout");
+    if (idle_line && c->shutdown_idle_timeout > c->keepalive_timeout)
+        return fail(err, errlen,
+                    "%sshutdown_idle_timeout: %u ms is longer than keepalive_timeout (%u ms), "
+                    "which closes an idle connection first",
+                    conf_where(c, idle_line, where, sizeof where), c->shutdown_idle_timeout,
+                    c->keepalive_timeout);
     return 0;
 }
 

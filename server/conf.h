@@ -27,11 +27,19 @@ struct conf_route {
     enum route_mode mode;
     bool mode_set;
     int line; /* config line of the section header, for error messages */
+    /* config line of each setting (0: not from a file), so that an error
+     * points at the line to fix */
+    int handler_line, root_line, index_line, mode_line;
 };
+
+/* Room for the settings table in conf.c (a static assertion there keeps it
+ * large enough). */
+#define CONF_MAX_SETTINGS 48
 
 /* The whole configuration. Times in ms, sizes in bytes. */
 struct conf {
-    char **listen; /* "host:port", "[v6]:port" or "unix:/path" */
+    char **listen;    /* "host:port", "[v6]:port" or "unix:/path" */
+    int *listen_line; /* the config line of each; 0 for a flag or the default */
     size_t nlisten;
     unsigned workers; /* 0 = auto */
     unsigned threads;
@@ -73,8 +81,10 @@ struct conf {
     struct conf_route *routes;
     size_t nroutes;
 
-    char *path;     /* the config file, NULL when none */
+    char *path;     /* the config file (absolute), NULL when none */
+    char *file;     /* the config file as given on the command line: messages name it */
     char *base_dir; /* relative paths in the file resolve against this */
+    int line[CONF_MAX_SETTINGS]; /* per setting: its config line, 0 for a default or flag */
 };
 
 /* Fills c with the defaults (no routes, no listen addresses yet). */
@@ -93,8 +103,16 @@ int conf_set(struct conf *c, const char *name, const char *value, char *err, siz
 int conf_set_root(struct conf *c, const char *dir, char *err, size_t errlen);
 
 /* Final checks and derived values, after file and flags: a default listen
- * address, absolute roots that exist, handler/mode combinations. */
+ * address, absolute roots that exist, handler/mode combinations,
+ * shutdown_idle_timeout within keepalive_timeout. */
 int conf_finish(struct conf *c, char *err, size_t errlen);
+
+/* Where a setting was read: "FILE:LINE: " when it came from the config file,
+ * "" for a default or a flag. line is a line number (conf_line, a route's
+ * *_line, listen_line). Returns out. */
+const char *conf_where(const struct conf *c, int line, char *out, size_t outlen);
+/* The config line of a [server] setting, 0 when not from the file. */
+int conf_line(const struct conf *c, const char *name);
 
 /* Parsers for setting values, exposed for tests. */
 int conf_parse_size(const char *s, uint64_t *out);

@@ -47,8 +47,8 @@ static int inherited_listeners(struct listeners *out, pid_t *replaces, char *err
     return rc;
 }
 
-static int serve(const struct cli *cli, char **argv, struct master_args *a) {
-    char err[1024], warn[256];
+static int serve(const struct cli *cli, char **argv, struct master_args *a, const char *warn) {
+    char err[1024];
     struct conf *conf = &a->conf;
     if (log_open(conf->error_log) < 0) {
         fprintf(stderr, "preforkd: error_log %s: %s\n", conf->error_log, strerror(errno));
@@ -66,11 +66,6 @@ static int serve(const struct cli *cli, char **argv, struct master_args *a) {
     size_t len = strlen(a->exe), dlen = sizeof deleted - 1;
     if (len > dlen && strcmp(a->exe + len - dlen, deleted) == 0) a->exe[len - dlen] = '\0';
 
-    if (privs_resolve(conf, &a->creds, warn, sizeof warn, err, sizeof err) < 0) {
-        fprintf(stderr, "preforkd: %s\n", err);
-        conf_free(conf);
-        return EXIT_USAGE;
-    }
     if (warn[0]) log_warn("%s", warn);
 
     struct listeners inherited;
@@ -98,7 +93,7 @@ static int serve(const struct cli *cli, char **argv, struct master_args *a) {
 int main(int argc, char **argv) {
     static struct master_args args; /* large (paths): not on the stack */
     struct cli cli;
-    char err[1024];
+    char err[1024], warn[256];
 
     signal(SIGPIPE, SIG_IGN);
     if (cli_parse(argc, argv, &cli, err, sizeof err) < 0) return usage_error(err);
@@ -112,11 +107,17 @@ int main(int argc, char **argv) {
     }
     if (cli.signal) return send_signal(&cli);
     if (cli_load_config(&cli, &args.conf, err, sizeof err) < 0) return usage_error(err);
+    /* --check fails on whatever a start would fail on, short of binding */
+    if (master_check(&args.conf, &args.creds, warn, sizeof warn, err, sizeof err) < 0) {
+        conf_free(&args.conf);
+        return usage_error(err);
+    }
     if (cli.check) {
-        printf("preforkd: configuration%s%s is valid\n", args.conf.path ? " " : "",
-               args.conf.path ? args.conf.path : "");
+        if (warn[0]) fprintf(stderr, "preforkd: warning: %s\n", warn);
+        printf("preforkd: configuration%s%s is valid\n", args.conf.file ? " " : "",
+               args.conf.file ? args.conf.file : "");
         conf_free(&args.conf);
         return 0;
     }
-    return serve(&cli, argv, &args);
+    return serve(&cli, argv, &args, warn);
 }

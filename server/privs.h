@@ -17,8 +17,10 @@ struct creds {
     char name[64];
 };
 
-/* Looks the configured user (and group: default the user's own) up. With no
- * user, or when not root, nothing is dropped (*warn says why, if it matters). */
+/* Looks the configured user (and group: default the user's own) up; a name
+ * that does not exist is an error with the setting's FILE:LINE, whoever
+ * starts us. With no user, or when not root, nothing is dropped (*warn says
+ * why, if it matters). */
 int privs_resolve(const struct conf *c, struct creds *out, char *warn, size_t warnlen, char *err,
                   size_t errlen);
 /* setgroups, setgid, setuid, and a check that root cannot be regained. */

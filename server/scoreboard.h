@@ -25,8 +25,12 @@ struct sb_slot {
     _Atomic unsigned pool_busy;   /* pool threads running a job */
     _Atomic unsigned pool_queued; /* jobs waiting for a thread */
     _Atomic unsigned pool_stuck;  /* handlers still running past request_timeout */
-    char pad[128 - 64];           /* one cache line pair per slot: no false sharing */
+    char pad[128 - 64];           /* the counters get a cache line pair: no false sharing */
+    /* Why the worker could not start (its setup failed before it served),
+     * written once before it exits; the master says it in its one line. */
+    char start_error[256];
 };
+_Static_assert(sizeof(struct sb_slot) % 128 == 0, "slots stay apart in the cache");
 
 struct scoreboard {
     unsigned nslots;

@@ -7,9 +7,12 @@
 #include <malloc.h>
 #include <pthread.h>
 #include <signal.h>
+#include <stdarg.h>
 #include <stdatomic.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/prctl.h>
 #include <unistd.h>
 
 #include "server/log.h"
@@ -222,8 +225,11 @@ static void on_signal(evutil_socket_t sig, short what, void *arg) {
     switch (sig) {
     case SIGTERM:
     case SIGQUIT:
-        /* a second request to stop while stopping means: now */
-        begin_stop(w, w->stopping);
+        /* A stop under way stays as it is: a signal to the whole process
+         * group (systemd's KillMode=control-group, docker, Ctrl-\) reaches
+         * us twice, from its sender and relayed by the master. Only the
+         * master escalates, with SIGINT. */
+        if (!w->stopping) begin_stop(w, false);
         break;
     case SIGINT: begin_stop(w, true); break;
     case SIGUSR1:
@@ -244,18 +250,37 @@ static const struct timeval *common_timeout(struct event_base *base, unsigned ms
     return event_base_init_common_timeout(base, &tv);
 }
 
+/* A setup that cannot go on says why in the slot, where the master reads
+ * it once we have exited and says it in its one line. */
+static int start_failed(struct worker *w, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+static int start_failed(struct worker *w, const char *fmt, ...) {
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(w->slot->start_error, sizeof w->slot->start_error, fmt, ap);
+    va_end(ap);
+    return -1;
+}
+
 static int setup(struct worker *w, const struct creds *creds) {
     char err[512];
     const struct conf *c = w->conf;
+    pid_t master = getppid();
 
     /* the log may live where only root writes; the rest is done as the user */
-    if (c->access_log && !(w->alog = accesslog_open(c->access_log))) {
-        log_error("access log %s: %s", c->access_log, strerror(errno));
-        return -1;
-    }
-    if (privs_drop(creds, err, sizeof err) < 0) {
-        log_error("%s", err);
-        return -1;
+    if (c->access_log && !(w->alog = accesslog_open(c->access_log)))
+        return start_failed(w, "access log %s: %s", c->access_log, strerror(errno));
+    if (privs_drop(creds, err, sizeof err) < 0) return start_failed(w, "%s", err);
+    if (creds->drop) {
+        /* A change of credentials clears the parent-death signal (without it
+         * we would outlive a killed master and keep its port) and makes us
+         * undumpable (no core file for a crash); nginx sets the latter back
+         * too. */
+        if (prctl(PR_SET_PDEATHSIG, SIGTERM) < 0 || prctl(PR_SET_DUMPABLE, 1) < 0)
+            return start_failed(w, "prctl: %s", strerror(errno));
+        /* the master may have died while the signal was off: stop as if it
+         * had come (it stays pending until the loop handles it) */
+        if (getppid() != master) kill(getpid(), SIGTERM);
     }
     mallopt(M_MMAP_THRESHOLD, MMAP_THRESHOLD);
 

@@ -116,8 +116,12 @@ class Server:
         try:
             self._wait_ready()
         except Exception:
-            # a server that never got ready must not outlive the test
-            os.killpg(self.proc.pid, signals.SIGKILL)
+            # a server that never got ready must not outlive the test (the
+            # group is gone already when the master gave up by itself)
+            try:
+                os.killpg(self.proc.pid, signals.SIGKILL)
+            except ProcessLookupError:
+                pass
             self.proc.wait()
             self._close_files()
             raise

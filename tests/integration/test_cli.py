@@ -176,6 +176,85 @@ def test_check_broken_config(tmp_path):
     usage_error(run("--config", path, "--check"), f"{path}:2", "workers")
 
 
+START_FAILURES = {
+    # name: (settings after the listen line, line at fault, words of the error)
+    "access log folder": ("access_log = {tmp}/missing/access.log", 3,
+                          "access_log: {tmp}/missing/access.log: No such file or directory"),
+    "error log folder": ("error_log = {tmp}/missing/error.log", 3,
+                         "error_log: {tmp}/missing/error.log: No such file or directory"),
+    "unknown user": ("workers = 1\nuser = nosuchuser", 4, 'user: no user "nosuchuser"'),
+    "unknown group": ("user = nobody\ngroup = nosuchgroup", 4, 'group: no group "nosuchgroup"'),
+    "unix socket folder": ("listen = unix:{tmp}/missing/s.sock", 3,
+                           "listen: unix:{tmp}/missing/s.sock: {tmp}/missing: "
+                           "No such file or directory"),
+}
+
+
+@pytest.mark.parametrize("case", START_FAILURES)
+def test_check_fails_on_what_start_fails_on(tmp_path, case):
+    """Defect 4: --check passed what a start then rejected (logs that cannot
+    be opened, an unknown user or group, a unix socket in a folder that does
+    not exist), and the user's error had no FILE:LINE. --check and a start
+    run the same checks now: the same one line, with the file as given."""
+    settings, line, words = (x.format(tmp=tmp_path) if isinstance(x, str) else x
+                             for x in START_FAILURES[case])
+    (tmp_path / "site.conf").write_text(f"[server]\nlisten = 127.0.0.1:0\n{settings}\n"
+                                        f"[route /]\nhandler = status\n")
+    check = usage_error(run("--config", "site.conf", "--check", cwd=tmp_path))
+    assert check == f"preforkd: site.conf:{line}: {words}"
+    start = usage_error(run("--config", "site.conf", cwd=tmp_path))
+    assert start == check
+    assert not (tmp_path / "missing").exists()
+
+
+def test_check_leaves_no_log_file_behind(tmp_path):
+    """Defect 4 (a guard of the fix): --check opens the log files as a start
+    would, and removes those it had to create."""
+    path = write_conf(tmp_path, f"[server]\naccess_log = {tmp_path}/access.log\n"
+                                f"error_log = {tmp_path}/error.log\n[route /]\nhandler = status\n")
+    p = run("--config", path, "--check")
+    assert p.returncode == 0, p.stderr
+    assert sorted(x.name for x in tmp_path.iterdir()) == ["bad.conf"]
+
+
+ROUTE_ERRORS = [
+    # (text, line, words)
+    ("[route /]\nhandler = status\n[route /api]\n; the new API\nhandler = php\n", 5,
+     '[route /api]: handler: unknown handler "php"'),
+    ("[route /e]\nhandler = echo\n\nroot = www\n", 4,
+     "[route /e]: root: belongs to handler = static"),
+    ("[route /s]\nhandler = sleep\nmode = inline\n", 3,
+     "[route /s]: mode: the sleep handler runs on the pool"),
+    ("[route /]\nhandler = static\nindex = home.html\nroot = nowhere\n", 4,
+     "[route /]: root: {tmp}/nowhere: No such file or directory"),
+]
+
+
+@pytest.mark.parametrize("text,line,words", ROUTE_ERRORS,
+                         ids=["handler", "root", "mode", "missing root"])
+def test_route_errors_name_the_setting_line_and_the_file_as_given(tmp_path, text, line, words):
+    """Config slip: a route's error named the line of its [route] header, not
+    the setting's, and printed the config's absolute path where [server]
+    errors print it as given on the command line."""
+    (tmp_path / "site.conf").write_text(text)
+    err = usage_error(run("--config", "site.conf", "--check", cwd=tmp_path))
+    assert err == f"preforkd: site.conf:{line}: {words.format(tmp=tmp_path)}"
+
+
+def test_shutdown_idle_timeout_over_keepalive_timeout_is_an_error(tmp_path):
+    """Config slip: a shutdown_idle_timeout longer than keepalive_timeout
+    passed silently (and was cut to keepalive_timeout). Set on purpose, it
+    is a configuration error now; the default of 1 s just yields to a
+    shorter keepalive_timeout."""
+    path = write_conf(tmp_path, "[server]\nkeepalive_timeout = 2s\nshutdown_idle_timeout = 5s\n"
+                                "[route /]\nhandler = status\n")
+    usage_error(run("--config", path, "--check"), f"{path}:3: shutdown_idle_timeout",
+                "keepalive_timeout")
+    path = write_conf(tmp_path, "[server]\nkeepalive_timeout = 500ms\n[route /]\nhandler = status\n",
+                      name="short.conf")
+    assert run("--config", path, "--check").returncode == 0
+
+
 def test_serving_on_a_held_port_fails_cleanly(held_port, tmp_path):
     """The same address without --check does try to bind, and says so."""
     p = run("--root", tmp_path, "--listen", f"127.0.0.1:{held_port}", "--workers", "1")

@@ -786,6 +786,91 @@ static void test_finish_group_needs_user(void **state) {
     assert_has(err, "group");
 }
 
+/* A route's final-check error points at the line of the setting at fault,
+ * or at the section's header when a setting is missing, and names the file
+ * as it was given. */
+static void test_finish_route_errors_name_the_setting_line(void **state) {
+    static const struct {
+        const char *text, *want;
+    } cases[] = {
+        {"[route /a]\n; note\nhandler = php\n",
+         "test.conf:3: [route /a]: handler: unknown handler \"php\""},
+        {"[route /e]\nhandler = echo\n\nroot = /tmp\n",
+         "test.conf:4: [route /e]: root: belongs to handler = static"},
+        {"[route /e]\nhandler = echo\nindex = x.html\n",
+         "test.conf:3: [route /e]: index: belongs to handler = static"},
+        {"[route /s]\nmode = inline\nhandler = sleep\n",
+         "test.conf:2: [route /s]: mode: the sleep handler runs on the pool"},
+        {"[route /m]\nhandler = static\nroot = /nonexistent-preforkd\n",
+         "test.conf:3: [route /m]: root: /nonexistent-preforkd: No such file or directory"},
+        {"[server]\nthreads = 2\n[route /n]\nmode = pool\n",
+         "test.conf:3: [route /n]: handler is required"},
+        {"[route /r]\nhandler = static\n", "test.conf:1: [route /r]: root is required"},
+    };
+    int failures = 0;
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        struct conf c;
+        char err[ERRLEN] = "";
+        conf_init(&c);
+        assert_int_equal(load(&c, cases[i].text, err), 0);
+        int rc = conf_finish(&c, err, ERRLEN);
+        conf_free(&c);
+        if (rc != -1 || strcmp(err, cases[i].want) != 0) {
+            print_error("%s: want \"%s\", got \"%s\"\n", cases[i].text, cases[i].want, err);
+            failures++;
+        }
+    }
+    assert_int_equal(failures, 0);
+}
+
+/* An idle connection is closed at keepalive_timeout anyway: a longer
+ * shutdown_idle_timeout set on purpose is refused; the default yields. */
+static void test_finish_shutdown_idle_timeout_within_keepalive(void **state) {
+    struct conf *c = *state;
+    char err[ERRLEN] = "";
+    assert_int_equal(load(c,
+                          "[server]\nkeepalive_timeout = 2s\nshutdown_idle_timeout = 5s\n"
+                          "[route /]\nhandler = echo\n",
+                          err),
+                     0);
+    assert_int_equal(conf_finish(c, err, ERRLEN), -1);
+    assert_error_at(err, 3, "shutdown_idle_timeout: 5000 ms is longer than keepalive_timeout");
+
+    static const char *const fine[] = {
+        "[server]\nkeepalive_timeout = 500ms\n[route /]\nhandler = echo\n", /* default 1 s */
+        "[server]\nkeepalive_timeout = 2s\nshutdown_idle_timeout = 2s\n[route /]\nhandler = "
+        "echo\n",
+    };
+    for (size_t i = 0; i < sizeof fine / sizeof fine[0]; i++) {
+        struct conf d;
+        conf_init(&d);
+        assert_int_equal(load(&d, fine[i], err), 0);
+        if (conf_finish(&d, err, ERRLEN) != 0) fail_msg("%s: %s", fine[i], err);
+        conf_free(&d);
+    }
+}
+
+/* Lines are remembered per setting, for errors found after loading (user,
+ * logs); a flag's value has none. */
+static void test_setting_lines(void **state) {
+    struct conf *c = *state;
+    char err[ERRLEN] = "", where[256];
+    assert_int_equal(load(c,
+                          "[server]\n\naccess_log = /a.log\nlisten = 127.0.0.1:1\n"
+                          "listen = 127.0.0.1:2\n[route /]\nhandler = echo\n",
+                          err),
+                     0);
+    assert_int_equal(conf_line(c, "access_log"), 3);
+    assert_int_equal(conf_line(c, "threads"), 0); /* a default */
+    assert_int_equal(c->nlisten, 2);
+    assert_int_equal(c->listen_line[0], 4);
+    assert_int_equal(c->listen_line[1], 5);
+    assert_string_equal(conf_where(c, 3, where, sizeof where), "test.conf:3: ");
+    assert_string_equal(conf_where(c, 0, where, sizeof where), "");
+    assert_int_equal(conf_set(c, "access_log", "/b.log", err, ERRLEN), 0);
+    assert_int_equal(conf_line(c, "access_log"), 0);
+}
+
 /* ---- conf_load_file ---------------------------------------------------------- */
 
 static void test_file_relative_paths_use_config_folder(void **state) {
@@ -1143,6 +1228,9 @@ int main(void) {
         T(test_finish_sleep_runs_on_pool),
         T(test_finish_root_only_for_static),
         T(test_finish_group_needs_user),
+        T(test_finish_route_errors_name_the_setting_line),
+        T(test_finish_shutdown_idle_timeout_within_keepalive),
+        T(test_setting_lines),
         T(test_file_relative_paths_use_config_folder),
         T(test_file_given_by_relative_path),
         T(test_file_errors_name_the_file),
