@@ -2,7 +2,6 @@
 #include "server/conf.h"
 
 #include "server/listen.h"
-#include "workers/route.h"
 
 #include <ctype.h>
 #include <errno.h>
@@ -307,11 +306,18 @@ void conf_init(struct conf *c) {
 static void free_route(struct conf_route *r) {
     free(r->prefix);
     free(r->handler);
-    free(r->root);
-    free(r->index);
+    free(r->module);
+    free(r->symbol);
+    free(r->base_dir);
+    for (size_t i = 0; i < r->nsettings; i++) {
+        free(r->settings[i].name);
+        free(r->settings[i].value);
+    }
+    free(r->settings);
 }
 
 void conf_free(struct conf *c) {
+    if (c->release_handlers) c->release_handlers(c);
     for (size_t i = 0; i < c->nlisten; i++) free(c->listen[i]);
     free(c->listen);
     free(c->listen_line);
@@ -330,33 +336,63 @@ void conf_free(struct conf *c) {
 
 /* ---- routes ----------------------------------------------------------- */
 
-static struct conf_route *find_route(struct conf *c, const char *prefix) {
-    for (size_t i = 0; i < c->nroutes; i++)
-        if (strcmp(c->routes[i].prefix, prefix) == 0) return &c->routes[i];
-    return NULL;
-}
+/* Methods a route may name, in enum req_method's order (workers/http.h). */
+static const char *const method_names[] = {"GET",    "HEAD",    "POST",  "PUT",
+                                           "DELETE", "OPTIONS", "PATCH", "TRACE"};
 
-static struct conf_route *add_route(struct conf *c, const char *prefix, int line) {
+static struct conf_route *add_route(struct conf *c, const char *path, enum conf_route_match match,
+                                    int line) {
     struct conf_route *r = realloc(c->routes, (c->nroutes + 1) * sizeof *r);
     if (!r) return NULL;
     c->routes = r;
     r = &c->routes[c->nroutes];
     memset(r, 0, sizeof *r);
     r->line = line;
-    if (!(r->prefix = strdup(prefix))) return NULL;
+    r->match = match;
+    if (!(r->prefix = strdup(path)) || (c->base_dir && !(r->base_dir = strdup(c->base_dir)))) {
+        free(r->prefix);
+        return NULL;
+    }
     c->nroutes++;
     return r;
 }
 
+/* "GET HEAD POST" (or with commas) as bits. */
+static int parse_methods(const char *value, unsigned *out, char *err, size_t errlen) {
+    char word[16];
+    unsigned bits = 0;
+    for (const char *p = value; *p;) {
+        while (*p == ' ' || *p == ',' || *p == '\t') p++;
+        if (!*p) break;
+        size_t n = strcspn(p, " ,\t");
+        unsigned i = 0;
+        for (; i < sizeof method_names / sizeof method_names[0]; i++)
+            if (strlen(method_names[i]) == n && strncmp(p, method_names[i], n) == 0) break;
+        if (i == sizeof method_names / sizeof method_names[0]) {
+            snprintf(word, sizeof word, "%.*s", (int)(n < 15 ? n : 15), p);
+            return fail(err, errlen,
+                        "methods: unknown method \"%s\" (GET, HEAD, POST, PUT, DELETE, "
+                        "OPTIONS, PATCH, TRACE)",
+                        word);
+        }
+        bits |= 1u << i;
+        p += n;
+    }
+    if (!bits) return fail(err, errlen, "methods: empty");
+    *out = bits;
+    return 0;
+}
+
+/* One setting of a [route] section: the route's own (handler, mode, module,
+ * symbol, methods), or one for its handler, checked once the handler is
+ * known (workers/handlers.c). */
 static int set_route(struct conf_route *r, const char *name, const char *value, const char *base,
                      char *err, size_t errlen) {
     if (!*value) return fail(err, errlen, "%s: empty value", name);
     if (strcmp(name, "handler") == 0) return replace_string(&r->handler, strdup(value));
-    if (strcmp(name, "root") == 0) return replace_string(&r->root, absolute_path(value, base));
-    if (strcmp(name, "index") == 0) {
-        if (strchr(value, '/')) return fail(err, errlen, "index: must be a file name, no '/'");
-        return replace_string(&r->index, strdup(value));
-    }
+    if (strcmp(name, "module") == 0) return replace_string(&r->module, absolute_path(value, base));
+    if (strcmp(name, "symbol") == 0) return replace_string(&r->symbol, strdup(value));
+    if (strcmp(name, "methods") == 0) return parse_methods(value, &r->methods, err, errlen);
     if (strcmp(name, "mode") == 0) {
         if (strcmp(value, "inline") == 0)
             r->mode = ROUTE_INLINE;
@@ -367,15 +403,89 @@ static int set_route(struct conf_route *r, const char *name, const char *value, 
         r->mode_set = true;
         return 0;
     }
-    return fail(err, errlen, "unknown route setting \"%s\"", name);
+    return -2; /* the handler's */
+}
+
+/* A setting for the route's handler; a second one of the same name is an
+ * error. */
+static int add_route_setting(struct conf_route *r, const char *name, const char *value, int line,
+                             char *err, size_t errlen) {
+    for (size_t i = 0; i < r->nsettings; i++)
+        if (strcmp(r->settings[i].name, name) == 0) return fail(err, errlen, "%s: set twice", name);
+    struct conf_setting *v = realloc(r->settings, (r->nsettings + 1) * sizeof *v);
+    if (!v) return fail(err, errlen, "out of memory");
+    r->settings = v;
+    v = &v[r->nsettings];
+    v->line = line;
+    if (!(v->name = strdup(name)) || !(v->value = strdup(value))) {
+        free(v->name);
+        return fail(err, errlen, "out of memory");
+    }
+    r->nsettings++;
+    return 0;
 }
 
 int conf_set_root(struct conf *c, const char *dir, char *err, size_t errlen) {
-    struct conf_route *r = find_route(c, "/");
-    if (!r && !(r = add_route(c, "/", 0))) return fail(err, errlen, "out of memory");
-    r->handler_line = r->root_line = 0; /* the flag's values, not the file's */
-    if (set_route(r, "handler", "static", NULL, err, errlen) < 0) return -1;
-    return set_route(r, "root", dir, NULL, err, errlen);
+    struct conf_route *r = NULL;
+    for (size_t i = 0; i < c->nroutes; i++)
+        if (c->routes[i].match == CONF_MATCH_PREFIX && strcmp(c->routes[i].prefix, "/") == 0)
+            r = &c->routes[i];
+    if (!r && !(r = add_route(c, "/", CONF_MATCH_PREFIX, 0)))
+        return fail(err, errlen, "out of memory");
+    char *abs = absolute_path(dir, NULL);
+    /* --root replaces whatever the file said for / */
+    free_route(r);
+    int line = r->line;
+    memset(r, 0, sizeof *r);
+    r->line = line;
+    r->match = CONF_MATCH_PREFIX;
+    if (!abs || !(r->prefix = strdup("/")) || !(r->handler = strdup("static")) ||
+        add_route_setting(r, "root", abs, 0, err, errlen) < 0) {
+        free(abs);
+        return fail(err, errlen, "out of memory");
+    }
+    free(abs);
+    return 0;
+}
+
+/* A route's path from its section header ("/x", "= /x", "/x/{id}"). */
+static int parse_route_header(const char *text, const char **path, enum conf_route_match *match,
+                              char *err, size_t errlen) {
+    while (*text == ' ') text++;
+    *match = CONF_MATCH_PREFIX;
+    if (*text == '=') {
+        *match = CONF_MATCH_EXACT;
+        for (text++; *text == ' ';) text++;
+    }
+    if (*text != '/') return fail(err, errlen, "route path must start with '/'");
+    if (!strchr(text, '{')) {
+        *path = text;
+        return 0;
+    }
+    if (*match == CONF_MATCH_EXACT) return fail(err, errlen, "an exact route has no {name}");
+    /* a pattern: each {name} is a whole segment, each name once */
+    char names[1024] = "/";
+    for (const char *seg = text; *seg == '/';) {
+        const char *end = seg + 1;
+        while (*end && *end != '/') end++;
+        size_t len = (size_t)(end - seg - 1);
+        bool open = memchr(seg + 1, '{', len) || memchr(seg + 1, '}', len);
+        if (open) {
+            /* "{name}": braces at both ends, none inside */
+            if (len < 3 || seg[1] != '{' || end[-1] != '}' || memchr(seg + 2, '{', len - 2) ||
+                memchr(seg + 2, '}', len - 3))
+                return fail(err, errlen, "a {name} must be a whole path segment");
+            char key[260];
+            snprintf(key, sizeof key, "/%.*s/", (int)(len - 2), seg + 2);
+            if (strstr(names, key))
+                return fail(err, errlen, "{%.*s} twice", (int)(len - 2), seg + 2);
+            if (strlen(names) + strlen(key) < sizeof names) strcat(names, key + 1);
+        }
+        seg = end;
+    }
+    *match = CONF_MATCH_PATTERN;
+    *path = text;
+    return 0;
 }
 
 /* ---- INI loading ------------------------------------------------------ */
@@ -440,11 +550,12 @@ static int enter_section(struct load *ld, const char *section) {
     ld->route_seen = 0;
     if (strcmp(section, "server") == 0) return 1;
     if (strncmp(section, "route ", 6) == 0) {
-        const char *prefix = section + 6;
-        while (*prefix == ' ') prefix++;
-        if (*prefix != '/') return error_at(ld, ld->line, "route prefix must start with '/'");
-        if (find_route(ld->c, prefix)) return error_at(ld, ld->line, "route defined twice");
-        if (!(ld->route = add_route(ld->c, prefix, ld->line)))
+        const char *path;
+        enum conf_route_match match;
+        char msg[300];
+        if (parse_route_header(section + 6, &path, &match, msg, sizeof msg) < 0)
+            return error_at(ld, ld->line, msg);
+        if (!(ld->route = add_route(ld->c, path, match, ld->line)))
             return load_error(ld, "out of memory");
         return 1;
     }
@@ -454,12 +565,13 @@ static int enter_section(struct load *ld, const char *section) {
 }
 
 static int on_route_setting(struct load *ld, const char *name, const char *value) {
-    static const char *const names[] = {"handler", "root", "index", "mode"};
+    static const char *const names[] = {"handler", "mode", "module", "symbol", "methods"};
     struct conf_route *r = ld->route;
-    int *lines[] = {&r->handler_line, &r->root_line, &r->index_line, &r->mode_line};
+    int *lines[] = {&r->handler_line, &r->mode_line, &r->module_line, &r->symbol_line,
+                    &r->methods_line};
     char msg[512];
     int *line = NULL;
-    for (unsigned i = 0; i < 4; i++) {
+    for (unsigned i = 0; i < sizeof names / sizeof names[0]; i++) {
         if (strcmp(name, names[i]) != 0) continue;
         if (ld->route_seen & (1u << i)) {
             snprintf(msg, sizeof msg, "%s: set twice", name);
@@ -468,7 +580,9 @@ static int on_route_setting(struct load *ld, const char *name, const char *value
         ld->route_seen |= 1u << i;
         line = lines[i];
     }
-    if (set_route(r, name, value, ld->c->base_dir, msg, sizeof msg) < 0) return load_error(ld, msg);
+    int rc = set_route(r, name, value, ld->c->base_dir, msg, sizeof msg);
+    if (rc == -2) rc = add_route_setting(r, name, value, ld->line, msg, sizeof msg);
+    if (rc < 0) return load_error(ld, msg);
     if (line) *line = ld->line; /* for the final checks' messages */
     return 1;
 }
@@ -572,6 +686,41 @@ const char *conf_where(const struct conf *c, int line, char *out, size_t outlen)
     return out;
 }
 
+int conf_number(const struct conf *c, const char *name, const char *text, uint64_t *out) {
+    const struct setting *s = find_setting(name);
+    unsigned ms;
+    const char *end;
+    if (!s) {
+        /* a handler's own number: a count or a size */
+        return text && conf_parse_size(text, out) == 0 ? 0 : -1;
+    }
+    const char *field = (const char *)c + s->off;
+    switch (s->kind) {
+    case K_UINT:
+    case K_WORKERS:
+        if (!text) {
+            *out = *(const unsigned *)field;
+            return 0;
+        }
+        return parse_u64(text, &end, out) == 0 && !*end ? 0 : -1;
+    case K_SIZE:
+        if (!text) {
+            *out = *(const uint64_t *)field;
+            return 0;
+        }
+        return conf_parse_size(text, out);
+    case K_DURATION:
+        if (!text) {
+            *out = *(const unsigned *)field;
+            return 0;
+        }
+        if (conf_parse_duration(text, &ms) < 0) return -1;
+        *out = ms;
+        return 0;
+    default: return -1;
+    }
+}
+
 int conf_line(const struct conf *c, const char *name) {
     const struct setting *s = find_setting(name);
     return s ? c->line[s - settings] : 0;
@@ -580,45 +729,31 @@ int conf_line(const struct conf *c, const char *name) {
 /* "FILE:LINE: [route /x]" naming the line of the setting at fault (line), or
  * the section's header when the fault is a setting missing; "[route /x]"
  * for a route from --root. */
-static const char *route_where(const struct conf *c, const struct conf_route *r, int line,
-                               char *out, size_t outlen) {
+const char *conf_route_where(const struct conf *c, const struct conf_route *r, int line, char *out,
+                             size_t outlen) {
     char at[PATH_MAX + 32];
     snprintf(out, outlen, "%s[route %s]", conf_where(c, line ? line : r->line, at, sizeof at),
              r->prefix);
     return out;
 }
 
-static int check_route(const struct conf *c, struct conf_route *r, char *err, size_t errlen) {
+/* What can be told of a route without its handler: the handler's own
+ * checks run when handlers are loaded (workers/handlers.c). */
+static int check_route(const struct conf *c, const struct conf_route *r, char *err, size_t errlen) {
     char where[PATH_MAX + 300];
     if (!r->handler)
         return fail(err, errlen, "%s: handler is required",
-                    route_where(c, r, 0, where, sizeof where));
-    if (!handler_known(r->handler))
-        return fail(err, errlen, "%s: handler: unknown handler \"%s\"",
-                    route_where(c, r, r->handler_line, where, sizeof where), r->handler);
-    bool is_static = strcmp(r->handler, "static") == 0;
-    if (!is_static && (r->root || r->index))
-        return fail(err, errlen, "%s: %s: belongs to handler = static",
-                    route_where(c, r, r->root ? r->root_line : r->index_line, where, sizeof where),
-                    r->root ? "root" : "index");
-    if (strcmp(r->handler, "sleep") == 0) {
-        /* sleeping on the loop thread would stall every connection */
-        if (r->mode_set && r->mode == ROUTE_INLINE)
-            return fail(err, errlen, "%s: mode: the sleep handler runs on the pool",
-                        route_where(c, r, r->mode_line, where, sizeof where));
-        r->mode = ROUTE_POOL;
+                    conf_route_where(c, r, 0, where, sizeof where));
+    if (r->symbol && !r->module)
+        return fail(err, errlen, "%s: symbol: belongs to a module (module = PATH)",
+                    conf_route_where(c, r, r->symbol_line, where, sizeof where));
+    /* two sections of one path must split its methods between them */
+    for (const struct conf_route *o = c->routes; o < r; o++) {
+        if (o->match != r->match || strcmp(o->prefix, r->prefix) != 0) continue;
+        if (!o->methods || !r->methods || (o->methods & r->methods))
+            return fail(err, errlen, "%s: route defined twice (give each its own methods)",
+                        conf_route_where(c, r, 0, where, sizeof where));
     }
-    if (!is_static) return 0;
-    if (!r->root)
-        return fail(err, errlen, "%s: root is required", route_where(c, r, 0, where, sizeof where));
-    struct stat st;
-    if (stat(r->root, &st) < 0)
-        return fail(err, errlen, "%s: root: %s: %s",
-                    route_where(c, r, r->root_line, where, sizeof where), r->root, strerror(errno));
-    if (!S_ISDIR(st.st_mode))
-        return fail(err, errlen, "%s: root: %s: not a directory",
-                    route_where(c, r, r->root_line, where, sizeof where), r->root);
-    if (!r->index && !(r->index = strdup("index.html"))) return fail(err, errlen, "out of memory");
     return 0;
 }
 

@@ -17,19 +17,35 @@ enum conf_log_level { CONF_LOG_ERROR, CONF_LOG_WARN, CONF_LOG_INFO, CONF_LOG_DEB
 /* Where a route's handler runs: on the loop thread, or on the worker's pool. */
 enum route_mode { ROUTE_INLINE, ROUTE_POOL };
 
-/* One [route PREFIX] section: requests whose decoded path starts with prefix
- * (longest prefix wins) go to handler. */
+/* How a route's path is matched (workers/route.h); the order is that of
+ * precedence. */
+enum conf_route_match { CONF_MATCH_EXACT, CONF_MATCH_PATTERN, CONF_MATCH_PREFIX };
+
+/* A setting of a route that belongs to its handler (root, index...). */
+struct conf_setting {
+    char *name, *value;
+    int line;
+};
+
+/* One [route PATH] section: [route /prefix], [route = /exact] or
+ * [route /pattern/{name}]. */
 struct conf_route {
-    char *prefix;
-    char *handler; /* "static", "sleep", "echo", "status" */
-    char *root;    /* static: directory served (absolute after loading) */
-    char *index;   /* static: file tried for a directory, "index.html" */
+    char *prefix; /* the path as written: a prefix, an exact path or a pattern */
+    enum conf_route_match match;
+    char *handler;
+    char *module;     /* a module to take the handler from (absolute path), or NULL */
+    char *symbol;     /* the module's pfd_app symbol; NULL: preforkd_module */
+    unsigned methods; /* bit per method, in enum req_method's order; 0: any */
     enum route_mode mode;
     bool mode_set;
-    int line; /* config line of the section header, for error messages */
+    struct conf_setting *settings; /* the handler's own settings, in file order */
+    size_t nsettings;
+    char *base_dir; /* the config file's folder (relative paths), NULL for flags */
+    int line;       /* config line of the section header, for error messages */
     /* config line of each setting (0: not from a file), so that an error
      * points at the line to fix */
-    int handler_line, root_line, index_line, mode_line;
+    int handler_line, mode_line, module_line, symbol_line, methods_line;
+    const void *impl; /* the resolved handler (workers/handlers.c), or NULL */
 };
 
 /* Room for the settings table in conf.c (a static assertion there keeps it
@@ -80,6 +96,10 @@ struct conf {
 
     struct conf_route *routes;
     size_t nroutes;
+    /* What workers/handlers.c loaded for this configuration (modules), and
+     * how conf_free() releases it. */
+    void *handlers;
+    void (*release_handlers)(struct conf *c);
 
     char *path;     /* the config file (absolute), NULL when none */
     char *file;     /* the config file as given on the command line: messages name it */
@@ -111,8 +131,16 @@ int conf_finish(struct conf *c, char *err, size_t errlen);
  * "" for a default or a flag. line is a line number (conf_line, a route's
  * *_line, listen_line). Returns out. */
 const char *conf_where(const struct conf *c, int line, char *out, size_t outlen);
+/* "FILE:LINE: [route /x]" for the line of a route's setting (line), or
+ * its section's header when line is 0; "[route /x]" for --root. */
+const char *conf_route_where(const struct conf *c, const struct conf_route *r, int line, char *out,
+                             size_t outlen);
 /* The config line of a [server] setting, 0 when not from the file. */
 int conf_line(const struct conf *c, const char *name);
+/* A number: text parsed as the [server] setting name would be (a size, a
+ * duration in ms, a count), or with text NULL that setting's value. 0, or
+ * -1 when there is no such number. */
+int conf_number(const struct conf *c, const char *name, const char *text, uint64_t *out);
 
 /* Parsers for setting values, exposed for tests. */
 int conf_parse_size(const char *s, uint64_t *out);

@@ -126,6 +126,13 @@ void log_set_role(const char *role) {
 }
 
 void log_msg(enum conf_log_level level, const char *fmt, ...) {
+    va_list ap;
+    va_start(ap, fmt);
+    log_vmsg(level, fmt, ap);
+    va_end(ap);
+}
+
+void log_vmsg(enum conf_log_level level, const char *fmt, va_list ap) {
     static const char *const names[] = {"error", "warn", "info", "debug"};
     if (level > log_level) return;
     char line[2048];
@@ -137,10 +144,7 @@ void log_msg(enum conf_log_level level, const char *fmt, ...) {
     pid_t pid = getpid();
     n += snprintf(line + n, sizeof line - (size_t)n, " [%s] %s %d: ", names[level], log_role,
                   (int)pid);
-    va_list ap;
-    va_start(ap, fmt);
     int m = vsnprintf(line + n, sizeof line - (size_t)n - 1, fmt, ap);
-    va_end(ap);
     n = m < 0 ? n : (n + m > (int)sizeof line - 2 ? (int)sizeof line - 2 : n + m);
     line[n++] = '\n';
     ssize_t w = write(log_fd, line, (size_t)n);

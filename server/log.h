@@ -14,6 +14,8 @@
 #include <stddef.h>
 #include <sys/types.h>
 
+#include <stdarg.h>
+
 #include "server/conf.h"
 
 /* Opens path for appending (O_APPEND, O_CLOEXEC) as a log: a symlink as the
@@ -47,6 +49,8 @@ void log_set_role(const char *role);
 void log_close(void);
 
 void log_msg(enum conf_log_level level, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+void log_vmsg(enum conf_log_level level, const char *fmt, va_list ap)
+    __attribute__((format(printf, 2, 0)));
 
 #define log_error(...) log_msg(CONF_LOG_ERROR, __VA_ARGS__)
 #define log_warn(...)  log_msg(CONF_LOG_WARN, __VA_ARGS__)

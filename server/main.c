@@ -1,4 +1,6 @@
-/* preforkd: command line, configuration, listening sockets, then the master. */
+/* main: pfd_main() — the command line, the configuration, the listening
+ * sockets, then the master. The stock binary's main() (server/preforkd.c)
+ * calls it with no application; an embedding program with its own. */
 #include <errno.h>
 #include <signal.h>
 #include <stdio.h>
@@ -11,6 +13,8 @@
 #include "server/listen.h"
 #include "server/log.h"
 #include "server/master.h"
+#include "workers/handlers.h"
+#include "workers/preforkd.h"
 
 #define EXIT_USAGE 2
 
@@ -90,12 +94,20 @@ static int serve(const struct cli *cli, char **argv, struct master_args *a, cons
     return status;
 }
 
-int main(int argc, char **argv) {
+int pfd_main(int argc, char **argv, const pfd_app *app) {
     static struct master_args args; /* large (paths): not on the stack */
     struct cli cli;
     char err[1024], warn[256];
 
     signal(SIGPIPE, SIG_IGN);
+    if (app && app->api_version != PFD_API_VERSION) {
+        fprintf(stderr,
+                "preforkd: the application was built against API version %u, this "
+                "library has %u\n",
+                app->api_version, PFD_API_VERSION);
+        return 1;
+    }
+    handlers_set_app(app);
     if (cli_parse(argc, argv, &cli, err, sizeof err) < 0) return usage_error(err);
     if (cli.help) {
         cli_usage(stdout);
@@ -107,8 +119,10 @@ int main(int argc, char **argv) {
     }
     if (cli.signal) return send_signal(&cli);
     if (cli_load_config(&cli, &args.conf, err, sizeof err) < 0) return usage_error(err);
-    /* --check fails on whatever a start would fail on, short of binding */
-    if (master_check(&args.conf, &args.creds, warn, sizeof warn, err, sizeof err) < 0) {
+    /* --check fails on whatever a start would fail on, short of binding:
+     * handlers and modules are loaded, and the applications' init run */
+    if (master_check(&args.conf, &args.creds, warn, sizeof warn, err, sizeof err) < 0 ||
+        handlers_load(&args.conf, err, sizeof err) < 0) {
         conf_free(&args.conf);
         return usage_error(err);
     }

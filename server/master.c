@@ -21,6 +21,7 @@
 
 #include "server/log.h"
 #include "server/scoreboard.h"
+#include "workers/handlers.h"
 #include "workers/worker.h"
 
 /* A worker that dies sooner than this after its start counts as a crash loop. */
@@ -456,7 +457,8 @@ static void worker_main(struct master *m, struct generation *g, struct proc *p, 
     log_set_role(role);
     struct sb_slot *s = &m->sb->slots[p->slot];
     atomic_store(&s->pid, getpid());
-    int status = worker_run(&g->conf, g->listeners.v, g->listeners.n, s, &g->creds);
+    int status = worker_run(&g->conf, g->listeners.v, g->listeners.n, s, &g->creds,
+                            (unsigned)(p - g->procs));
     /* a setup that failed leaves the slot STARTING (and may say why in it) */
     if (status && atomic_load(&s->state) == SLOT_STARTING) status = WORKER_EXIT_NOT_STARTED;
     exit(status);
@@ -830,6 +832,7 @@ static void reload(struct master *m) {
         return;
     }
     if (master_check(&g.conf, &g.creds, warn, sizeof warn, err, sizeof err) < 0 ||
+        handlers_load(&g.conf, err, sizeof err) < 0 ||
         open_next_listeners(m, &g, err, sizeof err) < 0 ||
         !(g.procs = calloc(g.nprocs = worker_count(&g.conf), sizeof *g.procs))) {
         log_error("reload failed: %s; still serving with the previous configuration",

@@ -1,10 +1,11 @@
-/* builtin: small handlers that ship with the server.
+/* builtin: small handlers that ship with the server, written on the public
+ * API (preforkd.h) like any application's.
  *
  *   sleep   GET ?ms=N[&chunks=K[&size=B]]: waits N ms on a pool thread, then
  *           answers (or streams K chunks over N ms, of B bytes each when
- *           size is given); shows that slow work on the pool
- *           does not stall the loop. Always mode = pool. Stops waiting when
- *           its client goes away.
+ *           size is given); shows that slow work on the pool does not stall
+ *           the loop. Always mode = pool. Stops waiting when its client goes
+ *           away.
  *   echo    answers with the request body (any method); a load-test target
  *           for uploads.
  *   status  the scoreboard as JSON: per worker pid, requests, connections.
@@ -13,17 +14,23 @@
  *           code, so tests can show a crash costs only that worker;
  *           ?kind=hang&ms=N blocks N ms, deaf to cancellation (a stuck
  *           handler, in mode = pool); ?kind=touch&ms=N reads its route's
- *           memory every millisecond for N ms (a handler outliving a stop).
+ *           memory every millisecond for N ms (a handler outliving a stop);
+ *           ?kind=error returns PFD_ERROR, ?kind=header adds a header value
+ *           with CR LF (both: 500). Route settings start = fail makes a
+ *           worker's start fail, start = wait holds it until start_file
+ *           exists.
  */
 #include <inttypes.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
 #include <time.h>
+#include <unistd.h>
 
-#include "server/scoreboard.h"
-#include "workers/route.h"
+#include "workers/handlers.h"
+#include "workers/preforkd.h"
 
 #define SLEEP_MAX_MS     600000
 #define SLEEP_MAX_CHUNKS 100000
@@ -31,116 +38,100 @@
 
 /* The decimal value of query parameter name, or dflt when absent; -1 when
  * present but not a number in [0, max]. */
-static long query_number(const struct http_request *req, const char *name, long dflt, long max) {
-    const char *p = req->query.p, *end = p ? p + req->query.len : NULL;
-    size_t nlen = strlen(name);
-    while (p && p < end) {
-        const char *amp = memchr(p, '&', (size_t)(end - p));
-        const char *pend = amp ? amp : end;
-        if ((size_t)(pend - p) > nlen && memcmp(p, name, nlen) == 0 && p[nlen] == '=') {
-            long v = 0;
-            const char *d = p + nlen + 1;
-            if (d == pend) return -1;
-            for (; d < pend; d++) {
-                if (*d < '0' || *d > '9') return -1;
-                v = v * 10 + (*d - '0');
-                if (v > max) return -1;
-            }
-            return v;
-        }
-        p = amp ? amp + 1 : end;
+static long query_number(pfd_req *r, const char *name, long dflt, long max) {
+    pfd_str v;
+    int found = pfd_query_param(r, name, &v);
+    if (found == 0) return dflt;
+    if (found < 0 || v.len == 0) return -1;
+    long n = 0;
+    for (size_t i = 0; i < v.len; i++) {
+        if (v.p[i] < '0' || v.p[i] > '9') return -1;
+        n = n * 10 + (v.p[i] - '0');
+        if (n > max) return -1;
     }
-    return dflt;
+    return n;
 }
 
-static void sleep_handle(struct handler_call *call) {
-    struct response *resp = call->resp;
-    long ms = query_number(call->req, "ms", 100, SLEEP_MAX_MS);
-    long chunks = query_number(call->req, "chunks", 0, SLEEP_MAX_CHUNKS);
-    long size = query_number(call->req, "size", 0, SLEEP_MAX_SIZE);
-    char text[64];
-    if (ms < 0 || chunks < 0 || size < 0) {
-        response_error(resp, 400);
-        return;
-    }
-    resp->content_type = "text/plain";
+static int sleep_handle(pfd_req *r) {
+    long ms = query_number(r, "ms", 100, SLEEP_MAX_MS);
+    long chunks = query_number(r, "chunks", 0, SLEEP_MAX_CHUNKS);
+    long size = query_number(r, "size", 0, SLEEP_MAX_SIZE);
+    if (ms < 0 || chunks < 0 || size < 0) return pfd_error(r, 400);
+    pfd_content_type(r, "text/plain");
     if (chunks == 0) {
-        if (handler_wait(call, (unsigned)ms) < 0) return; /* nobody to answer */
-        int n = snprintf(text, sizeof text, "slept %ld ms\n", ms);
-        response_append(resp, text, (size_t)n);
-        return;
+        if (pfd_sleep(r, (unsigned)ms) < 0) return PFD_OK; /* nobody to answer */
+        return pfd_printf(r, "slept %ld ms\n", ms);
     }
-    resp->body = BODY_STREAM;
+    pfd_stream_begin(r);
     char *filler = size ? malloc((size_t)size) : NULL;
     if (filler) memset(filler, 'x', (size_t)size);
     for (long i = 0; i < chunks; i++) {
-        if (handler_wait(call, (unsigned)(ms / chunks)) < 0) break;
+        if (pfd_sleep(r, (unsigned)(ms / chunks)) < 0) break;
+        char text[64];
         int n = snprintf(text, sizeof text, "chunk %ld of %ld\n", i + 1, chunks);
         /* size=N: pieces of N bytes, for tests of slow readers */
-        if (filler ? handler_stream_write(call, filler, (size_t)size) < 0
-                   : handler_stream_write(call, text, (size_t)n) < 0)
+        if (filler ? pfd_stream_write(r, filler, (size_t)size) < 0
+                   : pfd_stream_write(r, text, (size_t)n) < 0)
             break; /* client gone */
     }
     free(filler);
+    pfd_stream_end(r);
+    return PFD_OK;
 }
 
-const struct handler sleep_handler = {
+const pfd_handler sleep_handler = {
     .name = "sleep",
     .handle = sleep_handle,
+    .mode = PFD_POOL,
+    .pool_only = true, /* sleeping on the loop thread would stall every connection */
+    .body = PFD_BODY_DROP,
 };
 
-static void echo_handle(struct handler_call *call) {
-    const struct http_request *req = call->req;
-    struct response *resp = call->resp;
-    const struct http_str *type = http_find(req, "content-type");
-    resp->content_type = type ? NULL : "application/octet-stream";
-    if (type) response_header(resp, "Content-Type", "%.*s", (int)type->len, type->p);
-    if (response_append(resp, req->body.p, req->body.len) < 0) response_error(resp, 500);
+static int echo_handle(pfd_req *r) {
+    pfd_str type = pfd_field(r, PFD_F_CONTENT_TYPE), body = pfd_body(r);
+    const char *ctype = "application/octet-stream";
+    if (type.p) {
+        /* the request's value, made a C string in the request's memory */
+        char *t = pfd_alloc(r, type.len + 1);
+        if (!t) return PFD_ERROR;
+        memcpy(t, type.p, type.len);
+        t[type.len] = '\0';
+        ctype = t;
+    }
+    if (pfd_content_type(r, ctype) < 0) return PFD_OK; /* failed: 500 */
+    return pfd_write(r, body.p, body.len);
 }
 
-const struct handler echo_handler = {
+const pfd_handler echo_handler = {
     .name = "echo",
-    .wants_body = true,
     .handle = echo_handle,
 };
 
-static void status_handle(struct handler_call *call) {
-    struct response *resp = call->resp;
-    struct scoreboard *sb = scoreboard_get();
-    char line[512];
-    uint64_t now = monotonic_ms();
-    int n;
-    if (call->req->method != METHOD_GET && call->req->method != METHOD_HEAD) {
-        response_error(resp, 405);
-        response_header(resp, "Allow", "GET, HEAD");
-        return;
+static int status_handle(pfd_req *r) {
+    enum pfd_method m = pfd_method_id(r);
+    if (m != PFD_GET && m != PFD_HEAD) {
+        pfd_error(r, 405);
+        return pfd_header_add(r, "Allow", "GET, HEAD");
     }
-    resp->content_type = "application/json";
-    response_append(resp, "{\"workers\": [", 13);
-    bool first = true;
-    for (unsigned i = 0; sb && i < sb->nslots; i++) {
-        struct sb_slot *s = &sb->slots[i];
-        int state = atomic_load_explicit(&s->state, memory_order_relaxed);
-        if (state == SLOT_FREE) continue;
-        static const char *const names[] = {"free", "starting", "serving", "stopping"};
-        uint64_t beat = s->heartbeat_ms; /* written by another process just now, maybe */
-        n = snprintf(line, sizeof line,
-                     "%s\n  {\"slot\": %u, \"pid\": %d, \"state\": \"%s\", \"generation\": %u, "
-                     "\"requests\": %" PRIu64 ", \"accepted\": %" PRIu64 ", \"connections\": %u, "
-                     "\"pool_busy\": %u, \"pool_queued\": %u, \"pool_stuck\": %u, "
-                     "\"heartbeat_age_ms\": %" PRIu64 "}",
-                     first ? "" : ",", i, s->pid, names[state], s->generation,
-                     (uint64_t)s->requests, (uint64_t)s->accepted, s->connections, s->pool_busy,
-                     s->pool_queued, s->pool_stuck, now > beat ? now - beat : 0);
-        response_append(resp, line, (size_t)n);
-        first = false;
-    }
-    response_append(resp, "\n]}\n", 4);
+    pfd_content_type(r, "application/json");
+    pfd_write(r, "{\"workers\": [", 13);
+    pfd_worker_stats st;
+    for (unsigned i = 0; pfd_worker_stats_get(i, &st) == 0; i++)
+        pfd_printf(r,
+                   "%s\n  {\"slot\": %u, \"pid\": %d, \"state\": \"%s\", \"generation\": %u, "
+                   "\"requests\": %" PRIu64 ", \"accepted\": %" PRIu64 ", \"connections\": %u, "
+                   "\"pool_busy\": %u, \"pool_queued\": %u, \"pool_stuck\": %u, "
+                   "\"heartbeat_age_ms\": %" PRIu64 "}",
+                   i ? "," : "", st.slot, st.pid, st.state, st.generation, st.requests, st.accepted,
+                   st.connections, st.pool_busy, st.pool_queued, st.pool_stuck,
+                   st.heartbeat_age_ms);
+    return pfd_write(r, "\n]}\n", 4);
 }
 
-const struct handler status_handler = {
+const pfd_handler status_handler = {
     .name = "status",
     .handle = status_handle,
+    .body = PFD_BODY_DROP,
 };
 
 #ifdef PREFORKD_FAULT_HANDLER
@@ -154,46 +145,72 @@ static void fault_segv(void) {
     *page = 1;
 }
 
-/* A handler that ignores cancellation: it sleeps ms whatever happens, as a
- * handler stuck in a blocking call would. */
-static void fault_hang(struct handler_call *call) {
-    long ms = query_number(call->req, "ms", 1000, SLEEP_MAX_MS);
+/* Sleeps ms whatever happens, as a handler stuck in a blocking call would. */
+static void fault_hang(long ms) {
     struct timespec ts = {.tv_sec = ms / 1000, .tv_nsec = (ms % 1000) * 1000000L};
     while (nanosleep(&ts, &ts) != 0) {
     }
-    response_append(call->resp, "hung\n", 5);
 }
 
-/* A handler that reads its route's memory every millisecond for ms: what a
- * handler still running at a fast stop may do. */
-static void fault_touch(struct handler_call *call) {
-    long ms = query_number(call->req, "ms", 1000, SLEEP_MAX_MS);
+/* Reads its route's memory every millisecond for ms: what a handler still
+ * running at a fast stop may do. */
+static void fault_touch(pfd_req *r, long ms) {
     volatile char sink = 0;
     for (long i = 0; i < ms; i++) {
-        sink ^= call->route->prefix[0] ^ call->route->conf->prefix[0];
+        sink ^= pfd_route_path(pfd_req_route(r))[0];
         struct timespec ts = {0, 1000000L};
         nanosleep(&ts, NULL);
     }
-    response_append(call->resp, "touched\n", 8);
 }
 
-static void fault_handle(struct handler_call *call) {
-    const struct http_str *q = &call->req->query;
-    if (q->len == 10 && memcmp(q->p, "kind=abort", 10) == 0) abort();
-    if (q->len == 9 && memcmp(q->p, "kind=segv", 9) == 0) fault_segv();
-    if (q->len >= 9 && memcmp(q->p, "kind=hang", 9) == 0) {
-        fault_hang(call);
-        return;
+static int fault_handle(pfd_req *r) {
+    pfd_str kind;
+    if (pfd_query_param(r, "kind", &kind) != 1) return pfd_error(r, 400);
+    long ms = query_number(r, "ms", 1000, SLEEP_MAX_MS);
+    if (strcmp(kind.p, "abort") == 0) abort();
+    if (strcmp(kind.p, "segv") == 0) fault_segv();
+    if (strcmp(kind.p, "hang") == 0 && ms >= 0) {
+        fault_hang(ms);
+        return pfd_text(r, 200, "hung\n");
     }
-    if (q->len >= 10 && memcmp(q->p, "kind=touch", 10) == 0) {
-        fault_touch(call);
-        return;
+    if (strcmp(kind.p, "touch") == 0 && ms >= 0) {
+        fault_touch(r, ms);
+        return pfd_text(r, 200, "touched\n");
     }
-    response_error(call->resp, 400);
+    if (strcmp(kind.p, "error") == 0) return PFD_ERROR; /* a handler that fails */
+    if (strcmp(kind.p, "header") == 0) {
+        /* a response splitting attempt: refused, the client gets 500 */
+        pfd_header_add(r, "X-Split", "a\r\nSet-Cookie: evil=1");
+        return pfd_text(r, 200, "not sent\n");
+    }
+    return pfd_error(r, 400);
 }
 
-const struct handler fault_handler = {
+/* A worker that cannot start, or is slow to: start = fail makes the init
+ * fail; start = wait holds it until start_file exists (tests of reloads and
+ * upgrades whose workers do not serve). */
+static int fault_init(pfd_route *rt, char *err, size_t errlen) {
+    const char *start = pfd_route_setting(rt, "start");
+    const char *file = pfd_route_setting(rt, "start_file");
+    if (!start) return 0;
+    if (strcmp(start, "fail") == 0) {
+        snprintf(err, errlen, "fault: told to fail at start");
+        return -1;
+    }
+    while (strcmp(start, "wait") == 0 && file && access(file, F_OK) != 0) {
+        struct timespec ts = {0, 10000000L};
+        nanosleep(&ts, NULL);
+    }
+    return 0;
+}
+
+static const char *const fault_settings[] = {"start", "start_file", NULL};
+
+const pfd_handler fault_handler = {
     .name = "fault",
     .handle = fault_handle,
+    .body = PFD_BODY_DROP,
+    .settings = fault_settings,
+    .init = fault_init,
 };
 #endif

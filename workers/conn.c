@@ -52,6 +52,7 @@ struct conn {
     bool peer_closed;   /* read returned 0 */
     bool read_paused;   /* read event removed: input buffer full */
     bool nodelay;
+    bool broken; /* output could not be queued: close at the next run */
     struct event rev;
     struct event *wev; /* only while a write waits for room: idle connections stay small */
     struct buf in, out;
@@ -61,6 +62,7 @@ struct conn {
     void (*file_release)(void *hold);
     struct exchange *ex;
     union ex_peer peer;
+    socklen_t peer_len;
 };
 
 /* What a step of the machine leaves behind. */
@@ -76,6 +78,7 @@ enum flush { FLUSH_DONE, FLUSH_AGAIN, FLUSH_ERROR };
 static void conn_run(struct conn *c);
 static void conn_close(struct conn *c);
 static void conn_arm(struct conn *c);
+static enum step answer_ready(struct conn *c);
 
 /* Deadlines follow the monotonic clock: a clock step neither stretches nor
  * cuts them. The coarse clock is a few ms precise, and cheap. */
@@ -96,6 +99,7 @@ static int exchange_begin(struct conn *c) {
     struct exchange *ex = exchange_new(&c->cs->ex, c);
     if (!ex) return -1;
     ex->peer = c->peer;
+    ex->peer_len = c->peer_len;
     c->ex = ex;
     return 0;
 }
@@ -220,7 +224,7 @@ static enum step refuse(struct conn *c, int status) {
 
 /* Runs the route's handler; its answer is queued now or comes later. */
 static enum step dispatch(struct conn *c) {
-    if (exchange_dispatch(c->ex)) return respond(c);
+    if (exchange_dispatch(c->ex)) return answer_ready(c);
     c->state = CONN_HANDLING;
     return STEP_WAIT;
 }
@@ -232,50 +236,65 @@ static int stream_start(struct conn *c) {
     return queue_head(c);
 }
 
-void conn_exchange_piece(struct conn *c, const void *p, size_t n) {
+int conn_exchange_piece(struct conn *c, const void *p, size_t n) {
     struct exchange *ex = c->ex;
     if (stream_start(c) < 0 ||
-        (!ex->head_only && response_chunk(&c->out, &c->cs->bufs, p, n, ex->chunked) < 0)) {
-        conn_close(c);
-        return;
+        (n && !ex->head_only && response_chunk(&c->out, &c->cs->bufs, p, n, ex->chunked) < 0)) {
+        c->broken = true;
+        return -1;
     }
     ex->body_bytes += ex->head_only ? 0 : n;
-    conn_run(c);
+    return 0;
+}
+
+size_t conn_exchange_output(const struct conn *c) {
+    return buf_len(&c->out) + (size_t)c->file_left;
+}
+
+/* The exchange's answer is complete: queue it (or end its stream). */
+static enum step answer_ready(struct conn *c) {
+    struct exchange *ex = c->ex;
+    if (ex->failed) {
+        if (ex->streaming) { /* too late for a status: the client sees a cut answer */
+            conn_close(c);
+            return STEP_CLOSED;
+        }
+        response_error(&ex->resp, 500);
+    }
+    if (ex->resp.body != BODY_STREAM) return respond(c);
+    if (stream_start(c) < 0 ||
+        (!ex->head_only && response_chunk(&c->out, &c->cs->bufs, NULL, 0, ex->chunked) < 0)) {
+        conn_close(c);
+        return STEP_CLOSED;
+    }
+    return queued(c);
 }
 
 void conn_exchange_done(struct conn *c) {
-    struct exchange *ex = c->ex;
-    if (ex->resp.body == BODY_STREAM) {
-        if (stream_start(c) < 0 ||
-            (!ex->head_only && response_chunk(&c->out, &c->cs->bufs, NULL, 0, ex->chunked) < 0)) {
-            conn_close(c);
-            return;
-        }
-        queued(c);
-    } else if (respond(c) == STEP_CLOSED) {
-        return;
-    }
+    if (answer_ready(c) != STEP_CLOSED) conn_run(c);
+}
+
+void conn_exchange_kick(struct conn *c) {
     conn_run(c);
 }
 
-void conn_exchange_timeout(struct conn *c, bool detached) {
+void conn_exchange_timeout(struct conn *c) {
     struct exchange *ex = c->ex;
     if (ex->streaming) { /* too late for a status: cut the response */
         conn_close(c);
         return;
     }
-    if (detached) {
-        /* the running job keeps its exchange (and the request's bytes); the
-         * 504 goes out from a new one, which logs the same request */
-        const struct http_request *req = ex->req;
-        c->ex = NULL;
-        exchange_abandon(ex, &c->in);
-        if (exchange_begin(c) < 0) {
-            conn_close(c);
-            return;
-        }
-        c->ex->req = req;
+    /* the exchange lives on (abandoned) while its job still runs, with the
+     * request's bytes; the 504 goes out from a new one, logging the same
+     * request (the old one holds it) */
+    const struct http_request *req = ex->req;
+    c->ex = NULL;
+    exchange_abandon(ex, &c->in);
+    if (exchange_begin(c) < 0) {
+        conn_close(c);
+        return;
     }
+    c->ex->req = req;
     if (refuse(c, 504) != STEP_CLOSED) conn_run(c);
 }
 
@@ -389,12 +408,12 @@ static enum step head_done(struct conn *c, size_t head_len) {
     ex->head_len = head_len;
     ex->req = req;
     ex->head_only = req->method == METHOD_HEAD;
-    ex->route = routes_match(cs->routes, req->path, req->path_len);
+    ex->route = routes_match(cs->routes, req, ex->params, EX_MAX_PARAMS, &ex->nparams, &ex->allow);
     if (!http_msg_has_body(ex->msg)) return dispatch(c);
     c->state = CONN_READING_BODY;
     c->body_start_ms = now_ms();
     c->body_read = 0;
-    if (!ex->route || !ex->route->handler->wants_body) {
+    if (!ex->route || route_handler(ex->route)->body != PFD_BODY_COLLECT) {
         /* the answer does not depend on the body: it goes out now, and the
          * body is dropped as it comes (nginx discards it the same way). A
          * client that expected 100 Continue may not send it at all: then
@@ -646,6 +665,10 @@ static void conn_finish_close(struct conn *c) {
 }
 
 static void conn_run(struct conn *c) {
+    if (c->broken) {
+        conn_close(c);
+        return;
+    }
     for (;;) {
         enum step s = conn_step(c);
         if (s == STEP_CLOSED) return;
@@ -740,10 +763,12 @@ void conn_accept(struct conns *cs, int fd, const struct sockaddr *peer, socklen_
     c->fd = fd;
     c->file_fd = -1;
     c->state = CONN_READING_HEAD;
-    if (peerlen <= sizeof c->peer)
+    if (peerlen <= sizeof c->peer) {
         memcpy(&c->peer, peer, peerlen);
-    else
+        c->peer_len = peerlen;
+    } else {
         c->peer.sa.sa_family = AF_UNSPEC;
+    }
     event_assign(&c->rev, cs->base, fd, EV_READ | EV_PERSIST, on_read, c);
     c->next = cs->list;
     if (cs->list) cs->list->prev = c;

@@ -111,12 +111,21 @@ void conns_close_all(struct conns *cs);
 /* Frees the caches (worker exit, after conns_close_all). */
 void conns_fini(struct conns *cs);
 
-/* From the connection's exchange (loop thread): the handler's answer is
- * ready (or its stream ended); a streamed piece; request_timeout passed
- * (detached: the exchange stays with its running job, the connection must
- * answer from a new one). */
+/* From the connection's exchange (loop thread), outside the connection's
+ * own calls into it:
+ *   done     the answer is complete (or its stream ended): send it, go on
+ *   kick     output was queued: send it
+ *   timeout  request_timeout passed: the exchange is abandoned and the
+ *            client gets 504 from a new one (or a cut stream)
+ * and at any time (they queue, never run the machine):
+ *   piece    n bytes of a streamed body (the head first, once; with p NULL
+ *            and n 0 just the head); -1 when they cannot be queued (the
+ *            connection then closes at the next kick)
+ *   output   bytes queued and not yet sent */
 void conn_exchange_done(struct conn *c);
-void conn_exchange_piece(struct conn *c, const void *p, size_t n);
-void conn_exchange_timeout(struct conn *c, bool detached);
+void conn_exchange_kick(struct conn *c);
+void conn_exchange_timeout(struct conn *c);
+int conn_exchange_piece(struct conn *c, const void *p, size_t n);
+size_t conn_exchange_output(const struct conn *c);
 
 #endif

@@ -1,4 +1,4 @@
-/* exchange: the request in flight, its handler, pool job and timer. */
+/* exchange: the request in flight, its handler, pool job and timers. */
 #include "workers/exchange.h"
 
 #include <errno.h>
@@ -16,13 +16,46 @@
 /* A handler that returns later than this after being cancelled at
  * request_timeout did not stop when asked: that is worth a warning. */
 #define STOP_NOTICE_US 200000
+/* The first chunk of a request's arena, kept with a cached exchange. */
+#define ARENA_KEEP 1024
+
+/* A pfd_after timer. */
+struct ex_after {
+    struct ex_after *next;
+    struct exchange *ex;
+    struct event ev;
+    void (*cb)(pfd_req *r, void *arg);
+    void *arg;
+};
 
 static void on_request_timeout(evutil_socket_t fd, short what, void *arg);
+static void on_wake(evutil_socket_t fd, short what, void *arg);
 
 static uint64_t now_us(void) {
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
     return (uint64_t)ts.tv_sec * 1000000 + (uint64_t)ts.tv_nsec / 1000;
+}
+
+static pfd_req *as_req(struct exchange *ex) {
+    return (pfd_req *)ex;
+}
+
+/* Runs an application callback with the answer held open: nothing it does
+ * completes the request under its feet. */
+static void run_callback(struct exchange *ex, void (*cb)(pfd_req *, void *), void *arg) {
+    ex->pending++;
+    cb(as_req(ex), arg);
+    ex->pending--;
+}
+
+/* After a callback: the answer may be complete; if not, what it queued goes
+ * out. */
+static void progress(struct exchange *ex) {
+    if (ex->conn && (ex->pending || ex->stream_open))
+        conn_exchange_kick(ex->conn);
+    else
+        exchange_settle(ex);
 }
 
 static void timer_stop(struct exchange *ex) {
@@ -34,6 +67,7 @@ static void timer_stop(struct exchange *ex) {
 static void destroy(struct exchange *ex) {
     http_msg_free(ex->msg);
     response_free(&ex->resp);
+    arena_free(&ex->arena);
     pthread_mutex_destroy(&ex->mu);
     pthread_cond_destroy(&ex->cv);
     free(ex);
@@ -53,8 +87,10 @@ static struct exchange *create(struct exchange_env *env) {
     pthread_condattr_destroy(&ca);
     pthread_mutex_init(&ex->mu, NULL);
     response_init(&ex->resp);
+    arena_init(&ex->arena, ARENA_KEEP);
     ex->env = env;
     evtimer_assign(&ex->timer, env->base, on_request_timeout, ex);
+    evtimer_assign(&ex->wake, env->base, on_wake, ex);
     return ex;
 }
 
@@ -80,14 +116,20 @@ static void reset(struct exchange *ex) {
     response_reset(&ex->resp);
     response_trim(&ex->resp, keep);
     http_msg_trim(ex->msg, keep);
+    arena_reset(&ex->arena);
     buf_release(&ex->orphan_in, NULL);
     ex->conn = NULL;
     ex->req = NULL;
     ex->route = NULL;
+    ex->nparams = ex->allow = 0;
+    ex->client_ip = NULL;
     ex->head_len = 0;
     ex->body_bytes = 0;
     ex->status = 0;
     ex->head_only = ex->streaming = ex->chunked = ex->stuck = ex->in_pool = false;
+    ex->failed = ex->stream_open = ex->is_async = false;
+    ex->pending = 0;
+    ex->drain_cb = NULL;
     ex->stream_pending = ex->stream_copied = 0;
     atomic_store(&ex->cancelled, false);
 }
@@ -95,6 +137,7 @@ static void reset(struct exchange *ex) {
 void exchange_free(struct exchange *ex) {
     struct exchange_env *env = ex->env;
     timer_stop(ex);
+    event_del(&ex->wake);
     reset(ex);
     if (env->nfree >= MAX_FREE_EXCHANGES) {
         destroy(ex);
@@ -122,6 +165,23 @@ static void cancel(struct exchange *ex) {
     pthread_mutex_unlock(&ex->mu);
 }
 
+void exchange_fail(struct exchange *ex, const char *why) {
+    /* from the thread that uses the request now (loop or pool): once */
+    if (!ex->failed)
+        log_error("route %s: %s: the client gets %s", ex->route ? route_path(ex->route) : "-", why,
+                  ex->streaming ? "a cut answer" : "500");
+    ex->failed = true;
+}
+
+void exchange_settle(struct exchange *ex) {
+    if (ex->pending || ex->stream_open) return;
+    if (!ex->conn) {
+        if (!ex->in_pool) exchange_free(ex);
+        return;
+    }
+    conn_exchange_done(ex->conn);
+}
+
 /* ---- the pool hand-off ------------------------------------------------ */
 
 static struct exchange *of_job(struct pool_job *job) {
@@ -131,8 +191,12 @@ static struct exchange *of_job(struct pool_job *job) {
 /* Pool thread. */
 static void on_job_work(struct pool_job *job) {
     struct exchange *ex = of_job(job);
-    struct handler_call call = {ex->route, ex->req, &ex->resp, ex};
-    ex->route->handler->handle(&call);
+    if (ex->is_async) {
+        ex->async_work(as_req(ex), ex->async_arg);
+        return;
+    }
+    if (route_handler(ex->route)->handle(as_req(ex)) != PFD_OK)
+        exchange_fail(ex, "the handler returned an error");
 }
 
 static void on_job_done(struct pool_job *job) {
@@ -145,84 +209,165 @@ static void on_job_done(struct pool_job *job) {
         if (late > STOP_NOTICE_US)
             log_warn("the handler of %s that exceeded request_timeout finished after %llu ms "
                      "(%llu ms after it was asked to stop)",
-                     ex->route->prefix, (unsigned long long)((now_us() - ex->start_us) / 1000),
+                     route_path(ex->route), (unsigned long long)((now_us() - ex->start_us) / 1000),
                      (unsigned long long)(late / 1000));
         atomic_fetch_sub_explicit(&env->slot->pool_stuck, 1, memory_order_relaxed);
     }
-    if (!ex->conn) {
-        exchange_free(ex);
-        return;
+    if (ex->is_async) {
+        ex->is_async = false;
+        run_callback(ex, ex->async_done, ex->async_arg);
     }
-    conn_exchange_done(ex->conn);
+    ex->pending--;
+    progress(ex);
+}
+
+/* Hands the job to the pool, with its request_timeout. */
+static int submit(struct exchange *ex) {
+    struct exchange_env *env = ex->env;
+    ex->job.work = on_job_work;
+    ex->job.done = on_job_done;
+    if (pool_submit(env->pool, &ex->job) < 0) {
+        log_warn("pool queue full (pool_queue = %u): 503", env->conf->pool_queue);
+        return -1;
+    }
+    ex->in_pool = true;
+    ex->pending++;
+    evtimer_add(&ex->timer, env->t_request);
+    ex->timer_on = true;
+    return 0;
+}
+
+static void answer_503(struct exchange *ex) {
+    response_error(&ex->resp, 503);
+    response_header(&ex->resp, "Retry-After", "1");
 }
 
 bool exchange_dispatch(struct exchange *ex) {
-    struct exchange_env *env = ex->env;
     const struct http_request *req = ex->req;
     const struct route *rt = ex->route;
     ex->state = EX_HANDLING;
     if (!rt) {
-        if (req->path[0] == '*')
+        if (req->path[0] == '*') {
             ex->resp.status = 204; /* OPTIONS *: the server is here */
-        else
+        } else if (ex->allow) {
+            char allow[96];
+            routes_allow_text(ex->allow, allow, sizeof allow);
+            response_error(&ex->resp, 405);
+            response_header(&ex->resp, "Allow", "%s", allow);
+        } else {
             response_error(&ex->resp, 404);
+        }
         return true;
     }
-    if (rt->mode == ROUTE_POOL) {
-        ex->job.work = on_job_work;
-        ex->job.done = on_job_done;
-        if (pool_submit(env->pool, &ex->job) < 0) {
-            log_warn("pool queue full (pool_queue = %u): 503", env->conf->pool_queue);
-            response_error(&ex->resp, 503);
-            response_header(&ex->resp, "Retry-After", "1");
-            return true;
-        }
-        ex->in_pool = true;
-        evtimer_add(&ex->timer, env->t_request);
-        ex->timer_on = true;
-        return false;
+    if (route_mode(rt) == ROUTE_POOL) {
+        if (submit(ex) < 0) answer_503(ex);
+        return !ex->pending;
     }
-    struct handler_call call = {rt, req, &ex->resp, ex};
-    rt->handler->handle(&call);
-    return true;
+    /* the call itself is pending: nothing it starts settles the answer
+     * before it returns */
+    ex->pending++;
+    if (route_handler(rt)->handle(as_req(ex)) != PFD_OK)
+        exchange_fail(ex, "the handler returned an error");
+    ex->pending--;
+    return !ex->pending && !ex->stream_open;
 }
 
-/* request_timeout of a pool handler. */
+int exchange_async(struct exchange *ex, void (*work)(pfd_req *, void *),
+                   void (*done)(pfd_req *, void *), void *arg) {
+    if (!ex->conn || ex->in_pool) return -1; /* gone, or one job at a time */
+    ex->is_async = true;
+    ex->async_work = work;
+    ex->async_done = done;
+    ex->async_arg = arg;
+    if (submit(ex) < 0) {
+        ex->is_async = false;
+        answer_503(ex);
+        return -1;
+    }
+    return 0;
+}
+
+/* request_timeout of a pool job. */
 static void on_request_timeout(evutil_socket_t fd, short what, void *arg) {
     struct exchange *ex = arg;
     struct exchange_env *env = ex->env;
     ex->timer_on = false;
-    if (pool_cancel(env->pool, &ex->job) == 0) {
-        /* never started: nothing runs for it, the client gets 504 */
-        ex->in_pool = false;
-        log_warn("handler of %s still queued after request_timeout (%u ms): 504", ex->route->prefix,
-                 env->conf->request_timeout);
-        conn_exchange_timeout(ex->conn, false);
-        return;
+    if (!pool_started(env->pool, &ex->job)) {
+        log_warn("handler of %s still queued after request_timeout (%u ms): 504",
+                 route_path(ex->route), env->conf->request_timeout);
+    } else {
+        /* the thread cannot be stopped, only asked: it counts as stuck until
+         * it returns (at once, for a handler that watches the cancellation) */
+        ex->stuck = true;
+        ex->cancelled_us = now_us();
+        atomic_fetch_add_explicit(&env->slot->pool_stuck, 1, memory_order_relaxed);
+        log_warn("handler of %s exceeded request_timeout (%u ms): 504; asked it to stop",
+                 route_path(ex->route), env->conf->request_timeout);
     }
-    /* the thread cannot be stopped, only asked: it counts as stuck until
-     * it returns (at once, for a handler that watches exchange_cancelled) */
-    cancel(ex);
-    ex->stuck = true;
-    ex->cancelled_us = now_us();
-    atomic_fetch_add_explicit(&env->slot->pool_stuck, 1, memory_order_relaxed);
-    log_warn("handler of %s exceeded request_timeout (%u ms): 504; asked it to stop",
-             ex->route->prefix, env->conf->request_timeout);
-    conn_exchange_timeout(ex->conn, true);
+    conn_exchange_timeout(ex->conn);
 }
+
+/* ---- timers ------------------------------------------------------------ */
+
+static void on_after(evutil_socket_t fd, short what, void *arg) {
+    struct ex_after *a = arg;
+    struct exchange *ex = a->ex;
+    struct ex_after **p = &ex->afters;
+    while (*p != a) p = &(*p)->next;
+    *p = a->next;
+    void (*cb)(pfd_req *, void *) = a->cb;
+    void *cb_arg = a->arg;
+    free(a);
+    run_callback(ex, cb, cb_arg);
+    ex->pending--;
+    progress(ex);
+}
+
+int exchange_after(struct exchange *ex, unsigned ms, void (*cb)(pfd_req *, void *), void *arg) {
+    if (!ex->conn) return -1;
+    struct ex_after *a = malloc(sizeof *a);
+    if (!a) return -1;
+    a->ex = ex;
+    a->cb = cb;
+    a->arg = arg;
+    evtimer_assign(&a->ev, ex->env->base, on_after, a);
+    struct timeval tv = {ms / 1000, (ms % 1000) * 1000};
+    evtimer_add(&a->ev, &tv);
+    a->next = ex->afters;
+    ex->afters = a;
+    ex->pending++;
+    return 0;
+}
+
+/* ---- the client is gone --------------------------------------------------- */
 
 void exchange_abandon(struct exchange *ex, struct buf *in) {
     ex->conn = NULL;
     timer_stop(ex);
-    if (ex->in_pool && pool_cancel(ex->env->pool, &ex->job) == 0) ex->in_pool = false;
-    if (!ex->in_pool) {
-        exchange_free(ex);
-        return;
-    }
-    /* a thread runs the handler: it may still read the request's bytes */
+    event_del(&ex->wake);
+    ex->drain_cb = NULL;
     cancel(ex);
-    ex->orphan_in = *in;
-    memset(in, 0, sizeof *in);
+    /* an inline stream has nobody to go to */
+    if (ex->stream_open) ex->stream_open = false;
+    if (ex->in_pool && pool_cancel(ex->env->pool, &ex->job) == 0) {
+        /* never started: nothing ran, but an async job's done still runs,
+         * so that it can free what it owns */
+        ex->in_pool = false;
+        if (ex->is_async) {
+            ex->is_async = false;
+            run_callback(ex, ex->async_done, ex->async_arg);
+        }
+        ex->pending--;
+    }
+    if (ex->in_pool) {
+        /* a thread runs the handler: it may still read the request's bytes */
+        ex->orphan_in = *in;
+        memset(in, 0, sizeof *in);
+    }
+    /* timers fire now, with pfd_gone() true */
+    static const struct timeval now = {0, 0};
+    for (struct ex_after *a = ex->afters; a; a = a->next) evtimer_add(&a->ev, &now);
+    exchange_settle(ex);
 }
 
 /* ---- streamed bodies -------------------------------------------------- */
@@ -240,12 +385,22 @@ static void on_piece(struct pool_job *msg) {
     struct exchange *ex = pc->ex;
     if (ex->conn) {
         ex->stream_copied += pc->len;
-        conn_exchange_piece(ex->conn, pc->data, pc->len);
+        if (conn_exchange_piece(ex->conn, pc->data, pc->len) == 0) conn_exchange_kick(ex->conn);
     }
     free(pc);
 }
 
+static void on_wake(evutil_socket_t fd, short what, void *arg) {
+    struct exchange *ex = arg;
+    void (*cb)(pfd_req *, void *) = ex->drain_cb;
+    if (!cb || !ex->conn) return;
+    ex->drain_cb = NULL;
+    run_callback(ex, cb, ex->drain_arg);
+    progress(ex);
+}
+
 void exchange_output_drained(struct exchange *ex) {
+    if (ex->drain_cb) event_active(&ex->wake, EV_TIMEOUT, 0);
     if (!ex->stream_copied) return;
     pthread_mutex_lock(&ex->mu);
     ex->stream_pending -= ex->stream_copied;
@@ -254,11 +409,46 @@ void exchange_output_drained(struct exchange *ex) {
     ex->stream_copied = 0;
 }
 
+int exchange_on_drain(struct exchange *ex, void (*cb)(pfd_req *, void *), void *arg) {
+    if (!ex->conn) return -1;
+    ex->drain_cb = cb;
+    ex->drain_arg = arg;
+    if (conn_exchange_output(ex->conn) == 0) event_active(&ex->wake, EV_TIMEOUT, 0);
+    return 0;
+}
+
+int exchange_stream_begin(struct exchange *ex) {
+    ex->resp.body = BODY_STREAM;
+    if (pool_on_thread()) return 0; /* the head goes with the first piece */
+    if (!ex->conn) return -1;
+    if (!ex->stream_open) {
+        ex->stream_open = true;
+        if (conn_exchange_piece(ex->conn, NULL, 0) < 0) return -1;
+    }
+    return 0;
+}
+
+int exchange_stream_write_inline(struct exchange *ex, const void *p, size_t n) {
+    if (!ex->conn || ex->failed) return -1;
+    if (!ex->stream_open && exchange_stream_begin(ex) < 0) return -1;
+    if (n == 0) return 0;
+    if (conn_exchange_output(ex->conn) >= ex->env->conf->stream_buffer) return PFD_AGAIN;
+    return conn_exchange_piece(ex->conn, p, n);
+}
+
+int exchange_stream_end(struct exchange *ex) {
+    if (pool_on_thread()) return 0; /* the handler's return ends it */
+    /* called from the handler or a callback, whose return settles the answer */
+    ex->stream_open = false;
+    return ex->conn ? 0 : -1;
+}
+
 bool exchange_cancelled(struct exchange *ex) {
     return atomic_load(&ex->cancelled);
 }
 
-/* Waits on cv until cancelled or the deadline (monotonic); false on cancel. */
+/* Waits on cv until cancelled, the deadline (monotonic), or room for a
+ * stream write; -1 when cancelled. */
 static int wait_until(struct exchange *ex, const struct timespec *deadline, size_t room) {
     int rc = 0;
     while (!atomic_load(&ex->cancelled) && rc != ETIMEDOUT &&

@@ -1,42 +1,55 @@
-/* exchange: one request in flight and its response (DESIGN.md, "Lifetimes").
+/* exchange: one request in flight and its answer (DESIGN.md, "Lifetimes").
+ * The public API (preforkd.h) calls it a pfd_req; api.c implements that API
+ * on this struct.
  *
  * A connection creates an exchange when the first byte of a request arrives
  * and reads the request into it; the exchange runs the route's handler (here,
- * or as a job on the worker's pool) and holds the response until the
+ * or as a job on the worker's pool) and holds the answer until the
  * connection has queued it. The connection is the exchange's owner while the
  * client is there; when the client goes away first, the exchange is
- * abandoned and ends on its own.
+ * abandoned and ends on its own, once nothing refers to it.
  *
- *   PARSING ──dispatch──▶ HANDLING ──response ready──▶ RESPONDING ──▶ freed
- *                          │  inline: the handler ran; ready at once
+ *   PARSING ──dispatch──▶ HANDLING ──answer ready──▶ RESPONDING ──▶ freed
+ *                          │  inline: the handler ran; ready unless it
+ *                          │          started later work (below)
  *                          │  pool:   queued, then running on a thread
- *                          ▼  (request_timeout: 504, see below)
- *                  any state ──client gone──▶ abandoned ──nothing refers to it──▶ freed
+ *                  any state ──client gone / request_timeout──▶ abandoned
+ *                          ──pending work done──▶ freed
+ *
+ * The answer is ready when nothing is pending: the handler call itself, a
+ * pool job (a pool handler or pfd_async work), pfd_after timers, an open
+ * inline stream. Each of them is counted in `pending`; exchange_settle()
+ * runs when one ends.
  *
  * What an exchange owns, and when each thing ends:
  *   msg, req        the parser and the parsed request: with the exchange.
- *   resp            the response; a file body passes to the connection when
+ *   resp            the answer; a file body passes to the connection when
  *                   the head is queued.
- *   job             the handler's pool job. Queued: taken back from the pool
- *                   when the client goes or request_timeout fires, so it
- *                   never runs. Running: exchange_cancelled() turns true and
- *                   exchange_wait() and exchange_stream_write() return at
- *                   once; the exchange is freed when the job comes back.
- *   timer           request_timeout of a pool handler: added when the job is
- *                   submitted; deleted when the job comes back, when it fires,
- *                   when the exchange is abandoned, and when it is freed.
+ *   arena           pfd_alloc() memory: reset when the exchange is freed.
+ *   job             a pool job (the handler, or pfd_async work). Queued:
+ *                   taken back from the pool when the exchange is abandoned
+ *                   (an async job's done callback then runs at once, with
+ *                   pfd_gone() true). Running: exchange_cancelled() turns
+ *                   true, exchange_wait() and blocking stream writes return
+ *                   at once; the job's done callback runs when it comes back.
+ *   timer           request_timeout of a pool job: added with the job;
+ *                   deleted when the job comes back, when the exchange is
+ *                   abandoned, and when it is freed.
+ *   afters          pfd_after timers: each fires once and is freed; all of
+ *                   them fire at once (pfd_gone() true) when the exchange is
+ *                   abandoned.
+ *   wake            a zero timer running callbacks the connection asked for
+ *                   (pfd_on_drain) outside the connection's own code.
  *   orphan_in       the request's bytes, taken from the connection when it
- *                   goes while a thread still reads them: freed with the
- *                   exchange.
+ *                   goes while a thread still reads them.
  *   pieces          streamed body pieces posted by a pool thread: freed by
  *                   the loop thread when the connection has copied them, or
- *                   at once when the exchange is abandoned.
+ *                   dropped when the exchange is abandoned.
  *
- * request_timeout: a queued job is taken back and the client gets 504; a
- * running one is cancelled (it may not notice: it then counts as stuck in the
- * scoreboard until it returns), the client gets 504 from a new exchange, and
- * this one lives on, abandoned, until its job comes back. A response already
- * streaming is cut instead.
+ * request_timeout: the client gets 504 from a new exchange on the same
+ * connection; this one is abandoned as if the client had left (a running
+ * handler that does not stop counts as stuck in the scoreboard until it
+ * returns). A response already streaming is cut instead.
  *
  * Loop thread only, except the functions marked "pool thread". */
 #ifndef PREFORKD_EXCHANGE_H
@@ -53,13 +66,16 @@
 
 #include "server/conf.h"
 #include "server/scoreboard.h"
+#include "workers/arena.h"
 #include "workers/buf.h"
 #include "workers/http.h"
 #include "workers/pool.h"
+#include "workers/preforkd.h"
 #include "workers/response.h"
 
 struct conn;
 struct route;
+struct ex_after;
 
 /* What exchanges need from their worker, and their cache (per worker). */
 struct exchange_env {
@@ -75,7 +91,7 @@ struct exchange_env {
 
 enum ex_state {
     EX_PARSING,    /* the connection reads the request */
-    EX_HANDLING,   /* the handler runs (inline), or its pool job is out */
+    EX_HANDLING,   /* the handler runs, or work it started is pending */
     EX_RESPONDING, /* the response head is queued; a stream may go on */
 };
 
@@ -85,6 +101,12 @@ union ex_peer {
     struct sockaddr_in in4;
     struct sockaddr_in6 in6;
 };
+
+/* A {name} segment of a pattern route, matched. */
+struct ex_param {
+    pfd_str name, value;
+};
+#define EX_MAX_PARAMS 16
 
 struct exchange {
     struct exchange *next_free;
@@ -96,21 +118,40 @@ struct exchange {
     const struct route *route;
     struct response resp;
     union ex_peer peer;
-    uint64_t start_us; /* monotonic, for the request time */
-    size_t head_len;   /* bytes of the connection's input holding the head */
+    socklen_t peer_len;
+    struct arena arena;
+    struct ex_param params[EX_MAX_PARAMS];
+    unsigned nparams;
+    unsigned allow;        /* no route: the methods of routes of this path (405), or 0 (404) */
+    const char *client_ip; /* formatted on demand, in the arena */
+    uint64_t start_us;     /* monotonic, for the request time */
+    size_t head_len;       /* bytes of the connection's input holding the head */
     uint64_t body_bytes;
     int status;     /* sent, for the log */
     bool head_only; /* HEAD: no content on the wire */
-    bool streaming; /* a streamed response's head is queued */
+    bool streaming; /* the response head is queued: status and headers are fixed */
     bool chunked;   /* streamed pieces go as chunks */
+    bool failed;    /* an API call refused: the client gets 500 (or a cut stream) */
+
+    /* the answer waits for these (see above) */
+    unsigned pending;
+    bool stream_open; /* an inline handler's stream, until pfd_stream_end */
+    struct ex_after *afters;
+    void (*drain_cb)(pfd_req *r, void *arg);
+    void *drain_arg;
+    struct event wake;
 
     /* the pool hand-off */
     struct pool_job job;
-    bool in_pool;          /* submitted, and its done callback has not run yet */
-    bool stuck;            /* ran past request_timeout: counted in the scoreboard */
-    uint64_t cancelled_us; /* when request_timeout asked it to stop */
+    bool in_pool;  /* submitted, and its done callback has not run yet */
+    bool is_async; /* the job is pfd_async work, not the handler */
+    void (*async_work)(pfd_req *r, void *arg);
+    void (*async_done)(pfd_req *r, void *arg);
+    void *async_arg;
+    bool stuck; /* ran past request_timeout: counted in the scoreboard */
+    uint64_t cancelled_us;
     struct event timer;
-    bool timer_on; /* timer is added */
+    bool timer_on;
     struct buf orphan_in;
 
     /* shared with the pool thread running the handler, under mu */
@@ -129,15 +170,18 @@ void exchange_free(struct exchange *ex);
 /* Frees the cache (worker exit). */
 void exchange_env_fini(struct exchange_env *env);
 
-/* Runs the route's handler: true when the response is ready now (inline
- * handlers, and answers found without the handler); false when it comes
- * later through conn_exchange_done(). */
+/* Runs the route's handler: true when the answer is ready now; false when it
+ * comes later through conn_exchange_done(). */
 bool exchange_dispatch(struct exchange *ex);
 /* The client is gone. in holds the request's bytes: taken when a pool thread
- * may still read them. The exchange ends now or when its job comes back. */
+ * may still read them. The exchange ends now or once nothing is pending. */
 void exchange_abandon(struct exchange *ex, struct buf *in);
 /* The connection sent every byte it had queued: stream writers may go on. */
 void exchange_output_drained(struct exchange *ex);
+/* Something pending ended: the answer may be ready now. */
+void exchange_settle(struct exchange *ex);
+/* An API call could not do what was asked: the client gets 500. */
+void exchange_fail(struct exchange *ex, const char *why);
 
 /* Pool thread: the client is gone or the deadline passed; stop. */
 bool exchange_cancelled(struct exchange *ex);
@@ -147,5 +191,14 @@ int exchange_wait(struct exchange *ex, unsigned ms);
  * status and headers set, not changed afterwards). Waits while more than
  * stream_buffer bytes are on their way to the client. -1 when cancelled. */
 int exchange_stream_write(struct exchange *ex, const void *p, size_t n);
+
+/* Loop thread, for the API: pfd_async, pfd_after, and the inline stream. */
+int exchange_async(struct exchange *ex, void (*work)(pfd_req *, void *),
+                   void (*done)(pfd_req *, void *), void *arg);
+int exchange_after(struct exchange *ex, unsigned ms, void (*cb)(pfd_req *, void *), void *arg);
+int exchange_stream_begin(struct exchange *ex);
+int exchange_stream_write_inline(struct exchange *ex, const void *p, size_t n);
+int exchange_stream_end(struct exchange *ex);
+int exchange_on_drain(struct exchange *ex, void (*cb)(pfd_req *, void *), void *arg);
 
 #endif

@@ -167,13 +167,10 @@ struct fentry *fentry_new(struct fcache *fc, const char *key, size_t keylen, int
     snprintf(e->etag, sizeof e->etag, "\"%" PRIx64 "-%" PRIx64 "\"", (uint64_t)st->st_mtime,
              (uint64_t)st->st_size);
     httpdate_format(st->st_mtime, lastmod);
-    int n = asprintf(&e->hdrs, "Last-Modified: %s\r\nETag: %s\r\nAccept-Ranges: bytes\r\n", lastmod,
-                     e->etag);
-    if (n < 0) {
-        e->hdrs = NULL;
+    if (!(e->hdrs = pfd_headers_new()) || pfd_headers_set(e->hdrs, "Last-Modified", lastmod) < 0 ||
+        pfd_headers_set(e->hdrs, "ETag", e->etag) < 0 ||
+        pfd_headers_set(e->hdrs, "Accept-Ranges", "bytes") < 0)
         goto fail;
-    }
-    e->hdrs_len = (size_t)n;
     if (!fc) return e;
 
     /* a small file is read once, then sent from memory: its descriptor is
@@ -197,6 +194,7 @@ struct fentry *fentry_new(struct fcache *fc, const char *key, size_t keylen, int
     return e;
 fail:
     if (e) {
+        pfd_headers_free(e->hdrs);
         free(e->key);
         free(e);
     }
@@ -209,7 +207,7 @@ void fentry_release(void *entry) {
     if (--e->refs > 0) return;
     if (e->fd >= 0) close(e->fd);
     free(e->data);
-    free(e->hdrs);
+    pfd_headers_free(e->hdrs);
     free(e->key);
     free(e);
 }

@@ -22,6 +22,8 @@
 #include <stdint.h>
 #include <sys/stat.h>
 
+#include "workers/preforkd.h"
+
 /* Files up to this size are kept in memory. */
 #define FCACHE_MEM_MAX (16 * 1024)
 
@@ -41,9 +43,8 @@ struct fentry {
     uint64_t used_ms;    /* last request for it */
     const char *mime;
     char etag[48];
-    char *data; /* the content, for files up to FCACHE_MEM_MAX */
-    char *hdrs; /* "Last-Modified: ..\r\nETag: ..\r\nAccept-Ranges: bytes\r\n" */
-    size_t hdrs_len;
+    char *data;        /* the content, for files up to FCACHE_MEM_MAX */
+    pfd_headers *hdrs; /* Last-Modified, ETag, Accept-Ranges: checked once */
 };
 
 struct fcache *fcache_create(unsigned max_entries, unsigned valid_ms, unsigned idle_ms);

@@ -383,11 +383,19 @@ static int check_head(struct http_msg *m) {
         case 10:
             if (!r->user_agent && http_str_ieq(f->name, "user-agent")) r->user_agent = &f->value;
             break;
+        case 12:
+            if (!r->content_type && http_str_ieq(f->name, "content-type"))
+                r->content_type = &f->value;
+            break;
         case 13:
             if (!r->if_none_match && http_str_ieq(f->name, "if-none-match"))
                 r->if_none_match = &f->value;
             break;
         case 14: m->has_cl |= http_str_ieq(f->name, "content-length"); break;
+        case 15:
+            if (!r->accept_encoding && http_str_ieq(f->name, "accept-encoding"))
+                r->accept_encoding = &f->value;
+            break;
         case 17:
             if (!r->if_modified_since && http_str_ieq(f->name, "if-modified-since")) {
                 r->if_modified_since = &f->value;

@@ -74,6 +74,7 @@ struct http_request {
     const struct http_str *if_none_match, *if_modified_since, *if_range, *range;
     const struct http_str *if_match, *if_unmodified_since;
     const struct http_str *referer, *user_agent; /* for the access log */
+    const struct http_str *content_type, *accept_encoding;
 };
 
 struct http_limits {

@@ -28,9 +28,16 @@ struct pool {
     struct queue done;
     int efd;
 
+    void (*thread_init)(void), (*thread_exit)(void);
     unsigned nthreads;
     pthread_t threads[];
 };
+
+static __thread bool on_pool_thread;
+
+bool pool_on_thread(void) {
+    return on_pool_thread;
+}
 
 static void push(struct queue *q, struct pool_job *j) {
     j->next = NULL;
@@ -81,6 +88,8 @@ void pool_set_gauges(struct pool *p, _Atomic unsigned *busy, _Atomic unsigned *q
 
 static void *thread_main(void *arg) {
     struct pool *p = arg;
+    on_pool_thread = true;
+    if (p->thread_init) p->thread_init();
     pthread_mutex_lock(&p->lock);
     for (;;) {
         struct pool_job *j;
@@ -97,13 +106,17 @@ static void *thread_main(void *arg) {
         update_gauges(p);
     }
     pthread_mutex_unlock(&p->lock);
+    if (p->thread_exit) p->thread_exit();
     return NULL;
 }
 
-struct pool *pool_create(unsigned threads, unsigned queue_max) {
+struct pool *pool_create(unsigned threads, unsigned queue_max, void (*thread_init)(void),
+                         void (*thread_exit)(void)) {
     struct pool *p = calloc(1, sizeof *p + threads * sizeof(pthread_t));
     if (!p) return NULL;
     p->queue_max = queue_max;
+    p->thread_init = thread_init;
+    p->thread_exit = thread_exit;
     pthread_mutex_init(&p->lock, NULL);
     pthread_mutex_init(&p->done_lock, NULL);
     pthread_cond_init(&p->wake, NULL);
@@ -179,6 +192,13 @@ int pool_cancel(struct pool *p, struct pool_job *job) {
     }
     pthread_mutex_unlock(&p->lock);
     return queued ? 0 : -1;
+}
+
+bool pool_started(struct pool *p, const struct pool_job *job) {
+    pthread_mutex_lock(&p->lock);
+    bool started = job->started;
+    pthread_mutex_unlock(&p->lock);
+    return started;
 }
 
 int pool_fd(const struct pool *p) {

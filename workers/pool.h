@@ -25,9 +25,11 @@ struct pool_job {
     bool started;                       /* a thread took it (under the pool's lock) */
 };
 
-/* Starts threads; queue_max jobs may wait beyond the running ones. NULL with
- * errno set on failure. */
-struct pool *pool_create(unsigned threads, unsigned queue_max);
+/* Starts threads; queue_max jobs may wait beyond the running ones. Each
+ * thread calls thread_init first and thread_exit last (both optional).
+ * NULL with errno set on failure. */
+struct pool *pool_create(unsigned threads, unsigned queue_max, void (*thread_init)(void),
+                         void (*thread_exit)(void));
 /* Waits for queued and running jobs to finish, runs their done callbacks,
  * then stops the threads. */
 void pool_destroy(struct pool *p);
@@ -38,6 +40,10 @@ int pool_submit(struct pool *p, struct pool_job *job);
  * nor done will run; -1 when it has started (done will still come). Loop
  * thread. */
 int pool_cancel(struct pool *p, struct pool_job *job);
+/* Whether a thread took the job (it runs or ran). Loop thread. */
+bool pool_started(struct pool *p, const struct pool_job *job);
+/* Whether the calling thread is one of a pool's threads. */
+bool pool_on_thread(void);
 /* From job->work: hands a message to the loop thread, whose done callback
  * runs there in the order of posting, before the job's own done. */
 void pool_post(struct pool *p, struct pool_job *msg);

@@ -130,14 +130,15 @@ typedef struct pfd_handler {
      * 0, or -1 with a message in err (the worker then cannot start). */
     int (*init)(pfd_route *rt, char *err, size_t errlen);
     void (*fini)(pfd_route *rt); /* worker, at exit */
+    void (*tick)(pfd_route *rt); /* worker, once a second on the loop thread (expire caches) */
 } pfd_handler;
 
 /* An application: handlers and the hooks of its life. Every hook is
  * optional. */
 typedef struct pfd_app {
-    unsigned api_version;         /* PFD_API_VERSION */
-    const char *name;             /* for the log */
-    const pfd_handler *handlers;  /* ended by an entry with name NULL */
+    unsigned api_version;        /* PFD_API_VERSION */
+    const char *name;            /* for the log */
+    const pfd_handler *handlers; /* ended by an entry with name NULL */
     /* Master, after the configuration is loaded and before the workers are
      * forked (again at each reload): build read-only data the workers share
      * copy-on-write, create shared regions (pfd_shared_create). 0 or -1. */
@@ -165,6 +166,12 @@ const char *pfd_route_path(const pfd_route *rt);
  * by the handler when it needs it (pfd_route_config_dir). */
 const char *pfd_route_setting(const pfd_route *rt, const char *name);
 const char *pfd_route_config_dir(const pfd_route *rt);
+/* Where the route's handler runs. */
+enum pfd_mode pfd_route_mode(const pfd_route *rt);
+/* A number setting: the route's own, or else the [server] setting of that
+ * name (sizes in bytes, durations in ms). 0, or -1 when there is none or it
+ * is not a number. */
+int pfd_route_number(const pfd_route *rt, const char *name, uint64_t *value);
 /* Per-worker state of the handler for this route (set in init). */
 void pfd_route_set_data(pfd_route *rt, void *data);
 void *pfd_route_data(const pfd_route *rt);
@@ -174,6 +181,19 @@ void *pfd_route_data(const pfd_route *rt);
 const pfd_route *pfd_req_route(const pfd_req *r);
 /* "GET", "POST", ... (NUL-terminated). */
 const char *pfd_method(const pfd_req *r);
+/* The method as a number, for the common ones. */
+enum pfd_method {
+    PFD_GET,
+    PFD_HEAD,
+    PFD_POST,
+    PFD_PUT,
+    PFD_DELETE,
+    PFD_OPTIONS,
+    PFD_PATCH,
+    PFD_TRACE,
+    PFD_OTHER,
+};
+enum pfd_method pfd_method_id(const pfd_req *r);
 /* 10 for HTTP/1.0, 11 for HTTP/1.1. */
 unsigned pfd_version(const pfd_req *r);
 /* The decoded, normalized path (NUL-terminated): "/a b/c" for "/a%20b/./c". */
@@ -195,6 +215,22 @@ pfd_str pfd_path_param(const pfd_req *r, const char *name);
 /* The value of the first header field called name (case-insensitive),
  * without surrounding whitespace; p is NULL when there is none. */
 pfd_str pfd_header(const pfd_req *r, const char *name);
+/* Frequent fields, found while the head is read: cheaper than pfd_header()
+ * (the first of several; p is NULL when absent). */
+enum pfd_field {
+    PFD_F_HOST,
+    PFD_F_CONTENT_TYPE,
+    PFD_F_USER_AGENT,
+    PFD_F_REFERER,
+    PFD_F_ACCEPT_ENCODING,
+    PFD_F_RANGE,
+    PFD_F_IF_RANGE,
+    PFD_F_IF_MATCH,
+    PFD_F_IF_NONE_MATCH,
+    PFD_F_IF_MODIFIED_SINCE,
+    PFD_F_IF_UNMODIFIED_SINCE,
+};
+pfd_str pfd_field(const pfd_req *r, enum pfd_field f);
 /* Every header field in order: 0 <= i < pfd_header_count(r). */
 unsigned pfd_header_count(const pfd_req *r);
 void pfd_header_at(const pfd_req *r, unsigned i, pfd_str *name, pfd_str *value);
@@ -218,6 +254,19 @@ void pfd_status(pfd_req *r, int status);
  * Connection, Date and Server are the server's own: -1 too. */
 int pfd_header_add(pfd_req *r, const char *name, const char *value);
 int pfd_header_addf(pfd_req *r, const char *name, const char *fmt, ...) PFD_PRINTF(3, 4);
+/* Header lines made and checked once, added to many answers at the cost of
+ * a copy (a file's validators, a site's security headers). A block is
+ * read-only once used, and may be shared by threads. */
+typedef struct pfd_headers pfd_headers;
+pfd_headers *pfd_headers_new(void);
+/* Adds "name: value" to the block: -1 when the name is no token, the value
+ * holds CR, LF, NUL or another control, or the field is the server's own. */
+int pfd_headers_set(pfd_headers *h, const char *name, const char *value);
+void pfd_headers_free(pfd_headers *h);
+/* The block's lines ("Name: value\r\n" each) and their length. */
+const char *pfd_headers_text(const pfd_headers *h, size_t *len);
+/* Adds every line of the block to the answer. */
+int pfd_header_block(pfd_req *r, const pfd_headers *h);
 /* Content-Type (a static string, or one in the request's memory). */
 int pfd_content_type(pfd_req *r, const char *type);
 /* Appends to the body, kept in memory until sent. */
@@ -233,9 +282,9 @@ int pfd_body_ref(pfd_req *r, const void *p, size_t n, void (*release)(void *arg)
 int pfd_body_file(pfd_req *r, int fd, uint64_t off, uint64_t len, void (*release)(void *arg),
                   void *arg);
 /* Shorthands: status, Content-Type and the whole body at once. */
-int pfd_text(pfd_req *r, int status, const char *text);  /* text/plain; charset=utf-8 */
+int pfd_text(pfd_req *r, int status, const char *text); /* text/plain; charset=utf-8 */
 int pfd_json(pfd_req *r, int status, const char *json); /* application/json */
-/* An error answer: status and a short text/plain body naming it. */
+/* A short answer (3xx, 4xx, 5xx): status and a text/plain body naming it. */
 int pfd_error(pfd_req *r, int status);
 
 /* ---- later answers -------------------------------------------------------- */

@@ -85,6 +85,18 @@ int response_header(struct response *r, const char *name, const char *fmt, ...) 
     return 0;
 }
 
+int response_header_n(struct response *r, const char *name, size_t nlen, const char *value,
+                      size_t vlen) {
+    if (grow(&r->headers, &r->headers_cap, r->headers_len + nlen + vlen + 4)) return -1;
+    char *p = r->headers + r->headers_len;
+    memcpy(p, name, nlen);
+    memcpy(p + nlen, ": ", 2);
+    memcpy(p + nlen + 2, value, vlen);
+    memcpy(p + nlen + 2 + vlen, "\r\n", 2);
+    r->headers_len += nlen + vlen + 4;
+    return 0;
+}
+
 int response_header_raw(struct response *r, const char *lines, size_t len) {
     if (grow(&r->headers, &r->headers_cap, r->headers_len + len)) return -1;
     memcpy(r->headers + r->headers_len, lines, len);

@@ -51,6 +51,9 @@ void response_trim(struct response *r, size_t max);
 /* Appends "name: value" with value formatted like printf. */
 int response_header(struct response *r, const char *name, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
+/* Appends "name: value" (lengths given, nothing checked). */
+int response_header_n(struct response *r, const char *name, size_t nlen, const char *value,
+                      size_t vlen);
 /* Appends ready-made header lines (each ending in CRLF). */
 int response_header_raw(struct response *r, const char *lines, size_t len);
 /* Appends bytes to a BODY_MEM body. */

@@ -7,26 +7,87 @@
 
 #include "workers/exchange.h"
 
-static const struct handler *const handlers[] = {
-    &static_handler, &sleep_handler, &echo_handler, &status_handler,
-#ifdef PREFORKD_FAULT_HANDLER
-    &fault_handler,
-#endif
-};
-
-static const struct handler *handler_find(const char *name) {
-    for (size_t i = 0; i < sizeof handlers / sizeof handlers[0]; i++)
-        if (strcmp(handlers[i]->name, name) == 0) return handlers[i];
-    return NULL;
-}
-
-bool handler_known(const char *name) {
-    return handler_find(name) != NULL;
-}
-
-static int longest_first(const void *a, const void *b) {
+/* Sort key: exact routes first, then patterns, then prefixes by length,
+ * longest first; routes of the same path side by side (at the place of the
+ * first of them), in config order. */
+static int route_order(const void *a, const void *b) {
     const struct route *x = a, *y = b;
-    return (x->prefix_len < y->prefix_len) - (x->prefix_len > y->prefix_len);
+    if (x->match != y->match) return (int)x->match - (int)y->match;
+    if (x->match == CONF_MATCH_PREFIX && x->path_len != y->path_len)
+        return (x->path_len < y->path_len) - (x->path_len > y->path_len);
+    if (x->group != y->group) return (x->group > y->group) - (x->group < y->group);
+    return (x->order > y->order) - (x->order < y->order);
+}
+
+static bool same_path(const struct route *a, const struct route *b) {
+    return a->match == b->match && a->path_len == b->path_len &&
+           memcmp(a->path, b->path, a->path_len) == 0;
+}
+
+/* Splits a pattern into its segments ("/a/{b}" -> "a", {b}). */
+static int split_pattern(struct route *rt, char *err, size_t errlen) {
+    unsigned n = 0;
+    for (const char *p = rt->path; *p; p++) n += *p == '/';
+    if (!(rt->segs = calloc(n ? n : 1, sizeof *rt->segs))) {
+        snprintf(err, errlen, "out of memory");
+        return -1;
+    }
+    const char *p = rt->path;
+    while (*p == '/') {
+        const char *start = ++p, *end = start;
+        while (*end && *end != '/') end++;
+        struct route_seg *s = &rt->segs[rt->nsegs++];
+        size_t len = (size_t)(end - start);
+        s->param = len >= 2 && start[0] == '{' && end[-1] == '}';
+        s->text = s->param ? start + 1 : start;
+        s->len = s->param ? len - 2 : len;
+        p = end;
+    }
+    return 0;
+}
+
+/* Fills rt from its configuration (no handler init). */
+static int route_build(struct route *rt, const struct conf *c, const struct conf_route *cr,
+                       char *err, size_t errlen) {
+    memset(rt, 0, sizeof *rt);
+    rt->cfg = c;
+    rt->conf = cr;
+    rt->handler = cr->impl;
+    rt->path = cr->prefix;
+    rt->path_len = strlen(cr->prefix);
+    rt->match = cr->match;
+    rt->methods = cr->methods;
+    rt->mode = cr->mode;
+    if (!rt->handler) {
+        snprintf(err, errlen, "route %s: no handler", cr->prefix);
+        return -1;
+    }
+    if (rt->match == CONF_MATCH_PATTERN) return split_pattern(rt, err, errlen);
+    return 0;
+}
+
+int routes_check(const struct conf *c, char *err, size_t errlen) {
+    for (size_t i = 0; i < c->nroutes; i++) {
+        const struct conf_route *cr = &c->routes[i];
+        struct route rt;
+        char why[768], where[512];
+        if (route_build(&rt, c, cr, err, errlen) < 0) return -1;
+        int rc = rt.handler->check ? rt.handler->check((pfd_route *)&rt, why, sizeof why) : 0;
+        free(rt.segs);
+        if (rc < 0) {
+            /* "root: ..." points at the root setting's line */
+            int line = 0;
+            size_t n = strcspn(why, ":");
+            for (size_t j = 0; j < cr->nsettings; j++)
+                if (why[n] == ':' && strlen(cr->settings[j].name) == n &&
+                    strncmp(cr->settings[j].name, why, n) == 0)
+                    line = cr->settings[j].line;
+            snprintf(err, errlen, "%s: %s", conf_route_where(c, cr, line, where, sizeof where),
+                     why);
+            return -1;
+        }
+    }
+    return 0;
 }
 
 int routes_init(struct routes *rs, const struct conf *c, char *err, size_t errlen) {
@@ -37,32 +98,39 @@ int routes_init(struct routes *rs, const struct conf *c, char *err, size_t errle
         return -1;
     }
     for (size_t i = 0; i < c->nroutes; i++) {
-        struct route *rt = &rs->v[i];
-        const struct conf_route *cr = &c->routes[i];
-        rt->prefix = cr->prefix;
-        rt->prefix_len = strlen(cr->prefix);
-        rt->mode = cr->mode;
-        rt->conf = cr;
-        rt->root_fd = -1;
-        rt->handler = handler_find(cr->handler);
-        if (!rt->handler) {
-            snprintf(err, errlen, "route %s: unknown handler %s", cr->prefix, cr->handler);
+        struct route *rt = &rs->v[rs->n];
+        if (route_build(rt, c, &c->routes[i], err, errlen) < 0) {
             routes_free(rs);
             return -1;
         }
+        rt->order = rt->group = (unsigned)i;
+        for (size_t j = 0; j < rs->n; j++)
+            if (same_path(&rs->v[j], rt)) {
+                rt->group = rs->v[j].group;
+                break;
+            }
         rs->n++;
-        if (rt->handler->init && rt->handler->init(rt, c, err, errlen) < 0) {
+    }
+    qsort(rs->v, rs->n, sizeof *rs->v, route_order);
+    for (size_t i = 0; i < rs->n; i++) {
+        struct route *rt = &rs->v[i];
+        char why[768];
+        if (rt->handler->init && rt->handler->init((pfd_route *)rt, why, sizeof why) < 0) {
+            snprintf(err, errlen, "route %s: %s", rt->path, why);
             routes_free(rs);
             return -1;
         }
+        rt->inited = true;
     }
-    qsort(rs->v, rs->n, sizeof *rs->v, longest_first);
     return 0;
 }
 
 void routes_free(struct routes *rs) {
-    for (size_t i = 0; i < rs->n; i++)
-        if (rs->v[i].handler->fini) rs->v[i].handler->fini(&rs->v[i]);
+    for (size_t i = 0; i < rs->n; i++) {
+        struct route *rt = &rs->v[i];
+        if (rt->inited && rt->handler->fini) rt->handler->fini((pfd_route *)rt);
+        free(rt->segs);
+    }
     free(rs->v);
     rs->v = NULL;
     rs->n = 0;
@@ -70,25 +138,81 @@ void routes_free(struct routes *rs) {
 
 void routes_tick(struct routes *rs) {
     for (size_t i = 0; i < rs->n; i++)
-        if (rs->v[i].handler->tick) rs->v[i].handler->tick(&rs->v[i]);
+        if (rs->v[i].handler->tick) rs->v[i].handler->tick((pfd_route *)&rs->v[i]);
 }
 
-const struct route *routes_match(const struct routes *rs, const char *path, size_t len) {
+/* Whether a pattern matches path, filling params. */
+static bool pattern_match(const struct route *rt, const char *path, size_t len,
+                          struct ex_param *params, unsigned max, unsigned *nparams) {
+    const char *p = path, *end = path + len;
+    unsigned n = 0;
+    for (unsigned i = 0; i < rt->nsegs; i++) {
+        const struct route_seg *s = &rt->segs[i];
+        if (p >= end || *p != '/') return false;
+        const char *start = ++p;
+        while (p < end && *p != '/') p++;
+        size_t slen = (size_t)(p - start);
+        if (s->param) {
+            if (slen == 0) return false; /* {name} takes one whole, non-empty segment */
+            if (n < max) {
+                params[n].name = (pfd_str){s->text, s->len};
+                params[n].value = (pfd_str){start, slen};
+                n++;
+            }
+        } else if (slen != s->len || memcmp(start, s->text, slen) != 0) {
+            return false;
+        }
+    }
+    if (p != end) return false;
+    *nparams = n;
+    return true;
+}
+
+static bool path_matches(const struct route *rt, const char *path, size_t len,
+                         struct ex_param *params, unsigned max, unsigned *nparams) {
+    switch (rt->match) {
+    case CONF_MATCH_EXACT: return rt->path_len == len && memcmp(rt->path, path, len) == 0;
+    case CONF_MATCH_PATTERN: return pattern_match(rt, path, len, params, max, nparams);
+    case CONF_MATCH_PREFIX: return rt->path_len <= len && memcmp(rt->path, path, rt->path_len) == 0;
+    }
+    return false;
+}
+
+const struct route *routes_match(const struct routes *rs, const struct http_request *req,
+                                 struct ex_param *params, unsigned max, unsigned *nparams,
+                                 unsigned *allow) {
+    *nparams = 0;
+    *allow = 0;
+    unsigned bit = 1u << req->method;
     for (size_t i = 0; i < rs->n; i++) {
         const struct route *rt = &rs->v[i];
-        if (rt->prefix_len <= len && memcmp(rt->prefix, path, rt->prefix_len) == 0) return rt;
+        if (!path_matches(rt, req->path, req->path_len, params, max, nparams)) continue;
+        /* this path decides: it, or another route of the same path, takes
+         * the method (HEAD goes where GET does, unless HEAD is named) */
+        unsigned allowed = 0;
+        for (size_t j = i; j < rs->n && same_path(&rs->v[j], rt); j++) {
+            unsigned m = rs->v[j].methods;
+            if (!m || (m & bit) || (req->method == METHOD_HEAD && (m & (1u << METHOD_GET)))) {
+                if (j != i) path_matches(&rs->v[j], req->path, req->path_len, params, max, nparams);
+                return &rs->v[j];
+            }
+            allowed |= m;
+        }
+        if (allowed & (1u << METHOD_GET)) allowed |= 1u << METHOD_HEAD;
+        *allow = allowed;
+        *nparams = 0;
+        return NULL;
     }
     return NULL;
 }
 
-int handler_stream_write(struct handler_call *call, const void *p, size_t n) {
-    return exchange_stream_write(call->ex, p, n);
-}
-
-int handler_wait(struct handler_call *call, unsigned ms) {
-    return exchange_wait(call->ex, ms);
-}
-
-bool handler_cancelled(const struct handler_call *call) {
-    return exchange_cancelled(call->ex);
+void routes_allow_text(unsigned methods, char *out, size_t outlen) {
+    static const char *const names[] = {"GET",    "HEAD",    "POST",  "PUT",
+                                        "DELETE", "OPTIONS", "PATCH", "TRACE"};
+    size_t used = 0;
+    out[0] = '\0';
+    for (unsigned i = 0; i < sizeof names / sizeof names[0]; i++)
+        if (methods & (1u << i))
+            used += (size_t)snprintf(out + used, used < outlen ? outlen - used : 0, "%s%s",
+                                     used ? ", " : "", names[i]);
 }

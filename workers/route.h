@@ -1,12 +1,23 @@
-/* route: the [route PREFIX] table and the handler interface.
+/* route: a worker's table of [route] sections and how a request finds one.
  *
- * A handler turns a request into a response. It runs on the loop thread
- * (mode = inline) or on a pool thread (mode = pool) and must not touch the
- * connection: only the request, the response and its route. A pool handler
- * may stream a body of unknown length with handler_stream_write(), wait with
- * handler_wait(), and should stop when handler_cancelled() says the client
- * is gone. Routes (and what their init opened) live as long as the worker;
- * a fast stop that leaves pool handlers running does not free them. */
+ * A route matches a request's decoded, normalized path in one of three
+ * ways, tried in this order:
+ *   [route = /exact]         the whole path equals it (nginx's location =)
+ *   [route /users/{id}]      a pattern: the same number of segments, each
+ *                            literal or a {name} that takes any one segment
+ *                            (pfd_path_param); first match in config order
+ *   [route /prefix]          the longest matching prefix (a plain string
+ *                            prefix, as nginx's prefix locations)
+ * A route may name the methods it serves (methods = GET HEAD); the first
+ * route whose path matches decides, together with any other route of the
+ * very same path: when none of them takes the request's method, the answer
+ * is 405 with Allow.
+ *
+ * A route (pfd_route in the public API) holds its handler, its mode (inline
+ * or pool) and the handler's per-worker state (pfd_route_set_data). Routes
+ * and what their handlers' init made live as long as the worker: a fast stop
+ * that leaves pool handlers running does not free them. Loop thread, except
+ * that pool handlers read them. */
 #ifndef PREFORKD_ROUTE_H
 #define PREFORKD_ROUTE_H
 
@@ -15,73 +26,65 @@
 
 #include "server/conf.h"
 #include "workers/http.h"
-#include "workers/response.h"
+#include "workers/preforkd.h"
 
-struct route;
-struct exchange;
-struct fcache;
+struct ex_param;
 
-/* One call of a handler. */
-struct handler_call {
-    const struct route *route;
-    const struct http_request *req;
-    struct response *resp;
-    struct exchange *ex; /* for handler_stream_write() */
-};
-
-struct handler {
-    const char *name;
-    bool wants_body; /* the request body is collected for it; others drop it */
-    /* Per-worker setup of a route (open its root...); 0 or -1 with err set. */
-    int (*init)(struct route *rt, const struct conf *conf, char *err, size_t errlen);
-    void (*fini)(struct route *rt);
-    /* Once a second on the loop thread (optional): expire what it caches. */
-    void (*tick)(struct route *rt);
-    void (*handle)(struct handler_call *call);
+/* One literal or {name} segment of a pattern route. */
+struct route_seg {
+    const char *text; /* the literal, or the name inside the braces */
+    size_t len;
+    bool param;
 };
 
 struct route {
-    const char *prefix;
-    size_t prefix_len;
-    const struct handler *handler;
-    enum route_mode mode;
+    const struct conf *cfg; /* the whole configuration */
     const struct conf_route *conf;
-    int root_fd;           /* static: the root directory */
-    char *root_real;       /* static: its canonical path, for the no-openat2 fallback */
-    struct fcache *fcache; /* static, inline mode: open files */
+    const pfd_handler *handler;
+    const char *path; /* as configured: prefix, exact path or pattern */
+    size_t path_len;
+    enum conf_route_match match;
+    struct route_seg *segs; /* pattern routes */
+    unsigned nsegs;
+    unsigned methods; /* bit per enum req_method; 0: any */
+    enum route_mode mode;
+    void *data;            /* the handler's, per worker (pfd_route_set_data) */
+    bool inited;           /* its handler's init ran: fini will */
+    unsigned order, group; /* config position; that of the first route of the same path */
 };
 
 struct routes {
-    struct route *v; /* longest prefix first */
+    struct route *v; /* exact routes, then patterns, then prefixes longest first */
     size_t n;
 };
 
-/* Whether a handler of that name exists (for checking the configuration). */
-bool handler_known(const char *name);
-/* Builds the table from the configuration and runs each handler's init. */
+static inline const char *route_path(const struct route *rt) {
+    return rt->path;
+}
+static inline const pfd_handler *route_handler(const struct route *rt) {
+    return rt->handler;
+}
+static inline enum route_mode route_mode(const struct route *rt) {
+    return rt->mode;
+}
+
+/* Builds the table from the configuration (whose routes' handlers are
+ * resolved: handlers.h) and runs each handler's init. 0, or -1 with err. */
 int routes_init(struct routes *rs, const struct conf *c, char *err, size_t errlen);
+/* Runs each handler's fini, frees the table. */
 void routes_free(struct routes *rs);
 /* Once a second, from the worker's tick: each handler's tick. */
 void routes_tick(struct routes *rs);
-/* The route for a decoded path, or NULL. */
-const struct route *routes_match(const struct routes *rs, const char *path, size_t len);
-
-/* From a pool handler: sends n bytes of a streamed body (the response must
- * have body = BODY_STREAM and its status and headers set; they may not change
- * after the first call). Waits while the client is slow to read (at most
- * stream_buffer bytes are on their way). Returns -1 if the client is gone. */
-int handler_stream_write(struct handler_call *call, const void *p, size_t n);
-/* From a pool handler: sleeps ms milliseconds; -1 early when cancelled. */
-int handler_wait(struct handler_call *call, unsigned ms);
-/* From a pool handler: the client is gone or request_timeout passed. */
-bool handler_cancelled(const struct handler_call *call);
-
-extern const struct handler static_handler;
-extern const struct handler sleep_handler;
-extern const struct handler echo_handler;
-extern const struct handler status_handler;
-#ifdef PREFORKD_FAULT_HANDLER
-extern const struct handler fault_handler;
-#endif
+/* Runs each route's handler check (master, when the configuration is
+ * loaded). 0, or -1 with err naming the route's line. */
+int routes_check(const struct conf *c, char *err, size_t errlen);
+/* The route for a request, filling params (up to max) with its {name}
+ * segments. NULL when none matches: *allow then holds the methods of the
+ * routes whose path matched (405), or 0 (404). */
+const struct route *routes_match(const struct routes *rs, const struct http_request *req,
+                                 struct ex_param *params, unsigned max, unsigned *nparams,
+                                 unsigned *allow);
+/* "GET, HEAD, POST" for a method set, into out. */
+void routes_allow_text(unsigned methods, char *out, size_t outlen);
 
 #endif

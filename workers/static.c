@@ -6,7 +6,9 @@
  * where the kernel lacks openat2, the opened file's real path is checked
  * against the root's instead. Directories get their index file, or a 301 to
  * the slash form. GET and HEAD only; conditional requests and single byte
- * ranges as in RFC 9110. */
+ * ranges as in RFC 9110. Written on the public API (preforkd.h); its route
+ * settings are root and index, and it reads the [server] file_cache_*
+ * settings (a route may set its own). */
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
@@ -15,21 +17,32 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
 #include <time.h>
 #include <unistd.h>
 
 #include "workers/fcache.h"
+#include "workers/handlers.h"
 #include "workers/httpdate.h"
 #include "workers/mime.h"
+#include "workers/preforkd.h"
 #include "workers/range.h"
-#include "workers/route.h"
+
+/* A static route's state in a worker (its pfd_route_data). */
+struct static_route {
+    int root_fd;     /* the root directory, O_PATH */
+    char *root;      /* its absolute path */
+    char *root_real; /* its canonical path, for the no-openat2 fallback */
+    const char *index;
+    struct fcache *fcache; /* inline routes: open files (loop thread only) */
+};
 
 /* Set when the kernel said ENOSYS once; tests set it to cover the fallback. */
 static int no_openat2;
 
-static int open_fallback(const struct route *rt, int dirfd, const char *rel, int flags) {
+static int open_fallback(const struct static_route *rt, int dirfd, const char *rel, int flags) {
     int fd = openat(dirfd, rel, flags);
     if (fd < 0) return -1;
     char link[64], real[PATH_MAX];
@@ -53,7 +66,7 @@ refuse:
  * outside it. RESOLVE_BENEATH also refuses absolute symlinks, even those that
  * point back inside the root: those get the real-path check instead.
  * Non-blocking, so that a FIFO cannot hang the thread. */
-static int open_beneath(const struct route *rt, const char *rel) {
+static int open_beneath(const struct static_route *rt, const char *rel) {
     int flags = O_RDONLY | O_CLOEXEC | O_NONBLOCK | O_NOCTTY;
     if (!no_openat2) {
         struct open_how how = {.flags = (uint64_t)flags, .resolve = RESOLVE_BENEATH};
@@ -80,7 +93,7 @@ static int status_for_errno(int e) {
 /* Whether a list of entity-tags holds ours, or is "*". The weak comparison
  * (If-None-Match) ignores a W/ prefix; the strong one (If-Match) never
  * matches a weak tag. Our tags are strong. */
-static bool etag_listed(struct http_str list, const char *etag, bool strong) {
+static bool etag_listed(pfd_str list, const char *etag, bool strong) {
     size_t elen = strlen(etag);
     const char *p = list.p, *end = list.p + list.len;
     while (p < end) {
@@ -103,58 +116,56 @@ static bool etag_listed(struct http_str list, const char *etag, bool strong) {
 
 /* The list of every field line named name: one list may be split over
  * several lines (RFC 9110 5.3). */
-static bool etag_in_fields(const struct http_request *req, const char *name, const char *etag,
-                           bool strong) {
-    for (unsigned i = 0; i < req->nfields; i++)
-        if (http_str_ieq(req->fields[i].name, name) &&
-            etag_listed(req->fields[i].value, etag, strong))
+static bool etag_in_fields(const pfd_req *r, const char *name, const char *etag, bool strong) {
+    unsigned n = pfd_header_count(r);
+    for (unsigned i = 0; i < n; i++) {
+        pfd_str fname, value;
+        pfd_header_at(r, i, &fname, &value);
+        if (fname.len == strlen(name) && strncasecmp(fname.p, name, fname.len) == 0 &&
+            etag_listed(value, etag, strong))
             return true;
+    }
     return false;
 }
 
 /* The preconditions of RFC 9110 13.2.2, in its order: If-Match, else
  * If-Unmodified-Since (412 when they fail); then If-None-Match, else
  * If-Modified-Since (304). 0 when the request goes on. */
-static int preconditions(const struct http_request *req, const char *etag, time_t mtime) {
+static int preconditions(const pfd_req *r, const char *etag, time_t mtime) {
     time_t t;
-    if (req->if_match) {
-        if (!etag_in_fields(req, "if-match", etag, true)) return 412;
-    } else if (req->if_unmodified_since &&
-               httpdate_parse(req->if_unmodified_since->p, req->if_unmodified_since->len, &t) ==
-                   0 &&
-               mtime > t) {
+    pfd_str ius = pfd_field(r, PFD_F_IF_UNMODIFIED_SINCE);
+    if (pfd_field(r, PFD_F_IF_MATCH).p) {
+        if (!etag_in_fields(r, "if-match", etag, true)) return 412;
+    } else if (ius.p && httpdate_parse(ius.p, ius.len, &t) == 0 && mtime > t) {
         return 412;
     }
-    if (req->if_none_match) return etag_in_fields(req, "if-none-match", etag, false) ? 304 : 0;
-    const struct http_str *ims = req->if_modified_since;
-    return ims && httpdate_parse(ims->p, ims->len, &t) == 0 && mtime <= t ? 304 : 0;
+    if (pfd_field(r, PFD_F_IF_NONE_MATCH).p)
+        return etag_in_fields(r, "if-none-match", etag, false) ? 304 : 0;
+    pfd_str ims = pfd_field(r, PFD_F_IF_MODIFIED_SINCE);
+    return ims.p && httpdate_parse(ims.p, ims.len, &t) == 0 && mtime <= t ? 304 : 0;
 }
 
 /* If-Range: the range applies only to the representation the client has. */
-static bool range_applies(const struct http_request *req, const char *etag, time_t mtime) {
-    const struct http_str *ir = req->if_range;
-    if (!ir) return true;
-    if (ir->len && ir->p[0] == '"')
-        return ir->len == strlen(etag) && memcmp(ir->p, etag, ir->len) == 0;
+static bool range_applies(const pfd_req *r, const char *etag, time_t mtime) {
+    pfd_str ir = pfd_field(r, PFD_F_IF_RANGE);
+    if (!ir.p) return true;
+    if (ir.len && ir.p[0] == '"') return ir.len == strlen(etag) && memcmp(ir.p, etag, ir.len) == 0;
     time_t date;
-    return httpdate_parse(ir->p, ir->len, &date) == 0 && date == mtime;
+    return httpdate_parse(ir.p, ir.len, &date) == 0 && date == mtime;
 }
 
 /* 301 to the slash form of a directory. Location is built from the
  * normalized path, re-encoded: the raw target could say "//evil.example/..",
  * which a browser would read as another host. */
-static void redirect_to_directory(struct handler_call *call) {
+static int redirect_to_directory(pfd_req *r) {
     static const char keep[] = "-._~!$&'()*+,;=:@/";
     static const char hex[] = "0123456789ABCDEF";
-    const struct http_request *req = call->req;
-    char *loc = malloc(req->path_len * 3 + 2);
-    if (!loc) {
-        response_error(call->resp, 500);
-        return;
-    }
+    pfd_str path = pfd_path(r), query = pfd_query(r);
+    char *loc = pfd_alloc(r, path.len * 3 + query.len + 3);
+    if (!loc) return PFD_ERROR;
     size_t n = 0;
-    for (size_t i = 0; i < req->path_len; i++) {
-        unsigned char c = (unsigned char)req->path[i];
+    for (size_t i = 0; i < path.len; i++) {
+        unsigned char c = (unsigned char)path.p[i];
         if ((c >= '0' && c <= '9') || ((c | 0x20) >= 'a' && (c | 0x20) <= 'z') || strchr(keep, c)) {
             loc[n++] = (char)c;
         } else {
@@ -164,103 +175,93 @@ static void redirect_to_directory(struct handler_call *call) {
         }
     }
     loc[n++] = '/';
-    response_error(call->resp, 301);
-    response_header(call->resp, "Location", "%.*s%s%.*s", (int)n, loc, req->query.p ? "?" : "",
-                    (int)req->query.len, req->query.p ? req->query.p : "");
-    free(loc);
+    if (query.p) {
+        loc[n++] = '?';
+        memcpy(loc + n, query.p, query.len);
+        n += query.len;
+    }
+    loc[n] = '\0';
+    pfd_error(r, 301);
+    return pfd_header_add(r, "Location", loc);
 }
 
-/* Answers from an entry (which the response then holds, or which is
- * released here): 412, 304, 416, 206 or 200. */
-static void serve_entry(struct handler_call *call, struct fentry *e) {
-    const struct http_request *req = call->req;
-    struct response *resp = call->resp;
+/* Answers from an entry (which the answer then holds, or which is released
+ * here): 412, 304, 416, 206 or 200. */
+static int serve_entry(pfd_req *r, struct fentry *e) {
     uint64_t size = (uint64_t)e->st.st_size, first = 0, count = size;
-
-    int pre = preconditions(req, e->etag, e->st.st_mtime);
+    int pre = preconditions(r, e->etag, e->st.st_mtime);
     if (pre == 412) {
         fentry_release(e);
-        response_error(resp, 412);
-        return;
+        return pfd_error(r, 412);
     }
     if (pre == 304) {
-        response_reset(resp);
-        resp->status = 304;
-        response_header_raw(resp, e->hdrs, e->hdrs_len);
+        pfd_status(r, 304);
+        pfd_header_block(r, e->hdrs);
         fentry_release(e);
-        return;
+        return PFD_OK;
     }
-    const struct http_str *range = req->method == METHOD_GET ? req->range : NULL;
-    if (range && range_applies(req, e->etag, e->st.st_mtime)) {
-        switch (range_parse(range->p, range->len, size, &first, &count)) {
+    pfd_str range = pfd_method_id(r) == PFD_GET ? pfd_field(r, PFD_F_RANGE) : (pfd_str){0};
+    if (range.p && range_applies(r, e->etag, e->st.st_mtime)) {
+        switch (range_parse(range.p, range.len, size, &first, &count)) {
         case RANGE_OK:
-            resp->status = 206;
-            response_header(resp, "Content-Range", "bytes %" PRIu64 "-%" PRIu64 "/%" PRIu64, first,
+            pfd_status(r, 206);
+            pfd_header_addf(r, "Content-Range", "bytes %" PRIu64 "-%" PRIu64 "/%" PRIu64, first,
                             first + count - 1, size);
             break;
         case RANGE_UNSATISFIABLE:
             fentry_release(e);
-            response_error(resp, 416);
-            response_header(resp, "Content-Range", "bytes */%" PRIu64, size);
-            return;
+            pfd_error(r, 416);
+            return pfd_header_addf(r, "Content-Range", "bytes */%" PRIu64, size);
         case RANGE_IGNORE: break;
         }
     }
-    resp->content_type = e->mime;
-    response_header_raw(resp, e->hdrs, e->hdrs_len);
-    if (e->data) {
-        resp->body = BODY_DATA;
-        resp->data = e->data + first;
-        resp->data_len = (size_t)count;
-    } else {
-        response_file(resp, e->fd, first, count);
-    }
-    response_hold(resp, e, fentry_release);
+    pfd_content_type(r, e->mime);
+    pfd_header_block(r, e->hdrs);
+    if (e->data) return pfd_body_ref(r, e->data + first, (size_t)count, fentry_release, e);
+    return pfd_body_file(r, e->fd, first, count, fentry_release, e);
 }
 
 /* Opens the file for the request path: the file itself, or a directory's
- * index. On failure the response is already the answer and -1 returned. */
-static int open_for_path(struct handler_call *call, struct stat *st, const char **name) {
-    const struct http_request *req = call->req;
-    const struct route *rt = call->route;
-    struct response *resp = call->resp;
-    const char *rel = req->path[1] ? req->path + 1 : ".";
-    int fd = open_beneath(rt, rel);
+ * index. On failure the answer is set and -1 returned. */
+static int open_for_path(pfd_req *r, const struct static_route *sr, struct stat *st,
+                         const char **name) {
+    pfd_str path = pfd_path(r);
+    const char *rel = path.p[1] ? path.p + 1 : ".";
+    int fd = open_beneath(sr, rel);
     if (fd < 0) {
-        response_error(resp, status_for_errno(errno));
+        pfd_error(r, status_for_errno(errno));
         return -1;
     }
     if (fstat(fd, st) < 0) goto fail;
-    *name = req->path;
+    *name = path.p;
     if (S_ISDIR(st->st_mode)) {
         close(fd);
-        if (req->path[req->path_len - 1] != '/') {
-            redirect_to_directory(call);
+        if (path.p[path.len - 1] != '/') {
+            redirect_to_directory(r);
             return -1;
         }
         /* the index is opened from the root, like any file: it may be a
          * symlink to elsewhere inside the root */
         char index[PATH_MAX];
-        if ((size_t)snprintf(index, sizeof index, "%s%s", req->path + 1, rt->conf->index) >=
-            sizeof index) {
-            response_error(resp, 404);
+        if ((size_t)snprintf(index, sizeof index, "%s%s", path.p + 1, sr->index) >= sizeof index) {
+            pfd_error(r, 404);
             return -1;
         }
         /* a directory without its index is not listed */
-        if ((fd = open_beneath(rt, index)) < 0) {
-            response_error(resp, errno == ENOENT ? 403 : status_for_errno(errno));
+        if ((fd = open_beneath(sr, index)) < 0) {
+            pfd_error(r, errno == ENOENT ? 403 : status_for_errno(errno));
             return -1;
         }
         if (fstat(fd, st) < 0) goto fail;
-        *name = rt->conf->index;
+        *name = sr->index;
     }
     if (S_ISREG(st->st_mode)) return fd;
     close(fd);
-    response_error(resp, 404);
+    pfd_error(r, 404);
     return -1;
 fail:
     close(fd);
-    response_error(resp, 500);
+    pfd_error(r, 500);
     return -1;
 }
 
@@ -270,23 +271,22 @@ static uint64_t coarse_ms(void) {
     return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
 }
 
-static void static_handle(struct handler_call *call) {
-    const struct http_request *req = call->req;
-    struct fcache *fc = call->route->fcache;
-    struct response *resp = call->resp;
-
-    if (req->method != METHOD_GET && req->method != METHOD_HEAD) {
-        response_error(resp, 405);
-        response_header(resp, "Allow", "GET, HEAD");
-        return;
+static int static_handle(pfd_req *r) {
+    const struct static_route *sr = pfd_route_data(pfd_req_route(r));
+    struct fcache *fc = sr->fcache;
+    enum pfd_method method = pfd_method_id(r);
+    if (method != PFD_GET && method != PFD_HEAD) {
+        pfd_error(r, 405);
+        return pfd_header_add(r, "Allow", "GET, HEAD");
     }
+    pfd_str path = pfd_path(r);
     uint64_t now = fc ? coarse_ms() : 0;
     struct fentry *e = NULL, *stale = NULL;
-    if (fc) e = fcache_lookup(fc, req->path, req->path_len, now, &stale);
+    if (fc) e = fcache_lookup(fc, path.p, path.len, now, &stale);
     if (!e) {
         struct stat st;
         const char *name;
-        int fd = open_for_path(call, &st, &name);
+        int fd = open_for_path(r, sr, &st, &name);
         if (fd >= 0 && stale && fcache_still_valid(fc, stale, &st, now)) {
             close(fd);
             e = stale;
@@ -297,51 +297,107 @@ static void static_handle(struct handler_call *call) {
                 fcache_forget(fc, stale);
                 fentry_release(stale);
             }
-            if (fd < 0) return;
-            if (!(e = fentry_new(fc, req->path, req->path_len, fd, &st, name, now))) {
-                response_error(resp, 500);
-                return;
-            }
+            if (fd < 0) return PFD_OK; /* the answer is set */
+            if (!(e = fentry_new(fc, path.p, path.len, fd, &st, name, now)))
+                return pfd_error(r, 500);
         }
     }
-    serve_entry(call, e);
+    return serve_entry(r, e);
 }
 
-static int static_init(struct route *rt, const struct conf *conf, char *err, size_t errlen) {
-    rt->root_fd = open(rt->conf->root, O_PATH | O_DIRECTORY | O_CLOEXEC);
-    rt->root_real = realpath(rt->conf->root, NULL);
-    if (rt->root_fd < 0 || !rt->root_real) {
-        snprintf(err, errlen, "route %s: root %s: %s", rt->prefix, rt->conf->root, strerror(errno));
+/* The root as an absolute path, against the config file's folder; malloc'd. */
+static char *root_path(const pfd_route *rt) {
+    const char *root = pfd_route_setting(rt, "root"), *dir = pfd_route_config_dir(rt);
+    char cwd[PATH_MAX], *abs = NULL;
+    if (!root) return NULL;
+    if (root[0] == '/') return strdup(root);
+    if (!dir) dir = getcwd(cwd, sizeof cwd);
+    if (!dir || asprintf(&abs, "%s/%s", dir, root) < 0) return NULL;
+    return abs;
+}
+
+static int static_check(const pfd_route *rt, char *err, size_t errlen) {
+    const char *index = pfd_route_setting(rt, "index");
+    if (index && strchr(index, '/')) {
+        snprintf(err, errlen, "index: must be a file name, no '/'");
         return -1;
     }
+    char *root = root_path(rt);
+    struct stat st;
+    int rc = -1;
+    if (!pfd_route_setting(rt, "root"))
+        snprintf(err, errlen, "root is required");
+    else if (!root)
+        snprintf(err, errlen, "root: out of memory");
+    else if (stat(root, &st) < 0)
+        snprintf(err, errlen, "root: %s: %s", root, strerror(errno));
+    else if (!S_ISDIR(st.st_mode))
+        snprintf(err, errlen, "root: %s: not a directory", root);
+    else
+        rc = 0;
+    free(root);
+    return rc;
+}
+
+static void static_fini(pfd_route *rt) {
+    struct static_route *sr = pfd_route_data(rt);
+    if (!sr) return;
+    if (sr->root_fd >= 0) close(sr->root_fd);
+    free(sr->root);
+    free(sr->root_real);
+    fcache_destroy(sr->fcache);
+    free(sr);
+    pfd_route_set_data(rt, NULL);
+}
+
+static int static_init(pfd_route *rt, char *err, size_t errlen) {
+    struct static_route *sr = calloc(1, sizeof *sr);
+    if (!sr) {
+        snprintf(err, errlen, "out of memory");
+        return -1;
+    }
+    pfd_route_set_data(rt, sr);
+    sr->root_fd = -1;
+    sr->index = pfd_route_setting(rt, "index");
+    if (!sr->index) sr->index = "index.html";
+    sr->root = root_path(rt);
+    if (sr->root) sr->root_fd = open(sr->root, O_PATH | O_DIRECTORY | O_CLOEXEC);
+    if (sr->root_fd >= 0) sr->root_real = realpath(sr->root, NULL);
+    if (sr->root_fd < 0 || !sr->root_real) {
+        snprintf(err, errlen, "root %s: %s", sr->root ? sr->root : "?", strerror(errno));
+        static_fini(rt);
+        return -1;
+    }
+    uint64_t entries = 0, valid = 1000, idle = 60000;
+    pfd_route_number(rt, "file_cache_entries", &entries);
+    pfd_route_number(rt, "file_cache_valid", &valid);
+    pfd_route_number(rt, "file_cache_idle", &idle);
     /* the cache belongs to the loop thread: pool routes open files each time */
-    if (rt->mode == ROUTE_INLINE && conf->file_cache_entries &&
-        !(rt->fcache = fcache_create(conf->file_cache_entries, conf->file_cache_valid,
-                                     conf->file_cache_idle))) {
-        snprintf(err, errlen, "route %s: out of memory", rt->prefix);
+    if (pfd_route_mode(rt) == PFD_INLINE && entries &&
+        !(sr->fcache = fcache_create((unsigned)entries, (unsigned)valid, (unsigned)idle))) {
+        snprintf(err, errlen, "out of memory");
+        static_fini(rt);
         return -1;
     }
     return 0;
 }
 
 /* Once a second: idle and deleted files leave the cache. */
-static void static_tick(struct route *rt) {
-    if (rt->fcache) fcache_sweep(rt->fcache, coarse_ms());
+static void static_tick(pfd_route *rt) {
+    struct static_route *sr = pfd_route_data(rt);
+    if (sr->fcache) fcache_sweep(sr->fcache, coarse_ms());
 }
 
-static void static_fini(struct route *rt) {
-    if (rt->root_fd >= 0) close(rt->root_fd);
-    rt->root_fd = -1;
-    free(rt->root_real);
-    rt->root_real = NULL;
-    fcache_destroy(rt->fcache);
-    rt->fcache = NULL;
-}
+static const char *const static_settings[] = {
+    "root", "index", "file_cache_entries", "file_cache_valid", "file_cache_idle", NULL};
 
-const struct handler static_handler = {
+const pfd_handler static_handler = {
     .name = "static",
+    .handle = static_handle,
+    .body = PFD_BODY_DROP,
+    .settings = static_settings,
+    .check = static_check,
     .init = static_init,
     .fini = static_fini,
     .tick = static_tick,
-    .handle = static_handle,
 };

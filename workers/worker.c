@@ -18,6 +18,7 @@
 #include "server/log.h"
 #include "workers/accesslog.h"
 #include "workers/conn.h"
+#include "workers/handlers.h"
 #include "workers/pool.h"
 
 /* Connections taken per accept event, so one busy listener cannot starve
@@ -285,26 +286,22 @@ static int setup(struct worker *w, const struct creds *creds) {
     mallopt(M_MMAP_THRESHOLD, MMAP_THRESHOLD);
 
     struct event_config *cfg = event_config_new();
-    if (!cfg) return -1;
+    if (!cfg) return start_failed(w, "out of memory");
     /* batch epoll_ctl changes made during a callback into one call each */
     event_config_set_flag(cfg, EVENT_BASE_FLAG_EPOLL_USE_CHANGELIST | EVENT_BASE_FLAG_NOLOCK);
     w->base = event_base_new_with_config(cfg);
     event_config_free(cfg);
-    if (!w->base) {
-        log_error("cannot create the event loop");
-        return -1;
-    }
+    if (!w->base) return start_failed(w, "cannot create the event loop");
     w->limits =
         (struct http_limits){c->max_uri, c->max_header_size, c->max_headers, c->max_body_size};
     http_init(&w->limits);
-    if (routes_init(&w->routes, c, err, sizeof err) < 0) {
-        log_error("%s", err);
-        return -1;
-    }
-    if (!(w->pool = pool_create(c->threads, c->pool_queue))) {
-        log_error("thread pool: %s", strerror(errno));
-        return -1;
-    }
+    /* the applications' per-worker state first: their routes may use it */
+    if (handlers_worker_init(c, w->index, err, sizeof err) < 0) return start_failed(w, "%s", err);
+    w->apps_inited = true;
+    if (routes_init(&w->routes, c, err, sizeof err) < 0) return start_failed(w, "%s", err);
+    if (!(w->pool =
+              pool_create(c->threads, c->pool_queue, handlers_thread_init, handlers_thread_exit)))
+        return start_failed(w, "thread pool: %s", strerror(errno));
     pool_set_gauges(w->pool, &w->slot->pool_busy, &w->slot->pool_queued);
     w->pool_ev = event_new(w->base, pool_fd(w->pool), EV_READ | EV_PERSIST, on_pool, w);
 
@@ -377,6 +374,7 @@ static void teardown(struct worker *w) {
     for (size_t i = 0; i < sizeof evs / sizeof evs[0]; i++)
         if (evs[i]) event_free(evs[i]);
     routes_free(&w->routes);
+    if (w->apps_inited) handlers_worker_exit(w->conf);
     accesslog_close(w->alog);
     bufcache_destroy(&w->conns.bufs);
     if (w->base) event_base_free(w->base);
@@ -385,12 +383,13 @@ static void teardown(struct worker *w) {
 }
 
 int worker_run(const struct conf *conf, struct listener *listeners, size_t nlisteners,
-               struct sb_slot *slot, const struct creds *creds) {
+               struct sb_slot *slot, const struct creds *creds, unsigned index) {
     /* on the heap: pool threads left running by a fast stop may still
      * reach it while the process exits */
     struct worker *w = calloc(1, sizeof *w);
     if (!w) return 1;
     w->conf = conf;
+    w->index = index;
     w->listeners = listeners;
     w->nlisteners = nlisteners;
     w->slot = slot;

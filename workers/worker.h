@@ -57,6 +57,8 @@ struct accesslog;
 struct worker {
     struct event_base *base;
     const struct conf *conf;
+    unsigned index;   /* position in its generation (pfd_app.worker_init) */
+    bool apps_inited; /* worker_init ran: worker_exit will */
     struct http_limits limits;
     struct routes routes;
     struct pool *pool;
@@ -88,6 +90,6 @@ struct worker {
 /* Serves until stopped; returns the exit status for the process. The
  * access log is opened first, then privileges are dropped to creds. */
 int worker_run(const struct conf *conf, struct listener *listeners, size_t nlisteners,
-               struct sb_slot *slot, const struct creds *creds);
+               struct sb_slot *slot, const struct creds *creds, unsigned index);
 
 #endif

@@ -241,6 +241,24 @@ def worker_of(sock, workers):
     return next(p for p in pids if p in workers)
 
 
+_fault_handler = None
+
+
+def has_fault_handler():
+    """Whether the binary has the test-only fault handler (scripts/test builds
+    with PREFORKD_FAULT_HANDLER; scripts/valgrind and Release builds do not).
+    Asked once, with --check of a configuration that uses it."""
+    global _fault_handler
+    if _fault_handler is None:
+        import tempfile
+        with tempfile.TemporaryDirectory(prefix=TMP_TAG + "fault-") as d:
+            cfg = pathlib.Path(d) / "fault.conf"
+            cfg.write_text("[route /f]\nhandler = fault\n")
+            _fault_handler = subprocess.run([BIN, "--config", str(cfg), "--check"],
+                                            capture_output=True).returncode == 0
+    return _fault_handler
+
+
 def wait_until(pred, timeout=10.0, interval=0.02, what="condition"):
     deadline = time.monotonic() + timeout * SLOW
     while True:

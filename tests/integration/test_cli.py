@@ -222,7 +222,7 @@ ROUTE_ERRORS = [
     ("[route /]\nhandler = status\n[route /api]\n; the new API\nhandler = php\n", 5,
      '[route /api]: handler: unknown handler "php"'),
     ("[route /e]\nhandler = echo\n\nroot = www\n", 4,
-     "[route /e]: root: belongs to handler = static"),
+     "[route /e]: root: not a setting of handler echo"),
     ("[route /s]\nhandler = sleep\nmode = inline\n", 3,
      "[route /s]: mode: the sleep handler runs on the pool"),
     ("[route /]\nhandler = static\nindex = home.html\nroot = nowhere\n", 4,

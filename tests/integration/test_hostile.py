@@ -16,7 +16,7 @@ import subprocess
 import threading
 import time
 
-from conftest import BIN, Reader, get, request, wait_until, worker_of
+from conftest import BIN, Reader, get, has_fault_handler, request, wait_until, worker_of
 
 
 def conf(site, extra=""):
@@ -280,7 +280,7 @@ def test_stuck_pool_handler_is_reported(make_server, site):
     """A pool handler deaf to cancellation (the test build's fault?kind=hang)
     runs past request_timeout: the client gets 504, and the thread counts as
     stuck until it returns."""
-    if not has_fault_handler(site):
+    if not has_fault_handler():
         pytest.skip("needs a build with PREFORKD_FAULT_HANDLER (scripts/test builds one)")
     srv = make_server(config=conf(site, "request_timeout = 1s\nthreads = 2") +
                       "[route /fault]\nhandler = fault\nmode = pool\n")
@@ -293,14 +293,6 @@ def test_stuck_pool_handler_is_reported(make_server, site):
     wait_until(lambda: status(srv.port)["pool_stuck"] == 0, timeout=5, what="the thread back")
     assert "after it was asked to stop" in srv.log()
     assert get(srv.port, "/sleep?ms=10").body == b"slept 10 ms\n"
-
-
-def has_fault_handler(site):
-    """The fault handler exists only in builds with PREFORKD_FAULT_HANDLER
-    (scripts/test builds with it; scripts/valgrind does not)."""
-    cfg = site / "fault-check.conf"
-    cfg.write_text(f"[route /]\nhandler = static\nroot = {site}\n[route /fault]\nhandler = fault\n")
-    return subprocess.run([BIN, "--config", str(cfg), "--check"], capture_output=True).returncode == 0
 
 
 def crash_costs_only_its_worker(make_server, site, crash, extra_routes=""):
@@ -355,7 +347,7 @@ def test_a_crashing_worker_costs_only_its_connections(make_server, site):
 
 @pytest.mark.parametrize("mode,kind", [("pool", "segv"), ("inline", "abort")])
 def test_a_crashing_handler_costs_only_its_worker(make_server, site, mode, kind):
-    if not has_fault_handler(site):
+    if not has_fault_handler():
         pytest.skip("built without PREFORKD_FAULT_HANDLER")
 
     def crash(srv):

@@ -17,7 +17,7 @@ import time
 
 import pytest
 
-from conftest import BIN, Reader, get, wait_until
+from conftest import Reader, get, has_fault_handler, wait_until
 
 BIG = 4 << 20  # a file that takes many writes to a slow reader
 
@@ -192,14 +192,6 @@ def test_reset_during_a_pool_job_then_its_deadline_passes(make_server, site):
     time.sleep(1.5)  # past request_timeout of every one of them
     assert _worker(srv) == pid
     _quiet(srv, pid)
-
-
-def _has_fault(site):
-    cfg = site / "fault-check.conf"
-    cfg.write_text(f"[route /]\nhandler = static\nroot = {site}\n[route /f]\nhandler = fault\n")
-    ok = subprocess.run([BIN, "--config", str(cfg), "--check"], capture_output=True).returncode == 0
-    cfg.unlink()
-    return ok
 
 
 # ---- cancellation -----------------------------------------------------------
@@ -466,7 +458,7 @@ def test_a_fast_stop_leaves_running_handlers_what_they_use(make_server, site):
     """Defect: a fast stop freed the routes while pool handlers could still
     use them. A handler reading its route in a loop outlives a SIGINT; the
     worker exits without a use-after-free."""
-    if not _has_fault(site):
+    if not has_fault_handler():
         pytest.skip("needs a build with PREFORKD_FAULT_HANDLER (scripts/test builds one)")
     srv = make_server(config=_config(site, threads=2) +
                       "[route /fault]\nhandler = fault\nmode = pool\n")

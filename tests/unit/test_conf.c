@@ -15,6 +15,7 @@
 
 #include "server/cli.h"
 #include "server/conf.h"
+#include "workers/handlers.h"
 
 #define ERRLEN 1024
 #define KIB    1024ull
@@ -41,6 +42,20 @@ static int teardown_conf(void **state) {
 static int load(struct conf *c, const char *text, char *err) {
     err[0] = '\0';
     return conf_load_string(c, text, "test.conf", err, ERRLEN);
+}
+
+/* The final checks, then what the handlers check (workers/handlers.c), as
+ * --check and a start do. */
+static int finish(struct conf *c, char *err, size_t errlen) {
+    if (conf_finish(c, err, errlen) < 0) return -1;
+    return handlers_load(c, err, errlen);
+}
+
+/* A route's own setting (for its handler), or NULL. */
+static const char *route_setting(const struct conf_route *r, const char *name) {
+    for (size_t i = 0; i < r->nsettings; i++)
+        if (strcmp(r->settings[i].name, name) == 0) return r->settings[i].value;
+    return NULL;
 }
 
 /* Asserts that err starts with "test.conf:LINE: " and contains want. */
@@ -543,8 +558,8 @@ static void test_routes(void **state) {
     assert_int_equal(c->nroutes, 3);
     assert_string_equal(c->routes[0].prefix, "/");
     assert_string_equal(c->routes[0].handler, "static");
-    assert_string_equal(c->routes[0].root, "/srv/www");
-    assert_string_equal(c->routes[0].index, "home.html");
+    assert_string_equal(route_setting(&c->routes[0], "root"), "/srv/www");
+    assert_string_equal(route_setting(&c->routes[0], "index"), "home.html");
     assert_false(c->routes[0].mode_set);
     assert_string_equal(c->routes[1].prefix, "/api");
     assert_string_equal(c->routes[1].handler, "echo");
@@ -566,14 +581,49 @@ static void test_server_after_route(void **state) {
     assert_int_equal(c->nroutes, 2);
 }
 
+/* Loads, finishes and resolves handlers; expects a refusal at line. */
+static void expect_finish_error(const char *text, int line, const char *want) {
+    struct conf c;
+    char err[ERRLEN] = "";
+    conf_init(&c);
+    int rc = load(&c, text, err);
+    if (rc == 0) rc = finish(&c, err, ERRLEN);
+    conf_free(&c);
+    if (rc != -1) fail_msg("accepted, want an error naming \"%s\":\n%s", want, text);
+    assert_error_at(err, line, want);
+}
+
 static void test_route_setting_errors(void **state) {
-    expect_load_error("[route /]\nhandler = static\nindex = a/b.html\n", 3, "index");
+    expect_finish_error("[route /]\nhandler = static\nroot = /tmp\nindex = a/b.html\n", 4, "index");
     expect_load_error("[route /]\nhandler = echo\nmode = threaded\n", 3, "mode");
     expect_load_error("[route /]\nhandler = echo\nmode = threaded\n", 3, "threaded");
-    expect_load_error("[route /]\nhandler = echo\ncolour = blue\n", 3, "colour");
+    expect_finish_error("[route /]\nhandler = echo\ncolour = blue\n", 3, "colour");
     expect_load_error("[route /]\nhandler =\n", 2, "handler");
+    expect_load_error("[route /]\nhandler = echo\nmethods = GET FETCH\n", 3, "FETCH");
+    expect_finish_error("[route /]\nhandler = echo\nsymbol = x\n", 3, "symbol");
     /* [server] settings do not belong in a route */
-    expect_load_error("[route /]\nhandler = echo\nthreads = 2\n", 3, "threads");
+    expect_finish_error("[route /]\nhandler = echo\nthreads = 2\n", 3, "threads");
+    /* patterns: a {name} is a whole segment, each name once; none in = routes */
+    expect_load_error("[route /a/x{id}]\nhandler = echo\n", 1, "whole path segment");
+    expect_load_error("[route /a/{id}/{id}]\nhandler = echo\n", 1, "{id} twice");
+    expect_load_error("[route = /a/{id}]\nhandler = echo\n", 1, "no {name}");
+}
+
+static void test_route_kinds_and_methods(void **state) {
+    struct conf *c = *state;
+    char err[ERRLEN];
+    assert_int_equal(load(c,
+                          "[route = /exact]\nhandler = echo\nmethods = POST, PUT\n"
+                          "[route /users/{id}/posts/{post}]\nhandler = echo\n"
+                          "[route /prefix/]\nhandler = echo\n",
+                          err),
+                     0);
+    assert_int_equal(c->routes[0].match, CONF_MATCH_EXACT);
+    assert_string_equal(c->routes[0].prefix, "/exact");
+    assert_int_equal(c->routes[0].methods, (1u << 2) | (1u << 3));
+    assert_int_equal(c->routes[1].match, CONF_MATCH_PATTERN);
+    assert_int_equal(c->routes[2].match, CONF_MATCH_PREFIX);
+    assert_int_equal(c->routes[2].methods, 0);
 }
 
 static void test_route_prefix_must_start_with_slash(void **state) {
@@ -615,17 +665,31 @@ static void test_setting_set_twice(void **state) {
 }
 
 static void test_route_defined_twice(void **state) {
-    expect_load_error("[route /a]\nhandler = echo\n"
-                      "[route /b]\nhandler = echo\n"
-                      "[route /a]\nhandler = status\n",
-                      5, "route defined twice");
+    expect_finish_error("[route /a]\nhandler = echo\n"
+                        "[route /b]\nhandler = echo\n"
+                        "[route /a]\nhandler = status\n",
+                        5, "route defined twice");
+    /* the same path for other methods is fine; overlapping methods are not */
+    expect_finish_error("[route /a]\nhandler = echo\nmethods = GET\n"
+                        "[route /a]\nhandler = status\nmethods = POST GET\n",
+                        4, "route defined twice");
+    struct conf c;
+    char err[ERRLEN] = "";
+    conf_init(&c);
+    assert_int_equal(load(&c,
+                          "[route /a]\nhandler = echo\nmethods = GET\n"
+                          "[route /a]\nhandler = status\nmethods = POST\n",
+                          err),
+                     0);
+    assert_int_equal(finish(&c, err, ERRLEN), 0);
+    conf_free(&c);
 }
 
 /* The same section header twice in a row is still a second definition. */
 static void test_route_defined_twice_adjacent(void **state) {
-    expect_load_error("[route /a]\nhandler = echo\n"
-                      "[route /a]\nhandler = status\n",
-                      3, "route defined twice");
+    expect_finish_error("[route /a]\nhandler = echo\n"
+                        "[route /a]\nhandler = status\n",
+                        3, "route defined twice");
 }
 
 static void test_line_too_long(void **state) {
@@ -668,7 +732,7 @@ static void test_finish_default_listen(void **state) {
     struct conf *c = *state;
     char err[ERRLEN];
     assert_int_equal(load(c, "[route /]\nhandler = echo\n", err), 0);
-    assert_int_equal(conf_finish(c, err, sizeof err), 0);
+    assert_int_equal(finish(c, err, sizeof err), 0);
     assert_int_equal(c->nlisten, 1);
     assert_string_equal(c->listen[0], "127.0.0.1:8080");
 }
@@ -677,7 +741,7 @@ static void test_finish_keeps_given_listen(void **state) {
     struct conf *c = *state;
     char err[ERRLEN];
     assert_int_equal(load(c, "[server]\nlisten = 0.0.0.0:80\n[route /]\nhandler = echo\n", err), 0);
-    assert_int_equal(conf_finish(c, err, sizeof err), 0);
+    assert_int_equal(finish(c, err, sizeof err), 0);
     assert_int_equal(c->nlisten, 1);
     assert_string_equal(c->listen[0], "0.0.0.0:80");
 }
@@ -686,7 +750,7 @@ static void test_finish_needs_a_route(void **state) {
     struct conf *c = *state;
     char err[ERRLEN] = "";
     assert_int_equal(load(c, "[server]\nthreads = 2\n", err), 0);
-    assert_int_equal(conf_finish(c, err, sizeof err), -1);
+    assert_int_equal(finish(c, err, sizeof err), -1);
     assert_has(err, "nothing to serve");
     assert_has(err, "--root");
 }
@@ -695,7 +759,7 @@ static void test_finish_unknown_handler(void **state) {
     struct conf *c = *state;
     char err[ERRLEN] = "";
     assert_int_equal(load(c, "[route /app]\nhandler = php\n", err), 0);
-    assert_int_equal(conf_finish(c, err, sizeof err), -1);
+    assert_int_equal(finish(c, err, sizeof err), -1);
     assert_has(err, "[route /app]");
     assert_has(err, "handler");
     assert_has(err, "php");
@@ -705,7 +769,7 @@ static void test_finish_handler_required(void **state) {
     struct conf *c = *state;
     char err[ERRLEN] = "";
     assert_int_equal(load(c, "[route /app]\nmode = pool\n", err), 0);
-    assert_int_equal(conf_finish(c, err, sizeof err), -1);
+    assert_int_equal(finish(c, err, sizeof err), -1);
     assert_has(err, "[route /app]");
     assert_has(err, "handler is required");
 }
@@ -714,7 +778,7 @@ static void test_finish_static_needs_root(void **state) {
     struct conf *c = *state;
     char err[ERRLEN] = "";
     assert_int_equal(load(c, "[route /]\nhandler = static\n", err), 0);
-    assert_int_equal(conf_finish(c, err, sizeof err), -1);
+    assert_int_equal(finish(c, err, sizeof err), -1);
     assert_has(err, "[route /]");
     assert_has(err, "root is required");
 }
@@ -728,7 +792,7 @@ static void test_finish_root_must_be_directory(void **state) {
     snprintf(text, sizeof text, "[route /]\nhandler = static\nroot = %s\n", s.file);
     conf_init(&c);
     assert_int_equal(load(&c, text, err), 0);
-    assert_int_equal(conf_finish(&c, err, sizeof err), -1);
+    assert_int_equal(finish(&c, err, sizeof err), -1);
     assert_has(err, "root");
     assert_has(err, s.file);
     assert_has(err, "not a directory");
@@ -737,7 +801,7 @@ static void test_finish_root_must_be_directory(void **state) {
     snprintf(text, sizeof text, "[route /]\nhandler = static\nroot = %s/missing\n", s.dir);
     conf_init(&c);
     assert_int_equal(load(&c, text, err), 0);
-    assert_int_equal(conf_finish(&c, err, sizeof err), -1);
+    assert_int_equal(finish(&c, err, sizeof err), -1);
     assert_has(err, "root");
     assert_has(err, "missing");
     assert_has(err, "No such file or directory");
@@ -746,8 +810,7 @@ static void test_finish_root_must_be_directory(void **state) {
     snprintf(text, sizeof text, "[route /]\nhandler = static\nroot = %s\n", s.site);
     conf_init(&c);
     assert_int_equal(load(&c, text, err), 0);
-    assert_int_equal(conf_finish(&c, err, sizeof err), 0);
-    assert_string_equal(c.routes[0].index, "index.html"); /* the default index */
+    assert_int_equal(finish(&c, err, sizeof err), 0);
     conf_free(&c);
 
     scratch_remove(&s);
@@ -757,14 +820,14 @@ static void test_finish_sleep_runs_on_pool(void **state) {
     struct conf *c = *state;
     char err[ERRLEN] = "";
     assert_int_equal(load(c, "[route /slow]\nhandler = sleep\nmode = inline\n", err), 0);
-    assert_int_equal(conf_finish(c, err, sizeof err), -1);
+    assert_int_equal(finish(c, err, sizeof err), -1);
     assert_has(err, "[route /slow]");
     assert_has(err, "mode");
 
     struct conf d;
     conf_init(&d);
     assert_int_equal(load(&d, "[route /slow]\nhandler = sleep\n", err), 0);
-    assert_int_equal(conf_finish(&d, err, sizeof err), 0);
+    assert_int_equal(finish(&d, err, sizeof err), 0);
     assert_int_equal(d.routes[0].mode, ROUTE_POOL);
     conf_free(&d);
 }
@@ -773,7 +836,7 @@ static void test_finish_root_only_for_static(void **state) {
     struct conf *c = *state;
     char err[ERRLEN] = "";
     assert_int_equal(load(c, "[route /e]\nhandler = echo\nroot = /tmp\n", err), 0);
-    assert_int_equal(conf_finish(c, err, sizeof err), -1);
+    assert_int_equal(finish(c, err, sizeof err), -1);
     assert_has(err, "[route /e]");
     assert_has(err, "root");
 }
@@ -782,7 +845,7 @@ static void test_finish_group_needs_user(void **state) {
     struct conf *c = *state;
     char err[ERRLEN] = "";
     assert_int_equal(load(c, "[server]\ngroup = www-data\n[route /]\nhandler = echo\n", err), 0);
-    assert_int_equal(conf_finish(c, err, sizeof err), -1);
+    assert_int_equal(finish(c, err, sizeof err), -1);
     assert_has(err, "group");
 }
 
@@ -796,9 +859,9 @@ static void test_finish_route_errors_name_the_setting_line(void **state) {
         {"[route /a]\n; note\nhandler = php\n",
          "test.conf:3: [route /a]: handler: unknown handler \"php\""},
         {"[route /e]\nhandler = echo\n\nroot = /tmp\n",
-         "test.conf:4: [route /e]: root: belongs to handler = static"},
+         "test.conf:4: [route /e]: root: not a setting of handler echo"},
         {"[route /e]\nhandler = echo\nindex = x.html\n",
-         "test.conf:3: [route /e]: index: belongs to handler = static"},
+         "test.conf:3: [route /e]: index: not a setting of handler echo"},
         {"[route /s]\nmode = inline\nhandler = sleep\n",
          "test.conf:2: [route /s]: mode: the sleep handler runs on the pool"},
         {"[route /m]\nhandler = static\nroot = /nonexistent-preforkd\n",
@@ -813,7 +876,7 @@ static void test_finish_route_errors_name_the_setting_line(void **state) {
         char err[ERRLEN] = "";
         conf_init(&c);
         assert_int_equal(load(&c, cases[i].text, err), 0);
-        int rc = conf_finish(&c, err, ERRLEN);
+        int rc = finish(&c, err, ERRLEN);
         conf_free(&c);
         if (rc != -1 || strcmp(err, cases[i].want) != 0) {
             print_error("%s: want \"%s\", got \"%s\"\n", cases[i].text, cases[i].want, err);
@@ -833,7 +896,7 @@ static void test_finish_shutdown_idle_timeout_within_keepalive(void **state) {
                           "[route /]\nhandler = echo\n",
                           err),
                      0);
-    assert_int_equal(conf_finish(c, err, ERRLEN), -1);
+    assert_int_equal(finish(c, err, ERRLEN), -1);
     assert_error_at(err, 3, "shutdown_idle_timeout: 5000 ms is longer than keepalive_timeout");
 
     static const char *const fine[] = {
@@ -845,7 +908,7 @@ static void test_finish_shutdown_idle_timeout_within_keepalive(void **state) {
         struct conf d;
         conf_init(&d);
         assert_int_equal(load(&d, fine[i], err), 0);
-        if (conf_finish(&d, err, ERRLEN) != 0) fail_msg("%s: %s", fine[i], err);
+        if (finish(&d, err, ERRLEN) != 0) fail_msg("%s: %s", fine[i], err);
         conf_free(&d);
     }
 }
@@ -890,7 +953,8 @@ static void test_file_relative_paths_use_config_folder(void **state) {
     conf_init(&c);
     assert_int_equal(conf_load_file(&c, s.conf, err, sizeof err), 0);
     assert_string_equal(c.path, s.conf);
-    assert_string_equal(c.routes[0].root, s.site);
+    assert_string_equal(route_setting(&c.routes[0], "root"), "site");
+    assert_string_equal(c.routes[0].base_dir, s.dir); /* what the handler resolves it against */
     char *want = path_join(s.dir, "logs/access.log");
     assert_string_equal(c.access_log, want);
     free(want);
@@ -903,7 +967,7 @@ static void test_file_relative_paths_use_config_folder(void **state) {
     assert_string_equal(c.listen[0] + 5, want);
     free(want);
     /* the current folder is elsewhere, so this passes only if root was resolved */
-    assert_int_equal(conf_finish(&c, err, sizeof err), 0);
+    assert_int_equal(finish(&c, err, sizeof err), 0);
     conf_free(&c);
 
     scratch_remove(&s);
@@ -932,9 +996,9 @@ static void test_file_given_by_relative_path(void **state) {
     assert_int_equal(rc, 0);
     assert_true(c.path[0] == '/');
     char want[8192];
-    snprintf(want, sizeof want, "%s/%s/site", tmp, rel);
-    assert_string_equal(c.routes[0].root, want);
-    assert_int_equal(conf_finish(&c, err, sizeof err), 0);
+    snprintf(want, sizeof want, "%s/%s", tmp, rel);
+    assert_string_equal(c.routes[0].base_dir, want);
+    assert_int_equal(finish(&c, err, sizeof err), 0);
     conf_free(&c);
 
     scratch_remove(&s);
@@ -961,7 +1025,7 @@ static void test_file_errors_name_the_file(void **state) {
     write_file(s.conf, noroot, sizeof noroot - 1);
     conf_init(&c);
     assert_int_equal(conf_load_file(&c, s.conf, err, sizeof err), 0);
-    assert_int_equal(conf_finish(&c, err, sizeof err), -1);
+    assert_int_equal(finish(&c, err, sizeof err), -1);
     assert_has(err, s.conf);
     assert_has(err, "root is required");
     conf_free(&c);
@@ -1133,8 +1197,8 @@ static void test_cli_root_adds_route(void **state) {
     assert_int_equal(c->nroutes, 2);
     assert_string_equal(c->routes[1].prefix, "/");
     assert_string_equal(c->routes[1].handler, "static");
-    assert_string_equal(c->routes[1].root, "/tmp");
-    assert_int_equal(conf_finish(c, err, ERRLEN), 0);
+    assert_string_equal(route_setting(&c->routes[1], "root"), "/tmp");
+    assert_int_equal(finish(c, err, ERRLEN), 0);
 }
 
 static void test_cli_root_overrides_route(void **state) {
@@ -1149,7 +1213,7 @@ static void test_cli_root_overrides_route(void **state) {
     assert_string_equal(c->routes[0].handler, "static");
     /* a relative --root is relative to where preforkd was started */
     char *want = path_join(cwd, "public");
-    assert_string_equal(c->routes[0].root, want);
+    assert_string_equal(route_setting(&c->routes[0], "root"), want);
     free(want);
 }
 
@@ -1205,6 +1269,7 @@ int main(void) {
         T(test_listen_errors),
         T(test_routes),
         T(test_server_after_route),
+        T(test_route_kinds_and_methods),
         T(test_route_setting_errors),
         T(test_route_prefix_must_start_with_slash),
         T(test_unknown_setting),

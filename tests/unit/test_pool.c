@@ -180,7 +180,7 @@ static void wait_idle(struct pool *p) {
 }
 
 static struct pool *make_pool(unsigned threads, unsigned queue_max) {
-    struct pool *p = pool_create(threads, queue_max);
+    struct pool *p = pool_create(threads, queue_max, NULL, NULL);
     assert_non_null(p);
     ctx.pool = p;
     return p;

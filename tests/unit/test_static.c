@@ -19,8 +19,7 @@
 struct fixture {
     char dir[64];   /* holds root/ and outside.txt */
     char root[128]; /* the route's root */
-    struct conf_route conf;
-    struct route rt;
+    struct static_route rt;
 };
 
 static void write_file(const char *path, const char *text) {
@@ -60,9 +59,6 @@ static int setup(void **state) {
     snprintf(path, sizeof path, "%s/dir-out", fx->root);
     assert_int_equal(symlink(fx->dir, path), 0);
 
-    fx->conf.root = fx->root;
-    fx->conf.prefix = "/";
-    fx->rt.conf = &fx->conf;
     fx->rt.root_fd = open(fx->root, O_PATH | O_DIRECTORY | O_CLOEXEC);
     fx->rt.root_real = realpath(fx->root, NULL);
     assert_true(fx->rt.root_fd >= 0);

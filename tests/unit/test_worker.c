@@ -26,7 +26,7 @@ static void test_access_log_that_cannot_open_is_said_in_the_slot(void **state) {
     memset(&slot, 0, sizeof slot);
     memset(&creds, 0, sizeof creds);
     atomic_store(&slot.state, SLOT_STARTING);
-    assert_int_not_equal(worker_run(&c, NULL, 0, &slot, &creds), 0);
+    assert_int_not_equal(worker_run(&c, NULL, 0, &slot, &creds, 0), 0);
     assert_string_equal(slot.start_error,
                         "access log /nonexistent-preforkd/access.log: No such file or directory");
     assert_int_equal(atomic_load(&slot.state), SLOT_STARTING); /* never served */
