@@ -1,0 +1,242 @@
+"""The application API (workers/preforkd.h) through a module the tests load
+(tests/modules/apitest.c): pfd_async with its done callback, cancellation
+before and while the work runs, request_timeout over async work, pfd_after
+timers that hold no thread, an inline stream paced by pfd_on_drain, path and
+query parameters, methods; and a module rebuilt and reloaded under load."""
+
+import json
+import os
+import pathlib
+import re
+import shutil
+import signal
+import socket
+import struct
+import subprocess
+import threading
+import time
+
+import pytest
+
+from conftest import BIN, SLOW, Reader, get, wait_until
+
+BUILD = pathlib.Path(BIN).resolve().parent
+MODULE = BUILD / "apitest.so"
+SOURCE = pathlib.Path(os.environ.get("PREFORKD_SOURCE_DIR",
+                                     pathlib.Path(__file__).resolve().parents[2]))
+
+pytestmark = pytest.mark.skipif(not MODULE.exists(), reason=f"{MODULE} is not built")
+
+
+def _config(**server):
+    head = "".join(f"{k} = {v}\n" for k, v in server.items())
+    routes = ""
+    for path, handler, extra in [("= /async", "async", ""), ("= /after", "after", ""),
+                                 ("= /stream", "stream", ""), ("/p/{a}/{b}", "params", ""),
+                                 ("= /stats", "stats", ""),
+                                 ("= /only-post", "params", "methods = POST\n")]:
+        routes += f"[route {path}]\nhandler = {handler}\nmodule = {MODULE}\n{extra}"
+    return f"[server]\n{head}" + routes + "[route /status]\nhandler = status\n"
+
+
+def _stats(port):
+    return json.loads(get(port, "/stats").body)
+
+
+def _open(srv, raw, rcvbuf=None):
+    s = socket.socket()
+    if rcvbuf:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, rcvbuf)
+    s.settimeout(10 * SLOW)
+    s.connect(("127.0.0.1", srv.port))
+    s.sendall(raw)
+    return s
+
+
+def _reset(s):
+    s.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+    s.close()
+
+
+def _pool(port):
+    w = json.loads(get(port, "/status").body)["workers"][0]
+    return w["pool_busy"], w["pool_queued"]
+
+
+def test_async_work_then_done_answers(make_server):
+    srv = make_server(config=_config())
+    t0 = time.monotonic()
+    r = get(srv.port, "/async?ms=300")
+    assert r.status == 200 and json.loads(r.body) == {"slept": 300, "cancelled": False}
+    assert time.monotonic() - t0 >= 0.3
+    st = _stats(srv.port)
+    assert st["work_started"] == st["work_finished"] == st["done_called"] == 1
+
+
+def test_async_answers_keep_the_order_of_pipelined_requests(make_server):
+    """The slow one first: its answer still comes first."""
+    srv = make_server(config=_config(threads=4))
+    s = _open(srv, b"GET /async?ms=400 HTTP/1.1\r\nHost: x\r\n\r\n"
+                   b"GET /async?ms=10 HTTP/1.1\r\nHost: x\r\n\r\n"
+                   b"GET /p/1/2 HTTP/1.1\r\nHost: x\r\n\r\n")
+    rd = Reader(s)
+    assert json.loads(rd.response().body)["slept"] == 400
+    assert json.loads(rd.response().body)["slept"] == 10
+    assert json.loads(rd.response().body)["a"] == "1"
+    s.close()
+
+
+def test_async_work_of_a_client_that_left_before_it_started_never_runs(make_server):
+    """threads = 1: the first job holds the thread, the second waits; both
+    clients leave. The waiting work never runs, the running one sees the
+    cancellation; both done callbacks run (to free what they own), knowing
+    the client is gone."""
+    srv = make_server(config=_config(threads=1))
+    first = _open(srv, b"GET /async?ms=20000 HTTP/1.1\r\nHost: x\r\n\r\n")
+    wait_until(lambda: _pool(srv.port) == (1, 0), what="the first job running")
+    second = _open(srv, b"GET /async?ms=20000 HTTP/1.1\r\nHost: x\r\n\r\n")
+    wait_until(lambda: _pool(srv.port) == (1, 1), what="the second job queued")
+    _reset(second)
+    wait_until(lambda: _pool(srv.port) == (1, 0), what="the queued job taken back")
+    _reset(first)
+    wait_until(lambda: _pool(srv.port) == (0, 0), timeout=5, what="the running job to stop")
+    st = wait_until(lambda: (lambda st: st["done_called"] == 2 and st)(_stats(srv.port)),
+                    what="both done callbacks")
+    assert st["work_started"] == 1, st  # the queued one never ran
+    assert st["work_cancelled"] == 1 and st["work_finished"] == 0, st
+    assert st["done_gone"] == 2, st
+
+
+def test_request_timeout_answers_504_and_cancels_async_work(make_server):
+    srv = make_server(config=_config(request_timeout="1s"))
+    t0 = time.monotonic()
+    r = get(srv.port, "/async?ms=20000")
+    assert r.status == 504 and time.monotonic() - t0 < 8
+    st = wait_until(lambda: (lambda st: st["work_cancelled"] == 1 and st)(_stats(srv.port)),
+                    timeout=5, what="the work to see the cancellation")
+    assert st["done_gone"] == 1
+
+
+def test_after_holds_no_thread(make_server):
+    """500 requests waiting 1 s each on a worker with one pool thread, which
+    stays idle: all are answered in about the delay, not 500 times it."""
+    srv = make_server(config=_config(threads=1))
+    n, results = 500, []
+    socks = [_open(srv, b"GET /after?ms=1000 HTTP/1.1\r\nHost: x\r\n\r\n") for _ in range(n)]
+    t0 = time.monotonic()
+    assert _pool(srv.port) == (0, 0)
+    for s in socks:
+        results.append(Reader(s).response())
+        s.close()
+    took = time.monotonic() - t0
+    assert all(r.status == 200 and r.body == b"waited 1000 ms\n" for r in results)
+    assert took < 1 + 20 * SLOW, took  # one thread, serialised, would take 500 s
+    assert _stats(srv.port)["after_fired"] == n
+
+
+def test_after_of_a_client_that_left_fires_at_once(make_server):
+    srv = make_server(config=_config())
+    s = _open(srv, b"GET /after?ms=60000 HTTP/1.1\r\nHost: x\r\n\r\n")
+    wait_until(lambda: json.loads(get(srv.port, "/status").body)["workers"][0]["connections"] == 2,
+               what="the request to arrive")
+    _reset(s)
+    st = wait_until(lambda: (lambda st: st["after_fired"] == 1 and st)(_stats(srv.port)),
+                    timeout=5, what="the timer's callback")
+    assert st["after_gone"] == 1
+
+
+def _rss_kib(pid):
+    with open(f"/proc/{pid}/status") as f:
+        return next(int(l.split()[1]) for l in f if l.startswith("VmRSS:"))
+
+
+def test_an_inline_stream_waits_for_a_slow_reader(make_server):
+    """32 MiB streamed from the loop thread to a client that reads nothing
+    for a while: the handler is told to come back (PFD_AGAIN, pfd_on_drain)
+    instead of the worker buffering it all."""
+    srv = make_server(config=_config(stream_buffer="64k"),
+                      env={"ASAN_OPTIONS": "quarantine_size_mb=0:detect_leaks=1"})
+    [pid] = srv.workers()
+    get(srv.port, "/stats")
+    base = _rss_kib(pid)
+    s = _open(srv, b"GET /stream?n=512&size=65536 HTTP/1.1\r\nHost: x\r\n\r\n", rcvbuf=65536)
+    time.sleep(1)
+    grown = _rss_kib(pid) - base
+    assert grown < 16 * 1024, f"the worker grew by {grown} KiB"
+    s.settimeout(60 * SLOW)
+    r = Reader(s).response()
+    assert r.status == 200 and len(r.body) == 32 << 20 and r.header("transfer-encoding") == "chunked"
+    s.close()
+    assert _stats(srv.port)["stream_drains"] > 0
+
+
+def test_a_client_leaving_an_inline_stream_ends_it(make_server):
+    srv = make_server(config=_config(stream_buffer="64k"))
+    s = _open(srv, b"GET /stream?n=100000&size=65536 HTTP/1.1\r\nHost: x\r\n\r\n", rcvbuf=65536)
+    assert s.recv(100).startswith(b"HTTP/1.1 200")
+    _reset(s)
+    wait_until(lambda: json.loads(get(srv.port, "/status").body)["workers"][0]["connections"] == 1,
+               what="the stream's connection closed")
+    assert get(srv.port, "/p/a/b").status == 200
+
+
+def test_path_and_query_parameters(make_server):
+    srv = make_server(config=_config())
+    r = get(srv.port, "/p/x%20y/%C3%A9?q=1&z=a+b%26c&empty=&flag")
+    assert json.loads(r.body) == {"a": "x y", "b": "\u00e9", "query": [
+        ["q", "1"], ["z", "a b&c"], ["empty", ""], ["flag", ""]]}
+    assert get(srv.port, "/p/x/y/z").status == 404  # a pattern matches whole paths
+    assert get(srv.port, "/p/x/y?bad=%zz").status == 400
+
+
+def test_methods_of_a_route_give_405_with_allow(make_server):
+    srv = make_server(config=_config())
+    r = get(srv.port, "/only-post")
+    assert r.status == 405 and r.header("allow") == "POST"
+    assert get(srv.port, "/only-post", method="POST", body=b"x").status == 200
+
+
+# ---- a module rebuilt and reloaded under load ------------------------------------
+
+VERSIONED = """
+#include <preforkd.h>
+static int v(pfd_req *r) { return pfd_text(r, 200, "@TEXT@"); }
+static const pfd_handler handlers[] = {{.name = "v", .handle = v}, {0}};
+const pfd_app preforkd_module = {.api_version = PFD_API_VERSION, .handlers = handlers};
+"""
+
+
+def _build_module(tmp_path, version, dest):
+    src = tmp_path / f"v{version}.c"
+    src.write_text(VERSIONED.replace("@TEXT@", f"v{version}"))
+    tmp = tmp_path / f"v{version}.so"
+    subprocess.run(["cc", "-shared", "-fPIC", "-O2", f"-I{SOURCE / 'workers'}", "-o", str(tmp),
+                    str(src)], check=True)
+    os.rename(tmp, dest)  # a new file at the path: never rewrite a loaded one in place
+
+
+@pytest.mark.skipif(not shutil.which("cc") or not shutil.which("wrk"), reason="needs cc and wrk")
+def test_a_rebuilt_module_is_picked_up_by_a_reload_under_load(make_server, tmp_path):
+    """Kore's reload, done preforkd's way: the module is rebuilt in place,
+    SIGHUP brings up workers running the new code while the old ones finish
+    what they have; wrk sees no error and no non-2xx answer."""
+    module = tmp_path / "app.so"
+    _build_module(tmp_path, 1, module)
+    conf = f"[route = /v]\nhandler = v\nmodule = {module}\n[route /status]\nhandler = status\n"
+    srv = make_server(config=conf, workers=2)
+    assert get(srv.port, "/v").body == b"v1"
+    wrk = subprocess.Popen(["wrk", "-t1", "-c8", "-d6s", f"http://127.0.0.1:{srv.port}/v"],
+                           stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        time.sleep(1)
+        _build_module(tmp_path, 2, module)
+        srv.signal(signal.SIGHUP)
+        wait_until(lambda: get(srv.port, "/v").body == b"v2", timeout=20, what="the new code")
+        out, _ = wrk.communicate(timeout=60)
+    finally:
+        if wrk.poll() is None:
+            wrk.kill()
+            wrk.wait()
+    assert "reload done" in srv.log()
+    assert re.search(r"\d+ requests in", out), out
+    assert "Socket errors" not in out and "Non-2xx" not in out, out
