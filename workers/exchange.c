@@ -148,6 +148,11 @@ void exchange_free(struct exchange *ex) {
     env->nfree++;
 }
 
+void exchange_env_kick(struct exchange_env *env) {
+    env->kick_armed = false;
+    pool_kick(env->pool);
+}
+
 void exchange_env_fini(struct exchange_env *env) {
     while (env->free) {
         struct exchange *ex = env->free;
@@ -226,9 +231,15 @@ static int submit(struct exchange *ex) {
     struct exchange_env *env = ex->env;
     ex->job.work = on_job_work;
     ex->job.done = on_job_done;
-    if (pool_submit(env->pool, &ex->job) < 0) {
+    if (pool_submit_deferred(env->pool, &ex->job) < 0) {
         log_warn("pool queue full (pool_queue = %u): 503", env->conf->pool_queue);
         return -1;
+    }
+    /* the threads are woken once this turn of the loop is over (the kick
+     * event runs after every event active now) */
+    if (!env->kick_armed) {
+        event_active(env->pool_kick, EV_TIMEOUT, 0);
+        env->kick_armed = true;
     }
     ex->in_pool = true;
     ex->pending++;

@@ -85,7 +85,9 @@ struct exchange_env {
     struct pool *pool;
     struct sb_slot *slot;
     const struct timeval *t_request; /* common timeout: request_timeout */
-    struct exchange *free;           /* cached exchanges */
+    struct event *pool_kick;         /* wakes pool threads once per loop turn */
+    bool kick_armed;
+    struct exchange *free; /* cached exchanges */
     unsigned nfree;
 };
 
@@ -169,6 +171,9 @@ struct exchange *exchange_new(struct exchange_env *env, struct conn *c);
 void exchange_free(struct exchange *ex);
 /* Frees the cache (worker exit). */
 void exchange_env_fini(struct exchange_env *env);
+/* The pool_kick event's callback: wakes pool threads for the jobs handed
+ * over in this turn of the loop. */
+void exchange_env_kick(struct exchange_env *env);
 
 /* Runs the route's handler: true when the answer is ready now; false when it
  * comes later through conn_exchange_done(). */

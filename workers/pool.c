@@ -21,6 +21,8 @@ struct pool {
     struct queue jobs;
     unsigned queue_max;
     unsigned busy;
+    unsigned waiting;     /* threads asleep on wake */
+    unsigned unsignalled; /* jobs queued by pool_submit_deferred since the last kick */
     bool stopping;
     _Atomic unsigned *busy_gauge, *queued_gauge; /* mirrors, for other processes */
 
@@ -93,7 +95,11 @@ static void *thread_main(void *arg) {
     pthread_mutex_lock(&p->lock);
     for (;;) {
         struct pool_job *j;
-        while (!(j = pop(&p->jobs)) && !p->stopping) pthread_cond_wait(&p->wake, &p->lock);
+        while (!(j = pop(&p->jobs)) && !p->stopping) {
+            p->waiting++;
+            pthread_cond_wait(&p->wake, &p->lock);
+            p->waiting--;
+        }
         if (!j) break;
         j->started = true;
         p->busy++;
@@ -160,7 +166,7 @@ void pool_destroy(struct pool *p) {
     free(p);
 }
 
-int pool_submit(struct pool *p, struct pool_job *job) {
+static int submit(struct pool *p, struct pool_job *job, bool now) {
     pthread_mutex_lock(&p->lock);
     /* a job that finds an idle thread never counts against the queue */
     if (p->jobs.len >= p->queue_max + (p->nthreads - p->busy)) {
@@ -171,9 +177,29 @@ int pool_submit(struct pool *p, struct pool_job *job) {
     job->started = false;
     push(&p->jobs, job);
     update_gauges(p);
-    pthread_cond_signal(&p->wake);
+    if (now)
+        pthread_cond_signal(&p->wake);
+    else
+        p->unsignalled++;
     pthread_mutex_unlock(&p->lock);
     return 0;
+}
+
+int pool_submit(struct pool *p, struct pool_job *job) {
+    return submit(p, job, true);
+}
+
+int pool_submit_deferred(struct pool *p, struct pool_job *job) {
+    return submit(p, job, false);
+}
+
+void pool_kick(struct pool *p) {
+    pthread_mutex_lock(&p->lock);
+    /* busy threads take queued jobs when they finish: wake sleepers only */
+    unsigned n = p->unsignalled < p->waiting ? p->unsignalled : p->waiting;
+    for (unsigned i = 0; i < n; i++) pthread_cond_signal(&p->wake);
+    p->unsignalled = 0;
+    pthread_mutex_unlock(&p->lock);
 }
 
 int pool_cancel(struct pool *p, struct pool_job *job) {
@@ -226,6 +252,13 @@ unsigned pool_complete(struct pool *p) {
 unsigned pool_busy(struct pool *p) {
     pthread_mutex_lock(&p->lock);
     unsigned n = p->busy;
+    pthread_mutex_unlock(&p->lock);
+    return n;
+}
+
+unsigned pool_sleeping(struct pool *p) {
+    pthread_mutex_lock(&p->lock);
+    unsigned n = p->waiting;
     pthread_mutex_unlock(&p->lock);
     return n;
 }

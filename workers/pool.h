@@ -36,6 +36,13 @@ void pool_destroy(struct pool *p);
 
 /* Queues a job; -1 with errno EAGAIN when the queue is full. Loop thread. */
 int pool_submit(struct pool *p, struct pool_job *job);
+/* The same, without waking a thread yet: pool_kick() wakes as many as the
+ * jobs queued since need, once per batch. A loop thread that hands over
+ * many jobs in one turn (one per ready connection) then pays one wake-up,
+ * and a thread sharing its CPU runs them all in one go instead of taking
+ * the CPU after each. */
+int pool_submit_deferred(struct pool *p, struct pool_job *job);
+void pool_kick(struct pool *p);
 /* Takes a queued job back before any thread started it: 0, and neither work
  * nor done will run; -1 when it has started (done will still come). Loop
  * thread. */
@@ -56,6 +63,8 @@ unsigned pool_complete(struct pool *p);
 /* Threads running a job now, and jobs waiting, for the scoreboard. */
 unsigned pool_busy(struct pool *p);
 unsigned pool_queued(struct pool *p);
+/* Threads asleep, waiting for a job. */
+unsigned pool_sleeping(struct pool *p);
 /* Shared counters the pool keeps equal to pool_busy() and pool_queued() as
  * they change (the scoreboard's), or NULL. Before the first submit. */
 void pool_set_gauges(struct pool *p, _Atomic unsigned *busy, _Atomic unsigned *queued);

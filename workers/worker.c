@@ -138,6 +138,10 @@ static void on_conn_closed(void *arg) {
     }
 }
 
+static void on_pool_kick(evutil_socket_t fd, short what, void *arg) {
+    exchange_env_kick(arg);
+}
+
 static void on_pool(evutil_socket_t fd, short what, void *arg) {
     struct worker *w = arg;
     pool_complete(w->pool);
@@ -316,7 +320,9 @@ static int setup(struct worker *w, const struct creds *creds) {
                                    .limits = &w->limits,
                                    .pool = w->pool,
                                    .slot = w->slot,
-                                   .t_request = common_timeout(w->base, c->request_timeout)};
+                                   .t_request = common_timeout(w->base, c->request_timeout),
+                                   .pool_kick = event_new(w->base, -1, 0, on_pool_kick, &cs->ex)};
+    if (!cs->ex.pool_kick) return start_failed(w, "out of memory");
     bufcache_init(&cs->bufs, BUF_CACHE_BLOCKS);
     cs->t_header = common_timeout(w->base, c->header_timeout);
     cs->t_body = common_timeout(w->base, c->body_timeout);
@@ -368,9 +374,10 @@ static void teardown(struct worker *w) {
     for (size_t i = 0; w->accept_evs && i < w->nlisteners; i++)
         if (w->accept_evs[i]) event_free(w->accept_evs[i]);
     free(w->accept_evs);
-    struct event *evs[] = {w->pool_ev,    w->accept_retry, w->close_listeners, w->stop_timer,
-                           w->idle_grace, w->tick,         w->signals[0],      w->signals[1],
-                           w->signals[2], w->signals[3]};
+    struct event *evs[] = {
+        w->conns.ex.pool_kick, w->pool_ev,    w->accept_retry, w->close_listeners,
+        w->stop_timer,         w->idle_grace, w->tick,         w->signals[0],
+        w->signals[1],         w->signals[2], w->signals[3]};
     for (size_t i = 0; i < sizeof evs / sizeof evs[0]; i++)
         if (evs[i]) event_free(evs[i]);
     routes_free(&w->routes);

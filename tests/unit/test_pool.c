@@ -315,6 +315,29 @@ static void test_submit_refused_when_queue_full(void **state) {
 }
 
 /* A job that finds an idle thread is not held against the queue's bound. */
+/* Deferred jobs wait for pool_kick(), which wakes the sleeping threads once
+ * for the whole batch; a job taken back before it started never runs. */
+static void test_deferred_jobs_start_at_the_kick_and_can_be_taken_back(void **state) {
+    struct pool *p = make_pool(2, 16);
+    for (unsigned i = 0; i < 8; i++) init_job(&jobs[i], i, false);
+    /* both threads asleep before anything is queued */
+    while (pool_sleeping(p) != 2) sched_yield();
+    for (unsigned i = 0; i < 8; i++) assert_int_equal(pool_submit_deferred(p, &jobs[i].job), 0);
+    /* no wake-up was sent: they are all still queued (a spurious wake-up of
+     * a thread would take one, which POSIX allows but Linux does not do) */
+    assert_int_equal(pool_queued(p), 8);
+    assert_int_equal(pool_cancel(p, &jobs[7].job), 0);
+    assert_false(pool_started(p, &jobs[6].job));
+    pool_kick(p);
+    assert_int_equal(complete_until(p, 7), 7);
+    assert_true(pool_started(p, &jobs[6].job));
+    assert_int_equal(atomic_load(&jobs[7].work_runs), 0); /* taken back: never ran */
+    assert_int_equal(jobs[7].done_runs, 0);
+    assert_int_equal(pool_cancel(p, &jobs[0].job), -1); /* done: nothing to take back */
+    assert_int_equal(ctx.bad_done, 0);
+    destroy_pool(p);
+}
+
 static void test_idle_threads_do_not_use_queue_room(void **state) {
     struct pool *p = make_pool(3, 1);
     for (unsigned i = 0; i < 5; i++) init_job(&jobs[i], i, true);
@@ -416,6 +439,8 @@ int main(void) {
         cmocka_unit_test_setup_teardown(test_single_thread_is_fifo, reset_ctx, destroy_ctx),
         cmocka_unit_test_setup_teardown(test_submit_refused_when_queue_full, reset_ctx,
                                         destroy_ctx),
+        cmocka_unit_test_setup_teardown(test_deferred_jobs_start_at_the_kick_and_can_be_taken_back,
+                                        reset_ctx, destroy_ctx),
         cmocka_unit_test_setup_teardown(test_idle_threads_do_not_use_queue_room, reset_ctx,
                                         destroy_ctx),
         cmocka_unit_test_setup_teardown(test_posted_messages_run_before_done, reset_ctx,
