@@ -43,9 +43,12 @@ int log_open_file(const char *path, uid_t uid, gid_t gid, char *err, size_t errl
         else if (errno != EEXIST)
             break;
     }
+    /* a FIFO without a reader, or a device, fails before fstat could tell */
     if (fd < 0)
         return refuse(-1, errno, err, errlen, path,
-                      errno == ELOOP ? "a symbolic link: not followed for a log" : NULL);
+                      errno == ELOOP   ? "a symbolic link: not followed for a log"
+                      : errno == ENXIO ? "not a regular file: not used as a log"
+                                       : NULL);
     struct stat st;
     if (fstat(fd, &st) < 0) return refuse(fd, errno, err, errlen, path, NULL);
     if (!S_ISREG(st.st_mode))

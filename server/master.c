@@ -305,20 +305,20 @@ static void raise_nofile(const struct conf *c) {
  * worker_timeout bounds that. */
 static int check_log(const struct conf *c, const char *setting, const char *path, char *err,
                      size_t errlen) {
-    char where[PATH_MAX + 32];
+    char where[PATH_MAX + 32], why[PATH_MAX + 128];
+    struct stat st;
     if (!path || strcmp(path, "-") == 0) return 0;
-    int flags = O_WRONLY | O_APPEND | O_NONBLOCK | O_NOCTTY | O_CLOEXEC;
-    int fd = open(path, flags | O_CREAT | O_EXCL, 0644);
-    bool made = fd >= 0;
-    if (fd < 0 && errno == EEXIST) fd = open(path, flags);
-    if (fd < 0 && errno != ENXIO) {
-        snprintf(err, errlen, "%s%s: %s: %s",
-                 conf_where(c, conf_line(c, setting), where, sizeof where), setting, path,
-                 strerror(errno));
+    /* opened exactly as a start opens it (no symlink, a regular file only),
+     * and a file made only for the check is removed again */
+    bool existed = lstat(path, &st) == 0;
+    int fd = log_open_file(path, (uid_t)-1, (gid_t)-1, why, sizeof why);
+    if (fd < 0) {
+        snprintf(err, errlen, "%s%s: %s", conf_where(c, conf_line(c, setting), where, sizeof where),
+                 setting, why);
         return -1;
     }
-    if (fd >= 0) close(fd);
-    if (made) unlink(path);
+    close(fd);
+    if (!existed) unlink(path);
     return 0;
 }
 
@@ -446,8 +446,22 @@ static bool starting(const struct master *m, const struct generation *g) {
     return g == &m->next || !m->started;
 }
 
+/* A worker keeps only its own generation's listening sockets: a copy of the
+ * other generation's would keep a socket the master closed listening, and
+ * its connections would wait for an accept that never comes. */
+static void close_other_listeners(const struct master *m, const struct generation *g) {
+    const struct generation *other = g == &m->cur ? &m->next : &m->cur;
+    for (size_t i = 0; other->id && i < other->listeners.n; i++) {
+        int fd = other->listeners.v[i].fd;
+        bool ours = false;
+        for (size_t j = 0; j < g->listeners.n; j++) ours |= g->listeners.v[j].fd == fd;
+        if (fd >= 0 && !ours) close(fd);
+    }
+}
+
 static void worker_main(struct master *m, struct generation *g, struct proc *p, pid_t master_pid) {
     child_signals(); /* worker_run() unblocks them once it handles them */
+    close_other_listeners(m, g);
     /* a worker outliving its master stops gracefully (the worker arms this
      * again after a privilege drop, which clears it) */
     prctl(PR_SET_PDEATHSIG, SIGTERM);

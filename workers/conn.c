@@ -255,9 +255,12 @@ size_t conn_exchange_output(const struct conn *c) {
 static enum step answer_ready(struct conn *c) {
     struct exchange *ex = c->ex;
     if (ex->failed) {
-        if (ex->streaming) { /* too late for a status: the client sees a cut answer */
-            conn_close(c);
-            return STEP_CLOSED;
+        if (ex->streaming) {
+            /* too late for a status: what was queued goes out, then the
+             * connection closes without the last chunk, so that the client
+             * sees a cut answer, not a complete one */
+            c->close_after = true;
+            return queued(c);
         }
         response_error(&ex->resp, 500);
     }
@@ -284,18 +287,21 @@ void conn_exchange_timeout(struct conn *c) {
         conn_close(c);
         return;
     }
-    /* the exchange lives on (abandoned) while its job still runs, with the
-     * request's bytes; the 504 goes out from a new one, logging the same
-     * request (the old one holds it) */
-    const struct http_request *req = ex->req;
+    /* the exchange is abandoned (it lives on while its job still runs, with
+     * the request's bytes); the 504 goes out from a new one, which logs the
+     * same request: the old one is held until that is done */
+    ex->pending++;
     c->ex = NULL;
     exchange_abandon(ex, &c->in);
     if (exchange_begin(c) < 0) {
         conn_close(c);
-        return;
+    } else {
+        c->ex->req = ex->req;
+        c->ex->start_us = ex->start_us;
+        if (refuse(c, 504) != STEP_CLOSED) conn_run(c);
     }
-    c->ex->req = req;
-    if (refuse(c, 504) != STEP_CLOSED) conn_run(c);
+    ex->pending--;
+    exchange_settle(ex);
 }
 
 /* ---- reading ---------------------------------------------------------- */
@@ -690,8 +696,11 @@ static void conn_run(struct conn *c) {
             conn_finish_close(c);
             return;
         }
-        /* a request cut short by the client's close gets no answer */
-        if (c->peer_closed && (c->state == CONN_READING_HEAD || c->state == CONN_READING_BODY)) {
+        /* a request cut short by the client's close gets no answer, and one
+         * whose client closed while its handler works is abandoned (nginx
+         * does the same: 499), so that the handler stops for nobody */
+        if (c->peer_closed && (c->state == CONN_READING_HEAD || c->state == CONN_READING_BODY ||
+                               c->state == CONN_HANDLING)) {
             conn_close(c);
             return;
         }
@@ -790,9 +799,17 @@ static void conn_close(struct conn *c) {
     if (c->ex) {
         struct exchange *ex = c->ex;
         c->ex = NULL;
-        /* every request whose head was read has its line in the log */
-        if (ex->req && ex->state != EX_PARSING)
-            log_request(c, ex, ex->state == EX_HANDLING ? STATUS_CLIENT_GONE : ex->status);
+        /* every request whose head was read has its line in the log: 400
+         * for a body cut short, 499 for an answer the client did not wait
+         * for, and for one cut while it was sent, the bytes that went out */
+        if (ex->req) {
+            uint64_t unsent = c->file_left + buf_len(&c->out);
+            ex->body_bytes = ex->body_bytes > unsent ? ex->body_bytes - unsent : 0;
+            log_request(c, ex,
+                        ex->state == EX_PARSING    ? 400
+                        : ex->state == EX_HANDLING ? STATUS_CLIENT_GONE
+                                                   : ex->status);
+        }
         exchange_abandon(ex, &c->in);
     }
     event_del(&c->rev);

@@ -176,6 +176,9 @@ void exchange_fail(struct exchange *ex, const char *why) {
         log_error("route %s: %s: the client gets %s", ex->route ? route_path(ex->route) : "-", why,
                   ex->streaming ? "a cut answer" : "500");
     ex->failed = true;
+    /* a stream that failed is over: the answer completes (cut) as soon as
+     * the handler or callback returns */
+    ex->stream_open = false;
 }
 
 void exchange_settle(struct exchange *ex) {
@@ -292,7 +295,11 @@ int exchange_async(struct exchange *ex, void (*work)(pfd_req *, void *),
     ex->async_arg = arg;
     if (submit(ex) < 0) {
         ex->is_async = false;
-        answer_503(ex);
+        /* a stream under way has its status: it can only be cut */
+        if (ex->streaming || ex->stream_open)
+            exchange_fail(ex, "pfd_async: the pool's queue is full");
+        else
+            answer_503(ex);
         return -1;
     }
     return 0;
@@ -356,13 +363,11 @@ void exchange_abandon(struct exchange *ex, struct buf *in) {
     ex->conn = NULL;
     timer_stop(ex);
     event_del(&ex->wake);
-    ex->drain_cb = NULL;
     cancel(ex);
-    /* an inline stream has nobody to go to */
-    if (ex->stream_open) ex->stream_open = false;
+    ex->stream_open = false; /* an inline stream has nobody to go to */
+    ex->pending++;           /* nothing below may end it under our feet */
     if (ex->in_pool && pool_cancel(ex->env->pool, &ex->job) == 0) {
-        /* never started: nothing ran, but an async job's done still runs,
-         * so that it can free what it owns */
+        /* never started: nothing ran, but an async job's done still runs */
         ex->in_pool = false;
         if (ex->is_async) {
             ex->is_async = false;
@@ -370,14 +375,30 @@ void exchange_abandon(struct exchange *ex, struct buf *in) {
         }
         ex->pending--;
     }
+    /* callbacks that would have come later run now, with pfd_gone() true,
+     * so that they can free what they own (and cannot start anything new:
+     * pfd_after, pfd_async and pfd_on_drain refuse a request that is gone) */
+    if (ex->drain_cb) {
+        void (*cb)(pfd_req *, void *) = ex->drain_cb;
+        ex->drain_cb = NULL;
+        run_callback(ex, cb, ex->drain_arg);
+    }
+    while (ex->afters) {
+        struct ex_after *a = ex->afters;
+        void (*cb)(pfd_req *, void *) = a->cb;
+        void *arg = a->arg;
+        ex->afters = a->next;
+        evtimer_del(&a->ev);
+        free(a);
+        run_callback(ex, cb, arg);
+        ex->pending--;
+    }
     if (ex->in_pool) {
         /* a thread runs the handler: it may still read the request's bytes */
         ex->orphan_in = *in;
         memset(in, 0, sizeof *in);
     }
-    /* timers fire now, with pfd_gone() true */
-    static const struct timeval now = {0, 0};
-    for (struct ex_after *a = ex->afters; a; a = a->next) evtimer_add(&a->ev, &now);
+    ex->pending--;
     exchange_settle(ex);
 }
 

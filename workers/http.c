@@ -146,6 +146,8 @@ static int check_partial_request_line(struct http_msg *m, const char *line, size
             m->rl_state = RL_METHOD;
             break;
         case RL_METHOD:
+            /* CONNECT's authority-form target is refused later, with 501 */
+            if (c == ' ' && i == 7 && memcmp(line, "CONNECT", 7) == 0) return 0;
             if (c == ' ')
                 m->rl_state = RL_TARGET_START;
             else if (!is_tchar(c))

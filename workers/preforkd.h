@@ -335,7 +335,7 @@ void *pfd_shared_get(const char *name, size_t *size);
  * holding it does not block the others: the next locker gets it with
  * PFD_LOCK_RECOVERED and should repair what the dead one left half done. */
 typedef struct pfd_lock {
-    unsigned char opaque[64];
+    long long opaque[8]; /* a pthread_mutex_t, aligned as it needs */
 } pfd_lock;
 #define PFD_LOCK_RECOVERED 1
 /* In the master, on memory in a shared region. 0 or -1. */

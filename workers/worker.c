@@ -26,6 +26,8 @@
 #define ACCEPT_BATCH 64
 /* Pause before accepting again when out of file descriptors. */
 #define ACCEPT_RETRY_MS 200
+/* ... and the shortest time between two warnings about it. */
+#define ACCEPT_LOG_MS 5000
 /* Fair accepting between workers sharing a socket: a worker holding this
  * many connections more than the least loaded live peer of its generation
  * steps back for ACCEPT_DEFER_MS, at most ACCEPT_MAX_DEFERS times in a row
@@ -105,9 +107,18 @@ static void on_accept(evutil_socket_t lfd, short what, void *arg) {
             case ENOBUFS:
             case ENOMEM: {
                 /* no busy loop: stop accepting for a moment, or until a
-                 * connection closes and frees a descriptor */
+                 * connection closes and frees a descriptor; said at most
+                 * once in ACCEPT_LOG_MS, with how often it happened */
                 static const struct timeval retry = {0, ACCEPT_RETRY_MS * 1000};
-                log_warn("accept: %s; pausing accepts for %d ms", strerror(errno), ACCEPT_RETRY_MS);
+                uint64_t now = monotonic_ms();
+                w->accept_pauses++;
+                if (now - w->accept_logged_ms >= ACCEPT_LOG_MS) {
+                    log_warn("accept: %s; pausing accepts for %d ms (%u time(s) since the last "
+                             "report)",
+                             strerror(errno), ACCEPT_RETRY_MS, w->accept_pauses);
+                    w->accept_logged_ms = now;
+                    w->accept_pauses = 0;
+                }
                 accept_enable(w, false);
                 event_add(w->accept_retry, &retry);
                 return;

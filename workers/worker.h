@@ -70,6 +70,8 @@ struct worker {
     bool accepting;                /* accept events are added */
     unsigned accept_defers;        /* times in a row we left a connection to peers */
     struct event *accept_retry;    /* re-enables accepting after EMFILE */
+    uint64_t accept_logged_ms;     /* when EMFILE was last reported */
+    unsigned accept_pauses;        /* pauses since then */
     struct event *close_listeners; /* closes our copies once the loop forgot them */
 
     struct sb_slot *slot;

@@ -184,6 +184,11 @@ START_FAILURES = {
                          "error_log: {tmp}/missing/error.log: No such file or directory"),
     "unknown user": ("workers = 1\nuser = nosuchuser", 4, 'user: no user "nosuchuser"'),
     "unknown group": ("user = nobody\ngroup = nosuchgroup", 4, 'group: no group "nosuchgroup"'),
+    # found in review: --check opened these as root, following the link
+    "access log symlink": ("access_log = {tmp}/link.log", 3,
+                           "access_log: {tmp}/link.log: a symbolic link: not followed for a log"),
+    "access log FIFO": ("access_log = {tmp}/fifo.log", 3,
+                        "access_log: {tmp}/fifo.log: not a regular file: not used as a log"),
     "unix socket folder": ("listen = unix:{tmp}/missing/s.sock", 3,
                            "listen: unix:{tmp}/missing/s.sock: {tmp}/missing: "
                            "No such file or directory"),
@@ -198,6 +203,9 @@ def test_check_fails_on_what_start_fails_on(tmp_path, case):
     run the same checks now: the same one line, with the file as given."""
     settings, line, words = (x.format(tmp=tmp_path) if isinstance(x, str) else x
                              for x in START_FAILURES[case])
+    (tmp_path / "victim").write_text("root's\n")
+    os.symlink(tmp_path / "victim", tmp_path / "link.log")
+    os.mkfifo(tmp_path / "fifo.log")
     (tmp_path / "site.conf").write_text(f"[server]\nlisten = 127.0.0.1:0\n{settings}\n"
                                         f"[route /]\nhandler = status\n")
     check = usage_error(run("--config", "site.conf", "--check", cwd=tmp_path))

@@ -507,3 +507,66 @@ def test_deadlines_ignore_a_step_of_the_wall_clock(make_server, site, tmp_path, 
     assert got.startswith(b"HTTP/1.1 408"), f"after {took:.1f} s: {got!r}"
     assert 7 < took < 13, f"408 after {took:.1f} s for a header_timeout of 8 s"
     s.close()
+
+
+# ---- found in review: each with the class it stands for ------------------------
+
+
+def test_request_timeout_of_a_queued_job_logs_its_request(make_server, site):
+    """A job still queued at request_timeout: the 504 logs the request it
+    answers, with its time (a freed exchange was read before: an empty
+    request line, 0.000, or a crash)."""
+    if not has_fault_handler():
+        pytest.skip("needs a build with PREFORKD_FAULT_HANDLER (scripts/test builds one)")
+    srv = make_server(config=_config(site, threads=1, request_timeout="1s", access_log="-") +
+                      "[route /hang]\nhandler = fault\nmode = pool\n")
+    pid = _worker(srv)
+    stuck = _open(srv, b"GET /hang?kind=hang&ms=3000 HTTP/1.1\r\nHost: x\r\n\r\n")
+    _started(srv, busy=1)
+    queued = _open(srv, b"GET /sleep?ms=100 HTTP/1.1\r\nHost: x\r\n\r\n")
+    _started(srv, busy=1, queued=1)
+    for s in (queued, stuck):
+        assert Reader(s).response().status == 504
+        s.close()
+    _quiet(srv, pid)
+    srv.stop()
+    [line] = [l for l in srv.access_log().splitlines() if "/sleep?ms=100" in l]
+    assert '"GET /sleep?ms=100 HTTP/1.1" 504 ' in line, line
+    assert float(line.rsplit(" ", 1)[1]) >= 0.9, line  # the request's own time
+
+
+def test_a_client_that_closes_during_a_pool_job_is_gone(make_server, site):
+    """A FIN while the handler works (not only a reset): the job is
+    cancelled and logged as 499, as nginx does; the next pool request does
+    not wait for it."""
+    srv = make_server(config=_config(site, threads=1, access_log="-"))
+    pid = _worker(srv)
+    s = _open(srv, b"GET /sleep?ms=20000 HTTP/1.1\r\nHost: x\r\n\r\n")
+    _started(srv, busy=1)
+    s.close()
+    t0 = time.monotonic()
+    assert get(srv.port, "/sleep?ms=10").body == b"slept 10 ms\n"
+    assert time.monotonic() - t0 < 5
+    _quiet(srv, pid)
+    srv.stop()
+    assert '"GET /sleep?ms=20000 HTTP/1.1" 499 ' in srv.access_log()
+
+
+def test_every_request_whose_head_was_read_is_logged(make_server, big_site):
+    """A body cut short by a reset: 400 (nginx's "client prematurely closed
+    connection"); a file cut by a reset: the bytes that went out, not its
+    size."""
+    srv = make_server(config=_config(big_site, access_log="-"))
+    pid = _worker(srv)
+    s = _open(srv, b"POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: 100000\r\n\r\nabc")
+    wait_until(lambda: _status(srv.port)[0]["connections"] == 2, what="the request in")
+    _reset(s)
+    s = _writing_file(srv)
+    _reset(s)
+    _quiet(srv, pid)
+    srv.stop()
+    log = srv.access_log()
+    assert '"POST /echo HTTP/1.1" 400 ' in log, log
+    [line] = [l for l in log.splitlines() if "/big.bin" in l]
+    sent = int(line.split('" ')[1].split()[1])
+    assert 0 < sent < BIG, line

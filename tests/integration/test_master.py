@@ -308,6 +308,23 @@ def test_reload_adds_and_removes_listen_addresses(make_server, site, tmp_path):
     assert get(port, "/hello.txt").status == 200  # the TCP socket stayed
 
 
+def test_a_removed_tcp_listen_address_refuses_connections(make_server, site):
+    """Found in review: the new generation's workers inherited every socket
+    of the master, also the one the new configuration dropped, and kept it
+    listening after the master closed it: connections there hung."""
+    keep, drop = free_port(), free_port()
+    srv = make_server(config=site_conf(site, f"listen = 127.0.0.1:{keep}\n"
+                                             f"listen = 127.0.0.1:{drop}"), listen=False)
+    assert get(drop, "/hello.txt").status == 200
+    (srv.tmp / "preforkd.conf").write_text(site_conf(site, f"listen = 127.0.0.1:{keep}"))
+    srv.signal(signal.SIGHUP)
+    wait_until(lambda: "reload done" in srv.log(), what="the reload done")
+    wait_until(lambda: len(srv.workers()) == 1, what="the old worker gone")
+    with pytest.raises(ConnectionRefusedError):
+        socket.create_connection(("127.0.0.1", drop), timeout=5).close()
+    assert get(keep, "/hello.txt").status == 200
+
+
 @pytest.mark.timing
 def test_two_reloads_under_load_lose_nothing(make_server, site):
     srv = make_server(config=site_conf(site), workers=2)

@@ -7,6 +7,7 @@
  *   after?ms=N       inline; answers from a pfd_after timer: no thread waits
  *   stream?n=K&size=B  inline stream of K pieces of B bytes, written as the
  *                    client drains them (pfd_on_drain)
+ *   stream_async     a stream that then hands work to the pool
  *   params           pattern route /p/{a}/{b}: path and query parameters
  *   stats            the counters, JSON
  */
@@ -21,7 +22,7 @@ struct counters {
     _Atomic unsigned long work_started, work_finished, work_cancelled;
     _Atomic unsigned long done_called, done_gone;
     _Atomic unsigned long after_fired, after_gone;
-    _Atomic unsigned long stream_drains;
+    _Atomic unsigned long stream_drains, stream_freed;
 };
 
 static struct counters *ctr;
@@ -76,7 +77,9 @@ static int async_handle(pfd_req *r) {
 static void after_fired(pfd_req *r, void *arg) {
     atomic_fetch_add(&ctr->after_fired, 1);
     if (pfd_gone(r)) atomic_fetch_add(&ctr->after_gone, 1);
-    pfd_printf(r, "waited %ld ms\n", (long)(intptr_t)arg);
+    /* the request's strings live as long as the request, gone or not */
+    pfd_str agent = pfd_header(r, "user-agent"), path = pfd_path(r);
+    pfd_printf(r, "waited %ld ms for %zu+%zu bytes\n", (long)(intptr_t)arg, agent.len, path.len);
 }
 
 static int after_handle(pfd_req *r) {
@@ -93,9 +96,17 @@ struct stream {
     char *piece;
 };
 
+/* malloc'd, not in the request's memory: a callback must run to free it,
+ * also when the client has gone */
+static void stream_free(struct stream *s) {
+    free(s->piece);
+    free(s);
+    atomic_fetch_add(&ctr->stream_freed, 1);
+}
+
 static void stream_more(pfd_req *r, void *arg) {
     struct stream *s = arg;
-    while (s->left > 0) {
+    while (s->left > 0 && !pfd_gone(r)) {
         int rc = pfd_stream_write(r, s->piece, (size_t)s->size);
         if (rc == PFD_AGAIN) {
             /* the client is slow: come back when it has read */
@@ -107,19 +118,43 @@ static void stream_more(pfd_req *r, void *arg) {
         s->left--;
     }
     pfd_stream_end(r);
+    stream_free(s);
 }
 
 static int stream_handle(pfd_req *r) {
-    struct stream *s = pfd_alloc(r, sizeof *s);
-    if (!s) return PFD_ERROR;
-    s->left = number(r, "n", 4);
-    s->size = number(r, "size", 16);
-    if (s->size <= 0 || s->size > 1 << 20 || s->left < 0) return pfd_error(r, 400);
-    if (!(s->piece = pfd_alloc(r, (size_t)s->size))) return PFD_ERROR;
+    long left = number(r, "n", 4), size = number(r, "size", 16);
+    if (size <= 0 || size > 1 << 20 || left < 0) return pfd_error(r, 400);
+    struct stream *s = calloc(1, sizeof *s);
+    if (!s || !(s->piece = malloc((size_t)size))) {
+        free(s);
+        return PFD_ERROR;
+    }
+    s->left = left;
+    s->size = size;
     memset(s->piece, 'y', (size_t)s->size);
     pfd_content_type(r, "application/octet-stream");
-    if (pfd_stream_begin(r) < 0) return PFD_ERROR;
+    if (pfd_stream_begin(r) < 0) {
+        stream_free(s);
+        return PFD_ERROR;
+    }
     stream_more(r, s);
+    return PFD_OK;
+}
+
+/* A stream that then needs the pool: when the pool's queue is full, the
+ * answer cannot turn into a 503 any more; it is cut. */
+static void stream_async_work(pfd_req *r, void *arg) {}
+
+static void stream_async_done(pfd_req *r, void *arg) {
+    pfd_stream_write(r, "b", 1);
+    pfd_stream_end(r);
+}
+
+static int stream_async_handle(pfd_req *r) {
+    pfd_content_type(r, "text/plain");
+    pfd_stream_begin(r);
+    pfd_stream_write(r, "a", 1);
+    pfd_async(r, stream_async_work, stream_async_done, NULL);
     return PFD_OK;
 }
 
@@ -152,17 +187,19 @@ static int stats_handle(pfd_req *r) {
     return pfd_printf(r,
                       "{\"work_started\": %lu, \"work_finished\": %lu, \"work_cancelled\": %lu, "
                       "\"done_called\": %lu, \"done_gone\": %lu, \"after_fired\": %lu, "
-                      "\"after_gone\": %lu, \"stream_drains\": %lu}\n",
+                      "\"after_gone\": %lu, \"stream_drains\": %lu, \"stream_freed\": %lu}\n",
                       atomic_load(&ctr->work_started), atomic_load(&ctr->work_finished),
                       atomic_load(&ctr->work_cancelled), atomic_load(&ctr->done_called),
                       atomic_load(&ctr->done_gone), atomic_load(&ctr->after_fired),
-                      atomic_load(&ctr->after_gone), atomic_load(&ctr->stream_drains));
+                      atomic_load(&ctr->after_gone), atomic_load(&ctr->stream_drains),
+                      atomic_load(&ctr->stream_freed));
 }
 
 static const pfd_handler handlers[] = {
     {.name = "async", .handle = async_handle, .body = PFD_BODY_DROP},
     {.name = "after", .handle = after_handle, .body = PFD_BODY_DROP},
     {.name = "stream", .handle = stream_handle, .body = PFD_BODY_DROP},
+    {.name = "stream_async", .handle = stream_async_handle, .body = PFD_BODY_DROP},
     {.name = "params", .handle = params_handle, .body = PFD_BODY_DROP},
     {.name = "stats", .handle = stats_handle, .body = PFD_BODY_DROP},
     {0},

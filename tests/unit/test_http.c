@@ -801,6 +801,12 @@ static const struct parse_case cases[] = {
     REFUSE("unknown method", "FOO / HTTP/1.1\r\nHost: a\r\n\r\n", 501),
     REFUSE("lowercase method", "get / HTTP/1.1\r\nHost: a\r\n\r\n", 501),
     REFUSE("CONNECT", "CONNECT a:443 HTTP/1.1\r\nHost: a:443\r\n\r\n", 501),
+    /* the same verdict however the bytes arrive: an authority-form target
+     * starts with a digit or '[' (refused early as 400 once, whole as 501) */
+    REFUSE("CONNECT to an address", "CONNECT 10.0.0.1:443 HTTP/1.1\r\nHost: a:443\r\n\r\n", 501),
+    REFUSE("CONNECT to [v6]", "CONNECT [::1]:443 HTTP/1.1\r\nHost: a:443\r\n\r\n", 501),
+    REFUSE("a method longer than any known", "ABCDEFGHIJKLMNOPQRSTUVWXYZ / HTTP/1.1\r\nHost: a\r\n\r\n",
+           501),
     REFUSE("method with a non-token character", "G@T / HTTP/1.1\r\nHost: a\r\n\r\n", 400),
     REFUSE("method with a control character", "\001GET / HTTP/1.1\r\nHost: a\r\n\r\n", 400),
 
