@@ -391,7 +391,7 @@ class Reader:
         cl = r.header("content-length")
         if te:
             assert te.lower() == "chunked", te
-            body = b""
+            body = bytearray()  # appends stay linear for bodies of many MiB
             while True:
                 size = int(self._line().split(b";")[0], 16)
                 if size == 0:
@@ -400,7 +400,7 @@ class Reader:
                     break
                 body += self._exact(size)
                 assert self._exact(2) == b"\r\n"
-            r.body = body
+            r.body = bytes(body)
         elif cl is not None:
             r.body = self._exact(int(cl))
         else:

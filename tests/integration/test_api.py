@@ -113,8 +113,9 @@ def test_request_timeout_answers_504_and_cancels_async_work(make_server):
     t0 = time.monotonic()
     r = get(srv.port, "/async?ms=20000")
     assert r.status == 504 and time.monotonic() - t0 < 8
-    st = wait_until(lambda: (lambda st: st["work_cancelled"] == 1 and st)(_stats(srv.port)),
-                    timeout=5, what="the work to see the cancellation")
+    st = wait_until(lambda: (lambda st: st["work_cancelled"] == 1 and st["done_called"] == 1 and
+                             st)(_stats(srv.port)),
+                    timeout=5, what="the work to see the cancellation, then its done callback")
     assert st["done_gone"] == 1
 
 
