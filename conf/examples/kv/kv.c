@@ -895,6 +895,8 @@ static void digest_work(pfd_req *r, void *arg) {
     }
     struct sha256 s;
     sha256_init(&s);
+    /* cut short when the client left (or request_timeout passed): done
+     * then finds the request gone and answers nothing */
     for (size_t i = 0; i < c->n && !pfd_cancelled(r); i++) {
         const struct kv_entry *e = c->sorted[i];
         add_be32(&s, e->klen);
@@ -904,7 +906,6 @@ static void digest_work(pfd_req *r, void *arg) {
         d->bytes += e->klen + e->vlen;
     }
     sha256_end(&s, d->sum);
-    d->failed = pfd_cancelled(r); /* cut short: no answer is wanted anyway */
     d->keys = c->n;
     d->recovered = c->recovered;
     d->dropped = c->dropped;
@@ -1028,9 +1029,10 @@ static int kv_snapshot(pfd_req *r) {
     if (c->recovered) recovered(r, c->dropped);
     long size = 0;
     if (write_snapshot(sr->path, c, &size) < 0) {
-        pfd_log_error("kv: snapshot %s: %s", sr->path, strerror(errno));
+        const char *why = strerror(errno);
+        pfd_log_error("kv: snapshot %s: %s", sr->path, why);
         copy_free(c);
-        return answer_error(r, 500, pfd_sprintf(r, "snapshot: %s", strerror(errno)));
+        return answer_error(r, 500, pfd_sprintf(r, "snapshot: %s", why));
     }
     pfd_content_type(r, "application/json");
     pfd_write(r, "{\"file\": ", 9);
