@@ -666,34 +666,38 @@ def run(cmd, **kw):
     return out.stdout
 
 
+Installed = collections.namedtuple("Installed", "prefix pcdir cc cflags")
+
+
 @pytest.fixture(scope="module")
 def installed(tmp_path_factory):
-    """cmake --install into a fresh prefix: (prefix, folder of preforkd.pc).
-    The build tree is PREFORKD_BIN's when it has the libraries; a sanitized
-    one would need the sanitizers' runtime in every program built against
-    it, which is no user's case: then a Release tree is configured and
-    built instead (so it is under scripts/test, and scripts/valgrind)."""
+    """cmake --install of PREFORKD_BIN's build tree into a fresh prefix.
+    A program built against a sanitized library needs the sanitizers too:
+    cc and cflags say how to compile one. When the tree has no libraries
+    (scripts/valgrind's binary stands alone), a Release tree is configured
+    and built from the sources instead."""
     for tool in ("cmake", "cc", "pkg-config", "ldd", "nm"):
         if not shutil.which(tool):
             pytest.skip(f"{tool} is missing")
     tmp = tmp_path_factory.mktemp("install")
     build = BUILD
-    cache = build / "CMakeCache.txt"
-    built = all((build / f).exists() for f in ("libpreforkd.a", "libpreforkd.so", "preforkd.pc"))
-    if not built or re.search(r"^PREFORKD_SANITIZE:BOOL=ON$", cache.read_text(), re.M):
+    if not all((build / f).exists() for f in ("libpreforkd.a", "libpreforkd.so", "preforkd.pc")):
         build = tmp / "build"
         run(["cmake", "-S", SOURCE_DIR, "-B", build, "-DCMAKE_BUILD_TYPE=Release",
              "-DPREFORKD_TESTS=OFF"])
         run(["cmake", "--build", build, "-j2"])
+    cache = (build / "CMakeCache.txt").read_text()
+    cc = re.search(r"^CMAKE_C_COMPILER:\w+=(.+)$", cache, re.M).group(1)
+    sanitized = re.search(r"^PREFORKD_SANITIZE:BOOL=ON$", cache, re.M)
     prefix = tmp / "prefix"
     run(["cmake", "--install", build, "--prefix", prefix])
     [pc] = list(prefix.glob("**/pkgconfig/preforkd.pc"))
-    return prefix, pc.parent
+    return Installed(prefix, pc.parent, cc, ["-fsanitize=address,undefined"] if sanitized else [])
 
 
 def test_a_program_builds_against_the_installed_library_with_pkg_config(installed, tmp_path,
                                                                          start):
-    prefix, pcdir = installed
+    prefix, pcdir = installed.prefix, installed.pcdir
     env = dict(os.environ, PKG_CONFIG_PATH=str(pcdir))
     # the .pc file names the prefix of the configure step, not the one of
     # the install (test_the_pkg_config_file_follows_the_install_prefix):
@@ -701,7 +705,7 @@ def test_a_program_builds_against_the_installed_library_with_pkg_config(installe
     flags = run(["pkg-config", f"--define-variable=prefix={prefix}", "--cflags", "--libs",
                  "--static", "preforkd"], env=env).split()
     (tmp_path / "tiny.c").write_text(TINY)
-    run(["cc", "-o", tmp_path / "tiny", tmp_path / "tiny.c"] + flags)
+    run([installed.cc, "-o", tmp_path / "tiny", tmp_path / "tiny.c"] + flags + installed.cflags)
     libdir = pcdir.parent
     ldd = run(["ldd", tmp_path / "tiny"], env=dict(os.environ, LD_LIBRARY_PATH=str(libdir)))
     assert f"libpreforkd.so.0 => {libdir}/libpreforkd.so.0" in ldd
@@ -718,7 +722,7 @@ def test_a_program_builds_against_the_installed_library_with_pkg_config(installe
                                        "of the configure step: cmake --install --prefix P gives a "
                                        "preforkd.pc that points elsewhere than P")
 def test_the_pkg_config_file_follows_the_install_prefix(installed):
-    prefix, pcdir = installed
+    prefix, pcdir = installed.prefix, installed.pcdir
     cflags = run(["pkg-config", "--cflags", "preforkd"], env=dict(os.environ,
                                                                    PKG_CONFIG_PATH=str(pcdir)))
     assert f"-I{prefix}/include" in cflags
