@@ -550,7 +550,7 @@ static int enter_section(struct load *ld, const char *section) {
     ld->route_seen = 0;
     if (strcmp(section, "server") == 0) return 1;
     if (strncmp(section, "route ", 6) == 0) {
-        const char *path;
+        const char *path = NULL;
         enum conf_route_match match;
         char msg[300];
         if (parse_route_header(section + 6, &path, &match, msg, sizeof msg) < 0)

@@ -448,8 +448,23 @@ int pfd_printf(pfd_req *r, const char *fmt, ...) {
     return pfd_write(r, text, (size_t)n);
 }
 
+/* The length of the valid UTF-8 sequence at s (RFC 3629: no overlong forms,
+ * no surrogates, nothing past U+10FFFF), or 0. */
+static size_t utf8_len(const unsigned char *s, size_t n) {
+    unsigned char c = s[0];
+    size_t len = c >= 0xf0 ? 4 : c >= 0xe0 ? 3 : c >= 0xc0 ? 2 : 0;
+    if (!len || len > n || c > 0xf4 || c == 0xc0 || c == 0xc1) return 0;
+    for (size_t i = 1; i < len; i++)
+        if ((s[i] & 0xc0) != 0x80) return 0;
+    if ((c == 0xe0 && s[1] < 0xa0) || (c == 0xed && s[1] >= 0xa0) || (c == 0xf0 && s[1] < 0x90) ||
+        (c == 0xf4 && s[1] >= 0x90))
+        return 0;
+    return len;
+}
+
 int pfd_write_json_string(pfd_req *r, const char *s, size_t n) {
     static const char hex[] = "0123456789abcdef";
+    const unsigned char *u = (const unsigned char *)s;
     char buf[512];
     size_t k = 0;
     buf[k++] = '"';
@@ -458,7 +473,7 @@ int pfd_write_json_string(pfd_req *r, const char *s, size_t n) {
             if (pfd_write(r, buf, k) < 0) return -1;
             k = 0;
         }
-        unsigned char c = (unsigned char)s[i];
+        unsigned char c = u[i];
         switch (c) {
         case '"': buf[k++] = '\\', buf[k++] = '"'; break;
         case '\\': buf[k++] = '\\', buf[k++] = '\\'; break;
@@ -471,8 +486,20 @@ int pfd_write_json_string(pfd_req *r, const char *s, size_t n) {
                 k += 4;
                 buf[k++] = hex[c >> 4];
                 buf[k++] = hex[c & 15];
-            } else {
+            } else if (c < 0x80) {
                 buf[k++] = (char)c;
+            } else {
+                /* JSON is UTF-8: a byte that is not part of a valid
+                 * sequence becomes U+FFFD, the replacement character */
+                size_t len = utf8_len(u + i, n - i);
+                if (len) {
+                    memcpy(buf + k, u + i, len);
+                    k += len;
+                    i += len - 1;
+                } else {
+                    memcpy(buf + k, "\xef\xbf\xbd", 3);
+                    k += 3;
+                }
             }
         }
     }
@@ -526,8 +553,14 @@ int pfd_error(pfd_req *r, int status) {
     struct exchange *ex = EX(r);
     if (!head_open(ex, "pfd_error")) return -1;
     if (status < 300 || status > 599) return fail(ex, "pfd_error with a status under 300");
-    response_error(&ex->resp, status);
-    return 0;
+    /* the body and its type are replaced; header fields added stay */
+    char text[80];
+    int n = snprintf(text, sizeof text, "%d %s\n", status, http_reason(status));
+    to_memory_body(ex);
+    ex->resp.mem_len = 0;
+    ex->resp.status = status;
+    ex->resp.content_type = "text/plain";
+    return pfd_write(r, text, (size_t)n);
 }
 
 /* ---- later answers -------------------------------------------------------- */

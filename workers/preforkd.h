@@ -144,7 +144,10 @@ typedef struct pfd_app {
      * copy-on-write, create shared regions (pfd_shared_create). 0 or -1. */
     int (*init)(char *err, size_t errlen);
     /* Each worker, after fork and privilege drop, before it serves; index
-     * is its position (0 .. workers-1). 0, or -1: the worker cannot start. */
+     * is its position (0 .. workers-1) in its generation: during a reload,
+     * and for a worker respawned after a crash, two processes may have the
+     * same index for a while (state per index must allow for that). 0, or
+     * -1: the worker cannot start. */
     int (*worker_init)(unsigned index);
     void (*worker_exit)(void); /* each worker, as it exits */
     /* Each pool thread, as it starts and ends (a connection per thread). */
@@ -272,7 +275,8 @@ int pfd_content_type(pfd_req *r, const char *type);
 /* Appends to the body, kept in memory until sent. */
 int pfd_write(pfd_req *r, const void *p, size_t n);
 int pfd_printf(pfd_req *r, const char *fmt, ...) PFD_PRINTF(2, 3);
-/* Appends s as a JSON string literal (quoted and escaped). */
+/* Appends s as a JSON string literal (quoted and escaped; bytes that are
+ * not valid UTF-8 become U+FFFD). */
 int pfd_write_json_string(pfd_req *r, const char *s, size_t n);
 /* The whole body is p[0, n), not copied: release(arg) is called (on the
  * loop thread) once it is sent or the request ends. release may be NULL. */
@@ -284,7 +288,9 @@ int pfd_body_file(pfd_req *r, int fd, uint64_t off, uint64_t len, void (*release
 /* Shorthands: status, Content-Type and the whole body at once. */
 int pfd_text(pfd_req *r, int status, const char *text); /* text/plain; charset=utf-8 */
 int pfd_json(pfd_req *r, int status, const char *json); /* application/json */
-/* A short answer (3xx, 4xx, 5xx): status and a text/plain body naming it. */
+/* A short answer (3xx, 4xx, 5xx): status and a text/plain body naming it.
+ * The body and Content-Type set before are replaced; header fields added
+ * before stay (Retry-After, Allow...). */
 int pfd_error(pfd_req *r, int status);
 
 /* ---- later answers -------------------------------------------------------- */
@@ -338,10 +344,14 @@ typedef struct pfd_lock {
     long long opaque[8]; /* a pthread_mutex_t, aligned as it needs */
 } pfd_lock;
 #define PFD_LOCK_RECOVERED 1
+#define PFD_LOCK_BUSY      2
 /* In the master, on memory in a shared region. 0 or -1. */
 int pfd_lock_init(pfd_lock *l);
-/* 0, PFD_LOCK_RECOVERED, or -1. */
+/* 0, PFD_LOCK_RECOVERED, or -1. Blocks: from the loop thread, only for
+ * holds that are short (or use pfd_lock_try, and pfd_after to try again). */
 int pfd_lock_acquire(pfd_lock *l);
+/* Without waiting: 0, PFD_LOCK_RECOVERED, PFD_LOCK_BUSY, or -1. */
+int pfd_lock_try(pfd_lock *l);
 void pfd_lock_release(pfd_lock *l);
 
 /* ---- the server ------------------------------------------------------------ */

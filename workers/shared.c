@@ -97,6 +97,19 @@ int pfd_lock_acquire(pfd_lock *l) {
     return -1;
 }
 
+int pfd_lock_try(pfd_lock *l) {
+    pthread_mutex_t *m = (pthread_mutex_t *)l->opaque;
+    int rc = pthread_mutex_trylock(m);
+    if (rc == 0) return 0;
+    if (rc == EBUSY) return PFD_LOCK_BUSY;
+    if (rc == EOWNERDEAD) {
+        pthread_mutex_consistent(m);
+        log_warn("a shared lock was held by a process that died: recovered");
+        return PFD_LOCK_RECOVERED;
+    }
+    return -1;
+}
+
 void pfd_lock_release(pfd_lock *l) {
     pthread_mutex_unlock((pthread_mutex_t *)l->opaque);
 }

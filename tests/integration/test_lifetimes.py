@@ -256,7 +256,7 @@ def test_a_stream_to_a_slow_reader_waits_instead_of_buffering(make_server, site)
     """A handler streams 64 MiB to a client that reads nothing for a while:
     the handler waits once stream_buffer bytes are on their way; the worker
     does not hold the stream in memory. Then the client reads it all."""
-    srv = make_server(config=_config(site, stream_buffer="64k"),
+    srv = make_server(config=_config(site, stream_buffer="64k", request_timeout="5m"),
                       env={"ASAN_OPTIONS": "quarantine_size_mb=0:detect_leaks=1"})
     pid = _worker(srv)
     get(srv.port, "/hello.txt")

@@ -12,6 +12,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
+#include <sys/wait.h>
+#include <unistd.h>
 
 #include <cmocka.h>
 
@@ -202,6 +205,15 @@ static void test_header_checks(void **state) {
     assert_string_equal(fx->ex->resp.content_type, "text/html");
     assert_int_equal(pfd_content_type(r, "text/html\r\nX: y"), -1);
     assert_true(fx->ex->failed);
+    /* pfd_error replaces the body, not the header fields added before */
+    r = request(fx, "GET / HTTP/1.1\r\nHost: h\r\n\r\n");
+    assert_int_equal(pfd_header_add(r, "Retry-After", "5"), 0);
+    assert_int_equal(pfd_write(r, "partial", 7), 0);
+    assert_int_equal(pfd_error(r, 503), 0);
+    assert_int_equal(fx->ex->resp.status, 503);
+    assert_non_null(
+        memmem(fx->ex->resp.headers, fx->ex->resp.headers_len, "Retry-After: 5\r\n", 16));
+    assert_memory_equal(fx->ex->resp.mem, "503 Service Unavailable\n", fx->ex->resp.mem_len);
     /* statuses that are not final ones fail too */
     r = request(fx, "GET / HTTP/1.1\r\nHost: h\r\n\r\n");
     pfd_status(r, 101);
@@ -237,6 +249,14 @@ static void test_json_strings_and_bodies(void **state) {
     assert_int_equal(fx->ex->resp.mem_len, 4);
     assert_int_equal(pfd_printf(r, " %d", 7), 0);
     assert_memory_equal(fx->ex->resp.mem, "made 7", 6);
+    /* bytes that are no valid UTF-8 become U+FFFD: the output stays JSON */
+    assert_int_equal(pfd_text(r, 200, ""), 0);
+    const char bad[] = "a\xff\xfe\xc3\xa9\xed\xa0\x80\xf0\x9f\x98\x80\xc3";
+    assert_int_equal(pfd_write_json_string(r, bad, sizeof bad - 1), 0);
+    const char fixed[] = "\"a\xef\xbf\xbd\xef\xbf\xbd\xc3\xa9\xef\xbf\xbd\xef\xbf\xbd\xef\xbf\xbd"
+                         "\xf0\x9f\x98\x80\xef\xbf\xbd\"";
+    assert_int_equal(fx->ex->resp.mem_len, sizeof fixed - 1);
+    assert_memory_equal(fx->ex->resp.mem, fixed, sizeof fixed - 1);
     /* a long string crosses the writer's buffer */
     char big[3000];
     memset(big, '"', sizeof big);
@@ -265,6 +285,29 @@ static void test_arena(void **state) {
     arena_free(&ar);
 }
 
+/* The lock in shared memory: busy for a second taker, and taken back with
+ * PFD_LOCK_RECOVERED from a process that died holding it. */
+static void test_robust_lock(void **state) {
+    pfd_lock *l = mmap(NULL, sizeof *l, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+    assert_true(l != MAP_FAILED);
+    assert_int_equal(pfd_lock_init(l), 0);
+    assert_int_equal(pfd_lock_acquire(l), 0);
+    assert_int_equal(pfd_lock_try(l), PFD_LOCK_BUSY);
+    pfd_lock_release(l);
+    pid_t pid = fork();
+    if (pid == 0) {
+        pfd_lock_acquire(l);
+        _exit(0); /* dies holding it */
+    }
+    int status;
+    assert_int_equal(waitpid(pid, &status, 0), pid);
+    assert_int_equal(pfd_lock_try(l), PFD_LOCK_RECOVERED);
+    pfd_lock_release(l);
+    assert_int_equal(pfd_lock_acquire(l), 0); /* consistent again */
+    pfd_lock_release(l);
+    munmap(l, sizeof *l);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_request_view, setup, teardown),
@@ -274,6 +317,7 @@ int main(void) {
         cmocka_unit_test(test_header_blocks),
         cmocka_unit_test_setup_teardown(test_json_strings_and_bodies, setup, teardown),
         cmocka_unit_test_setup_teardown(test_arena, setup, teardown),
+        cmocka_unit_test(test_robust_lock),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -805,8 +805,8 @@ static const struct parse_case cases[] = {
      * starts with a digit or '[' (refused early as 400 once, whole as 501) */
     REFUSE("CONNECT to an address", "CONNECT 10.0.0.1:443 HTTP/1.1\r\nHost: a:443\r\n\r\n", 501),
     REFUSE("CONNECT to [v6]", "CONNECT [::1]:443 HTTP/1.1\r\nHost: a:443\r\n\r\n", 501),
-    REFUSE("a method longer than any known", "ABCDEFGHIJKLMNOPQRSTUVWXYZ / HTTP/1.1\r\nHost: a\r\n\r\n",
-           501),
+    REFUSE("a method longer than any known",
+           "ABCDEFGHIJKLMNOPQRSTUVWXYZ / HTTP/1.1\r\nHost: a\r\n\r\n", 501),
     REFUSE("method with a non-token character", "G@T / HTTP/1.1\r\nHost: a\r\n\r\n", 400),
     REFUSE("method with a control character", "\001GET / HTTP/1.1\r\nHost: a\r\n\r\n", 400),
 
