@@ -47,6 +47,8 @@ static const struct setting settings[] = {
     {"pool_queue", K_UINT, F(pool_queue), "1024", 1, 1u << 20,
      "pool jobs waiting per worker before 503"},
     {"backlog", K_UINT, F(backlog), "4096", 1, 65535, "listen() backlog"},
+    {"defer_accept", K_DURATION, F(defer_accept), "1s", 0, 3600 * 1000,
+     "a TCP connection is accepted once its first bytes came, or after this; 0 = at once"},
     {"header_timeout", K_DURATION, F(header_timeout), "60s", 1, DAY,
      "time to receive a whole request head (408)"},
     {"body_timeout", K_DURATION, F(body_timeout), "60s", 1, DAY,

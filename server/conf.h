@@ -62,6 +62,7 @@ struct conf {
     unsigned backlog;
 
     unsigned header_timeout;
+    unsigned defer_accept; /* TCP_DEFER_ACCEPT, ms; 0: off */
     unsigned body_timeout;
     unsigned send_timeout;
     unsigned keepalive_timeout;

@@ -5,6 +5,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -284,6 +285,14 @@ void listeners_close(struct listeners *ls, bool unlink_paths) {
     free(ls->v);
     ls->v = NULL;
     ls->n = 0;
+}
+
+void listeners_defer_accept(struct listeners *ls, unsigned ms) {
+    /* whole seconds, rounded up: what TCP_DEFER_ACCEPT takes */
+    int seconds = (int)((ms + 999) / 1000);
+    for (size_t i = 0; i < ls->n; i++)
+        if (ls->v[i].fd >= 0 && ls->v[i].sa.ss_family != AF_UNIX)
+            setsockopt(ls->v[i].fd, IPPROTO_TCP, TCP_DEFER_ACCEPT, &seconds, sizeof seconds);
 }
 
 void listeners_close_sockets(struct listeners *ls) {

@@ -40,6 +40,11 @@ struct listeners {
  * changes in old. */
 int listeners_open(struct listeners *out, char *const *lines, size_t nlines, unsigned backlog,
                    struct listeners *old, char *err, size_t errlen);
+/* TCP sockets hand a connection to accept() only once its first bytes have
+ * come, or ms later (rounded up to seconds; 0: at once): TCP_DEFER_ACCEPT.
+ * An HTTP client speaks first, so a worker woken for a connection finds its
+ * request there: one wake-up, no read that would block. */
+void listeners_defer_accept(struct listeners *ls, unsigned ms);
 /* Closes every socket left (unlink_paths: remove unix socket files we made). */
 void listeners_close(struct listeners *ls, bool unlink_paths);
 /* Closes the sockets but keeps their records, so that a later

@@ -82,6 +82,7 @@ static int serve(const struct cli *cli, char **argv, struct master_args *a, cons
         log_close();
         return 1;
     }
+    listeners_defer_accept(&a->listeners, conf->defer_accept);
     /* sockets the new configuration dropped: closed now, so that no worker
      * of ours holds them; their files are the old master's until it has
      * handed over */

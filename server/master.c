@@ -856,6 +856,7 @@ static void reload(struct master *m) {
         end_reload(m);
         return;
     }
+    listeners_defer_accept(&g.listeners, g.conf.defer_accept);
     if (warn[0]) log_warn("%s", warn);
     for (size_t j = 0; j < g.listeners.n; j++)
         if (!m->next_shared[j]) log_info("listening on %s", g.listeners.v[j].bound);

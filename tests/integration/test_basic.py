@@ -11,7 +11,7 @@ import time
 
 import pytest
 
-from conftest import Reader, get, request
+from conftest import Reader, get, request, wait_until
 
 
 def test_get_index_has_standard_headers(static_server):
@@ -207,3 +207,26 @@ def test_relative_unix_socket_path_resolves_against_the_config_folder(make_serve
     path = srv.tmp / "sockets" / "rel.sock"
     assert f"unix:{path}" in srv.addresses
     assert unix_get(path).body == b"Hello, World!"
+
+
+def _connections(port):
+    import json
+    return json.loads(get(port, "/status").body)["workers"][0]["connections"]
+
+
+@pytest.mark.parametrize("defer", ["1s", "0"])
+def test_defer_accept(make_server, site, defer):
+    """defer_accept: the kernel hands a TCP connection to the worker once
+    its first bytes came (TCP_DEFER_ACCEPT), or after the time set; 0 hands
+    it over at once. Either way the request is answered."""
+    srv = make_server(config=f"[server]\ndefer_accept = {defer}\n[route /]\nhandler = static\n"
+                             f"root = {site}\n[route /status]\nhandler = status\n")
+    s = srv.connect()
+    if defer == "0":
+        wait_until(lambda: _connections(srv.port) == 2, what="the silent connection accepted")
+    else:
+        time.sleep(0.3)
+        assert _connections(srv.port) == 1  # only /status's own: the silent one waits
+    s.sendall(b"GET /hello.txt HTTP/1.1\r\nHost: x\r\n\r\n")
+    assert Reader(s).response().body == b"Hello, World!"
+    s.close()

@@ -428,7 +428,9 @@ def test_graceful_stop_finishes_a_100mb_download(make_server, site, idle):
 
 
 def test_graceful_stop_closes_idle_connections_and_answers_late_requests(make_server, site):
-    srv = make_server(config=site_conf(site), workers=1)
+    # defer_accept = 0: the silent connection is the worker's at once (with
+    # deferred accepts the kernel keeps it until its first bytes come)
+    srv = make_server(config=site_conf(site, "defer_accept = 0"), workers=1)
     idle = srv.connect()
     busy = srv.connect()
     rd = Reader(busy)
