@@ -1,4 +1,4 @@
-/* conf: the configuration — defaults, the INI file ([server] and [route PREFIX]
+/* conf: the configuration — defaults, the INI file ([server] and [route PATH]
  * sections, parsed with inih), command-line overrides, and validation.
  *
  * Every setting is one row of a table in conf.c (name, kind, default, bounds),
