@@ -232,6 +232,21 @@ class Server:
             assert self.proc.returncode == 0, f"exit status {self.proc.returncode}:\n{text[-4000:]}"
 
 
+def alive(pid):
+    """Whether pid runs (a zombie does not)."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False
+
+
+def workers_status(port):
+    """The per-worker slots of /status (the route must be there)."""
+    import json
+    return json.loads(get(port, "/status").body)["workers"]
+
+
 def worker_of(sock, workers):
     """The worker pid holding the server side of a client socket (via ss)."""
     cport = sock.getsockname()[1]

@@ -18,7 +18,7 @@ import time
 
 import pytest
 
-from conftest import has_fault_handler, BIN, SLOW, Reader, get, request, wait_until
+from conftest import alive, workers_status, has_fault_handler, BIN, SLOW, Reader, get, request, wait_until
 
 HELLO = b"GET /hello.txt HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
 
@@ -32,18 +32,6 @@ def children(pid):
     """Live child processes of pid (zombies left out)."""
     out = subprocess.run(["pgrep", "-P", str(pid)], capture_output=True, text=True).stdout.split()
     return sorted(int(p) for p in out if alive(int(p)))
-
-
-def alive(pid):
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
-    except OSError:
-        return False
-
-
-def workers_status(port):
-    return json.loads(get(port, "/status").body)["workers"]
 
 
 class Traffic:

@@ -7,6 +7,7 @@ streaming handler, a stop leaves handlers running. After each, the same
 worker must go on serving, and the run must be clean (no crash, no
 sanitizer report: the harness checks the logs)."""
 
+import contextlib
 import json
 import os
 import socket
@@ -317,45 +318,44 @@ def _trickle(s, stop, every=0.3):
         pass
 
 
-def test_a_body_nobody_wants_is_answered_before_it_arrives(make_server, site):
-    """Defect: a POST to a static file with a 4 KiB body sent a byte every few
-    seconds got no answer and held the connection indefinitely. The answer
-    (405) comes at once; the trickle is cut by body_min_rate."""
+@contextlib.contextmanager
+def _trickled_post(make_server, site, path):
+    """A POST of 4 KiB to path whose body comes a byte every 0.3 s, to a
+    server with body_timeout 1s and body_min_rate 1k; yields the socket."""
     srv = make_server(config=_config(site, body_timeout="1s", body_min_rate="1k"))
-    s = _open(srv, b"POST /hello.txt HTTP/1.1\r\nHost: x\r\nContent-Length: 4096\r\n\r\n")
+    s = _open(srv, b"POST %s HTTP/1.1\r\nHost: x\r\nContent-Length: 4096\r\n\r\n" % path)
     stop = threading.Event()
     t = threading.Thread(target=_trickle, args=(s, stop))
     t.start()
     try:
+        yield s
+    finally:
+        stop.set()
+        t.join()
+        s.close()
+
+
+def test_a_body_nobody_wants_is_answered_before_it_arrives(make_server, site):
+    """Defect: a POST to a static file with a 4 KiB body sent a byte every few
+    seconds got no answer and held the connection indefinitely. The answer
+    (405) comes at once; the trickle is cut by body_min_rate."""
+    with _trickled_post(make_server, site, b"/hello.txt") as s:
         t0 = time.monotonic()
         rd = Reader(s)
         r = rd.response()
         assert r.status == 405 and time.monotonic() - t0 < 1.5
         assert rd.closed(timeout=8), "the trickled body still holds the connection"
         assert time.monotonic() - t0 < 8
-    finally:
-        stop.set()
-        t.join()
-        s.close()
 
 
 def test_a_body_slower_than_body_min_rate_gets_408(make_server, site):
     """A handler that wants the body (echo): a byte every 0.3 s never pauses
     for body_timeout, but falls behind body_min_rate: 408, then close."""
-    srv = make_server(config=_config(site, body_timeout="1s", body_min_rate="1k"))
-    s = _open(srv, b"POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: 4096\r\n\r\n")
-    stop = threading.Event()
-    t = threading.Thread(target=_trickle, args=(s, stop))
-    t.start()
-    try:
+    with _trickled_post(make_server, site, b"/echo") as s:
         t0 = time.monotonic()
         r = Reader(s).response()
         took = time.monotonic() - t0
         assert r.status == 408 and 0.8 < took < 6, (r.status, took)
-    finally:
-        stop.set()
-        t.join()
-        s.close()
 
 
 def test_body_min_rate_0_allows_a_trickle(make_server, site):

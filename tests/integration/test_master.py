@@ -16,7 +16,7 @@ import time
 
 import pytest
 
-from conftest import has_fault_handler, BIN, SLOW, Reader, get, request, wait_until, worker_of
+from conftest import alive, workers_status, has_fault_handler, BIN, SLOW, Reader, get, request, wait_until, worker_of
 
 
 def site_conf(site, extra="", status=True):
@@ -40,16 +40,7 @@ def children(pid):
     return sorted(alive)
 
 
-def alive(pid):
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
-    except OSError:
-        return False
-
-
-def status(port):
-    return json.loads(get(port, "/status").body)["workers"]
+status = workers_status
 
 
 def wrk(port, seconds, conns=32, path="/hello.txt"):

@@ -253,6 +253,14 @@ static bool json_eat(struct json *j, char c) {
     return false;
 }
 
+/* Nothing but whitespace after the object. */
+static bool json_at_end(struct json *j) {
+    json_ws(j);
+    if (j->p == j->end) return true;
+    json_fail(j, "text after the object");
+    return false;
+}
+
 static int hex4(const char *p) {
     int v = 0;
     for (int i = 0; i < 4; i++) {
@@ -411,11 +419,7 @@ static int parse_body(pfd_str body, char *out, size_t *vlen, char *msg, size_t m
             goto malformed;
         }
     }
-    json_ws(&j);
-    if (j.p != j.end) {
-        json_fail(&j, "text after the object");
-        goto malformed;
-    }
+    if (!json_at_end(&j)) goto malformed;
     if (!have) {
         snprintf(msg, msglen, "missing \"value\": send {\"value\": \"...\"}");
         return 400;
@@ -1105,11 +1109,7 @@ static int load_snapshot(struct kv_table *t, const char *path, char *err, size_t
             goto malformed;
         }
     }
-    json_ws(&j);
-    if (j.p != j.end) {
-        json_fail(&j, "text after the object");
-        goto malformed;
-    }
+    if (!json_at_end(&j)) goto malformed;
     rc = 0;
     goto out;
 malformed:
