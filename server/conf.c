@@ -460,13 +460,17 @@ static int parse_route_header(const char *text, const char **path, enum conf_rou
         for (text++; *text == ' ';) text++;
     }
     if (*text != '/') return fail(err, errlen, "route path must start with '/'");
+    /* "[route /x ]" would serve "/x " only */
+    if (strpbrk(text, " \t")) return fail(err, errlen, "whitespace in the route's path");
     if (!strchr(text, '{')) {
         *path = text;
         return 0;
     }
     if (*match == CONF_MATCH_EXACT) return fail(err, errlen, "an exact route has no {name}");
-    /* a pattern: each {name} is a whole segment, each name once */
+    /* a pattern: each {name} is a whole segment, each name once, at most
+     * CONF_MAX_ROUTE_PARAMS of them */
     char names[1024] = "/";
+    unsigned nparams = 0;
     for (const char *seg = text; *seg == '/';) {
         const char *end = seg + 1;
         while (*end && *end != '/') end++;
@@ -481,6 +485,8 @@ static int parse_route_header(const char *text, const char **path, enum conf_rou
             snprintf(key, sizeof key, "/%.*s/", (int)(len - 2), seg + 2);
             if (strstr(names, key))
                 return fail(err, errlen, "{%.*s} twice", (int)(len - 2), seg + 2);
+            if (++nparams > CONF_MAX_ROUTE_PARAMS)
+                return fail(err, errlen, "more than %d {name} segments", CONF_MAX_ROUTE_PARAMS);
             if (strlen(names) + strlen(key) < sizeof names) strcat(names, key + 1);
         }
         seg = end;

@@ -21,6 +21,9 @@ enum route_mode { ROUTE_INLINE, ROUTE_POOL };
  * precedence. */
 enum conf_route_match { CONF_MATCH_EXACT, CONF_MATCH_PATTERN, CONF_MATCH_PREFIX };
 
+/* {name} segments a pattern route may have. */
+#define CONF_MAX_ROUTE_PARAMS 16
+
 /* A setting of a route that belongs to its handler (root, index...). */
 struct conf_setting {
     char *name, *value;

@@ -256,7 +256,7 @@ char *pfd_sprintf(pfd_req *r, const char *fmt, ...) {
 
 /* Whether the head may still change; otherwise the call fails the request. */
 static bool head_open(struct exchange *ex, const char *what) {
-    if (!ex->streaming) return true;
+    if (!ex->streaming && !ex->head_fixed) return true;
     char why[96];
     snprintf(why, sizeof why, "%s after the answer's head was sent", what);
     exchange_fail(ex, why);
@@ -300,8 +300,10 @@ static bool reserved_field(const char *name, size_t n) {
     switch (n) {
     case 4: return strcasecmp(name, "date") == 0;
     case 6: return strcasecmp(name, "server") == 0;
-    case 10: return strcasecmp(name, "connection") == 0;
+    case 7: return strcasecmp(name, "upgrade") == 0 || strcasecmp(name, "trailer") == 0;
+    case 10: return strcasecmp(name, "connection") == 0 || strcasecmp(name, "keep-alive") == 0;
     case 14: return strcasecmp(name, "content-length") == 0;
+    case 16: return strcasecmp(name, "proxy-connection") == 0;
     case 17: return strcasecmp(name, "transfer-encoding") == 0;
     default: return false;
     }
@@ -402,9 +404,14 @@ int pfd_header_addf(pfd_req *r, const char *name, const char *fmt, ...) {
 int pfd_content_type(pfd_req *r, const char *type) {
     struct exchange *ex = EX(r);
     if (!head_open(ex, "pfd_content_type")) return -1;
-    if (!*type || value_len(type) < 0)
-        return fail(ex, "a Content-Type with CR, LF, NUL or another control character");
-    ex->resp.content_type = type;
+    long len = value_len(type);
+    if (len <= 0) return fail(ex, "a Content-Type empty or with CR, LF, NUL or another control");
+    /* a copy in the request's memory: the caller's string may not outlive
+     * the call (the head is written later) */
+    char *copy = arena_alloc(&ex->arena, (size_t)len + 1);
+    if (!copy) return fail(ex, "out of memory");
+    memcpy(copy, type, (size_t)len + 1);
+    ex->resp.content_type = copy;
     return 0;
 }
 
@@ -567,12 +574,12 @@ int pfd_error(pfd_req *r, int status) {
 
 int pfd_async(pfd_req *r, void (*work)(pfd_req *r, void *arg), void (*done)(pfd_req *r, void *arg),
               void *arg) {
-    if (pool_on_thread()) return -1;
+    if (pool_on_thread()) return fail(EX(r), "pfd_async from a pool thread (its work is there)");
     return exchange_async(EX(r), work, done, arg);
 }
 
 int pfd_after(pfd_req *r, unsigned ms, void (*cb)(pfd_req *r, void *arg), void *arg) {
-    if (pool_on_thread()) return -1;
+    if (pool_on_thread()) return fail(EX(r), "pfd_after from a pool thread");
     return exchange_after(EX(r), ms, cb, arg);
 }
 
@@ -605,7 +612,7 @@ int pfd_stream_write(pfd_req *r, const void *p, size_t n) {
 }
 
 int pfd_on_drain(pfd_req *r, void (*cb)(pfd_req *r, void *arg), void *arg) {
-    if (pool_on_thread()) return -1;
+    if (pool_on_thread()) return fail(EX(r), "pfd_on_drain from a pool thread");
     return exchange_on_drain(EX(r), cb, arg);
 }
 

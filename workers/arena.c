@@ -16,6 +16,7 @@ void arena_init(struct arena *a, size_t keep) {
 }
 
 static struct arena_chunk *chunk_new(size_t size) {
+    if (size > SIZE_MAX - sizeof(struct arena_chunk)) return NULL;
     struct arena_chunk *c = malloc(sizeof *c + size);
     if (!c) return NULL;
     c->next = NULL;
@@ -25,12 +26,12 @@ static struct arena_chunk *chunk_new(size_t size) {
 }
 
 void *arena_alloc(struct arena *a, size_t n) {
+    if (n > SIZE_MAX - 7) return NULL;
     size_t need = (n + 7) & ~(size_t)7;
-    if (need < n) return NULL; /* overflow */
     struct arena_chunk *c = a->head;
     if (!c || c->size - c->used < need) {
         size_t size = a->keep;
-        if (c) size = c->size * 2; /* grow geometrically */
+        if (c && c->size <= SIZE_MAX / 2) size = c->size * 2; /* grow geometrically */
         if (size < need) size = need;
         struct arena_chunk *fresh = chunk_new(size);
         if (!fresh) return NULL;

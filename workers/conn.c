@@ -26,6 +26,9 @@
 #define MAX_FREE_CONNS 1024
 /* Longest single sendfile() call. */
 #define SENDFILE_CHUNK (1u << 20)
+/* A body in memory up to this size is copied behind the head (one write);
+ * a larger one is sent from where it is. */
+#define BODY_COPY_MAX (16 * 1024)
 /* The status logged for a request whose client left before its answer
  * (nginx's "client closed request"). */
 #define STATUS_CLIENT_GONE 499
@@ -56,9 +59,11 @@ struct conn {
     struct event rev;
     struct event *wev; /* only while a write waits for room: idle connections stay small */
     struct buf in, out;
-    int file_fd; /* file body being sent after out */
-    uint64_t file_off, file_left;
-    void *file_hold; /* the file's owner (open-file cache entry), if not us */
+    /* the body's tail, sent after out: a file (file_fd), or memory (data) */
+    int file_fd;
+    const char *data;
+    uint64_t file_off, file_left; /* file_left: bytes of the tail still to send */
+    void *file_hold;              /* the tail's owner (open-file cache entry...), if not us */
     void (*file_release)(void *hold);
     struct exchange *ex;
     union ex_peer peer;
@@ -156,6 +161,7 @@ static int queue_head(struct conn *c) {
         .head_request = ex->head_only,
         .keep_alive = keep,
         .server = cs->conf->server_name,
+        .data_copy_max = BODY_COPY_MAX,
     };
     struct timeval now;
     event_base_gettimeofday_cached(cs->base, &now);
@@ -198,6 +204,15 @@ static enum step respond(struct conn *c) {
         resp->fd = -1;
         resp->hold = NULL;
     }
+    if (resp->body == BODY_DATA && body_on_wire && resp->data_len > BODY_COPY_MAX) {
+        /* not copied into the output: sent from where it is */
+        c->data = resp->data;
+        c->file_off = 0;
+        c->file_left = resp->data_len;
+        c->file_hold = resp->hold;
+        c->file_release = resp->release;
+        resp->hold = NULL;
+    }
     if (resp->body == BODY_MEM && body_on_wire) ex->body_bytes = resp->mem_len;
     if (resp->body == BODY_DATA && body_on_wire) ex->body_bytes = resp->data_len;
     return queued(c);
@@ -229,21 +244,36 @@ static enum step dispatch(struct conn *c) {
     return STEP_WAIT;
 }
 
-/* Queues the head of a streamed response once. */
+/* Queues the head of a streamed response once, and what the handler wrote
+ * into the body before it began the stream, as the first piece. An answer
+ * without content (HEAD, 204, 304) sends no piece at all. */
 static int stream_start(struct conn *c) {
-    if (c->ex->streaming) return 0;
-    c->ex->streaming = true;
-    return queue_head(c);
+    struct exchange *ex = c->ex;
+    struct response *resp = &ex->resp;
+    if (ex->streaming) return 0;
+    ex->streaming = true;
+    if (queue_head(c) < 0) return -1;
+    if (!http_status_has_body(resp->status)) ex->head_only = true;
+    if (resp->mem_len && !ex->head_only &&
+        response_chunk(&c->out, &c->cs->bufs, resp->mem, resp->mem_len, ex->chunked) < 0)
+        return -1;
+    if (!ex->head_only) ex->body_bytes += resp->mem_len;
+    resp->mem_len = 0;
+    return 0;
 }
 
 int conn_exchange_piece(struct conn *c, const void *p, size_t n) {
     struct exchange *ex = c->ex;
-    if (stream_start(c) < 0 ||
-        (n && !ex->head_only && response_chunk(&c->out, &c->cs->bufs, p, n, ex->chunked) < 0)) {
+    if (stream_start(c) < 0) {
         c->broken = true;
         return -1;
     }
-    ex->body_bytes += ex->head_only ? 0 : n;
+    if (ex->head_only) return 1; /* nothing goes on the wire */
+    if (n && response_chunk(&c->out, &c->cs->bufs, p, n, ex->chunked) < 0) {
+        c->broken = true;
+        return -1;
+    }
+    ex->body_bytes += n;
     return 0;
 }
 
@@ -514,14 +544,15 @@ static void write_wait_end(struct conn *c) {
 
 static void on_write(evutil_socket_t fd, short what, void *arg);
 
-/* Done with the file body: hand it back to its owner, or close it. */
+/* Done with the body's tail: hand it back to its owner, or close the file. */
 static void drop_file(struct conn *c) {
     if (c->file_hold)
         c->file_release(c->file_hold);
-    else
+    else if (c->file_fd >= 0)
         close(c->file_fd);
     c->file_hold = NULL;
     c->file_fd = -1;
+    c->data = NULL;
 }
 
 /* Writes queued output, then the file body; adds the write event only when
@@ -541,6 +572,16 @@ static enum flush conn_flush(struct conn *c) {
     }
     buf_release(&c->out, &cs->bufs);
     if (c->ex) exchange_output_drained(c->ex);
+    while (c->file_left && c->data) {
+        ssize_t n = send(c->fd, c->data + c->file_off, (size_t)c->file_left, MSG_NOSIGNAL);
+        if (n < 0) {
+            if (errno == EINTR) continue;
+            if (errno == EAGAIN) goto again;
+            return FLUSH_ERROR;
+        }
+        c->file_off += (uint64_t)n;
+        c->file_left -= (uint64_t)n;
+    }
     while (c->file_left) {
         off_t off = (off_t)c->file_off;
         size_t n = c->file_left < SENDFILE_CHUNK ? (size_t)c->file_left : SENDFILE_CHUNK;
@@ -554,7 +595,8 @@ static enum flush conn_flush(struct conn *c) {
         c->file_off += (uint64_t)sent;
         c->file_left -= (uint64_t)sent;
     }
-    if (c->file_fd >= 0) drop_file(c);
+    if (c->file_fd >= 0 || c->file_hold) drop_file(c);
+    c->data = NULL;
     write_wait_end(c);
     return FLUSH_DONE;
 again:
@@ -815,7 +857,7 @@ static void conn_close(struct conn *c) {
     event_del(&c->rev);
     write_wait_end(c);
     close(c->fd);
-    if (c->file_fd >= 0) drop_file(c);
+    if (c->file_fd >= 0 || c->file_hold) drop_file(c);
     buf_release(&c->in, &cs->bufs);
     buf_release(&c->out, &cs->bufs);
 

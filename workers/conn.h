@@ -119,8 +119,9 @@ void conns_fini(struct conns *cs);
  *            client gets 504 from a new one (or a cut stream)
  * and at any time (they queue, never run the machine):
  *   piece    n bytes of a streamed body (the head first, once; with p NULL
- *            and n 0 just the head); -1 when they cannot be queued (the
- *            connection then closes at the next kick)
+ *            and n 0 just the head): 0; 1 when the answer has no content
+ *            (HEAD, 204, 304) and nothing was queued; -1 when they cannot be
+ *            queued (the connection then closes at the next kick)
  *   output   bytes queued and not yet sent */
 void conn_exchange_done(struct conn *c);
 void conn_exchange_kick(struct conn *c);

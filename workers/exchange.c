@@ -19,6 +19,13 @@
 /* The first chunk of a request's arena, kept with a cached exchange. */
 #define ARENA_KEEP 1024
 
+/* A hold released by a pool thread, kept for the loop thread. */
+struct ex_release {
+    struct ex_release *next;
+    void *hold;
+    void (*release)(void *hold);
+};
+
 /* A pfd_after timer. */
 struct ex_after {
     struct ex_after *next;
@@ -49,9 +56,17 @@ static void run_callback(struct exchange *ex, void (*cb)(pfd_req *, void *), voi
     ex->pending--;
 }
 
+/* An inline stream left open with nothing that could ever write to it (no
+ * timer, no job, no drain callback) would hold its connection for good. */
+static void check_stream_left_open(struct exchange *ex) {
+    if (ex->stream_open && !ex->pending)
+        exchange_fail(ex, "a stream was left open with nothing pending to end it");
+}
+
 /* After a callback: the answer may be complete; if not, what it queued goes
  * out. */
 static void progress(struct exchange *ex) {
+    check_stream_left_open(ex);
     if (ex->conn && (ex->pending || ex->stream_open))
         conn_exchange_kick(ex->conn);
     else
@@ -110,8 +125,25 @@ struct exchange *exchange_new(struct exchange_env *env, struct conn *c) {
     return ex;
 }
 
+void exchange_release(struct exchange *ex, void *hold, void (*release)(void *hold)) {
+    if (!pool_on_thread()) {
+        release(hold);
+        return;
+    }
+    struct ex_release *r = arena_alloc(&ex->arena, sizeof *r);
+    if (!r) return; /* a leak of one hold rather than a race */
+    *r = (struct ex_release){ex->releases, hold, release};
+    ex->releases = r;
+}
+
+static void run_releases(struct exchange *ex) {
+    for (struct ex_release *r = ex->releases; r; r = r->next) r->release(r->hold);
+    ex->releases = NULL;
+}
+
 /* Back to the state exchange_new() expects; big buffers are not kept. */
 static void reset(struct exchange *ex) {
+    run_releases(ex);
     size_t keep = ex->env->conf->cached_buffer_max;
     response_reset(&ex->resp);
     response_trim(&ex->resp, keep);
@@ -128,6 +160,7 @@ static void reset(struct exchange *ex) {
     ex->status = 0;
     ex->head_only = ex->streaming = ex->chunked = ex->stuck = ex->in_pool = false;
     ex->failed = ex->stream_open = ex->is_async = false;
+    ex->stream_ended = ex->head_fixed = false;
     ex->pending = 0;
     ex->drain_cb = NULL;
     ex->stream_pending = ex->stream_copied = 0;
@@ -211,6 +244,7 @@ static void on_job_done(struct pool_job *job) {
     struct exchange *ex = of_job(job);
     struct exchange_env *env = ex->env;
     ex->in_pool = false;
+    run_releases(ex);
     timer_stop(ex);
     if (ex->stuck) {
         uint64_t late = now_us() - ex->cancelled_us;
@@ -283,12 +317,17 @@ bool exchange_dispatch(struct exchange *ex) {
     if (route_handler(rt)->handle(as_req(ex)) != PFD_OK)
         exchange_fail(ex, "the handler returned an error");
     ex->pending--;
+    check_stream_left_open(ex);
     return !ex->pending && !ex->stream_open;
 }
 
 int exchange_async(struct exchange *ex, void (*work)(pfd_req *, void *),
                    void (*done)(pfd_req *, void *), void *arg) {
-    if (!ex->conn || ex->in_pool) return -1; /* gone, or one job at a time */
+    if (!ex->conn) return -1;
+    if (ex->in_pool) {
+        exchange_fail(ex, "pfd_async while work of this request is out (one job at a time)");
+        return -1;
+    }
     ex->is_async = true;
     ex->async_work = work;
     ex->async_done = done;
@@ -343,6 +382,11 @@ static void on_after(evutil_socket_t fd, short what, void *arg) {
 
 int exchange_after(struct exchange *ex, unsigned ms, void (*cb)(pfd_req *, void *), void *arg) {
     if (!ex->conn) return -1;
+    if (ex->in_pool) {
+        /* its callback would run on the loop while the work uses the request */
+        exchange_fail(ex, "pfd_after while pfd_async work of this request is out");
+        return -1;
+    }
     struct ex_after *a = malloc(sizeof *a);
     if (!a) return -1;
     a->ex = ex;
@@ -382,6 +426,7 @@ void exchange_abandon(struct exchange *ex, struct buf *in) {
         void (*cb)(pfd_req *, void *) = ex->drain_cb;
         ex->drain_cb = NULL;
         run_callback(ex, cb, ex->drain_arg);
+        ex->pending--;
     }
     while (ex->afters) {
         struct ex_after *a = ex->afters;
@@ -412,12 +457,26 @@ struct piece {
     char data[];
 };
 
+/* Streamed bytes no longer on their way: a writer waiting for room goes on. */
+static void stream_sent(struct exchange *ex, size_t n) {
+    pthread_mutex_lock(&ex->mu);
+    ex->stream_pending -= n;
+    pthread_cond_broadcast(&ex->cv);
+    pthread_mutex_unlock(&ex->mu);
+}
+
 static void on_piece(struct pool_job *msg) {
     struct piece *pc = (struct piece *)msg;
     struct exchange *ex = pc->ex;
     if (ex->conn) {
-        ex->stream_copied += pc->len;
-        if (conn_exchange_piece(ex->conn, pc->data, pc->len) == 0) conn_exchange_kick(ex->conn);
+        int rc = conn_exchange_piece(ex->conn, pc->data, pc->len);
+        /* an answer without payload (HEAD, 204, 304) queues nothing: the
+         * writer must not wait for a drain that will not come */
+        if (rc == 1)
+            stream_sent(ex, pc->len);
+        else
+            ex->stream_copied += pc->len;
+        if (rc >= 0) conn_exchange_kick(ex->conn);
     }
     free(pc);
 }
@@ -428,29 +487,42 @@ static void on_wake(evutil_socket_t fd, short what, void *arg) {
     if (!cb || !ex->conn) return;
     ex->drain_cb = NULL;
     run_callback(ex, cb, ex->drain_arg);
+    ex->pending--; /* the drain's own hold */
     progress(ex);
 }
 
 void exchange_output_drained(struct exchange *ex) {
     if (ex->drain_cb) event_active(&ex->wake, EV_TIMEOUT, 0);
     if (!ex->stream_copied) return;
-    pthread_mutex_lock(&ex->mu);
-    ex->stream_pending -= ex->stream_copied;
-    pthread_cond_broadcast(&ex->cv);
-    pthread_mutex_unlock(&ex->mu);
+    stream_sent(ex, ex->stream_copied);
     ex->stream_copied = 0;
 }
 
 int exchange_on_drain(struct exchange *ex, void (*cb)(pfd_req *, void *), void *arg) {
     if (!ex->conn) return -1;
+    if (ex->drain_cb || ex->in_pool) {
+        exchange_fail(ex, ex->drain_cb
+                              ? "pfd_on_drain twice"
+                              : "pfd_on_drain while pfd_async work of this request is out");
+        return -1;
+    }
+    /* the answer waits for the callback: it runs, once, whatever happens */
     ex->drain_cb = cb;
     ex->drain_arg = arg;
+    ex->pending++;
     if (conn_exchange_output(ex->conn) == 0) event_active(&ex->wake, EV_TIMEOUT, 0);
     return 0;
 }
 
 int exchange_stream_begin(struct exchange *ex) {
+    if (ex->stream_ended) {
+        exchange_fail(ex, "a stream begun again after pfd_stream_end");
+        return -1;
+    }
     ex->resp.body = BODY_STREAM;
+    /* from now on the head is fixed (the loop thread may serialize it as
+     * soon as a piece is posted) */
+    ex->head_fixed = true;
     if (pool_on_thread()) return 0; /* the head goes with the first piece */
     if (!ex->conn) return -1;
     if (!ex->stream_open) {
@@ -462,17 +534,23 @@ int exchange_stream_begin(struct exchange *ex) {
 
 int exchange_stream_write_inline(struct exchange *ex, const void *p, size_t n) {
     if (!ex->conn || ex->failed) return -1;
+    if (ex->stream_ended) {
+        exchange_fail(ex, "a stream written after pfd_stream_end");
+        return -1;
+    }
     if (!ex->stream_open && exchange_stream_begin(ex) < 0) return -1;
     if (n == 0) return 0;
     if (conn_exchange_output(ex->conn) >= ex->env->conf->stream_buffer) return PFD_AGAIN;
-    return conn_exchange_piece(ex->conn, p, n);
+    return conn_exchange_piece(ex->conn, p, n) < 0 ? -1 : 0;
 }
 
 int exchange_stream_end(struct exchange *ex) {
-    if (pool_on_thread()) return 0; /* the handler's return ends it */
-    /* called from the handler or a callback, whose return settles the answer */
+    /* called from the handler, a callback or pfd_async work (while the loop
+     * waits for it), whose return settles the answer; a pool handler's
+     * stream ends when it returns anyway */
+    ex->stream_ended = true;
     ex->stream_open = false;
-    return ex->conn ? 0 : -1;
+    return ex->conn || pool_on_thread() ? 0 : -1;
 }
 
 bool exchange_cancelled(struct exchange *ex) {
@@ -506,6 +584,12 @@ int exchange_wait(struct exchange *ex, unsigned ms) {
 }
 
 int exchange_stream_write(struct exchange *ex, const void *p, size_t n) {
+    ex->resp.body = BODY_STREAM;
+    ex->head_fixed = true; /* before the first piece reaches the loop */
+    if (ex->stream_ended) {
+        exchange_fail(ex, "a stream written after pfd_stream_end");
+        return -1;
+    }
     if (n == 0) return exchange_cancelled(ex) ? -1 : 0;
     struct piece *pc = malloc(sizeof *pc + n);
     if (!pc) return -1;

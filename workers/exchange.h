@@ -76,6 +76,7 @@
 struct conn;
 struct route;
 struct ex_after;
+struct ex_release;
 
 /* What exchanges need from their worker, and their cache (per worker). */
 struct exchange_env {
@@ -108,7 +109,7 @@ union ex_peer {
 struct ex_param {
     pfd_str name, value;
 };
-#define EX_MAX_PARAMS 16
+#define EX_MAX_PARAMS CONF_MAX_ROUTE_PARAMS
 
 struct exchange {
     struct exchange *next_free;
@@ -137,8 +138,11 @@ struct exchange {
 
     /* the answer waits for these (see above) */
     unsigned pending;
-    bool stream_open; /* an inline handler's stream, until pfd_stream_end */
+    bool stream_open;  /* an inline handler's stream, until pfd_stream_end */
+    bool stream_ended; /* pfd_stream_end was called: no more writes */
+    bool head_fixed;   /* status and headers can no longer change (a stream began) */
     struct ex_after *afters;
+    struct ex_release *releases; /* holds given back by a pool thread, for the loop */
     void (*drain_cb)(pfd_req *r, void *arg);
     void *drain_arg;
     struct event wake;
@@ -187,6 +191,9 @@ void exchange_output_drained(struct exchange *ex);
 void exchange_settle(struct exchange *ex);
 /* An API call could not do what was asked: the client gets 500. */
 void exchange_fail(struct exchange *ex, const char *why);
+/* Hands hold back to its owner on the loop thread: now, or from a pool
+ * thread once the job is back (an open-file cache is the loop's). */
+void exchange_release(struct exchange *ex, void *hold, void (*release)(void *hold));
 
 /* Pool thread: the client is gone or the deadline passed; stop. */
 bool exchange_cancelled(struct exchange *ex);

@@ -32,6 +32,9 @@ static const pfd_app *server_app;
 struct module {
     struct module *next;
     char *path, *symbol;
+    dev_t dev;   /* the file it was loaded from: one file under two names */
+    ino_t ino;   /* is one module */
+    bool inited; /* its app's init ran: its fini will */
     void *dl;
     int memfd; /* kept open while loaded: its /proc name stays unique */
     const pfd_app *app;
@@ -40,6 +43,7 @@ struct module {
 /* What a configuration loaded (struct conf's handlers). */
 struct loaded {
     struct module *modules;
+    bool server_inited; /* the server's app's init ran for it */
 };
 
 /* The configuration whose hooks pool threads run (set in the worker). */
@@ -71,11 +75,19 @@ static void module_free(struct module *m) {
 
 /* Copies the file at path into a new anonymous memory file. */
 static int copy_to_memfd(const char *path, char *err, size_t errlen) {
-    int in = open(path, O_RDONLY | O_CLOEXEC);
+    /* non-blocking: a FIFO planted at the path must not hang the master */
+    int in = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK);
     struct stat st;
     if (in < 0 || fstat(in, &st) < 0 || !S_ISREG(st.st_mode)) {
         snprintf(err, errlen, "%s", in < 0 ? strerror(errno) : "not a regular file");
         if (in >= 0) close(in);
+        return -1;
+    }
+    /* the master runs its code as root: it must be as trusted as the binary */
+    if (st.st_mode & (S_IWGRP | S_IWOTH)) {
+        snprintf(err, errlen, "writable by others than its owner (mode %o): not loaded",
+                 (unsigned)(st.st_mode & 07777));
+        close(in);
         return -1;
     }
     int out = memfd_create("preforkd-module", MFD_CLOEXEC);
@@ -135,6 +147,17 @@ static struct module *module_load(const char *path, const char *symbol, char *er
         module_free(m);
         return NULL;
     }
+    for (const pfd_handler *h = m->app->handlers; h && h->name; h++)
+        if (!h->handle) {
+            snprintf(err, errlen, "module %s: handler \"%s\" has no handle function", path,
+                     h->name);
+            module_free(m);
+            return NULL;
+        }
+    /* where its code is, for reading backtraces (they name the copy) */
+    Dl_info info;
+    if (dladdr(m->app, &info) && info.dli_fbase)
+        log_debug("module %s loaded at %p (as %s)", path, info.dli_fbase, name);
     return m;
 }
 
@@ -142,10 +165,17 @@ static struct module *module_load(const char *path, const char *symbol, char *er
 static struct module *route_module(struct loaded *ld, const struct conf_route *cr, char *err,
                                    size_t errlen) {
     const char *symbol = cr->symbol ? cr->symbol : DEFAULT_SYMBOL;
+    struct stat st;
+    bool known = stat(cr->module, &st) == 0;
     for (struct module *m = ld->modules; m; m = m->next)
-        if (strcmp(m->path, cr->module) == 0 && strcmp(m->symbol, symbol) == 0) return m;
+        if (strcmp(m->symbol, symbol) == 0 &&
+            (strcmp(m->path, cr->module) == 0 ||
+             (known && m->dev == st.st_dev && m->ino == st.st_ino)))
+            return m;
     struct module *m = module_load(cr->module, symbol, err, errlen);
     if (!m) return NULL;
+    m->dev = known ? st.st_dev : 0;
+    m->ino = known ? st.st_ino : 0;
     m->next = ld->modules;
     ld->modules = m;
     return m;
@@ -231,6 +261,9 @@ int handlers_load(struct conf *c, char *err, size_t errlen) {
                      why[0] ? why : "(no reason given)");
             goto fail;
         }
+        /* from now on its fini runs when this configuration is released */
+        if (apps[i] == server_app) ld->server_inited = true;
+        for (struct module *m = ld->modules; m; m = m->next) m->inited |= m->app == apps[i];
     }
     shared_close();
     return 0;
@@ -243,9 +276,14 @@ void handlers_release(struct conf *c) {
     struct loaded *ld = c->handlers;
     if (!ld) return;
     for (size_t i = 0; i < c->nroutes; i++) c->routes[i].impl = NULL;
+    /* the master frees what an init made, before its code goes away; a
+     * worker (which inherited the configuration) frees nothing of it */
+    bool master = !worker_conf;
+    if (master && ld->server_inited && server_app->fini) server_app->fini();
     while (ld->modules) {
         struct module *m = ld->modules;
         ld->modules = m->next;
+        if (master && m->inited && m->app->fini) m->app->fini();
         module_free(m);
     }
     free(ld);

@@ -20,9 +20,9 @@ struct pool {
     pthread_cond_t wake; /* jobs queued, or stopping */
     struct queue jobs;
     unsigned queue_max;
+    struct queue staged; /* pool_submit_deferred's jobs, until pool_kick */
     unsigned busy;
-    unsigned waiting;     /* threads asleep on wake */
-    unsigned unsignalled; /* jobs queued by pool_submit_deferred since the last kick */
+    unsigned waiting; /* threads asleep on wake */
     bool stopping;
     _Atomic unsigned *busy_gauge, *queued_gauge; /* mirrors, for other processes */
 
@@ -77,7 +77,8 @@ void pool_post(struct pool *p, struct pool_job *msg) {
 /* Under p->lock. */
 static void update_gauges(struct pool *p) {
     if (p->busy_gauge) atomic_store_explicit(p->busy_gauge, p->busy, memory_order_relaxed);
-    if (p->queued_gauge) atomic_store_explicit(p->queued_gauge, p->jobs.len, memory_order_relaxed);
+    if (p->queued_gauge)
+        atomic_store_explicit(p->queued_gauge, p->jobs.len + p->staged.len, memory_order_relaxed);
 }
 
 void pool_set_gauges(struct pool *p, _Atomic unsigned *busy, _Atomic unsigned *queued) {
@@ -154,6 +155,8 @@ fail : {
 void pool_destroy(struct pool *p) {
     if (!p) return;
     pthread_mutex_lock(&p->lock);
+    struct pool_job *j;
+    while ((j = pop(&p->staged))) push(&p->jobs, j); /* they run too */
     p->stopping = true;
     pthread_cond_broadcast(&p->wake);
     pthread_mutex_unlock(&p->lock);
@@ -169,18 +172,18 @@ void pool_destroy(struct pool *p) {
 static int submit(struct pool *p, struct pool_job *job, bool now) {
     pthread_mutex_lock(&p->lock);
     /* a job that finds an idle thread never counts against the queue */
-    if (p->jobs.len >= p->queue_max + (p->nthreads - p->busy)) {
+    if (p->jobs.len + p->staged.len >= p->queue_max + (p->nthreads - p->busy)) {
         pthread_mutex_unlock(&p->lock);
         errno = EAGAIN;
         return -1;
     }
     job->started = false;
-    push(&p->jobs, job);
+    /* a staged job is out of the threads' reach until the kick, also of a
+     * busy thread that looks for more work: it starts only after the code
+     * that submitted it has returned */
+    push(now ? &p->jobs : &p->staged, job);
     update_gauges(p);
-    if (now)
-        pthread_cond_signal(&p->wake);
-    else
-        p->unsignalled++;
+    if (now) pthread_cond_signal(&p->wake);
     pthread_mutex_unlock(&p->lock);
     return 0;
 }
@@ -195,27 +198,33 @@ int pool_submit_deferred(struct pool *p, struct pool_job *job) {
 
 void pool_kick(struct pool *p) {
     pthread_mutex_lock(&p->lock);
+    unsigned n = p->staged.len;
+    struct pool_job *j;
+    while ((j = pop(&p->staged))) push(&p->jobs, j);
     /* busy threads take queued jobs when they finish: wake sleepers only */
-    unsigned n = p->unsignalled < p->waiting ? p->unsignalled : p->waiting;
+    if (n > p->waiting) n = p->waiting;
     for (unsigned i = 0; i < n; i++) pthread_cond_signal(&p->wake);
-    p->unsignalled = 0;
     pthread_mutex_unlock(&p->lock);
 }
 
-int pool_cancel(struct pool *p, struct pool_job *job) {
-    pthread_mutex_lock(&p->lock);
-    struct pool_job **link = &p->jobs.head, *prev = NULL;
+/* Unlinks job from q: whether it was there. */
+static bool unlink_job(struct queue *q, struct pool_job *job) {
+    struct pool_job **link = &q->head, *prev = NULL;
     while (*link && *link != job) {
         prev = *link;
         link = &(*link)->next;
     }
-    bool queued = *link == job;
-    if (queued) {
-        *link = job->next;
-        if (p->jobs.tail == job) p->jobs.tail = prev;
-        p->jobs.len--;
-        update_gauges(p);
-    }
+    if (*link != job) return false;
+    *link = job->next;
+    if (q->tail == job) q->tail = prev;
+    q->len--;
+    return true;
+}
+
+int pool_cancel(struct pool *p, struct pool_job *job) {
+    pthread_mutex_lock(&p->lock);
+    bool queued = unlink_job(&p->staged, job) || unlink_job(&p->jobs, job);
+    if (queued) update_gauges(p);
     pthread_mutex_unlock(&p->lock);
     return queued ? 0 : -1;
 }
@@ -265,7 +274,7 @@ unsigned pool_sleeping(struct pool *p) {
 
 unsigned pool_queued(struct pool *p) {
     pthread_mutex_lock(&p->lock);
-    unsigned n = p->jobs.len;
+    unsigned n = p->jobs.len + p->staged.len;
     pthread_mutex_unlock(&p->lock);
     return n;
 }

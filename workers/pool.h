@@ -36,11 +36,12 @@ void pool_destroy(struct pool *p);
 
 /* Queues a job; -1 with errno EAGAIN when the queue is full. Loop thread. */
 int pool_submit(struct pool *p, struct pool_job *job);
-/* The same, without waking a thread yet: pool_kick() wakes as many as the
- * jobs queued since need, once per batch. A loop thread that hands over
- * many jobs in one turn (one per ready connection) then pays one wake-up,
- * and a thread sharing its CPU runs them all in one go instead of taking
- * the CPU after each. */
+/* The same, but the job waits aside until pool_kick(), which hands every
+ * such job to the threads and wakes as many as need, once per batch: a
+ * loop thread that hands over many jobs in one turn (one per ready
+ * connection) pays one wake-up, a thread sharing its CPU runs them all in
+ * one go instead of taking the CPU after each, and no job starts before the
+ * code that submitted it has returned to the loop. */
 int pool_submit_deferred(struct pool *p, struct pool_job *job);
 void pool_kick(struct pool *p);
 /* Takes a queued job back before any thread started it: 0, and neither work

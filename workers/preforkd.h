@@ -143,6 +143,10 @@ typedef struct pfd_app {
      * forked (again at each reload): build read-only data the workers share
      * copy-on-write, create shared regions (pfd_shared_create). 0 or -1. */
     int (*init)(char *err, size_t errlen);
+    /* Master, when that configuration is let go (after the reload that
+     * replaced it, at exit, or when another app's init failed): free what
+     * init made. Shared regions stay. */
+    void (*fini)(void);
     /* Each worker, after fork and privilege drop, before it serves; index
      * is its position (0 .. workers-1) in its generation: during a reload,
      * and for a worker respawned after a crash, two processes may have the
@@ -252,9 +256,11 @@ char *pfd_sprintf(pfd_req *r, const char *fmt, ...) PFD_PRINTF(2, 3);
 
 /* The status code (200 unless set). */
 void pfd_status(pfd_req *r, int status);
-/* Adds a header field. Names are tokens; values may not hold CR, LF or NUL:
- * -1 then, and the client gets 500. Content-Length, Transfer-Encoding,
- * Connection, Date and Server are the server's own: -1 too. */
+/* Adds a header field. Names are tokens; values may hold no control
+ * character but HTAB (CR, LF and NUL would split the answer): -1 then, and
+ * the client gets 500. Content-Length, Transfer-Encoding, Connection,
+ * Keep-Alive, Upgrade, Proxy-Connection, Trailer, Date and Server are the
+ * server's own: -1 too. Content-Type goes to pfd_content_type. */
 int pfd_header_add(pfd_req *r, const char *name, const char *value);
 int pfd_header_addf(pfd_req *r, const char *name, const char *fmt, ...) PFD_PRINTF(3, 4);
 /* Header lines made and checked once, added to many answers at the cost of
@@ -270,7 +276,7 @@ void pfd_headers_free(pfd_headers *h);
 const char *pfd_headers_text(const pfd_headers *h, size_t *len);
 /* Adds every line of the block to the answer. */
 int pfd_header_block(pfd_req *r, const pfd_headers *h);
-/* Content-Type (a static string, or one in the request's memory). */
+/* Content-Type (copied). */
 int pfd_content_type(pfd_req *r, const char *type);
 /* Appends to the body, kept in memory until sent. */
 int pfd_write(pfd_req *r, const void *p, size_t n);
@@ -278,8 +284,9 @@ int pfd_printf(pfd_req *r, const char *fmt, ...) PFD_PRINTF(2, 3);
 /* Appends s as a JSON string literal (quoted and escaped; bytes that are
  * not valid UTF-8 become U+FFFD). */
 int pfd_write_json_string(pfd_req *r, const char *s, size_t n);
-/* The whole body is p[0, n), not copied: release(arg) is called (on the
- * loop thread) once it is sent or the request ends. release may be NULL. */
+/* The whole body is p[0, n), not copied (a body over 16 KiB goes out
+ * straight from p): release(arg) is called on the loop thread once it is
+ * sent or the request ends. release may be NULL. */
 int pfd_body_ref(pfd_req *r, const void *p, size_t n, void (*release)(void *arg), void *arg);
 /* The whole body is len bytes of file fd from off, sent with sendfile. fd
  * is closed when done, unless release is given: then release(arg) instead. */
@@ -297,13 +304,18 @@ int pfd_error(pfd_req *r, int status);
 
 /* [loop] Runs work(r, arg) on a pool thread, then done(r, arg) on the loop
  * thread; the answer goes out after done returns (unless done starts more).
- * A request whose client left before work started does not run work; done
+ * work starts only after the code that called pfd_async has returned, and
+ * from then until done runs the request is work's: the loop touches it no
+ * more (no pfd_after or pfd_on_drain meanwhile). One job at a time. A
+ * request whose client left before work started does not run work; done
  * always runs (check pfd_gone). -1 when the pool's queue is full (the
- * client then gets 503). */
+ * client then gets 503, or a stream under way is cut), or on misuse (from a
+ * pool thread, a second job: the client gets 500). */
 int pfd_async(pfd_req *r, void (*work)(pfd_req *r, void *arg), void (*done)(pfd_req *r, void *arg),
               void *arg);
 /* [loop] Calls cb(r, arg) on the loop thread after ms milliseconds; no
- * thread waits meanwhile. cb always runs (check pfd_gone). */
+ * thread waits meanwhile. cb always runs, once (check pfd_gone): at once
+ * when the client leaves. */
 int pfd_after(pfd_req *r, unsigned ms, void (*cb)(pfd_req *r, void *arg), void *arg);
 /* [any] The client left, or request_timeout passed: stop working on it. */
 bool pfd_cancelled(const pfd_req *r);
@@ -315,24 +327,34 @@ int pfd_sleep(pfd_req *r, unsigned ms);
 /* ---- streamed answers (length unknown: chunked, or until close for
  * HTTP/1.0) ------------------------------------------------------------------ */
 
-/* Sends the status and headers set so far; they cannot change after. */
+/* Sends the status and headers set so far (they cannot change after), and
+ * what pfd_write put in the body before, as the first piece. An answer that
+ * has no content (HEAD, 204, 304) sends no piece. */
 int pfd_stream_begin(pfd_req *r);
 /* Sends n bytes. [pool]: waits while stream_buffer bytes are on their way
  * to a slow client; 0, or -1 when cancelled. [loop]: 0 when queued;
  * PFD_AGAIN when stream_buffer bytes are already on their way (nothing is
  * queued: come back at pfd_on_drain); -1 when the client is gone. */
 int pfd_stream_write(pfd_req *r, const void *p, size_t n);
-/* [loop] Calls cb once the client has read what was queued (once). */
+/* [loop] Calls cb once the client has read what was queued; the answer
+ * waits for it, and it always runs, once (at once when the client leaves).
+ * One at a time. */
 int pfd_on_drain(pfd_req *r, void (*cb)(pfd_req *r, void *arg), void *arg);
-/* Ends the stream; [loop] the request is complete. From a pool handler the
- * stream ends when the handler returns anyway. */
+/* Ends the stream (writes after it fail). An inline stream must end, or
+ * have a timer, a job or a drain callback pending, each time the handler
+ * or a callback returns: one left open with nothing to end it is cut. A
+ * pool handler's stream ends when it returns anyway. */
 int pfd_stream_end(pfd_req *r);
 
 /* ---- state shared by the workers ---------------------------------------- */
 
 /* A named region of shared memory, zeroed, created in the master (in
  * pfd_app.init) and inherited by every worker: the same bytes in all of
- * them. NULL when out of memory, or outside the master's init. */
+ * them. A reload's init gets the region of the same name and size back,
+ * with its bytes (another size needs a restart). Names are one space for
+ * the server and all its modules (pick unique ones); regions live as long
+ * as the master, at most 64 of them. NULL outside the master's init, for
+ * a size that differs from the existing region's, or out of memory. */
 void *pfd_shared_create(const char *name, size_t size);
 /* The region of that name (in any process of the server), or NULL. */
 void *pfd_shared_get(const char *name, size_t *size);

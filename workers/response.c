@@ -226,7 +226,8 @@ int response_serialize(const struct response *r, const struct response_framing *
     bool has_body = http_status_has_body(r->status);
     const char *body = r->body == BODY_MEM ? r->mem : r->data;
     size_t body_len = r->body == BODY_MEM ? r->mem_len : r->data_len;
-    bool send_mem = (r->body == BODY_MEM || r->body == BODY_DATA) && has_body && !f->head_request;
+    bool copy_data = r->body == BODY_DATA && (!f->data_copy_max || r->data_len <= f->data_copy_max);
+    bool send_mem = (r->body == BODY_MEM || copy_data) && has_body && !f->head_request;
     size_t need =
         256 + server_len + reason_len + ctype_len + r->headers_len + (send_mem ? body_len : 0);
     if (buf_reserve(out, bc, need, (size_t)-1) < 0) return -1;

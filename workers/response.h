@@ -79,6 +79,8 @@ struct response_framing {
     bool head_request; /* HEAD: headers as for GET, no body */
     bool keep_alive;   /* connection stays open after this response */
     const char *server;
+    size_t data_copy_max; /* a longer BODY_DATA body is not copied (the caller sends it); 0: no
+                             limit */
 };
 
 /* Serializes the status line and headers into out; for BODY_MEM also the

@@ -19,9 +19,20 @@ static int route_order(const void *a, const void *b) {
     return (x->order > y->order) - (x->order < y->order);
 }
 
+/* Whether two routes match the same paths: the same text, or patterns
+ * whose {names} differ but stand in the same places. */
 static bool same_path(const struct route *a, const struct route *b) {
-    return a->match == b->match && a->path_len == b->path_len &&
-           memcmp(a->path, b->path, a->path_len) == 0;
+    if (a->match != b->match) return false;
+    if (a->match != CONF_MATCH_PATTERN)
+        return a->path_len == b->path_len && memcmp(a->path, b->path, a->path_len) == 0;
+    if (a->nsegs != b->nsegs) return false;
+    for (unsigned i = 0; i < a->nsegs; i++) {
+        const struct route_seg *x = &a->segs[i], *y = &b->segs[i];
+        if (x->param != y->param ||
+            (!x->param && (x->len != y->len || memcmp(x->text, y->text, x->len) != 0)))
+            return false;
+    }
+    return true;
 }
 
 /* Splits a pattern into its segments ("/a/{b}" -> "a", {b}). */
@@ -187,16 +198,24 @@ const struct route *routes_match(const struct routes *rs, const struct http_requ
     for (size_t i = 0; i < rs->n; i++) {
         const struct route *rt = &rs->v[i];
         if (!path_matches(rt, req->path, req->path_len, params, max, nparams)) continue;
-        /* this path decides: it, or another route of the same path, takes
-         * the method (HEAD goes where GET does, unless HEAD is named) */
+        /* this path decides: the route of it that names the method (or
+         * names none), else for HEAD the one that names GET */
         unsigned allowed = 0;
-        for (size_t j = i; j < rs->n && same_path(&rs->v[j], rt); j++) {
+        size_t end = i, take = rs->n;
+        while (end < rs->n && same_path(&rs->v[end], rt)) end++;
+        for (size_t j = i; j < end; j++) {
             unsigned m = rs->v[j].methods;
-            if (!m || (m & bit) || (req->method == METHOD_HEAD && (m & (1u << METHOD_GET)))) {
-                if (j != i) path_matches(&rs->v[j], req->path, req->path_len, params, max, nparams);
-                return &rs->v[j];
+            if (!m || (m & bit)) {
+                take = j;
+                break;
             }
+            if (req->method == METHOD_HEAD && (m & (1u << METHOD_GET)) && take == rs->n) take = j;
             allowed |= m;
+        }
+        if (take < rs->n) {
+            if (take != i)
+                path_matches(&rs->v[take], req->path, req->path_len, params, max, nparams);
+            return &rs->v[take];
         }
         if (allowed & (1u << METHOD_GET)) allowed |= 1u << METHOD_HEAD;
         *allow = allowed;

@@ -36,6 +36,12 @@ void shared_free_all(void) {
 }
 
 void *pfd_shared_create(const char *name, size_t size) {
+    if (!creating) {
+        log_error("shared region %s: regions are made in the app's init hook (master, before "
+                  "fork); workers find them with pfd_shared_get",
+                  name);
+        return NULL;
+    }
     for (unsigned i = 0; i < nregions; i++)
         if (strcmp(regions[i].name, name) == 0) {
             /* a reload's init: the region and its state stay */
@@ -44,11 +50,10 @@ void *pfd_shared_create(const char *name, size_t size) {
                       size);
             return NULL;
         }
-    if (!creating || nregions == MAX_REGIONS || strlen(name) >= sizeof regions[0].name ||
-        size == 0) {
-        log_error("shared region %s: %s", name,
-                  !creating ? "regions are made in the app's init hook (master, before fork)"
-                            : "too many regions, or a bad name or size");
+    if (nregions == MAX_REGIONS || strlen(name) >= sizeof regions[0].name || size == 0) {
+        log_error("shared region %s: more than %d regions, a name of %zu bytes or more, or a size "
+                  "of 0",
+                  name, MAX_REGIONS, sizeof regions[0].name);
         return NULL;
     }
     void *p = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);

@@ -248,11 +248,21 @@ static void on_signal(evutil_socket_t sig, short what, void *arg) {
         if (!w->stopping) begin_stop(w, false);
         break;
     case SIGINT: begin_stop(w, true); break;
-    case SIGUSR1:
-        if (log_reopen() < 0) log_error("reopening error log: %s", strerror(errno));
-        if (w->alog && accesslog_reopen(w->alog) < 0)
+    case SIGUSR1: {
+        bool ok = true;
+        if (log_reopen() < 0) {
+            log_error("reopening error log: %s", strerror(errno));
+            ok = false;
+        }
+        if (w->alog && accesslog_reopen(w->alog) < 0) {
             log_error("reopening access log: %s", strerror(errno));
+            ok = false;
+        }
+        /* One line per worker in the new file: how an operator (and the
+         * rotation tests) see that every worker took the signal. */
+        if (ok) log_info("logs reopened");
         break;
+    }
     }
 }
 

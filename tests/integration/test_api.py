@@ -35,7 +35,8 @@ def _config(**server):
                                  ("= /stream", "stream", ""), ("= /stream-async", "stream_async", ""),
                                  ("/p/{a}/{b}", "params", ""),
                                  ("= /stats", "stats", ""),
-                                 ("= /only-post", "params", "methods = POST\n")]:
+                                 ("= /only-post", "params", "methods = POST\n"),
+                                 ("= /case", "case", ""), ("= /pool-case", "case", "mode = pool\n")]:
         routes += f"[route {path}]\nhandler = {handler}\nmodule = {MODULE}\n{extra}"
     return f"[server]\n{head}" + routes + "[route /status]\nhandler = status\n"
 
@@ -239,6 +240,166 @@ def test_methods_of_a_route_give_405_with_allow(make_server):
     r = get(srv.port, "/only-post")
     assert r.status == 405 and r.header("allow") == "POST"
     assert get(srv.port, "/only-post", method="POST", body=b"x").status == 200
+
+
+# ---- uses and misuses of the API, one case each ----------------------------------
+
+
+def _raw_until_close(srv, raw, timeout=10):
+    """Sends raw, reads until the server closes."""
+    s = _open(srv, raw)
+    s.settimeout(timeout * SLOW)
+    data = b""
+    while chunk := s.recv(65536):
+        data += chunk
+    s.close()
+    return data
+
+
+@pytest.mark.parametrize("route", ["/case", "/pool-case"])
+@pytest.mark.parametrize("method,status", [("GET", 204), ("GET", 304), ("HEAD", 200)])
+def test_a_stream_of_an_answer_without_content_sends_none(make_server, route, method, status):
+    """A handler that streams 4 MiB (and wrote some body before) into an
+    answer that has no content: the head goes alone, and the next answer on
+    the connection is whole. A pool handler is not left waiting for a
+    client that will never read the bytes (stream_buffer is 64 KiB)."""
+    srv = make_server(config=_config(stream_buffer="64k"))
+    s = _open(srv, f"{method} {route}?c=nocontent&status={status}&n=64&size=65536 HTTP/1.1\r\n"
+                   f"Host: x\r\n\r\nGET /p/a/b HTTP/1.1\r\nHost: x\r\n\r\n".encode())
+    rd = Reader(s)
+    first = rd.response(head=True)
+    assert first.status == status and first.body == b""
+    if method != "HEAD":  # HEAD's head is GET's: chunked
+        assert first.header("transfer-encoding") is None
+    nxt = rd.response()
+    assert nxt.status == 200 and json.loads(nxt.body)["a"] == "a"
+    s.close()
+
+
+def test_content_type_is_copied(make_server):
+    srv = make_server(config=_config())
+    r = get(srv.port, "/case?c=ctype")
+    assert r.status == 200 and r.header("content-type") == "text/x-freed" and r.body == b"typed\n"
+
+
+def test_an_allocation_too_large_is_null(make_server):
+    srv = make_server(config=_config())
+    assert get(srv.port, "/case?c=huge_alloc").body == b"null null\n"
+
+
+@pytest.mark.parametrize("route,case,says", [
+    ("/case", "async_twice", "one job at a time"),
+    ("/case", "async_after", "pfd_after while pfd_async work"),
+    ("/case", "drain_twice", "pfd_on_drain twice"),
+    ("/pool-case", "async_on_pool", "pfd_async from a pool thread"),
+])
+def test_misuse_fails_the_request_with_500_and_a_log_line(make_server, route, case, says):
+    """A second job, a timer or a second drain callback while work is out:
+    the call fails and so does the request (500), rather than a quiet -1
+    the handler may ignore. The worker goes on."""
+    srv = make_server(config=_config())
+    r = get(srv.port, f"{route}?c={case}")
+    assert r.status == 500, r
+    wait_until(lambda: says in srv.log(), what=f"the log line ({says})")
+    assert get(srv.port, "/p/a/b").status == 200
+    if case == "drain_twice":  # the first one still runs, once
+        assert wait_until(lambda: _stats(srv.port)["drains"] == 1, what="the drain")
+
+
+def test_a_drain_callback_with_nothing_queued_still_runs(make_server):
+    srv = make_server(config=_config())
+    r = get(srv.port, "/case?c=drain_end")
+    assert r.status == 200 and r.body == b"" and r.header("transfer-encoding") == "chunked"
+    assert _stats(srv.port)["drains"] == 1
+
+
+def test_an_inline_stream_left_open_is_cut_not_held(make_server):
+    """Nothing pending could ever end it: the connection is cut (no last
+    chunk, so the client knows), not held until a timeout."""
+    srv = make_server(config=_config())
+    t0 = time.monotonic()
+    data = _raw_until_close(srv, b"GET /case?c=left_open HTTP/1.1\r\nHost: x\r\n\r\n")
+    assert data.startswith(b"HTTP/1.1 200") and b"open" in data, data
+    assert not data.endswith(b"0\r\n\r\n"), data
+    assert time.monotonic() - t0 < 5 * SLOW
+    assert "a stream was left open with nothing pending" in srv.log()
+
+
+@pytest.mark.parametrize("route", ["/case", "/pool-case"])
+def test_a_write_after_the_stream_ended_goes_nowhere(make_server, route):
+    srv = make_server(config=_config())
+    data = _raw_until_close(srv, f"GET {route}?c=after_end HTTP/1.1\r\nHost: x\r\n"
+                                 f"Connection: close\r\n\r\n".encode())
+    assert data.startswith(b"HTTP/1.1 200") and b"ended" in data and b"AFTER" not in data, data
+    wait_until(lambda: "a stream written after pfd_stream_end" in srv.log(), what="the log line")
+
+
+@pytest.mark.parametrize("route", ["/case", "/pool-case"])
+def test_a_body_written_before_the_stream_is_its_first_piece(make_server, route):
+    srv = make_server(config=_config())
+    r = get(srv.port, f"{route}?c=body_then_stream")
+    assert r.status == 200 and r.body == b"first,second", r.body
+
+
+def test_the_head_of_a_pool_stream_is_fixed_by_its_first_piece(make_server):
+    srv = make_server(config=_config())
+    data = _raw_until_close(srv, b"GET /pool-case?c=late_header HTTP/1.1\r\nHost: x\r\n"
+                                 b"Connection: close\r\n\r\n")
+    assert data.startswith(b"HTTP/1.1 200") and b"piece" in data, data
+    assert b"x-late" not in data.lower() and b"LATE" not in data, data
+    wait_until(lambda: "pfd_header_add after the answer's head was sent" in srv.log(),
+               what="the log line")
+
+
+@pytest.mark.parametrize("route", ["/case", "/pool-case"])
+@pytest.mark.parametrize("size", [100, 1 << 20])
+def test_a_body_by_reference_is_sent_whole_and_released_on_the_loop(make_server, route, size):
+    """A 1 MiB body goes out from the handler's memory (not copied); its
+    release runs once, on the loop thread, also for a pool handler."""
+    srv = make_server(config=_config())
+    r = get(srv.port, f"{route}?c=body_ref&size={size}")
+    want = bytes(ord("a") + i % 26 for i in range(size))
+    assert r.status == 200 and r.body == want
+    st = wait_until(lambda: (lambda st: st["released"] == 1 and st)(_stats(srv.port)),
+                    what="the release")
+    assert st["released_off_loop"] == 0
+
+
+def test_a_body_by_reference_to_a_client_that_leaves_is_released(make_server):
+    srv = make_server(config=_config())
+    s = _open(srv, b"GET /case?c=body_ref&size=33554432 HTTP/1.1\r\nHost: x\r\n\r\n",
+              rcvbuf=65536)
+    assert s.recv(100).startswith(b"HTTP/1.1 200")
+    _reset(s)
+    wait_until(lambda: _stats(srv.port)["released"] == 1, what="the release")
+
+
+def test_shared_regions_are_made_in_init_only(make_server):
+    srv = make_server(config=_config())
+    assert get(srv.port, "/case?c=shared").body == b"null\n"
+
+
+def test_a_reload_runs_the_fini_of_the_configuration_it_replaces(make_server):
+    srv = make_server(config=_config())
+    assert _stats(srv.port)["fini"] == 0
+    srv.signal(signal.SIGHUP)
+    wait_until(lambda: "reload done" in srv.log(), timeout=30, what="the reload")
+    # the region lives on across the reload: the old module's fini counted in it
+    wait_until(lambda: _stats(srv.port)["fini"] == 1, what="fini")
+
+
+def test_one_module_under_two_names_is_loaded_once(make_server, tmp_path):
+    """Its init runs once, and so does its fini at a reload."""
+    link = tmp_path / "other-name.so"
+    link.symlink_to(MODULE)
+    conf = _config() + f"[route = /again]\nhandler = stats\nmodule = {link}\n"
+    srv = make_server(config=conf)
+    st = json.loads(get(srv.port, "/again").body)
+    assert st["inits"] == 1 and st == _stats(srv.port)
+    srv.signal(signal.SIGHUP)
+    wait_until(lambda: "reload done" in srv.log(), timeout=30, what="the reload")
+    st = wait_until(lambda: (lambda st: st["fini"] >= 1 and st)(_stats(srv.port)), what="fini")
+    assert st["inits"] == 2 and st["fini"] == 1, st
 
 
 # ---- a module rebuilt and reloaded under load ------------------------------------

@@ -602,6 +602,10 @@ MODULES = {
                  "static const pfd_handler hs[] = {{.name = \"x\", .handle = h}, {0}};\n"
                  "const pfd_app preforkd_module = {.api_version = PFD_API_VERSION,\n"
                  "                                 .handlers = hs};\n",
+    "nohandle": "#include <preforkd.h>\n"
+                "static const pfd_handler hs[] = {{.name = \"x\"}, {0}};\n"
+                "const pfd_app preforkd_module = {.api_version = PFD_API_VERSION,\n"
+                "                                 .handlers = hs};\n",
 }
 
 
@@ -613,7 +617,15 @@ def test_check_refuses_bad_modules_with_file_and_line(tmp_path):
         (tmp_path / f"{name}.c").write_text(source)
         subprocess.run([cc, "-shared", "-fPIC", f"-I{SOURCE_DIR}/workers", "-o",
                         str(tmp_path / f"{name}.so"), str(tmp_path / f"{name}.c")], check=True)
+    # the master runs a module's code as root: a file others may write is
+    # refused, and so is a FIFO planted at the path (it must not hang --check)
+    shutil.copy(tmp_path / "nohandle.so", tmp_path / "shared.so")
+    os.chmod(tmp_path / "shared.so", 0o664)
+    os.mkfifo(tmp_path / "fifo.so")
     cases = [
+        ("nohandle.so", 'module nohandle.so: handler "x" has no handle function'),
+        ("shared.so", "module shared.so: writable by others than its owner (mode 664)"),
+        ("fifo.so", "module fifo.so: not a regular file"),
         ("missing.so", "module missing.so: No such file or directory"),
         ("nosymbol.so", "module nosymbol.so: no symbol preforkd_module (a const pfd_app)"),
         ("otherapi.so", "module otherapi.so: built against API version 2, this server has 1"),
@@ -624,7 +636,7 @@ def test_check_refuses_bad_modules_with_file_and_line(tmp_path):
         conf.write_text(f"[server]\nlisten = 127.0.0.1:0\n\n[route /m]\nhandler = x\n"
                         f"module = {module}\n")
         out = subprocess.run([BIN, "--config", str(conf), "--check"], capture_output=True,
-                             text=True)
+                             text=True, timeout=30)
         assert out.returncode == 2, (module, out)
         assert f"{conf}:6: [route /m]: " in out.stderr, (module, out.stderr)
         assert says.replace("module ", f"module {tmp_path}/", 1) in out.stderr, (module, out.stderr)

@@ -386,7 +386,9 @@ def test_reload_recomputes_the_open_file_limit(make_server, site):
     (srv.tmp / "preforkd.conf").write_text(site_conf(site, "max_connections = 3000"))
     srv.signal(signal.SIGHUP)
     wait_until(lambda: "reload done" in srv.log(), timeout=30, what="the reload")
-    [second] = children(srv.proc.pid)
+    # the old worker may still be finishing when the reload is done
+    [second] = wait_until(lambda: (lambda k: len(k) == 1 and first not in k and k)(
+        children(srv.proc.pid)), what="the old worker to go")
     assert open_files_limit(second) == [4288, 8192]
 
 

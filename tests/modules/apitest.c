@@ -9,20 +9,27 @@
  *                    client drains them (pfd_on_drain)
  *   stream_async     a stream that then hands work to the pool
  *   params           pattern route /p/{a}/{b}: path and query parameters
+ *   case?c=NAME      one use (or misuse) of the API per name, on the loop or
+ *                    the pool (the route's mode): see cases[] below
  *   stats            the counters, JSON
  */
+#ifndef _GNU_SOURCE
+#define _GNU_SOURCE /* gettid */
+#endif
 #include <preforkd.h>
 #include <stdatomic.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 struct counters {
     _Atomic unsigned long work_started, work_finished, work_cancelled;
     _Atomic unsigned long done_called, done_gone;
     _Atomic unsigned long after_fired, after_gone;
     _Atomic unsigned long stream_drains, stream_freed;
+    _Atomic unsigned long released, released_off_loop, drains, inits, fini;
 };
 
 static struct counters *ctr;
@@ -32,7 +39,13 @@ static int init(char *err, size_t errlen) {
         snprintf(err, errlen, "no shared region");
         return -1;
     }
+    atomic_fetch_add(&ctr->inits, 1);
     return 0;
+}
+
+/* Master, when the configuration that ran init is let go (a reload). */
+static void fini(void) {
+    atomic_fetch_add(&ctr->fini, 1);
 }
 
 static long number(pfd_req *r, const char *name, long dflt) {
@@ -158,6 +171,119 @@ static int stream_async_handle(pfd_req *r) {
     return PFD_OK;
 }
 
+/* ---- one use of the API per case (c=NAME) -------------------------------- */
+
+static bool is(pfd_str s, const char *name) {
+    return s.len == strlen(name) && memcmp(s.p, name, s.len) == 0;
+}
+
+static void noop(pfd_req *r, void *arg) {}
+
+/* A release callback: it must run once, on the loop thread (the worker's
+ * main thread, whose id is the process id). */
+static void count_release(void *arg) {
+    atomic_fetch_add(&ctr->released, 1);
+    if (gettid() != getpid()) atomic_fetch_add(&ctr->released_off_loop, 1);
+    free(arg);
+}
+
+static void count_drain(pfd_req *r, void *arg) {
+    atomic_fetch_add(&ctr->drains, 1);
+    pfd_stream_end(r);
+}
+
+static int case_handle(pfd_req *r) {
+    pfd_str c;
+    if (pfd_query_param(r, "c", &c) != 1) return pfd_error(r, 400);
+    long n = number(r, "n", 4), size = number(r, "size", 16 * 1024);
+    if (is(c, "nocontent")) {
+        /* a stream on an answer that has no content: nothing of it may
+         * reach the wire (the next answer would start with it) */
+        pfd_status(r, (int)number(r, "status", 204));
+        pfd_write(r, "before", 6);
+        pfd_stream_begin(r);
+        for (long i = 0; i < n; i++) {
+            char *piece = malloc((size_t)size);
+            if (!piece) return PFD_ERROR;
+            memset(piece, 'z', (size_t)size);
+            int rc = pfd_stream_write(r, piece, (size_t)size);
+            free(piece);
+            if (rc < 0) return PFD_ERROR;
+        }
+        return pfd_stream_end(r) < 0 ? PFD_ERROR : PFD_OK;
+    }
+    if (is(c, "ctype")) {
+        /* a Content-Type the caller frees at once */
+        char *type = strdup("text/x-freed");
+        int rc = pfd_content_type(r, type);
+        memset(type, 'X', strlen(type));
+        free(type);
+        return rc < 0 ? PFD_ERROR : pfd_write(r, "typed\n", 6);
+    }
+    if (is(c, "huge_alloc"))
+        return pfd_printf(r, "%s %s\n", pfd_alloc(r, SIZE_MAX - 8) ? "got" : "null",
+                          pfd_alloc(r, SIZE_MAX - 16) ? "got" : "null");
+    if (is(c, "async_twice")) {
+        pfd_async(r, noop, noop, NULL);
+        return pfd_async(r, noop, noop, NULL) < 0 ? PFD_OK : pfd_text(r, 200, "two jobs\n");
+    }
+    if (is(c, "async_after")) {
+        pfd_async(r, noop, noop, NULL);
+        return pfd_after(r, 10, noop, NULL) < 0 ? PFD_OK : pfd_text(r, 200, "both\n");
+    }
+    if (is(c, "async_on_pool"))
+        return pfd_async(r, noop, noop, NULL) < 0 ? PFD_OK : pfd_text(r, 200, "accepted\n");
+    if (is(c, "drain_twice")) {
+        pfd_on_drain(r, count_drain, NULL);
+        return pfd_on_drain(r, count_drain, NULL) < 0 ? PFD_OK : pfd_text(r, 200, "twice\n");
+    }
+    if (is(c, "drain_end")) {
+        /* a drain callback asked for with nothing queued: it still runs,
+         * and the answer waits for it */
+        pfd_content_type(r, "text/plain");
+        pfd_stream_begin(r);
+        return pfd_on_drain(r, count_drain, NULL) < 0 ? PFD_ERROR : PFD_OK;
+    }
+    if (is(c, "left_open")) {
+        pfd_content_type(r, "text/plain");
+        pfd_stream_begin(r);
+        pfd_stream_write(r, "open", 4);
+        return PFD_OK; /* no end, nothing pending */
+    }
+    if (is(c, "after_end")) {
+        pfd_content_type(r, "text/plain");
+        pfd_stream_begin(r);
+        pfd_stream_write(r, "ended", 5);
+        pfd_stream_end(r);
+        return pfd_stream_write(r, "AFTER", 5) < 0 ? PFD_OK : PFD_ERROR;
+    }
+    if (is(c, "body_then_stream")) {
+        pfd_content_type(r, "text/plain");
+        pfd_write(r, "first,", 6);
+        pfd_stream_begin(r);
+        pfd_stream_write(r, "second", 6);
+        return pfd_stream_end(r) < 0 ? PFD_ERROR : PFD_OK;
+    }
+    if (is(c, "late_header")) {
+        /* [pool] once a piece is on its way the head is fixed */
+        pfd_content_type(r, "text/plain");
+        pfd_stream_write(r, "piece", 5);
+        if (pfd_header_add(r, "X-Late", "yes") == 0) pfd_stream_write(r, "LATE", 4);
+        return PFD_OK;
+    }
+    if (is(c, "body_ref")) {
+        /* a body handed over by reference, released once sent */
+        char *p = malloc((size_t)size);
+        if (!p) return PFD_ERROR;
+        for (long i = 0; i < size; i++) p[i] = (char)('a' + i % 26);
+        pfd_content_type(r, "text/plain");
+        return pfd_body_ref(r, p, (size_t)size, count_release, p) < 0 ? PFD_ERROR : PFD_OK;
+    }
+    if (is(c, "shared"))
+        return pfd_text(r, 200, pfd_shared_create("late", 64) ? "created\n" : "null\n");
+    return pfd_error(r, 404);
+}
+
 /* ---- parameters and stats ------------------------------------------------ */
 
 static int params_handle(pfd_req *r) {
@@ -187,12 +313,16 @@ static int stats_handle(pfd_req *r) {
     return pfd_printf(r,
                       "{\"work_started\": %lu, \"work_finished\": %lu, \"work_cancelled\": %lu, "
                       "\"done_called\": %lu, \"done_gone\": %lu, \"after_fired\": %lu, "
-                      "\"after_gone\": %lu, \"stream_drains\": %lu, \"stream_freed\": %lu}\n",
+                      "\"after_gone\": %lu, \"stream_drains\": %lu, \"stream_freed\": %lu, "
+                      "\"released\": %lu, \"released_off_loop\": %lu, \"drains\": %lu, "
+                      "\"inits\": %lu, \"fini\": %lu}\n",
                       atomic_load(&ctr->work_started), atomic_load(&ctr->work_finished),
                       atomic_load(&ctr->work_cancelled), atomic_load(&ctr->done_called),
                       atomic_load(&ctr->done_gone), atomic_load(&ctr->after_fired),
                       atomic_load(&ctr->after_gone), atomic_load(&ctr->stream_drains),
-                      atomic_load(&ctr->stream_freed));
+                      atomic_load(&ctr->stream_freed), atomic_load(&ctr->released),
+                      atomic_load(&ctr->released_off_loop), atomic_load(&ctr->drains),
+                      atomic_load(&ctr->inits), atomic_load(&ctr->fini));
 }
 
 static const pfd_handler handlers[] = {
@@ -202,6 +332,7 @@ static const pfd_handler handlers[] = {
     {.name = "stream_async", .handle = stream_async_handle, .body = PFD_BODY_DROP},
     {.name = "params", .handle = params_handle, .body = PFD_BODY_DROP},
     {.name = "stats", .handle = stats_handle, .body = PFD_BODY_DROP},
+    {.name = "case", .handle = case_handle, .body = PFD_BODY_DROP},
     {0},
 };
 
@@ -210,4 +341,5 @@ const pfd_app preforkd_module = {
     .name = "apitest",
     .handlers = handlers,
     .init = init,
+    .fini = fini,
 };

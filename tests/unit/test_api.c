@@ -43,6 +43,10 @@ static int setup(void **state) {
                                       "[route = /exact]\nhandler = status\nmethods = POST PUT\n"
                                       "[route /users/{id}/posts/{post}]\nhandler = echo\n"
                                       "[route /users/]\nhandler = status\n"
+                                      "[route = /head]\nhandler = echo\nmethods = GET\n"
+                                      "[route = /head]\nhandler = status\nmethods = HEAD\n"
+                                      "[route /v/{a}]\nhandler = echo\nmethods = GET\n"
+                                      "[route /v/{b}]\nhandler = status\nmethods = PUT\n"
                                       "[route /]\nhandler = echo\n",
                                       "api.conf", err, sizeof err),
                      0);
@@ -175,6 +179,20 @@ static void test_routes_and_path_parameters(void **state) {
     char allow[96];
     routes_allow_text(fx->ex->allow, allow, sizeof allow);
     assert_string_equal(allow, "GET, HEAD, POST, PUT");
+    /* a route that names HEAD takes it, also when one naming GET comes first */
+    request(fx, "HEAD /head HTTP/1.1\r\nHost: h\r\n\r\n");
+    assert_string_equal(fx->ex->route->handler->name, "status");
+    request(fx, "GET /head HTTP/1.1\r\nHost: h\r\n\r\n");
+    assert_string_equal(fx->ex->route->handler->name, "echo");
+    /* patterns with other {names} in the same places are one path, split
+     * by method (and fill their own names) */
+    r = request(fx, "PUT /v/1 HTTP/1.1\r\nHost: h\r\n\r\n");
+    assert_string_equal(fx->ex->route->handler->name, "status");
+    assert_str(pfd_path_param(r, "b"), "1");
+    request(fx, "DELETE /v/1 HTTP/1.1\r\nHost: h\r\n\r\n");
+    assert_null(fx->ex->route);
+    routes_allow_text(fx->ex->allow, allow, sizeof allow);
+    assert_string_equal(allow, "GET, HEAD, PUT");
     /* an exact route matches only itself */
     request(fx, "GET /exact/ HTTP/1.1\r\nHost: h\r\n\r\n");
     assert_string_equal(fx->ex->route->path, "/");
@@ -192,8 +210,9 @@ static void test_header_checks(void **state) {
         assert_true(fx->ex->failed); /* the client gets 500, not a split answer */
     }
     static const char *const bad_names[] = {
-        "",           "X Bad", "X:Bad", "Content-Length", "transfer-encoding",
-        "Connection", "Date",  "Server"};
+        "",           "X Bad",      "X:Bad",   "Content-Length", "transfer-encoding",
+        "Connection", "Keep-Alive", "Upgrade", "Trailer",        "Proxy-Connection",
+        "Date",       "Server"};
     for (size_t i = 0; i < sizeof bad_names / sizeof bad_names[0]; i++) {
         r = request(fx, "GET / HTTP/1.1\r\nHost: h\r\n\r\n");
         assert_int_equal(pfd_header_add(r, bad_names[i], "v"), -1);
@@ -205,6 +224,12 @@ static void test_header_checks(void **state) {
     assert_string_equal(fx->ex->resp.content_type, "text/html");
     assert_int_equal(pfd_content_type(r, "text/html\r\nX: y"), -1);
     assert_true(fx->ex->failed);
+    /* the type is copied: the caller's string may go at once */
+    r = request(fx, "GET / HTTP/1.1\r\nHost: h\r\n\r\n");
+    char *type = strdup("text/x-mine");
+    assert_int_equal(pfd_content_type(r, type), 0);
+    free(type);
+    assert_string_equal(fx->ex->resp.content_type, "text/x-mine");
     /* pfd_error replaces the body, not the header fields added before */
     r = request(fx, "GET / HTTP/1.1\r\nHost: h\r\n\r\n");
     assert_int_equal(pfd_header_add(r, "Retry-After", "5"), 0);
@@ -274,6 +299,10 @@ static void test_arena(void **state) {
     assert_int_equal((uintptr_t)a % 8, 0);
     assert_int_equal((uintptr_t)b % 8, 0);
     memset(b, 1, 100000); /* ASan: it really is that large */
+    /* sizes that would wrap the arena's arithmetic: NULL, not a small block */
+    assert_null(pfd_alloc(r, SIZE_MAX));
+    assert_null(pfd_alloc(r, SIZE_MAX - 8));
+    assert_null(pfd_alloc(r, SIZE_MAX - 16));
     char *s = pfd_sprintf(r, "%s-%d", "x", 42);
     assert_string_equal(s, "x-42");
     struct arena ar;

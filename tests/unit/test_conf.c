@@ -607,6 +607,21 @@ static void test_route_setting_errors(void **state) {
     expect_load_error("[route /a/x{id}]\nhandler = echo\n", 1, "whole path segment");
     expect_load_error("[route /a/{id}/{id}]\nhandler = echo\n", 1, "{id} twice");
     expect_load_error("[route = /a/{id}]\nhandler = echo\n", 1, "no {name}");
+    /* a request has room for 16 parameters; a route with more is refused */
+    char many[512] = "[route ";
+    for (int i = 0; i < 17; i++) snprintf(many + strlen(many), 16, "/{p%d}", i);
+    strcat(many, "]\nhandler = echo\n");
+    expect_load_error(many, 1, "more than 16 {name} segments");
+    many[strlen("[route ") + 5 * 10 + 6 * 6] = '\0'; /* up to /{p15}: fine */
+    strcat(many, "]\nhandler = echo\n");
+    struct conf c;
+    char err[ERRLEN] = "";
+    conf_init(&c);
+    assert_int_equal(load(&c, many, err), 0);
+    conf_free(&c);
+    /* "[route /x ]" would serve "/x " only */
+    expect_load_error("[route /x ]\nhandler = echo\n", 1, "whitespace");
+    expect_load_error("[route /a b]\nhandler = echo\n", 1, "whitespace");
 }
 
 static void test_route_kinds_and_methods(void **state) {

@@ -323,8 +323,7 @@ static void test_deferred_jobs_start_at_the_kick_and_can_be_taken_back(void **st
     /* both threads asleep before anything is queued */
     while (pool_sleeping(p) != 2) sched_yield();
     for (unsigned i = 0; i < 8; i++) assert_int_equal(pool_submit_deferred(p, &jobs[i].job), 0);
-    /* no wake-up was sent: they are all still queued (a spurious wake-up of
-     * a thread would take one, which POSIX allows but Linux does not do) */
+    /* they wait aside: no thread can take one before the kick */
     assert_int_equal(pool_queued(p), 8);
     assert_int_equal(pool_cancel(p, &jobs[7].job), 0);
     assert_false(pool_started(p, &jobs[6].job));
