@@ -90,6 +90,8 @@ static const struct setting settings[] = {
      "streamed bytes on their way to a slow client before the handler waits"},
     {"cached_buffer_max", K_SIZE, F(cached_buffer_max), "16k", 0, 1024 * 1024 * 1024,
      "a finished request's buffers larger than this are freed, not cached"},
+    {"cached_objects", K_UINT, F(cached_objects), "256", 0, 65536,
+     "finished connections and requests (each) kept for reuse; freed after an idle second"},
     {"access_log", K_LOG, F(access_log), "off", 0, 0, "access log path, - for stdout, or off"},
     {"error_log", K_LOG, F(error_log), NULL, 0, 0, "error log path, or - for stdout"},
     {"log_level", K_LEVEL, F(log_level), "info", 0, 0, "error, warn, info or debug"},

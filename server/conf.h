@@ -89,6 +89,7 @@ struct conf {
     uint64_t body_min_rate;     /* bytes per second a body keeps up after body_timeout; 0: off */
     uint64_t stream_buffer;     /* streamed bytes on their way before a writer waits */
     uint64_t cached_buffer_max; /* larger buffers of a finished request are freed */
+    unsigned cached_objects;    /* finished conns and exchanges kept for reuse (each) */
 
     char *access_log; /* path, "-" for stdout, or NULL when off */
     char *error_log;  /* path, NULL for stderr */

@@ -11,13 +11,17 @@ void bufcache_init(struct bufcache *bc, unsigned max) {
     bc->max = max;
 }
 
-void bufcache_destroy(struct bufcache *bc) {
+void bufcache_trim(struct bufcache *bc) {
     while (bc->free) {
         void *next = *(void **)bc->free;
         free(bc->free);
         bc->free = next;
     }
     bc->nfree = 0;
+}
+
+void bufcache_destroy(struct bufcache *bc) {
+    bufcache_trim(bc);
 }
 
 static char *block_get(struct bufcache *bc) {

@@ -48,6 +48,8 @@ void buf_consume(struct buf *b, size_t n);
 void buf_release(struct buf *b, struct bufcache *bc);
 
 void bufcache_init(struct bufcache *bc, unsigned max);
+/* Frees every cached block; the cache stays usable. */
+void bufcache_trim(struct bufcache *bc);
 void bufcache_destroy(struct bufcache *bc);
 
 #endif

@@ -22,8 +22,6 @@
 #define OUT_HIGH_WATER (64 * 1024)
 /* Room kept free in the input buffer while reading a body. */
 #define BODY_READ_ROOM (16 * 1024)
-/* Cached connection structs kept per worker. */
-#define MAX_FREE_CONNS 1024
 /* Longest single sendfile() call. */
 #define SENDFILE_CHUNK (1u << 20)
 /* A body in memory up to this size is copied behind the head (one write);
@@ -868,7 +866,7 @@ static void conn_close(struct conn *c) {
     if (c->next) c->next->prev = c->prev;
     cs->n--;
     atomic_store_explicit(&cs->slot->connections, cs->n, memory_order_relaxed);
-    if (cs->nfree < MAX_FREE_CONNS) {
+    if (cs->nfree < cs->conf->cached_objects) {
         c->next = cs->free;
         cs->free = c;
         cs->nfree++;
@@ -894,7 +892,7 @@ void conns_close_all(struct conns *cs) {
     while (cs->list) conn_close(cs->list);
 }
 
-void conns_fini(struct conns *cs) {
+void conns_trim(struct conns *cs) {
     while (cs->free_wevs) {
         struct wev_box *b = cs->free_wevs;
         cs->free_wevs = b->next;
@@ -906,5 +904,11 @@ void conns_fini(struct conns *cs) {
         free(c);
     }
     cs->nfree = 0;
+    exchange_env_trim(&cs->ex);
+    bufcache_trim(&cs->bufs);
+}
+
+void conns_fini(struct conns *cs) {
+    conns_trim(cs);
     exchange_env_fini(&cs->ex);
 }

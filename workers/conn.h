@@ -45,7 +45,8 @@
  *   ex            the request in flight (exchange.h): freed when answered;
  *                 abandoned at close (it ends on its own).
  * Connection structs and write events are cached per worker (struct conns),
- * at most MAX_FREE_CONNS, and freed at worker exit by conns_fini(). */
+ * at most cached_objects connections, freed after an idle second by
+ * conns_trim() and at worker exit by conns_fini(). */
 #ifndef PREFORKD_CONN_H
 #define PREFORKD_CONN_H
 
@@ -109,6 +110,9 @@ void conns_close_idle(struct conns *cs);
 /* Fast stop: every connection, now. */
 void conns_close_all(struct conns *cs);
 /* Frees the caches (worker exit, after conns_close_all). */
+/* Frees what is cached for reuse: connections, write events, exchanges,
+ * buffer blocks (the worker's idle tick). */
+void conns_trim(struct conns *cs);
 void conns_fini(struct conns *cs);
 
 /* From the connection's exchange (loop thread), outside the connection's

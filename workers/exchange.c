@@ -11,8 +11,6 @@
 #include "workers/conn.h"
 #include "workers/route.h"
 
-/* Exchanges kept for reuse per worker. */
-#define MAX_FREE_EXCHANGES 256
 /* A handler that returns later than this after being cancelled at
  * request_timeout did not stop when asked: that is worth a warning. */
 #define STOP_NOTICE_US 200000
@@ -172,7 +170,7 @@ void exchange_free(struct exchange *ex) {
     timer_stop(ex);
     event_del(&ex->wake);
     reset(ex);
-    if (env->nfree >= MAX_FREE_EXCHANGES) {
+    if (env->nfree >= env->conf->cached_objects) {
         destroy(ex);
         return;
     }
@@ -186,13 +184,17 @@ void exchange_env_kick(struct exchange_env *env) {
     pool_kick(env->pool);
 }
 
-void exchange_env_fini(struct exchange_env *env) {
+void exchange_env_trim(struct exchange_env *env) {
     while (env->free) {
         struct exchange *ex = env->free;
         env->free = ex->next_free;
         destroy(ex);
     }
     env->nfree = 0;
+}
+
+void exchange_env_fini(struct exchange_env *env) {
+    exchange_env_trim(env);
 }
 
 /* Wakes a pool thread waiting in exchange_wait() or exchange_stream_write(). */

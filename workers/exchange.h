@@ -173,7 +173,9 @@ struct exchange {
 struct exchange *exchange_new(struct exchange_env *env, struct conn *c);
 /* The connection is done with it (answered, or never dispatched). */
 void exchange_free(struct exchange *ex);
-/* Frees the cache (worker exit). */
+/* Frees the cached exchanges (at most cached_objects are kept): after an
+ * idle second, and at worker exit (exchange_env_fini). */
+void exchange_env_trim(struct exchange_env *env);
 void exchange_env_fini(struct exchange_env *env);
 /* The pool_kick event's callback: wakes pool threads for the jobs handed
  * over in this turn of the loop. */

@@ -89,16 +89,29 @@ int pfd_lock_init(pfd_lock *l) {
     return rc ? -1 : 0;
 }
 
+/* A lock whose holder died: it is ours now; the log names where it lives
+ * (region and offset), as what it guards may be half done. */
+static int recovered(pfd_lock *l) {
+    pthread_mutex_consistent((pthread_mutex_t *)l->opaque);
+    const char *at = (const char *)l;
+    for (unsigned i = 0; i < nregions; i++) {
+        const char *base = regions[i].p;
+        if (at >= base && at < base + regions[i].size) {
+            log_warn("the lock at offset %zu of shared region %s was held by a process that "
+                     "died: recovered",
+                     (size_t)(at - base), regions[i].name);
+            return PFD_LOCK_RECOVERED;
+        }
+    }
+    log_warn("the shared lock at %p was held by a process that died: recovered", (void *)l);
+    return PFD_LOCK_RECOVERED;
+}
+
 int pfd_lock_acquire(pfd_lock *l) {
     pthread_mutex_t *m = (pthread_mutex_t *)l->opaque;
     int rc = pthread_mutex_lock(m);
     if (rc == 0) return 0;
-    if (rc == EOWNERDEAD) {
-        /* its holder died: the lock is ours, what it guards may be half done */
-        pthread_mutex_consistent(m);
-        log_warn("a shared lock was held by a process that died: recovered");
-        return PFD_LOCK_RECOVERED;
-    }
+    if (rc == EOWNERDEAD) return recovered(l);
     return -1;
 }
 
@@ -107,11 +120,7 @@ int pfd_lock_try(pfd_lock *l) {
     int rc = pthread_mutex_trylock(m);
     if (rc == 0) return 0;
     if (rc == EBUSY) return PFD_LOCK_BUSY;
-    if (rc == EOWNERDEAD) {
-        pthread_mutex_consistent(m);
-        log_warn("a shared lock was held by a process that died: recovered");
-        return PFD_LOCK_RECOVERED;
-    }
+    if (rc == EOWNERDEAD) return recovered(l);
     return -1;
 }
 

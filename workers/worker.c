@@ -36,8 +36,6 @@
 #define ACCEPT_DEFER_MS   2
 #define ACCEPT_MAX_DEFERS 5
 #define PEER_STALE_MS     2000
-/* Buffer blocks kept for reuse. */
-#define BUF_CACHE_BLOCKS 1024
 /* Allocations this large are mmapped and given back to the system when
  * freed. Setting it also turns off glibc's raising of the threshold after
  * large frees, which would keep a burst's memory in the heap for good. */
@@ -171,6 +169,7 @@ static void on_tick(evutil_socket_t fd, short what, void *arg) {
      * to the system, so that idle memory does not follow the busiest moment */
     uint64_t served = w->conns.requests;
     if (served == w->served_last_tick && served != w->trimmed_at) {
+        conns_trim(&w->conns);
         malloc_trim(0);
         w->trimmed_at = served;
     }
@@ -344,7 +343,8 @@ static int setup(struct worker *w, const struct creds *creds) {
                                    .t_request = common_timeout(w->base, c->request_timeout),
                                    .pool_kick = event_new(w->base, -1, 0, on_pool_kick, &cs->ex)};
     if (!cs->ex.pool_kick) return start_failed(w, "out of memory");
-    bufcache_init(&cs->bufs, BUF_CACHE_BLOCKS);
+    /* an input and an output buffer per connection, of a block or two */
+    bufcache_init(&cs->bufs, 4 * c->cached_objects);
     cs->t_header = common_timeout(w->base, c->header_timeout);
     cs->t_body = common_timeout(w->base, c->body_timeout);
     cs->t_send = common_timeout(w->base, c->send_timeout);

@@ -314,6 +314,27 @@ static void test_arena(void **state) {
     arena_free(&ar);
 }
 
+/* Finished exchanges are kept for reuse up to cached_objects, and all of
+ * them go at the idle trim. */
+static void test_exchange_cache_bound_and_trim(void **state) {
+    struct fixture *fx = *state;
+    fx->conf.cached_objects = 2;
+    struct exchange *ex[5];
+    for (int i = 0; i < 5; i++) ex[i] = exchange_new(&fx->env, NULL);
+    for (int i = 0; i < 5; i++) exchange_free(ex[i]);
+    assert_int_equal(fx->env.nfree, 2);
+    /* reuse takes from the cache */
+    struct exchange *again = exchange_new(&fx->env, NULL);
+    assert_int_equal(fx->env.nfree, 1);
+    exchange_free(again);
+    exchange_env_trim(&fx->env);
+    assert_int_equal(fx->env.nfree, 0);
+    assert_null(fx->env.free);
+    fx->conf.cached_objects = 0; /* nothing kept */
+    exchange_free(exchange_new(&fx->env, NULL));
+    assert_int_equal(fx->env.nfree, 0);
+}
+
 /* The lock in shared memory: busy for a second taker, and taken back with
  * PFD_LOCK_RECOVERED from a process that died holding it. */
 static void test_robust_lock(void **state) {
@@ -347,6 +368,7 @@ int main(void) {
         cmocka_unit_test_setup_teardown(test_json_strings_and_bodies, setup, teardown),
         cmocka_unit_test_setup_teardown(test_arena, setup, teardown),
         cmocka_unit_test(test_robust_lock),
+        cmocka_unit_test_setup_teardown(test_exchange_cache_bound_and_trim, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -233,6 +233,9 @@ static void test_init_defaults(void **state) {
     assert_int_equal(c->max_header_size, 32 * KIB);
     assert_int_equal(c->max_headers, 100);
     assert_int_equal(c->max_body_size, 1 * MIB);
+    assert_int_equal(c->stream_buffer, 256 * KIB);
+    assert_int_equal(c->cached_buffer_max, 16 * KIB);
+    assert_int_equal(c->cached_objects, 256);
     assert_null(c->access_log);
     assert_null(c->error_log);
     assert_int_equal(c->log_level, CONF_LOG_INFO);
@@ -668,6 +671,8 @@ static void test_out_of_range(void **state) {
     expect_load_error("[server]\nthreads = 0\n", 2, "threads: \"0\" is out of range");
     expect_load_error("[server]\nworkers = 513\n", 2, "workers: \"513\" is out of range");
     expect_load_error("[server]\nmax_uri = 2m\n", 2, "max_uri: \"2m\" is out of range");
+    expect_load_error("[server]\ncached_objects = 65537\n", 2,
+                      "cached_objects: \"65537\" is out of range");
     expect_load_error("[server]\nkeepalive_timeout = 25h\n", 2,
                       "keepalive_timeout: \"25h\" is out of range");
 }
