@@ -35,9 +35,24 @@ BIN = _find_binary()
 SLOW = 10 if os.environ.get("PREFORKD_UNDER_VALGRIND") else 1
 
 
+_BASETEMP = None
+
+
 def pytest_configure(config):
     config.addinivalue_line("markers", "timing: asserts latencies or timeouts that a server "
                                        "under valgrind cannot meet (scripts/valgrind skips them)")
+    # tmp_path folders go in a folder of this run, removed at its end (pytest
+    # would keep the last three runs' in /tmp/pytest-of-USER); short, so that
+    # unix socket paths in it stay under their 108 bytes
+    global _BASETEMP
+    if not config.option.basetemp:
+        _BASETEMP = tempfile.mkdtemp(prefix=f"preforkd-pytest-{os.getpid()}-")
+        config.option.basetemp = _BASETEMP
+
+
+def pytest_unconfigure(config):
+    if _BASETEMP:
+        shutil.rmtree(_BASETEMP, ignore_errors=True)
 
 # What a test run makes in /tmp outside pytest's own folder carries this
 # run's pid in its name, so that the check below can tell it from what other
