@@ -387,9 +387,12 @@ static int parse_methods(const char *value, unsigned *out, char *err, size_t err
     return 0;
 }
 
+/* The largest max_body_size (the server's range too). */
+#define ROUTE_BODY_MAX (64 * GIB)
+
 /* One setting of a [route] section: the route's own (handler, mode, module,
- * symbol, methods), or one for its handler, checked once the handler is
- * known (workers/handlers.c). */
+ * symbol, methods, max_body_size), or one for its handler, checked once the
+ * handler is known (workers/handlers.c). */
 static int set_route(struct conf_route *r, const char *name, const char *value, const char *base,
                      char *err, size_t errlen) {
     if (!*value) return fail(err, errlen, "%s: empty value", name);
@@ -397,6 +400,14 @@ static int set_route(struct conf_route *r, const char *name, const char *value, 
     if (strcmp(name, "module") == 0) return replace_string(&r->module, absolute_path(value, base));
     if (strcmp(name, "symbol") == 0) return replace_string(&r->symbol, strdup(value));
     if (strcmp(name, "methods") == 0) return parse_methods(value, &r->methods, err, errlen);
+    if (strcmp(name, "max_body_size") == 0) {
+        if (conf_parse_size(value, &r->max_body_size) < 0)
+            return fail(err, errlen, "max_body_size: invalid value \"%s\"", value);
+        if (r->max_body_size > ROUTE_BODY_MAX)
+            return fail(err, errlen, "max_body_size: \"%s\" is out of range", value);
+        r->max_body_size_set = true;
+        return 0;
+    }
     if (strcmp(name, "mode") == 0) {
         if (strcmp(value, "inline") == 0)
             r->mode = ROUTE_INLINE;
@@ -575,10 +586,11 @@ static int enter_section(struct load *ld, const char *section) {
 }
 
 static int on_route_setting(struct load *ld, const char *name, const char *value) {
-    static const char *const names[] = {"handler", "mode", "module", "symbol", "methods"};
+    static const char *const names[] = {"handler", "mode",    "module",
+                                        "symbol",  "methods", "max_body_size"};
     struct conf_route *r = ld->route;
-    int *lines[] = {&r->handler_line, &r->mode_line, &r->module_line, &r->symbol_line,
-                    &r->methods_line};
+    int *lines[] = {&r->handler_line, &r->mode_line,    &r->module_line,
+                    &r->symbol_line,  &r->methods_line, &r->max_body_size_line};
     char msg[512];
     int *line = NULL;
     for (unsigned i = 0; i < sizeof names / sizeof names[0]; i++) {

@@ -41,13 +41,15 @@ struct conf_route {
     unsigned methods; /* bit per method, in enum req_method's order; 0: any */
     enum route_mode mode;
     bool mode_set;
+    uint64_t max_body_size; /* the route's own (max_body_size_set), else the server's */
+    bool max_body_size_set;
     struct conf_setting *settings; /* the handler's own settings, in file order */
     size_t nsettings;
     char *base_dir; /* the config file's folder (relative paths), NULL for flags */
     int line;       /* config line of the section header, for error messages */
     /* config line of each setting (0: not from a file), so that an error
      * points at the line to fix */
-    int handler_line, mode_line, module_line, symbol_line, methods_line;
+    int handler_line, mode_line, module_line, symbol_line, methods_line, max_body_size_line;
     const void *impl; /* the resolved handler (workers/handlers.c), or NULL */
 };
 

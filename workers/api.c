@@ -214,6 +214,10 @@ pfd_str pfd_body(const pfd_req *r) {
     return (pfd_str){req->body.len ? req->body.p : "", req->body.len};
 }
 
+long pfd_body_read(pfd_req *r, void *buf, size_t cap) {
+    return exchange_body_read(EX(r), buf, cap);
+}
+
 const struct sockaddr *pfd_client_addr(const pfd_req *r, socklen_t *len) {
     const struct exchange *ex = CEX(r);
     if (len) *len = ex->peer_len;

@@ -47,6 +47,8 @@ struct conn {
     uint64_t body_start_ms;
     uint64_t body_read; /* READING_BODY: bytes so far, for body_min_rate */
     bool discard;       /* READING_BODY: the answer is out, the body is dropped */
+    bool body_stream;   /* HANDLING: the body goes to the handler as it comes */
+    bool body_wait;     /* ...and the handler has stream_buffer bytes to read first */
     bool close_after;   /* close once the output is flushed */
     bool linger;        /* drain the client before closing */
     bool client_closes; /* the client asked to close: it sends nothing more */
@@ -183,10 +185,30 @@ static enum step queued(struct conn *c) {
     return STEP_CONTINUE;
 }
 
+/* A streamed body ends (complete, broken off, or no longer wanted): the
+ * parser drops what else comes, the read event loses its body timeout. */
+static void end_body_stream(struct conn *c) {
+    c->body_stream = c->body_wait = false;
+    http_msg_stream_body(c->ex->msg, NULL, NULL);
+    if (c->registered) event_remove_timer(&c->rev);
+}
+
 /* The handler is done: queue its response and move on. */
 static enum step respond(struct conn *c) {
     struct exchange *ex = c->ex;
     struct response *resp = &ex->resp;
+    if (c->body_stream) {
+        /* answered before the end of a streamed body: the rest is dropped
+         * as it comes, as for a body the route does not want */
+        end_body_stream(c);
+        c->discard = true;
+    }
+    if (ex->body_end > 1 && !ex->streaming) {
+        /* the body broke off: the client hears why, whatever the handler
+         * made of it; the framing is lost, so the connection closes */
+        response_error(resp, ex->body_end);
+        resp->close = true;
+    }
     if (queue_head(c) < 0) {
         conn_close(c);
         return STEP_CLOSED;
@@ -357,6 +379,8 @@ static bool make_room(struct conn *c) {
         return true;
     }
     case CONN_HANDLING:
+        /* a streamed body waits while the handler has enough to read */
+        return !c->body_wait && buf_room(&c->in) > 0;
     case CONN_WRITING: return buf_room(&c->in) > 0;
     case CONN_LINGERING: return false;
     }
@@ -447,7 +471,27 @@ static enum step head_done(struct conn *c, size_t head_len) {
     c->state = CONN_READING_BODY;
     c->body_start_ms = now_ms();
     c->body_read = 0;
-    if (!ex->route || route_handler(ex->route)->body != PFD_BODY_COLLECT) {
+    int too_large =
+        http_msg_body_limit(ex->msg, ex->route ? ex->route->max_body : cs->conf->max_body_size);
+    if (too_large) return refuse(c, too_large);
+    enum pfd_body_mode mode = ex->route ? route_handler(ex->route)->body : PFD_BODY_DROP;
+    if (mode == PFD_BODY_STREAM) {
+        /* the handler runs now and reads the body as it comes: room for it
+         * is made while the head may still move (a handler's thread reads
+         * the head in place from now on) */
+        if (!make_room(c)) return refuse(c, 500);
+        http_msg_stream_body(ex->msg, exchange_body_feed, ex);
+        c->body_stream = true;
+        if (req->expect_continue && req->version >= 11 &&
+            buf_append(&c->out, &cs->bufs, CONTINUE_100, sizeof CONTINUE_100 - 1) < 0) {
+            conn_close(c);
+            return STEP_CLOSED;
+        }
+        enum step s = dispatch(c);
+        /* the bytes that came with the head are parsed at once */
+        return s == STEP_WAIT && c->state == CONN_HANDLING ? STEP_CONTINUE : s;
+    }
+    if (mode != PFD_BODY_COLLECT) {
         /* the answer does not depend on the body: it goes out now, and the
          * body is dropped as it comes (nginx discards it the same way). A
          * client that expected 100 Continue may not send it at all: then
@@ -498,12 +542,36 @@ static enum step step_body(struct conn *c) {
     return dispatch(c);
 }
 
+/* HANDLING a PFD_BODY_STREAM route: body bytes go to the handler, until
+ * stream_buffer of them wait for it (then reading stops until it made
+ * room), and their end. */
+static enum step step_body_stream(struct conn *c) {
+    struct exchange *ex = c->ex;
+    if (c->body_wait) return STEP_WAIT;
+    if (exchange_body_full(ex)) {
+        c->body_wait = true;
+        pause_reading(c);
+        return STEP_WAIT;
+    }
+    int rc = parse_body(c);
+    if (rc == HTTP_AGAIN) return STEP_WAIT;
+    end_body_stream(c);
+    if (rc != HTTP_DONE) c->close_after = c->linger = true;
+    exchange_body_end(ex, rc == HTTP_DONE ? 1 : rc);
+    return STEP_WAIT;
+}
+
+void conn_exchange_body_resume(struct conn *c) {
+    c->body_wait = false;
+    conn_run(c);
+}
+
 static enum step conn_step(struct conn *c) {
     switch (c->state) {
     case CONN_IDLE:
     case CONN_READING_HEAD: return step_head(c);
     case CONN_READING_BODY: return step_body(c);
-    case CONN_HANDLING: return STEP_WAIT;
+    case CONN_HANDLING: return c->body_stream ? step_body_stream(c) : STEP_WAIT;
     case CONN_WRITING:
         if (c->file_left || buf_len(&c->out)) return STEP_WAIT_OUTPUT;
         answered(c);
@@ -660,7 +728,13 @@ static void conn_arm(struct conn *c) {
             tv = cs->t_body; /* a pause: persistence restarts it */
         }
         break;
-    case CONN_HANDLING: /* the exchange's own timer */
+    case CONN_HANDLING: /* the exchange's own timer; a streamed body's pauses */
+        if (c->body_stream && !c->body_wait) {
+            left = body_time_left(c);
+            tv = &left;
+            rearm = true;
+        }
+        break;
     case CONN_WRITING: break;
     case CONN_LINGERING:
         left = time_left(c, cs->conf->linger_timeout, false);
@@ -762,8 +836,16 @@ static void conn_timeout(struct conn *c) {
         return;
     case CONN_IDLE:
     case CONN_LINGERING: break;
-    case CONN_HANDLING: /* no read timeout in these states */
-    case CONN_WRITING: return;
+    case CONN_HANDLING:
+        if (c->body_stream) {
+            /* a streamed body stalled: its reader hears of it, the client
+             * gets 408 once the handler is done, and the connection closes */
+            end_body_stream(c);
+            c->close_after = c->linger = true;
+            exchange_body_end(c->ex, 408);
+        }
+        return;
+    case CONN_WRITING: return; /* no read timeout */
     }
     conn_close(c);
 }

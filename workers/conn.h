@@ -130,6 +130,8 @@ void conns_fini(struct conns *cs);
 void conn_exchange_done(struct conn *c);
 void conn_exchange_kick(struct conn *c);
 void conn_exchange_timeout(struct conn *c);
+/* The handler read a streamed body: the connection may read again. */
+void conn_exchange_body_resume(struct conn *c);
 int conn_exchange_piece(struct conn *c, const void *p, size_t n);
 size_t conn_exchange_output(const struct conn *c);
 

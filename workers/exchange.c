@@ -3,6 +3,7 @@
 
 #include <errno.h>
 #include <event2/event.h>
+#include <limits.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -162,6 +163,11 @@ static void reset(struct exchange *ex) {
     ex->pending = 0;
     ex->drain_cb = NULL;
     ex->stream_pending = ex->stream_copied = 0;
+    free(ex->body_in);
+    ex->body_in = NULL;
+    ex->body_off = ex->body_len = ex->body_cap = ex->body_taken = 0;
+    ex->body_end = 0;
+    ex->body_full = ex->body_resume_posted = false;
     atomic_store(&ex->cancelled, false);
 }
 
@@ -203,6 +209,107 @@ static void cancel(struct exchange *ex) {
     atomic_store(&ex->cancelled, true);
     pthread_cond_broadcast(&ex->cv);
     pthread_mutex_unlock(&ex->mu);
+}
+
+/* ---- a streamed request body ---------------------------------------------- */
+
+/* The loop thread gets body_resume: the reader made room. */
+static void on_body_resume(struct pool_job *msg) {
+    struct exchange *ex = (struct exchange *)((char *)msg - offsetof(struct exchange, body_resume));
+    pthread_mutex_lock(&ex->mu);
+    ex->body_full = ex->body_resume_posted = false;
+    pthread_mutex_unlock(&ex->mu);
+    if (ex->conn) conn_exchange_body_resume(ex->conn);
+}
+
+int exchange_body_feed(void *arg, const char *p, size_t n) {
+    struct exchange *ex = arg;
+    int rc = 0;
+    pthread_mutex_lock(&ex->mu);
+    if (ex->body_len + n > ex->body_cap && ex->body_off) {
+        memmove(ex->body_in, ex->body_in + ex->body_off, ex->body_len - ex->body_off);
+        ex->body_len -= ex->body_off;
+        ex->body_off = 0;
+    }
+    if (ex->body_len + n > ex->body_cap) {
+        size_t cap = ex->body_cap ? ex->body_cap * 2 : 16 * 1024;
+        while (cap < ex->body_len + n) cap *= 2;
+        char *b = realloc(ex->body_in, cap);
+        if (b) {
+            ex->body_in = b;
+            ex->body_cap = cap;
+        } else {
+            rc = -1;
+        }
+    }
+    if (rc == 0) {
+        memcpy(ex->body_in + ex->body_len, p, n);
+        ex->body_len += n;
+        pthread_cond_broadcast(&ex->cv);
+    }
+    pthread_mutex_unlock(&ex->mu);
+    return rc;
+}
+
+bool exchange_body_full(struct exchange *ex) {
+    pthread_mutex_lock(&ex->mu);
+    bool full = ex->body_len - ex->body_off >= ex->env->conf->stream_buffer;
+    if (full) ex->body_full = true;
+    pthread_mutex_unlock(&ex->mu);
+    return full;
+}
+
+void exchange_body_end(struct exchange *ex, int end) {
+    pthread_mutex_lock(&ex->mu);
+    ex->body_end = end;
+    pthread_cond_broadcast(&ex->cv);
+    pthread_mutex_unlock(&ex->mu);
+}
+
+/* A collected body, read through in pieces (the reader's own offset). */
+static long read_collected(struct exchange *ex, void *buf, size_t cap) {
+    size_t len = ex->req ? ex->req->body.len : 0;
+    size_t n = len - ex->body_taken < cap ? len - ex->body_taken : cap;
+    if (n) memcpy(buf, ex->req->body.p + ex->body_taken, n);
+    ex->body_taken += n;
+    return (long)n;
+}
+
+long exchange_body_read(struct exchange *ex, void *buf, size_t cap) {
+    if (!ex->route || route_handler(ex->route)->body != PFD_BODY_STREAM)
+        return read_collected(ex, buf, cap);
+    if (!pool_on_thread()) {
+        exchange_fail(ex, "pfd_body_read of a streamed body outside a pool thread");
+        return -1;
+    }
+    if (cap > LONG_MAX) cap = LONG_MAX;
+    bool post = false;
+    long n;
+    pthread_mutex_lock(&ex->mu);
+    while (ex->body_off == ex->body_len && !ex->body_end && !atomic_load(&ex->cancelled))
+        pthread_cond_wait(&ex->cv, &ex->mu);
+    if (atomic_load(&ex->cancelled)) {
+        n = -1;
+    } else if (ex->body_off < ex->body_len) {
+        size_t k = ex->body_len - ex->body_off < cap ? ex->body_len - ex->body_off : cap;
+        memcpy(buf, ex->body_in + ex->body_off, k);
+        ex->body_off += k;
+        if (ex->body_off == ex->body_len) ex->body_off = ex->body_len = 0;
+        n = (long)k;
+        /* the connection waits for room: half of stream_buffer free wakes it */
+        if (ex->body_full && !ex->body_resume_posted &&
+            ex->body_len - ex->body_off <= ex->env->conf->stream_buffer / 2) {
+            ex->body_resume_posted = post = true;
+        }
+    } else {
+        n = ex->body_end == 1 ? 0 : -1;
+    }
+    pthread_mutex_unlock(&ex->mu);
+    if (post) {
+        ex->body_resume.done = on_body_resume;
+        pool_post(ex->env->pool, &ex->body_resume);
+    }
+    return n;
 }
 
 void exchange_fail(struct exchange *ex, const char *why) {

@@ -45,6 +45,12 @@
  *   pieces          streamed body pieces posted by a pool thread: freed by
  *                   the loop thread when the connection has copied them, or
  *                   dropped when the exchange is abandoned.
+ *   body_in         a streamed request body (PFD_BODY_STREAM): bytes the
+ *                   loop thread parsed and the handler has not read yet,
+ *                   at most about stream_buffer (then the connection stops
+ *                   reading until the handler makes room: body_resume, a
+ *                   message the handler's thread posts once, is handled
+ *                   before the job's own completion). Freed at reset.
  *
  * request_timeout: the client gets 504 from a new exchange on the same
  * connection; this one is abandoned as if the client had left (a running
@@ -166,6 +172,13 @@ struct exchange {
     _Atomic bool cancelled; /* the client is gone or the deadline passed */
     size_t stream_pending;  /* streamed bytes posted and not yet sent */
     size_t stream_copied;   /* loop thread: of those, bytes in the connection's output */
+    char *body_in;          /* a streamed body: unread bytes are body_in[body_off, body_len) */
+    size_t body_off, body_len, body_cap;
+    int body_end;            /* 0: more to come; 1: complete; else the status it broke off with */
+    bool body_full;          /* the connection stopped reading until the reader makes room */
+    bool body_resume_posted; /* body_resume is on its way to the loop */
+    struct pool_job body_resume;
+    size_t body_taken; /* a collected body: bytes pfd_body_read gave (the reader's own) */
 };
 
 /* A new exchange for connection c (from the cache when there is one); NULL
@@ -196,6 +209,17 @@ void exchange_fail(struct exchange *ex, const char *why);
 /* Hands hold back to its owner on the loop thread: now, or from a pool
  * thread once the job is back (an open-file cache is the loop's). */
 void exchange_release(struct exchange *ex, void *hold, void (*release)(void *hold));
+
+/* A streamed request body (PFD_BODY_STREAM), loop thread: bytes parsed
+ * (http_msg_stream_body's sink: 0, or -1 when out of memory); whether
+ * stream_buffer bytes wait for the reader (then the connection stops
+ * reading: conn_exchange_body_resume comes when the reader made room); the
+ * end of the body, 1 or the status it broke off with. */
+int exchange_body_feed(void *ex, const char *p, size_t n);
+bool exchange_body_full(struct exchange *ex);
+void exchange_body_end(struct exchange *ex, int end);
+/* Pool thread (or any, for a collected body): pfd_body_read. */
+long exchange_body_read(struct exchange *ex, void *buf, size_t cap);
 
 /* Pool thread: the client is gone or the deadline passed; stop. */
 bool exchange_cancelled(struct exchange *ex);

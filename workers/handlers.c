@@ -220,12 +220,14 @@ static int resolve(struct conf *c, struct loaded *ld, struct conf_route *cr, cha
                      cr->settings[i].name, h->name);
             return -1;
         }
-    if (cr->mode_set && cr->mode == ROUTE_INLINE && h->pool_only) {
+    /* a streamed body is read with pfd_body_read, which waits: pool only */
+    bool pool_only = h->pool_only || h->body == PFD_BODY_STREAM;
+    if (cr->mode_set && cr->mode == ROUTE_INLINE && pool_only) {
         snprintf(err, errlen, "%s: mode: the %s handler runs on the pool",
                  conf_route_where(c, cr, cr->mode_line, where, sizeof where), h->name);
         return -1;
     }
-    if (!cr->mode_set) cr->mode = h->mode == PFD_POOL || h->pool_only ? ROUTE_POOL : ROUTE_INLINE;
+    if (!cr->mode_set) cr->mode = h->mode == PFD_POOL || pool_only ? ROUTE_POOL : ROUTE_INLINE;
     cr->impl = h;
     return 0;
 }

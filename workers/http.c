@@ -69,7 +69,10 @@ struct http_msg {
 
     struct chunk_check chunk;
     uint64_t body_seen;
+    uint64_t body_max; /* max_body_size, or the route's (http_msg_body_limit) */
     bool keep_body;
+    int (*sink)(void *arg, const char *p, size_t n); /* http_msg_stream_body */
+    void *sink_arg;
     char *body;
     size_t body_cap;
 
@@ -441,8 +444,13 @@ static int on_headers_complete(http_parser *p) {
 static int on_body(http_parser *p, const char *at, size_t len) {
     struct http_msg *m = p->data;
     m->body_seen += len;
-    if (m->body_seen > m->lim->max_body_size) {
+    if (m->body_seen > m->body_max) {
         refuse(m, 413, "body larger than max_body_size");
+        return -1;
+    }
+    if (m->sink) {
+        if (m->sink(m->sink_arg, at, len) == 0) return 0;
+        refuse(m, 500, "out of memory");
         return -1;
     }
     if (!m->keep_body) return 0;
@@ -529,6 +537,7 @@ void http_msg_start(struct http_msg *m, const struct http_limits *lim) {
     m->path = path;
     m->path_cap = path_cap;
     m->lim = lim;
+    m->body_max = lim->max_body_size;
     m->req.content_length = -1;
     http_parser_init(&m->parser, HTTP_REQUEST);
     m->parser.data = m;
@@ -632,6 +641,19 @@ bool http_msg_has_body(const struct http_msg *m) {
 
 void http_msg_keep_body(struct http_msg *m) {
     m->keep_body = true;
+}
+
+void http_msg_stream_body(struct http_msg *m, int (*sink)(void *arg, const char *p, size_t n),
+                          void *arg) {
+    m->sink = sink;
+    m->sink_arg = arg;
+}
+
+int http_msg_body_limit(struct http_msg *m, uint64_t max) {
+    m->body_max = max;
+    if (m->req.content_length >= 0 && (uint64_t)m->req.content_length > max)
+        return refuse(m, 413, "body larger than max_body_size");
+    return 0;
 }
 
 /* Checks chunked framing; returns bytes up to the end of the message (or all

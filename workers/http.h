@@ -108,6 +108,14 @@ bool http_msg_has_body(const struct http_msg *m);
 bool http_msg_is_head(const struct http_msg *m);
 /* Collect the body into request->body (else it is read and dropped). */
 void http_msg_keep_body(struct http_msg *m);
+/* Hand the body to sink as it is parsed instead (sink returns 0, or -1 when
+ * out of memory: the message fails with 500). */
+void http_msg_stream_body(struct http_msg *m, int (*sink)(void *arg, const char *p, size_t n),
+                          void *arg);
+/* After the head: the body may have at most max bytes (the route's
+ * max_body_size; the limits' one until then, which must be the largest of
+ * all). 413 when Content-Length already says more, else 0. */
+int http_msg_body_limit(struct http_msg *m, uint64_t max);
 /* buf holds body bytes not yet given; *used says how many were taken (all of
  * them on HTTP_AGAIN, up to the end of the message on HTTP_DONE). */
 int http_msg_body(struct http_msg *m, char *buf, size_t len, size_t *used);

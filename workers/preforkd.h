@@ -114,6 +114,8 @@ enum pfd_mode {
 enum pfd_body_mode {
     PFD_BODY_COLLECT = 0, /* read whole (up to max_body_size), then the handler: pfd_body() */
     PFD_BODY_DROP = 1,    /* not wanted: the handler runs at once, the body is dropped */
+    PFD_BODY_STREAM = 2,  /* [pool] the handler runs once the head is in and reads the body as
+                             it comes, with pfd_body_read (the route runs on the pool) */
 };
 
 typedef struct pfd_handler {
@@ -243,6 +245,16 @@ unsigned pfd_header_count(const pfd_req *r);
 void pfd_header_at(const pfd_req *r, unsigned i, pfd_str *name, pfd_str *value);
 /* The request body (route body = collect); len 0 when there is none. */
 pfd_str pfd_body(const pfd_req *r);
+/* Reads up to cap bytes of the body into buf: the number read, 0 at its
+ * end, -1 when it cannot go on. With PFD_BODY_STREAM [pool]: waits for the
+ * client's bytes (the worker reads at most stream_buffer bytes ahead of
+ * the handler); -1 when the client left, the request was cancelled, or the
+ * body broke off: malformed (400), over the route's max_body_size (413),
+ * stalled past body_timeout (408); the client then gets that status
+ * (unless a stream has begun) and the connection closes. With a collected
+ * body it reads through pfd_body. A handler that answers before the end of
+ * the body is fine: the rest is read and dropped. */
+long pfd_body_read(pfd_req *r, void *buf, size_t cap);
 /* The client's address (for a unix socket: family AF_UNIX, no address). */
 const struct sockaddr *pfd_client_addr(const pfd_req *r, socklen_t *len);
 /* The client's address as text ("192.0.2.1", "2001:db8::1", "unix"). */

@@ -69,6 +69,7 @@ static int route_build(struct route *rt, const struct conf *c, const struct conf
     rt->match = cr->match;
     rt->methods = cr->methods;
     rt->mode = cr->mode;
+    rt->max_body = cr->max_body_size_set ? cr->max_body_size : c->max_body_size;
     if (!rt->handler) {
         snprintf(err, errlen, "route %s: no handler", cr->prefix);
         return -1;

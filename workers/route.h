@@ -48,6 +48,7 @@ struct route {
     unsigned nsegs;
     unsigned methods; /* bit per enum req_method; 0: any */
     enum route_mode mode;
+    uint64_t max_body;     /* max_body_size: the route's, else the server's */
     void *data;            /* the handler's, per worker (pfd_route_set_data) */
     bool inited;           /* its handler's init ran: fini will */
     unsigned order, group; /* config position; that of the first route of the same path */

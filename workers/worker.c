@@ -316,8 +316,13 @@ static int setup(struct worker *w, const struct creds *creds) {
     w->base = event_base_new_with_config(cfg);
     event_config_free(cfg);
     if (!w->base) return start_failed(w, "cannot create the event loop");
-    w->limits =
-        (struct http_limits){c->max_uri, c->max_header_size, c->max_headers, c->max_body_size};
+    /* the parser's body limit until the route is known: the largest any
+     * route allows (each request gets its route's once routed) */
+    uint64_t body_max = c->max_body_size;
+    for (size_t i = 0; i < c->nroutes; i++)
+        if (c->routes[i].max_body_size_set && c->routes[i].max_body_size > body_max)
+            body_max = c->routes[i].max_body_size;
+    w->limits = (struct http_limits){c->max_uri, c->max_header_size, c->max_headers, body_max};
     http_init(&w->limits);
     /* the applications' per-worker state first: their routes may use it */
     if (handlers_worker_init(c, w->index, err, sizeof err) < 0) return start_failed(w, "%s", err);

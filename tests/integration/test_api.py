@@ -36,7 +36,8 @@ def _config(**server):
                                  ("/p/{a}/{b}", "params", ""),
                                  ("= /stats", "stats", ""),
                                  ("= /only-post", "params", "methods = POST\n"),
-                                 ("= /case", "case", ""), ("= /pool-case", "case", "mode = pool\n")]:
+                                 ("= /case", "case", ""), ("= /pool-case", "case", "mode = pool\n"),
+                                 ("= /upload", "upload", "max_body_size = 64m\n")]:
         routes += f"[route {path}]\nhandler = {handler}\nmodule = {MODULE}\n{extra}"
     return f"[server]\n{head}" + routes + "[route /status]\nhandler = status\n"
 
@@ -400,6 +401,152 @@ def test_one_module_under_two_names_is_loaded_once(make_server, tmp_path):
     wait_until(lambda: "reload done" in srv.log(), timeout=30, what="the reload")
     st = wait_until(lambda: (lambda st: st["fini"] >= 1 and st)(_stats(srv.port)), what="fini")
     assert st["inits"] == 2 and st["fini"] == 1, st
+
+
+# ---- a request body read as a stream (PFD_BODY_STREAM) ---------------------------
+
+
+def _fnv(data):
+    h = 1469598103934665603
+    for b in data:
+        h = ((h ^ b) * 1099511628211) & 0xFFFFFFFFFFFFFFFF
+    return f"{h:016x}"
+
+
+def _payload(n):
+    return bytes((i * 7 + i // 251) & 0xFF for i in range(n))
+
+
+def test_a_streamed_body_reaches_the_handler_whole(make_server):
+    """8 MiB by Content-Length and 3 MiB chunked, past the server's 1 MiB
+    max_body_size (the route allows 64 MiB), read 4 KiB at a time."""
+    srv = make_server(config=_config(stream_buffer="64k"))
+    body = _payload(8 << 20)
+    r = get(srv.port, "/upload?chunk=4096", method="POST", body=body)
+    assert r.status == 200 and json.loads(r.body) == {"bytes": len(body), "fnv": _fnv(body)}
+    small = body[:3 << 20]
+    chunks = b"".join(b"%x\r\n" % len(small[i:i + 100_000]) + small[i:i + 100_000] + b"\r\n"
+                      for i in range(0, len(small), 100_000))
+    s = _open(srv, b"POST /upload HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n" +
+              chunks + b"0\r\n\r\nGET /p/a/b HTTP/1.1\r\nHost: x\r\n\r\n")
+    rd = Reader(s)
+    assert json.loads(rd.response().body) == {"bytes": len(small), "fnv": _fnv(small)}
+    assert json.loads(rd.response().body)["a"] == "a"  # the next request, whole
+    s.close()
+
+
+def test_a_streamed_body_is_read_no_faster_than_the_handler(make_server):
+    """The handler pauses 3 s after its first read: the worker reads at
+    most about stream_buffer ahead of it, so a 32 MiB upload stalls in the
+    client's socket (the kernel's buffers hold a few MiB), then goes on."""
+    srv = make_server(config=_config(stream_buffer="64k"))
+    total = 32 << 20
+    s = socket.socket()
+    s.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 256 * 1024)
+    s.connect(("127.0.0.1", srv.port))
+    s.sendall(f"POST /upload?pause=3000 HTTP/1.1\r\nHost: x\r\nContent-Length: {total}\r\n\r\n"
+              .encode())
+    s.setblocking(False)
+    sent, piece, t0 = 0, b"z" * 65536, time.monotonic()
+    while time.monotonic() - t0 < 1.5:
+        try:
+            sent += s.send(piece)
+        except BlockingIOError:
+            time.sleep(0.01)
+    assert sent < 16 << 20, f"the worker read {sent} bytes for a handler that read 64 KiB"
+    s.setblocking(True)
+    s.settimeout(60 * SLOW)
+    while sent < total:
+        sent += s.send(piece[:min(len(piece), total - sent)])
+    r = Reader(s).response()
+    assert r.status == 200 and json.loads(r.body)["bytes"] == total
+    s.close()
+
+
+def test_an_answer_before_the_end_of_a_streamed_body_drops_the_rest(make_server):
+    srv = make_server(config=_config())
+    body = _payload(1 << 20)
+    s = _open(srv, f"POST /upload?stop=10&chunk=10 HTTP/1.1\r\nHost: x\r\n"
+                   f"Content-Length: {len(body)}\r\n\r\n".encode() + body +
+              b"GET /p/a/b HTTP/1.1\r\nHost: x\r\n\r\n")
+    rd = Reader(s)
+    assert json.loads(rd.response().body) == {"bytes": 10, "fnv": _fnv(body[:10])}
+    assert json.loads(rd.response().body)["a"] == "a"
+    s.close()
+
+
+def test_a_streamed_body_over_the_limit_gets_413(make_server):
+    """Chunked, so only the bytes tell: the handler's read fails, the client
+    gets 413 and the connection closes."""
+    srv = make_server(config=_config().replace("max_body_size = 64m", "max_body_size = 100k"))
+    chunk = b"%x\r\n" % 65536 + b"q" * 65536 + b"\r\n"
+    data = _raw_until_close(srv, b"POST /upload HTTP/1.1\r\nHost: x\r\n"
+                                 b"Transfer-Encoding: chunked\r\n\r\n" + chunk * 3 + b"0\r\n\r\n")
+    assert data.startswith(b"HTTP/1.1 413"), data[:200]
+    assert _stats(srv.port)["body_failed"] == 1
+    # by Content-Length, refused before the handler runs
+    r = get(srv.port, "/upload", method="POST", body=b"x" * 200_000)
+    assert r.status == 413
+    assert _stats(srv.port)["body_failed"] == 1
+
+
+def test_a_stalled_streamed_body_gets_408(make_server):
+    srv = make_server(config=_config(body_timeout="1s", body_min_rate=0))
+    t0 = time.monotonic()
+    data = _raw_until_close(srv, b"POST /upload HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n"
+                                 b"\r\nonly ten b")
+    assert data.startswith(b"HTTP/1.1 408"), data[:200]
+    assert time.monotonic() - t0 < 10 * SLOW
+    assert _stats(srv.port)["body_failed"] == 1
+
+
+def test_a_client_leaving_in_the_middle_of_a_streamed_body(make_server):
+    srv = make_server(config=_config())
+    s = _open(srv, b"POST /upload HTTP/1.1\r\nHost: x\r\nContent-Length: 1000000\r\n\r\n" +
+              b"x" * 5000)
+    wait_until(lambda: _pool(srv.port)[0] == 1, what="the handler reading")
+    _reset(s)
+    wait_until(lambda: _stats(srv.port)["body_failed"] == 1, what="the handler's read to fail")
+    wait_until(lambda: _pool(srv.port) == (0, 0), what="the handler to end")
+    assert get(srv.port, "/p/a/b").status == 200
+
+
+def test_expect_continue_on_a_streamed_body(make_server):
+    srv = make_server(config=_config())
+    s = _open(srv, b"POST /upload HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\n"
+                   b"Expect: 100-continue\r\n\r\n")
+    assert s.recv(100).startswith(b"HTTP/1.1 100 Continue")
+    s.sendall(b"hello")
+    r = Reader(s).response()
+    assert json.loads(r.body) == {"bytes": 5, "fnv": _fnv(b"hello")}
+    s.close()
+
+
+def test_a_streamed_body_route_cannot_run_inline(tmp_path):
+    conf = tmp_path / "c.conf"
+    conf.write_text(f"[server]\nlisten = 127.0.0.1:0\n[route = /u]\nhandler = upload\n"
+                    f"module = {MODULE}\nmode = inline\n")
+    out = subprocess.run([BIN, "--config", str(conf), "--check"], capture_output=True, text=True)
+    assert out.returncode == 2 and f"{conf}:6: [route /u]: mode: the upload handler runs on " \
+                                   f"the pool" in out.stderr, out.stderr
+
+
+def test_max_body_size_per_route(make_server, site):
+    """nginx's client_max_body_size per location: above or below the
+    server's."""
+    srv = make_server(config="[server]\nmax_body_size = 1m\n"
+                             "[route /big]\nhandler = echo\nmax_body_size = 2m\n"
+                             "[route /tiny]\nhandler = echo\nmax_body_size = 1k\n"
+                             "[route /]\nhandler = echo\n")
+    body = b"b" * (1536 * 1024)
+    assert get(srv.port, "/big", method="POST", body=body).body == body
+    assert get(srv.port, "/", method="POST", body=body).status == 413
+    assert get(srv.port, "/tiny", method="POST", body=b"t" * 1024).status == 200
+    assert get(srv.port, "/tiny", method="POST", body=b"t" * 1025).status == 413
+    # chunked: counted as it comes
+    data = _raw_until_close(srv, b"POST /tiny HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked"
+                                 b"\r\n\r\n800\r\n" + b"t" * 2048 + b"\r\n0\r\n\r\n")
+    assert data.startswith(b"HTTP/1.1 413"), data[:100]
 
 
 # ---- a module rebuilt and reloaded under load ------------------------------------

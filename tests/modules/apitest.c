@@ -11,6 +11,11 @@
  *   params           pattern route /p/{a}/{b}: path and query parameters
  *   case?c=NAME      one use (or misuse) of the API per name, on the loop or
  *                    the pool (the route's mode): see cases[] below
+ *   upload?chunk=N&pause=MS&stop=K
+ *                    [pool] reads a streamed body (PFD_BODY_STREAM) N bytes at a
+ *                    time, pausing MS after the first read, and answers its
+ *                    length and FNV-1a hash; with stop=K it answers after K
+ *                    bytes (the rest is dropped)
  *   stats            the counters, JSON
  */
 #ifndef _GNU_SOURCE
@@ -30,6 +35,7 @@ struct counters {
     _Atomic unsigned long after_fired, after_gone;
     _Atomic unsigned long stream_drains, stream_freed;
     _Atomic unsigned long released, released_off_loop, drains, inits, fini;
+    _Atomic unsigned long body_failed;
 };
 
 static struct counters *ctr;
@@ -284,6 +290,31 @@ static int case_handle(pfd_req *r) {
     return pfd_error(r, 404);
 }
 
+/* ---- a streamed request body -------------------------------------------- */
+
+static int upload_handle(pfd_req *r) {
+    long chunk = number(r, "chunk", 65536), pause = number(r, "pause", 0);
+    long stop = number(r, "stop", -1);
+    if (chunk <= 0 || chunk > 1 << 20) return pfd_error(r, 400);
+    char *buf = malloc((size_t)chunk);
+    if (!buf) return PFD_ERROR;
+    uint64_t hash = 1469598103934665603ull, total = 0;
+    long n;
+    while ((stop < 0 || (long)total < stop) && (n = pfd_body_read(r, buf, (size_t)chunk)) > 0) {
+        for (long i = 0; i < n; i++) hash = (hash ^ (unsigned char)buf[i]) * 1099511628211ull;
+        if (total == 0 && pause > 0) pfd_sleep(r, (unsigned)pause);
+        total += (uint64_t)n;
+    }
+    free(buf);
+    if (stop < 0 && n < 0) {
+        atomic_fetch_add(&ctr->body_failed, 1);
+        return pfd_error(r, 500); /* the body's own status wins (413, 400, 408) */
+    }
+    pfd_content_type(r, "application/json");
+    return pfd_printf(r, "{\"bytes\": %llu, \"fnv\": \"%016llx\"}\n", (unsigned long long)total,
+                      (unsigned long long)hash);
+}
+
 /* ---- parameters and stats ------------------------------------------------ */
 
 static int params_handle(pfd_req *r) {
@@ -315,14 +346,15 @@ static int stats_handle(pfd_req *r) {
                       "\"done_called\": %lu, \"done_gone\": %lu, \"after_fired\": %lu, "
                       "\"after_gone\": %lu, \"stream_drains\": %lu, \"stream_freed\": %lu, "
                       "\"released\": %lu, \"released_off_loop\": %lu, \"drains\": %lu, "
-                      "\"inits\": %lu, \"fini\": %lu}\n",
+                      "\"inits\": %lu, \"fini\": %lu, \"body_failed\": %lu}\n",
                       atomic_load(&ctr->work_started), atomic_load(&ctr->work_finished),
                       atomic_load(&ctr->work_cancelled), atomic_load(&ctr->done_called),
                       atomic_load(&ctr->done_gone), atomic_load(&ctr->after_fired),
                       atomic_load(&ctr->after_gone), atomic_load(&ctr->stream_drains),
                       atomic_load(&ctr->stream_freed), atomic_load(&ctr->released),
                       atomic_load(&ctr->released_off_loop), atomic_load(&ctr->drains),
-                      atomic_load(&ctr->inits), atomic_load(&ctr->fini));
+                      atomic_load(&ctr->inits), atomic_load(&ctr->fini),
+                      atomic_load(&ctr->body_failed));
 }
 
 static const pfd_handler handlers[] = {
@@ -333,6 +365,7 @@ static const pfd_handler handlers[] = {
     {.name = "params", .handle = params_handle, .body = PFD_BODY_DROP},
     {.name = "stats", .handle = stats_handle, .body = PFD_BODY_DROP},
     {.name = "case", .handle = case_handle, .body = PFD_BODY_DROP},
+    {.name = "upload", .handle = upload_handle, .body = PFD_BODY_STREAM},
     {0},
 };
 

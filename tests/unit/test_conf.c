@@ -622,6 +622,11 @@ static void test_route_setting_errors(void **state) {
     conf_init(&c);
     assert_int_equal(load(&c, many, err), 0);
     conf_free(&c);
+    /* a route's own body limit */
+    expect_load_error("[route /]\nhandler = echo\nmax_body_size = lots\n", 3, "max_body_size");
+    expect_load_error("[route /]\nhandler = echo\nmax_body_size = 65g\n", 3, "out of range");
+    expect_load_error("[route /]\nhandler = echo\nmax_body_size = 1k\nmax_body_size = 2k\n", 4,
+                      "max_body_size: set twice");
     /* "[route /x ]" would serve "/x " only */
     expect_load_error("[route /x ]\nhandler = echo\n", 1, "whitespace");
     expect_load_error("[route /a b]\nhandler = echo\n", 1, "whitespace");
