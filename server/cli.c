@@ -33,7 +33,7 @@ int cli_parse(int argc, char **argv, struct cli *cli, char *err, size_t errlen) 
     opterr = 0;
     optind = 0; /* 0, not 1: glibc then also forgets a half-read "-xv" */
     int opt;
-    while ((opt = getopt_long(argc, argv, ":c:l:r:w:t:s:vh", options, NULL)) != -1) {
+    while ((opt = getopt_long(argc, argv, ":c:l:r:w:t:s:vVh", options, NULL)) != -1) {
         switch (opt) {
         case 'c': cli->config = optarg; break;
         case 'l':
@@ -52,6 +52,7 @@ int cli_parse(int argc, char **argv, struct cli *cli, char *err, size_t errlen) 
         case OPT_CHECK: cli->check = true; break;
         case 's': cli->signal = optarg; break;
         case 'v': cli->version = true; break;
+        case 'V': cli->build_info = true; break;
         case 'h': cli->help = true; break;
         case ':': {
             const char *word = argv[optind - 1];
@@ -149,6 +150,9 @@ void cli_usage(FILE *out) {
           "  -s, --signal NAME        send reload, stop, quit or reopen to the running\n"
           "                           master (found through pid_file)\n"
           "  -v, --version            print the version\n"
+          "  -V                       print the version, the commit and build it comes\n"
+          "                           from, and the libraries it was built against and\n"
+          "                           runs with\n"
           "  -h, --help               print this help\n"
           "\n"
           "Settings of the [server] section, with their defaults:\n",

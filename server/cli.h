@@ -24,6 +24,7 @@ struct cli {
     const char *signal;
     bool check;
     bool version;
+    bool build_info; /* -V */
     bool help;
 };
 

@@ -13,6 +13,7 @@
 #include "server/listen.h"
 #include "server/log.h"
 #include "server/master.h"
+#include "server/version.h"
 #include "workers/handlers.h"
 #include "workers/preforkd.h"
 
@@ -114,8 +115,12 @@ int pfd_main(int argc, char **argv, const pfd_app *app) {
         cli_usage(stdout);
         return 0;
     }
+    if (cli.build_info) {
+        version_print_build(stdout);
+        return 0;
+    }
     if (cli.version) {
-        printf("preforkd %s\n", PREFORKD_VERSION);
+        version_print(stdout);
         return 0;
     }
     if (cli.signal) return send_signal(&cli);

@@ -262,6 +262,55 @@ def workers_status(port):
     return json.loads(get(port, "/status").body)["workers"]
 
 
+def ldd(binary):
+    """{soname: path} of the shared libraries the dynamic linker loads for
+    binary."""
+    out = subprocess.run(["ldd", binary], capture_output=True, text=True, check=True).stdout
+    return dict(re.findall(r"^\s*(\S+) => (\S+) \(", out, re.M))
+
+
+def check_build_info(binary):
+    """preforkd -V against the binary: the version line of --version, then
+    the commit, build and compiler, and for each library the version
+    running, the one built against and the files it was loaded from, which
+    must be the ones ldd lists. Returns the lines as {name: value}."""
+    p = subprocess.run([binary, "-V"], capture_output=True, text=True, timeout=20)
+    assert p.returncode == 0 and p.stderr == "", p
+    version = subprocess.run([binary, "--version"], capture_output=True, text=True).stdout
+    first, *rest = p.stdout.splitlines()
+    assert first + "\n" == version
+    info = dict(line.split(": ", 1) for line in rest)
+    assert set(info) == {"commit", "build", "compiler", "libevent", "http-parser", "inih",
+                         "glibc"}, p.stdout
+    assert re.fullmatch(r"unknown|(v?\d[\w.]*-\d+-g)?[0-9a-f]{7,}(-dirty)?", info["commit"]), info
+    assert re.match(r"(Release|RelWithDebInfo|Debug|MinSizeRel|None)\b", info["build"]), info
+    assert re.fullmatch(r"(GNU|Clang) \d+\.\d+\S*", info["compiler"]), info
+
+    libs = ldd(binary)
+    files = {}
+    for name in ("libevent", "http-parser", "inih", "glibc"):
+        m = re.fullmatch(r"(\S+)(?:, built against (\S+)| at build time \(.*\)); (.+)", info[name])
+        assert m, info[name]
+        running, built, paths = m.group(1), m.group(2), m.group(3).split()
+        if built:
+            assert running == built or name == "glibc", info[name]  # Debian: the same
+        for path in paths:
+            assert path in libs.values(), (path, libs)
+        files[name] = [os.path.basename(p) for p in paths]
+        files[name + " version"] = running
+    # the sonames ldd lists are the ones -V names, and their versions agree
+    for soname in libs:
+        for prefix, name in (("libevent_core", "libevent"), ("libevent_pthreads", "libevent"),
+                             ("libhttp_parser", "http-parser"), ("libinih", "inih")):
+            if soname.startswith(prefix):
+                assert soname in files[name], (soname, info[name])
+    core = next(f for f in files["libevent"] if f.startswith("libevent_core-"))
+    assert files["libevent version"].startswith(re.search(r"-(\d+\.\d+)\.so", core).group(1) + ".")
+    hp = files["http-parser"][0]
+    assert files["http-parser version"].startswith(re.search(r"\.so\.(\d+\.\d+)", hp).group(1) + ".")
+    return info
+
+
 def worker_of(sock, workers):
     """The worker pid holding the server side of a client socket (via ss)."""
     cport = sock.getsockname()[1]

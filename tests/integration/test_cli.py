@@ -11,7 +11,7 @@ import subprocess
 import pytest
 
 import conftest
-from conftest import BIN, SOURCE_DIR, get, wait_until
+from conftest import BIN, SOURCE_DIR, check_build_info, get, wait_until
 
 DEFAULT_CONF = SOURCE_DIR / "conf" / "preforkd.conf"
 
@@ -76,6 +76,14 @@ def test_version():
     assert p.returncode == 0
     assert re.fullmatch(r"preforkd \d+\.\d+\.\d+\n", p.stdout), p.stdout
     assert p.stderr == ""
+
+
+def test_build_info_matches_the_linked_libraries():
+    with open(BIN, "rb") as f:
+        if f.read(4) != b"\x7fELF":  # scripts/valgrind's wrapper script
+            pytest.skip(f"{BIN} is not the binary itself: ldd cannot read it")
+    check_build_info(BIN)
+    assert re.search(r"^  -V\s", run("--help").stdout, re.M)
 
 
 def test_help_lists_every_option_and_setting():

@@ -1112,14 +1112,17 @@ static void test_cli_parse_all_flags(void **state) {
     assert_string_equal(cli.signal, "reload");
     assert_true(cli.check);
     assert_false(cli.version);
+    assert_false(cli.build_info);
     assert_false(cli.help);
 
-    assert_int_equal(PARSE(&cli, err, "--config=a.conf", "--workers=auto", "-t2", "-v", "-h"), 0);
+    assert_int_equal(PARSE(&cli, err, "--config=a.conf", "--workers=auto", "-t2", "-v", "-h", "-V"),
+                     0);
     assert_string_equal(cli.config, "a.conf");
     assert_string_equal(cli.workers, "auto");
     assert_string_equal(cli.threads, "2");
     assert_true(cli.version);
     assert_true(cli.help);
+    assert_true(cli.build_info);
     assert_false(cli.check);
     assert_int_equal(cli.nlisten, 0); /* nothing left over from the previous parse */
 }
