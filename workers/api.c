@@ -425,7 +425,7 @@ static void to_memory_body(struct exchange *ex) {
     struct response *resp = &ex->resp;
     if (resp->body == BODY_MEM) return;
     if (resp->hold)
-        resp->release(resp->hold);
+        exchange_release(ex, resp->hold, resp->release); /* on the loop thread */
     else if (resp->fd >= 0)
         close(resp->fd);
     resp->hold = NULL;

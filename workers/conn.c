@@ -45,15 +45,16 @@ struct conn {
     unsigned requests;    /* answered on this connection */
     uint64_t deadline_ms; /* READING_HEAD, LINGERING: when the total time is up */
     uint64_t body_start_ms;
-    uint64_t body_read; /* READING_BODY: bytes so far, for body_min_rate */
-    bool discard;       /* READING_BODY: the answer is out, the body is dropped */
-    bool body_stream;   /* HANDLING: the body goes to the handler as it comes */
-    bool body_wait;     /* ...and the handler has stream_buffer bytes to read first */
-    bool close_after;   /* close once the output is flushed */
-    bool linger;        /* drain the client before closing */
-    bool client_closes; /* the client asked to close: it sends nothing more */
-    bool peer_closed;   /* read returned 0 */
-    bool read_paused;   /* read event removed: input buffer full */
+    uint64_t body_read;      /* READING_BODY: bytes so far, for body_min_rate */
+    bool discard;            /* READING_BODY: the answer is out, the body is dropped */
+    bool body_stream;        /* HANDLING: the body goes to the handler as it comes */
+    bool body_wait;          /* ...and the handler has stream_buffer bytes to read first */
+    uint64_t body_paused_ms; /* since then */
+    bool close_after;        /* close once the output is flushed */
+    bool linger;             /* drain the client before closing */
+    bool client_closes;      /* the client asked to close: it sends nothing more */
+    bool peer_closed;        /* read returned 0 */
+    bool read_paused;        /* read event removed: input buffer full */
     bool nodelay;
     bool broken; /* output could not be queued: close at the next run */
     struct event rev;
@@ -197,18 +198,6 @@ static void end_body_stream(struct conn *c) {
 static enum step respond(struct conn *c) {
     struct exchange *ex = c->ex;
     struct response *resp = &ex->resp;
-    if (c->body_stream) {
-        /* answered before the end of a streamed body: the rest is dropped
-         * as it comes, as for a body the route does not want */
-        end_body_stream(c);
-        c->discard = true;
-    }
-    if (ex->body_end > 1 && !ex->streaming) {
-        /* the body broke off: the client hears why, whatever the handler
-         * made of it; the framing is lost, so the connection closes */
-        response_error(resp, ex->body_end);
-        resp->close = true;
-    }
     if (queue_head(c) < 0) {
         conn_close(c);
         return STEP_CLOSED;
@@ -304,6 +293,24 @@ size_t conn_exchange_output(const struct conn *c) {
 /* The exchange's answer is complete: queue it (or end its stream). */
 static enum step answer_ready(struct conn *c) {
     struct exchange *ex = c->ex;
+    if (c->body_stream) {
+        /* answered before the end of a streamed body (whatever the answer):
+         * the rest is dropped as it comes, as for a body the route does not
+         * want, and never read as a request */
+        end_body_stream(c);
+        c->discard = true;
+    }
+    if (ex->body_end > 1) {
+        /* the body broke off: the framing is lost, the connection closes
+         * after the answer; the client hears why, whatever the handler made
+         * of it, unless a stream has begun */
+        c->close_after = c->linger = true;
+        if (!ex->streaming) {
+            response_error(&ex->resp, ex->body_end);
+            ex->resp.close = true;
+            return respond(c);
+        }
+    }
     if (ex->failed) {
         if (ex->streaming) {
             /* too late for a status: what was queued goes out, then the
@@ -337,6 +344,10 @@ void conn_exchange_timeout(struct conn *c) {
         conn_close(c);
         return;
     }
+    /* the rest of a streamed body is not read: the 504 closes the connection
+     * (it must not wait for bytes that the new exchange would borrow the old
+     * one's request to log) */
+    if (c->body_stream) end_body_stream(c);
     /* the exchange is abandoned (it lives on while its job still runs, with
      * the request's bytes); the 504 goes out from a new one, which logs the
      * same request: the old one is held until that is done */
@@ -467,7 +478,10 @@ static enum step head_done(struct conn *c, size_t head_len) {
     ex->req = req;
     ex->head_only = req->method == METHOD_HEAD;
     ex->route = routes_match(cs->routes, req, ex->params, EX_MAX_PARAMS, &ex->nparams, &ex->allow);
-    if (!http_msg_has_body(ex->msg)) return dispatch(c);
+    if (!http_msg_has_body(ex->msg)) {
+        exchange_body_end(ex, 1); /* a PFD_BODY_STREAM reader gets 0 at once */
+        return dispatch(c);
+    }
     c->state = CONN_READING_BODY;
     c->body_start_ms = now_ms();
     c->body_read = 0;
@@ -550,6 +564,7 @@ static enum step step_body_stream(struct conn *c) {
     if (c->body_wait) return STEP_WAIT;
     if (exchange_body_full(ex)) {
         c->body_wait = true;
+        c->body_paused_ms = now_ms();
         pause_reading(c);
         return STEP_WAIT;
     }
@@ -562,7 +577,10 @@ static enum step step_body_stream(struct conn *c) {
 }
 
 void conn_exchange_body_resume(struct conn *c) {
+    if (!c->body_wait) return;
     c->body_wait = false;
+    /* body_min_rate does not count the time we did not read */
+    c->body_start_ms += now_ms() - c->body_paused_ms;
     conn_run(c);
 }
 
@@ -729,10 +747,13 @@ static void conn_arm(struct conn *c) {
         }
         break;
     case CONN_HANDLING: /* the exchange's own timer; a streamed body's pauses */
-        if (c->body_stream && !c->body_wait) {
+        /* restarted by reads only, not by the handler's own output */
+        if (c->body_stream && !c->body_wait && cs->conf->body_min_rate) {
             left = body_time_left(c);
             tv = &left;
-            rearm = true;
+            rearm |= c->timer_restarted;
+        } else if (c->body_stream && !c->body_wait) {
+            tv = cs->t_body; /* a pause: persistence restarts it */
         }
         break;
     case CONN_WRITING: break;

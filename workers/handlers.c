@@ -83,10 +83,17 @@ static int copy_to_memfd(const char *path, char *err, size_t errlen) {
         if (in >= 0) close(in);
         return -1;
     }
-    /* the master runs its code as root: it must be as trusted as the binary */
+    /* the master runs its code as root: it must be as trusted as the binary
+     * (owned by root or by whoever runs the master, written by no one else) */
     if (st.st_mode & (S_IWGRP | S_IWOTH)) {
         snprintf(err, errlen, "writable by others than its owner (mode %o): not loaded",
                  (unsigned)(st.st_mode & 07777));
+        close(in);
+        return -1;
+    }
+    if (st.st_uid != 0 && st.st_uid != geteuid()) {
+        snprintf(err, errlen, "owned by uid %u, neither root nor the server's user: not loaded",
+                 (unsigned)st.st_uid);
         close(in);
         return -1;
     }

@@ -531,6 +531,93 @@ def test_a_streamed_body_route_cannot_run_inline(tmp_path):
                                    f"the pool" in out.stderr, out.stderr
 
 
+REST = b"GET /stats HTTP/1.1\r\nHost: x\r\n\r\n"
+
+
+def test_a_streamed_answer_before_the_end_of_a_streamed_body_drops_the_rest(make_server):
+    """The rest of the body is never read as a request, whatever the answer
+    (here a streamed one): the bytes that look like a request are dropped."""
+    srv = make_server(config=_config())
+    s = _open(srv, b"POST /upload?stop=10&chunk=10&pieces=2 HTTP/1.1\r\nHost: x\r\n"
+                   b"Content-Length: %d\r\n\r\n0123456789" % (10 + len(REST)))
+    rd = Reader(s)
+    r = rd.response()
+    assert r.status == 200 and r.body == b"piece\npiece\n"
+    s.sendall(REST)  # the body's rest
+    s.sendall(b"GET /p/a/b HTTP/1.1\r\nHost: x\r\n\r\n")
+    r = rd.response()
+    assert json.loads(r.body)["a"] == "a", r.body  # not the /stats answer
+    s.close()
+
+
+def test_request_timeout_while_a_streamed_body_arrives(make_server, tmp_path):
+    """504, and the connection closes: the rest of the body is not read into
+    a new exchange (ASan checks the access log's use of the request)."""
+    log = tmp_path / "access.log"
+    srv = make_server(config=_config(request_timeout="1s", access_log=log, cached_objects=0))
+    s = _open(srv, b"POST /upload?pause=3000&chunk=10 HTTP/1.1\r\nHost: x\r\n"
+                   b"Content-Length: 1000\r\n\r\n0123456789")
+    rd = Reader(s)
+    assert rd.response().status == 504
+    time.sleep(2.5)  # the handler's job comes back and its exchange goes
+    try:
+        s.sendall(b"x" * 990)
+    except OSError:
+        pass
+    s.settimeout(10 * SLOW)
+    try:
+        rest = s.recv(100)
+    except ConnectionResetError:
+        rest = b""
+    assert rest == b"", rest
+    s.close()
+    assert get(srv.port, "/p/a/b").status == 200
+    wait_until(lambda: " 504 " in log.read_text(), what="the 504 in the access log")
+
+
+def test_a_streamed_body_route_without_a_body(make_server):
+    srv = make_server(config=_config())
+    for method in ("GET", "POST"):
+        t0 = time.monotonic()
+        r = get(srv.port, "/upload", method=method) if method == "GET" else \
+            get(srv.port, "/upload", method="POST", headers=[("Content-Length", "0")])
+        assert json.loads(r.body) == {"bytes": 0, "fnv": _fnv(b"")}
+        assert time.monotonic() - t0 < 5 * SLOW
+
+
+def test_min_rate_does_not_count_the_time_the_handler_held_the_body(make_server):
+    """The worker stops reading while the handler pauses (4 s, past
+    body_timeout + 1 MB at 100 KB/s): that time is not the client's."""
+    srv = make_server(config=_config(body_timeout="1s", body_min_rate="100k",
+                                     stream_buffer="64k"))
+    body = _payload(1_000_000)
+    r = get(srv.port, "/upload?pause=4000", method="POST", body=body)
+    assert r.status == 200 and json.loads(r.body)["bytes"] == len(body)
+
+
+def test_a_stalled_body_under_a_streamed_answer_closes_the_connection(make_server):
+    """The handler streams its answer (a piece every 300 ms) without reading
+    the body, which stalls: body_timeout still runs (the answer's pieces do
+    not restart it), so the connection closes after the answer."""
+    srv = make_server(config=_config(body_timeout="1s", body_min_rate=0))
+    s = _open(srv, b"POST /upload?stop=0&pieces=8&tick=300 HTTP/1.1\r\nHost: x\r\n"
+                   b"Content-Length: 1000\r\n\r\n0123456789")
+    rd = Reader(s)
+    r = rd.response()
+    assert r.status == 200 and r.body == b"piece\n" * 8
+    s.settimeout(10 * SLOW)
+    assert s.recv(100) == b""  # closed, not kept alive owing 990 bytes
+    s.close()
+
+
+def test_a_body_by_reference_replaced_on_a_pool_thread_is_released_on_the_loop(make_server):
+    srv = make_server(config=_config())
+    assert get(srv.port, "/pool-case?c=ref_then_text").body == b"replaced\n"
+    st = wait_until(lambda: (lambda st: st["released"] == 1 and st)(_stats(srv.port)),
+                    what="the release")
+    assert st["released_off_loop"] == 0
+
+
 def test_max_body_size_per_route(make_server, site):
     """nginx's client_max_body_size per location: above or below the
     server's."""

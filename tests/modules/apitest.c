@@ -15,7 +15,8 @@
  *                    [pool] reads a streamed body (PFD_BODY_STREAM) N bytes at a
  *                    time, pausing MS after the first read, and answers its
  *                    length and FNV-1a hash; with stop=K it answers after K
- *                    bytes (the rest is dropped)
+ *                    bytes (the rest is dropped); with pieces=P&tick=MS the
+ *                    answer is streamed instead, P pieces MS apart
  *   stats            the counters, JSON
  */
 #ifndef _GNU_SOURCE
@@ -285,6 +286,14 @@ static int case_handle(pfd_req *r) {
         pfd_content_type(r, "text/plain");
         return pfd_body_ref(r, p, (size_t)size, count_release, p) < 0 ? PFD_ERROR : PFD_OK;
     }
+    if (is(c, "ref_then_text")) {
+        /* a body by reference replaced at once: released, on the loop */
+        char *p = malloc(64);
+        if (!p) return PFD_ERROR;
+        memset(p, 'r', 64);
+        pfd_body_ref(r, p, 64, count_release, p);
+        return pfd_text(r, 200, "replaced\n");
+    }
     if (is(c, "shared"))
         return pfd_text(r, 200, pfd_shared_create("late", 64) ? "created\n" : "null\n");
     return pfd_error(r, 404);
@@ -294,12 +303,13 @@ static int case_handle(pfd_req *r) {
 
 static int upload_handle(pfd_req *r) {
     long chunk = number(r, "chunk", 65536), pause = number(r, "pause", 0);
-    long stop = number(r, "stop", -1);
+    long stop = number(r, "stop", -1), pieces = number(r, "pieces", 0);
+    long tick = number(r, "tick", 0);
     if (chunk <= 0 || chunk > 1 << 20) return pfd_error(r, 400);
     char *buf = malloc((size_t)chunk);
     if (!buf) return PFD_ERROR;
     uint64_t hash = 1469598103934665603ull, total = 0;
-    long n;
+    long n = 0;
     while ((stop < 0 || (long)total < stop) && (n = pfd_body_read(r, buf, (size_t)chunk)) > 0) {
         for (long i = 0; i < n; i++) hash = (hash ^ (unsigned char)buf[i]) * 1099511628211ull;
         if (total == 0 && pause > 0) pfd_sleep(r, (unsigned)pause);
@@ -311,6 +321,14 @@ static int upload_handle(pfd_req *r) {
         return pfd_error(r, 500); /* the body's own status wins (413, 400, 408) */
     }
     pfd_content_type(r, "application/json");
+    if (pieces > 0) {
+        pfd_stream_begin(r);
+        for (long i = 0; i < pieces; i++) {
+            if (i && tick > 0 && pfd_sleep(r, (unsigned)tick) < 0) break;
+            pfd_stream_write(r, "piece\n", 6);
+        }
+        return PFD_OK;
+    }
     return pfd_printf(r, "{\"bytes\": %llu, \"fnv\": \"%016llx\"}\n", (unsigned long long)total,
                       (unsigned long long)hash);
 }
