@@ -81,6 +81,10 @@ unsigned pfd_version(const pfd_req *r) {
     return CEX(r)->req->version;
 }
 
+uint64_t pfd_request_seq(const pfd_req *r) {
+    return CEX(r)->seq;
+}
+
 pfd_str pfd_path(const pfd_req *r) {
     const struct http_request *req = CEX(r)->req;
     return (pfd_str){req->path, req->path_len};
@@ -270,6 +274,13 @@ static bool head_open(struct exchange *ex, const char *what) {
 static int fail(struct exchange *ex, const char *why) {
     exchange_fail(ex, why);
     return -1;
+}
+
+int pfd_close_after(pfd_req *r) {
+    struct exchange *ex = EX(r);
+    if (!head_open(ex, "pfd_close_after")) return -1;
+    ex->resp.close = true;
+    return 0;
 }
 
 void pfd_status(pfd_req *r, int status) {

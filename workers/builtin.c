@@ -6,8 +6,7 @@
  *           size is given); shows that slow work on the pool does not stall
  *           the loop. Always mode = pool. Stops waiting when its client goes
  *           away.
- *   echo    answers with the request body (any method); a load-test target
- *           for uploads.
+ *   echo    is in loadtest.c (a load-test target with fortio's parameters).
  *   status  the scoreboard as JSON: per worker pid, requests, connections.
  *   fault   only in builds configured with PREFORKD_FAULT_HANDLER (the test
  *           builds): GET ?kind=segv|abort crashes the worker from handler
@@ -85,26 +84,6 @@ const pfd_handler sleep_handler = {
     .mode = PFD_POOL,
     .pool_only = true, /* sleeping on the loop thread would stall every connection */
     .body = PFD_BODY_DROP,
-};
-
-static int echo_handle(pfd_req *r) {
-    pfd_str type = pfd_field(r, PFD_F_CONTENT_TYPE), body = pfd_body(r);
-    const char *ctype = "application/octet-stream";
-    if (type.p) {
-        /* the request's value, made a C string in the request's memory */
-        char *t = pfd_alloc(r, type.len + 1);
-        if (!t) return PFD_ERROR;
-        memcpy(t, type.p, type.len);
-        t[type.len] = '\0';
-        ctype = t;
-    }
-    if (pfd_content_type(r, ctype) < 0) return PFD_OK; /* failed: 500 */
-    return pfd_write(r, body.p, body.len);
-}
-
-const pfd_handler echo_handler = {
-    .name = "echo",
-    .handle = echo_handle,
 };
 
 static int status_handle(pfd_req *r) {

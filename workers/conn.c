@@ -106,6 +106,7 @@ static int exchange_begin(struct conn *c) {
     if (!ex) return -1;
     ex->peer = c->peer;
     ex->peer_len = c->peer_len;
+    ex->seq = c->requests;
     c->ex = ex;
     return 0;
 }

@@ -218,6 +218,11 @@ int pfd_query_param(pfd_req *r, const char *name, pfd_str *value);
 /* Every query parameter in turn, decoded: start with *pos = 0; 1 while one
  * is returned, 0 at the end, -1 for a broken encoding. */
 int pfd_query_next(pfd_req *r, size_t *pos, pfd_str *name, pfd_str *value);
+/* The request's position on its connection: 0 for the first request a
+ * connection carries, 1 for the next (pipelined requests in order). The
+ * same client sending the same requests on a new connection sees the same
+ * numbers: a handler can make its random choices repeatable with it. */
+uint64_t pfd_request_seq(const pfd_req *r);
 /* A {name} segment of the route's pattern, decoded (p NULL when the route
  * has none of that name). */
 pfd_str pfd_path_param(const pfd_req *r, const char *name);
@@ -288,6 +293,10 @@ void pfd_headers_free(pfd_headers *h);
 const char *pfd_headers_text(const pfd_headers *h, size_t *len);
 /* Adds every line of the block to the answer. */
 int pfd_header_block(pfd_req *r, const pfd_headers *h);
+/* The connection closes once this answer is sent (the answer says
+ * Connection: close); the client's later pipelined requests are not read.
+ * -1 once the answer's head was sent. */
+int pfd_close_after(pfd_req *r);
 /* Content-Type (copied). */
 int pfd_content_type(pfd_req *r, const char *type);
 /* Appends to the body, kept in memory until sent. */
