@@ -829,6 +829,42 @@ static void jb_body_json(struct jb *b, pfd_str data) {
         jb_str(b, "null");
 }
 
+static bool unreserved(unsigned char c) {
+    return (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '-' ||
+           c == '.' || c == '_' || c == '~';
+}
+
+/* The request-target as werkzeug's request.url shows it (an IRI): escapes
+ * of unreserved characters and of whole UTF-8 sequences are decoded, the
+ * other escapes stay. */
+static void jb_iri(struct jb *b, pfd_str t) {
+    unsigned char run[64];
+    for (size_t i = 0; i < t.len;) {
+        if (t.p[i] != '%' || i + 2 >= t.len || hexval(t.p[i + 1]) < 0 || hexval(t.p[i + 2]) < 0) {
+            jb_put(b, t.p + i++, 1);
+            continue;
+        }
+        /* a run of escapes, decoded */
+        size_t n = 0, start = i;
+        while (n < sizeof run && i + 2 < t.len && t.p[i] == '%' && hexval(t.p[i + 1]) >= 0 &&
+               hexval(t.p[i + 2]) >= 0) {
+            run[n++] = (unsigned char)(hexval(t.p[i + 1]) << 4 | hexval(t.p[i + 2]));
+            i += 3;
+        }
+        for (size_t k = 0; k < n;) {
+            size_t len = run[k] >= 0x80 ? utf8_len(run + k, n - k) : 0;
+            if (len) {
+                jb_put(b, run + k, len);
+                k += len;
+            } else if (unreserved(run[k])) {
+                jb_put(b, run + k++, 1);
+            } else {
+                jb_put(b, t.p + start + 3 * k++, 3);
+            }
+        }
+    }
+}
+
 /* ---- httpbin's get_dict ---------------------------------------------------- */
 
 /* The keys of an answer, in the order jsonify sorts them. */
@@ -913,10 +949,9 @@ static int jb_dict(struct hb *h, struct jb *b, unsigned keys, long id, const cha
     if (keys & K_URL) {
         struct jb u = {0};
         jb_scheme_host(h, &u);
-        pfd_str t = pfd_target(r);
-        jb_put(&u, t.p, t.len);
+        jb_iri(&u, pfd_target(r));
         KEY("url");
-        jb_json(b, u.p ? u.p : "", u.len, true);
+        jb_json(b, u.p ? u.p : "", u.len, false);
         b->oom |= u.oom;
         free(u.p);
     }
@@ -1302,11 +1337,16 @@ static int ep_stream(struct hb *h, pfd_str arg) {
  * range{n}; ?duration=S spreads them over S seconds, ?chunk_size=N. */
 static int ep_range(struct hb *h, pfd_str arg) {
     pfd_req *r = h->r;
-    long n = path_int(arg, MAX_BYTES);
-    if (pfd_header_addf(r, "ETag", "range%ld", n < 0 ? 0 : n) < 0 ||
+    long n = path_int(arg, LONG_MAX / 10);
+    if (n == -2) return bad(r, 404, "number of bytes must be in the range (0, 102400]");
+    if (pfd_header_addf(r, "ETag", "range%ld", n) < 0 ||
         pfd_header_add(r, "Accept-Ranges", "bytes") < 0)
         return PFD_ERROR;
-    if (n <= 0) return bad(r, 404, "number of bytes must be in the range (0, 102400]");
+    if (n <= 0 || n > MAX_BYTES) {
+        pfd_status(r, 404);
+        pfd_content_type(r, "text/plain; charset=utf-8");
+        return pfd_printf(r, "number of bytes must be in the range (0, %d]", MAX_BYTES);
+    }
     size_t chunk = chunk_size(h);
     pfd_str dur;
     if (!chunk) return bad(r, 400, "chunk_size: not an integer");
@@ -1346,6 +1386,7 @@ static int ep_range(struct hb *h, pfd_str arg) {
     }
     if (first > last || first < 0 || first >= n || last < 0 || last >= n) {
         pfd_status(r, 416);
+        pfd_content_type(r, "text/plain; charset=utf-8");
         return pfd_header_addf(r, "Content-Range", "bytes */%ld", n);
     }
     size_t len = (size_t)(last - first + 1);
