@@ -157,6 +157,7 @@ CASES = [
     ("POST", "/anything/a/b?x=1", FORM, b"k=v", "json"),
     ("PUT", "/anything/deep/er/path", JSON_CT, b'"just a string"', "json"),
     ("GET", "/headers", [("X-One", "1")], b"", "json"),
+    ("GET", "/headers", [("X-Latin", "h\u00e9llo"), ("X-Tab", "a\tb")], b"", "json"),
     ("GET", "/ip", [], b"", "json"),
     ("GET", "/user-agent", [("User-Agent", "test-agent/2")], b"", "json"),
     ("GET", "/uuid", [], b"", "json"),
@@ -464,3 +465,28 @@ def test_json_and_streams(preforkd):
             headers=[("Range", "bytes=0-25")])
     assert (r.status, r.body) == (200, b"abcdefghijklmnopqrstuvwxyz")
     assert time.monotonic() - start >= 0.2
+
+
+def test_clients_that_leave_or_read_slowly(preforkd):
+    """A client gone during a /delay, a /drip or a paced /range; one that
+    reads a stream slowly (the answer waits for it to drain). The server
+    stays clean (checked when it stops)."""
+    for path in ("/delay/2", "/drip?duration=2&numbytes=50", "/range/100?duration=2&chunk_size=1",
+                 "/pool/delay/2", "/pool/drip?duration=2&numbytes=5"):
+        with socket.create_connection(("127.0.0.1", preforkd.port), timeout=10 * SLOW) as s:
+            s.sendall(f"GET {PREFIX if not path.startswith('/pool') else ''}{path} HTTP/1.1\r\n"
+                      "Host: x\r\n\r\n".encode())
+            time.sleep(0.2)
+    s = socket.socket()
+    s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    s.settimeout(10 * SLOW)
+    s.connect(("127.0.0.1", preforkd.port))
+    with s:
+        s.sendall(f"GET {PREFIX}/stream-bytes/102400?seed=1&chunk_size=1000 HTTP/1.1\r\n"
+                  "Host: x\r\nConnection: close\r\n\r\n".encode())
+        time.sleep(0.3)  # the server fills the socket, then waits to drain
+        r = Reader(s).response()
+    assert r.status == 200
+    assert r.body == get(preforkd.port, PREFIX + "/bytes/102400?seed=1").body
+    # the loop is free: quick answers meanwhile and after
+    assert get(preforkd.port, PREFIX + "/get").status == 200
