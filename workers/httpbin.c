@@ -845,7 +845,7 @@ static void jb_iri(struct jb *b, pfd_str t) {
             continue;
         }
         /* a run of escapes, decoded */
-        size_t n = 0, start = i;
+        size_t n = 0;
         while (n < sizeof run && i + 2 < t.len && t.p[i] == '%' && hexval(t.p[i + 1]) >= 0 &&
                hexval(t.p[i + 2]) >= 0) {
             run[n++] = (unsigned char)(hexval(t.p[i + 1]) << 4 | hexval(t.p[i + 2]));
@@ -859,7 +859,7 @@ static void jb_iri(struct jb *b, pfd_str t) {
             } else if (unreserved(run[k])) {
                 jb_put(b, run + k++, 1);
             } else {
-                jb_put(b, t.p + start + 3 * k++, 3);
+                jb_printf(b, "%%%02X", run[k++]); /* werkzeug writes them upper case */
             }
         }
     }
@@ -1144,6 +1144,7 @@ static int ep_status(struct hb *h, pfd_str codes) {
         if (!comma) break;
     }
     long pick = code[0];
+    if (n == 1 && memchr(codes.p, ':', codes.len)) return bad(r, 400, "Invalid status code");
     if (n > 1) {
         if (!(total > 0)) return bad(r, 400, "Invalid status code: the weights add up to 0");
         double x = rng_unit(rng_thread()) * total, sum = 0;
@@ -1671,7 +1672,9 @@ static int cookie_pairs(pfd_req *r, struct pairs *out) {
             value = (pfd_str){d, k};
         }
         bool seen = false;
-        for (size_t j = 0; j < out->n && !seen; j++) seen = is_lit(out->v[j].name, cstr(r, name));
+        for (size_t j = 0; j < out->n && !seen; j++)
+            seen =
+                out->v[j].name.len == name.len && memcmp(out->v[j].name.p, name.p, name.len) == 0;
         if (seen || !name.len) continue;
         out->v[out->n] = (struct pair){name, value, {NULL, 0}, (unsigned)out->n};
         out->n++;
