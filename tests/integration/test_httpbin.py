@@ -154,6 +154,8 @@ CASES = [
     ("PATCH", "/patch", FORM, b"a=b", "json"),
     ("DELETE", "/delete", [], b"", "json"),
     ("GET", "/anything", [], b"", "json"),
+    ("TRACE", "/anything", [], b"", "json"),
+    ("OPTIONS", "/anything/x", [], b"", "body"),
     ("POST", "/anything/a/b?x=1", FORM, b"k=v", "json"),
     ("PUT", "/anything/deep/er/path", JSON_CT, b'"just a string"', "json"),
     ("GET", "/headers", [("X-One", "1")], b"", "json"),
