@@ -621,7 +621,8 @@ static pfd_str header_param(pfd_req *r, pfd_str v, const char *name) {
     return (pfd_str){NULL, 0};
 }
 
-static const char *memmem_s(const char *h, size_t hn, const char *n, size_t nn) {
+/* memmem for text */
+static const char *find_text(const char *h, size_t hn, const char *n, size_t nn) {
     return memmem(h, hn, n, nn);
 }
 
@@ -647,7 +648,7 @@ static int parse_multipart(pfd_req *r, pfd_str ct, pfd_str body, struct body *ou
     if (body.len >= dlen - 2 && memcmp(p, delim + 2, dlen - 2) == 0) {
         p += dlen - 2;
     } else {
-        const char *d = memmem_s(p, body.len, delim, dlen);
+        const char *d = find_text(p, body.len, delim, dlen);
         if (!d) goto broken;
         p = d + dlen;
     }
@@ -657,15 +658,21 @@ static int parse_multipart(pfd_req *r, pfd_str ct, pfd_str body, struct body *ou
         while (p < end && (*p == ' ' || *p == '\t')) p++;
         if (end - p < 2 || p[0] != '\r' || p[1] != '\n') goto broken;
         p += 2;
-        const char *hend = memmem_s(p, (size_t)(end - p), "\r\n\r\n", 4);
-        const char *content = hend ? hend + 4 : NULL;
-        if (!hend && end - p >= 2 && p[0] == '\r' && p[1] == '\n') content = p + 2, hend = p;
-        if (!content) goto broken;
-        const char *next = memmem_s(content, (size_t)(end - content), delim, dlen);
+        /* the part's header lines, then an empty line */
+        const char *hend, *content;
+        if (end - p >= 2 && p[0] == '\r' && p[1] == '\n') {
+            hend = p;
+            content = p + 2;
+        } else {
+            hend = find_text(p, (size_t)(end - p), "\r\n\r\n", 4);
+            if (!hend) goto broken;
+            content = hend + 4;
+        }
+        const char *next = find_text(content, (size_t)(end - content), delim, dlen);
         if (!next) goto broken;
         pfd_str disp = {NULL, 0}, type = {NULL, 0};
         for (const char *line = p; line < hend;) {
-            const char *eol = memmem_s(line, (size_t)(hend - line), "\r\n", 2);
+            const char *eol = find_text(line, (size_t)(hend - line), "\r\n", 2);
             if (!eol) eol = hend;
             const char *colon = memchr(line, ':', (size_t)(eol - line));
             if (colon) {
@@ -1049,8 +1056,8 @@ static int compressed(struct hb *h, bool gzip) {
     /* a 2 KiB window and small tables (16 KiB of state, not zlib's default
      * 256 KiB, whose fresh pages cost 0.6 ms a request): the answer is
      * a few hundred bytes, and any inflater reads any window size */
-    int rc = deflateInit2(&z, gzip ? 4 : Z_DEFAULT_COMPRESSION, Z_DEFLATED, gzip ? 16 + 11 : 11,
-                          4, Z_DEFAULT_STRATEGY);
+    int rc = deflateInit2(&z, gzip ? 4 : Z_DEFAULT_COMPRESSION, Z_DEFLATED, gzip ? 16 + 11 : 11, 4,
+                          Z_DEFAULT_STRATEGY);
     unsigned char *out = NULL;
     size_t cap = 0;
     if (rc == Z_OK && !b.oom) {
@@ -1412,7 +1419,6 @@ static int ep_range(struct hb *h, pfd_str arg) {
 
 /* /drip: numbytes '*' over duration seconds after delay, status code. */
 struct drip {
-    struct hb h;
     uint64_t start;
     unsigned duration;
     size_t n, sent;
@@ -1484,7 +1490,7 @@ static int ep_drip(struct hb *h, pfd_str arg) {
     if (delay < 0) return bad(r, 400, "delay: not a number of seconds >= 0");
     struct drip *d = pfd_alloc(r, sizeof *d);
     if (!d) return PFD_ERROR;
-    *d = (struct drip){.h = *h, .duration = (unsigned)duration, .n = (size_t)numbytes};
+    *d = (struct drip){.duration = (unsigned)duration, .n = (size_t)numbytes};
     pfd_status(r, (int)code);
     pfd_content_type(r, "application/octet-stream");
     if (!h->pool) {
@@ -2089,16 +2095,16 @@ static int ep_json(struct hb *h, pfd_str arg) {
 
 /* ---- the paths ------------------------------------------------------------------- */
 
-#define M(m)      (1u << (m))
-#define M_GET     (M(PFD_GET) | M(PFD_HEAD))
-#define M_ANY     (M_GET | M(PFD_POST) | M(PFD_PUT) | M(PFD_DELETE) | M(PFD_PATCH) | M(PFD_TRACE))
-#define M_BODY(m) M(m)
+#define M(m)  (1u << (m))
+#define M_GET (M(PFD_GET) | M(PFD_HEAD))
+#define M_ANY (M_GET | M(PFD_POST) | M(PFD_PUT) | M(PFD_DELETE) | M(PFD_PATCH) | M(PFD_TRACE))
 
-enum match { EXACT, SEGMENT, TAIL };
+enum match { EXACT, SEGMENT, NUMBER, TAIL };
 
 struct endpoint {
     const char *path; /* EXACT: the whole path; else the part before the argument */
-    enum match match; /* SEGMENT: one segment follows; TAIL: the rest (may hold '/') */
+    enum match match; /* SEGMENT: one segment follows, NUMBER: digits (werkzeug's int),
+                         TAIL: the rest (may hold '/') */
     unsigned methods;
     int (*handle)(struct hb *h, pfd_str arg);
 };
@@ -2117,17 +2123,17 @@ static const struct endpoint endpoints[] = {
     {"/uuid", EXACT, M_GET, ep_uuid},
     {"/status/", SEGMENT, M_ANY, ep_status},
     {"/delay/", SEGMENT, M_GET, ep_delay},
-    {"/bytes/", SEGMENT, M_GET, ep_bytes},
-    {"/stream-bytes/", SEGMENT, M_GET, ep_stream_bytes},
-    {"/stream/", SEGMENT, M_GET, ep_stream},
+    {"/bytes/", NUMBER, M_GET, ep_bytes},
+    {"/stream-bytes/", NUMBER, M_GET, ep_stream_bytes},
+    {"/stream/", NUMBER, M_GET, ep_stream},
     {"/drip", EXACT, M_GET, ep_drip},
-    {"/range/", SEGMENT, M_GET, ep_range},
-    {"/redirect/", SEGMENT, M_GET, ep_redirect},
-    {"/relative-redirect/", SEGMENT, M_GET, ep_relative_redirect},
-    {"/absolute-redirect/", SEGMENT, M_GET, ep_absolute_redirect},
+    {"/range/", NUMBER, M_GET, ep_range},
+    {"/redirect/", NUMBER, M_GET, ep_redirect},
+    {"/relative-redirect/", NUMBER, M_GET, ep_relative_redirect},
+    {"/absolute-redirect/", NUMBER, M_GET, ep_absolute_redirect},
     {"/redirect-to", EXACT, M_ANY, ep_redirect_to},
     {"/cache", EXACT, M_GET, ep_cache},
-    {"/cache/", SEGMENT, M_GET, ep_cache_n},
+    {"/cache/", NUMBER, M_GET, ep_cache_n},
     {"/etag/", SEGMENT, M_GET, ep_etag},
     {"/response-headers", EXACT, M_GET | M(PFD_POST), ep_response_headers},
     {"/base64/", SEGMENT, M_GET, ep_base64},
@@ -2159,10 +2165,8 @@ static const struct endpoint *find(pfd_str path, pfd_str *arg) {
         }
         if (path.len <= n || memcmp(path.p, e->path, n) != 0) continue;
         *arg = (pfd_str){path.p + n, path.len - n};
-        if (e->match == SEGMENT && memchr(arg->p, '/', arg->len)) continue;
-        bool digits = e->handle == ep_delay || e->handle == ep_status || e->handle == ep_etag ||
-                      e->handle == ep_base64;
-        if (e->match == SEGMENT && !digits)
+        if (e->match != TAIL && memchr(arg->p, '/', arg->len)) continue;
+        if (e->match == NUMBER)
             for (size_t k = 0; k < arg->len; k++)
                 if (arg->p[k] < '0' || arg->p[k] > '9') return NULL;
         return e;
