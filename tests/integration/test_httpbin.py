@@ -22,7 +22,7 @@ import zlib
 
 import pytest
 
-from conftest import SLOW, TMP_TAG, Reader, Server, get, wait_until
+from conftest import SLOW, Reader, Server, get, wait_until
 
 PREFIX = "/hb"  # where the comparison mounts the handler
 
