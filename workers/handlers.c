@@ -13,6 +13,7 @@
 #include <unistd.h>
 
 #include "server/log.h"
+#include "workers/httpbin.h"
 #include "workers/route.h"
 #include "workers/shared.h"
 
@@ -21,6 +22,7 @@
 
 static const pfd_handler *const builtins[] = {
     &static_handler, &sleep_handler, &echo_handler, &status_handler,
+    &httpbin_handler,
 #ifdef PREFORKD_FAULT_HANDLER
     &fault_handler,
 #endif

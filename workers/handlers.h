@@ -2,7 +2,7 @@
  * applications that provide them.
  *
  * A [route]'s handler = NAME is looked up, in order, among the built-in
- * handlers (static, echo, sleep, status; fault in test builds), the
+ * handlers (static, echo, sleep, status, httpbin; fault in test builds), the
  * handlers of the application the server was built with (pfd_main's app),
  * and, when the route names a module, that module's handlers (handler =
  * module takes its first). Modules are loaded by the master when the
