@@ -13,6 +13,7 @@
 #include "server/log.h"
 #include "server/scoreboard.h"
 #include "workers/exchange.h"
+#include "workers/json.h"
 #include "workers/pool.h"
 #include "workers/route.h"
 
@@ -470,63 +471,12 @@ int pfd_printf(pfd_req *r, const char *fmt, ...) {
     return pfd_write(r, text, (size_t)n);
 }
 
-/* The length of the valid UTF-8 sequence at s (RFC 3629: no overlong forms,
- * no surrogates, nothing past U+10FFFF), or 0. */
-static size_t utf8_len(const unsigned char *s, size_t n) {
-    unsigned char c = s[0];
-    size_t len = c >= 0xf0 ? 4 : c >= 0xe0 ? 3 : c >= 0xc0 ? 2 : 0;
-    if (!len || len > n || c > 0xf4 || c == 0xc0 || c == 0xc1) return 0;
-    for (size_t i = 1; i < len; i++)
-        if ((s[i] & 0xc0) != 0x80) return 0;
-    if ((c == 0xe0 && s[1] < 0xa0) || (c == 0xed && s[1] >= 0xa0) || (c == 0xf0 && s[1] < 0x90) ||
-        (c == 0xf4 && s[1] >= 0x90))
-        return 0;
-    return len;
+static int put_req(void *r, const char *p, size_t n) {
+    return pfd_write(r, p, n);
 }
 
 int pfd_write_json_string(pfd_req *r, const char *s, size_t n) {
-    static const char hex[] = "0123456789abcdef";
-    const unsigned char *u = (const unsigned char *)s;
-    char buf[512];
-    size_t k = 0;
-    buf[k++] = '"';
-    for (size_t i = 0; i < n; i++) {
-        if (k > sizeof buf - 8) {
-            if (pfd_write(r, buf, k) < 0) return -1;
-            k = 0;
-        }
-        unsigned char c = u[i];
-        switch (c) {
-        case '"': buf[k++] = '\\', buf[k++] = '"'; break;
-        case '\\': buf[k++] = '\\', buf[k++] = '\\'; break;
-        case '\n': buf[k++] = '\\', buf[k++] = 'n'; break;
-        case '\r': buf[k++] = '\\', buf[k++] = 'r'; break;
-        case '\t': buf[k++] = '\\', buf[k++] = 't'; break;
-        default:
-            if (c < 0x20 || c == 0x7f) {
-                memcpy(buf + k, "\\u00", 4);
-                k += 4;
-                buf[k++] = hex[c >> 4];
-                buf[k++] = hex[c & 15];
-            } else if (c < 0x80) {
-                buf[k++] = (char)c;
-            } else {
-                /* JSON is UTF-8: a byte that is not part of a valid
-                 * sequence becomes U+FFFD, the replacement character */
-                size_t len = utf8_len(u + i, n - i);
-                if (len) {
-                    memcpy(buf + k, u + i, len);
-                    k += len;
-                    i += len - 1;
-                } else {
-                    memcpy(buf + k, "\xef\xbf\xbd", 3);
-                    k += 3;
-                }
-            }
-        }
-    }
-    buf[k++] = '"';
-    return pfd_write(r, buf, k);
+    return json_string(s, n, false, put_req, r);
 }
 
 int pfd_body_ref(pfd_req *r, const void *p, size_t n, void (*release)(void *arg), void *arg) {

@@ -38,6 +38,8 @@
 #include <time.h>
 #include <zlib.h>
 
+#include "workers/json.h"
+
 #define MAX_DELAY_MS     10000        /* /delay, /drip (httpbin: 10 s) */
 #define MAX_BYTES        (100 * 1024) /* /bytes, /stream-bytes, /range */
 #define MAX_DRIP_BYTES   (10 * 1024 * 1024)
@@ -87,19 +89,6 @@ static void jb_printf(struct jb *b, const char *fmt, ...) {
     jb_put(b, text, (size_t)n);
 }
 
-/* The length of the valid UTF-8 sequence at s (RFC 3629), or 0. */
-static size_t utf8_len(const unsigned char *s, size_t n) {
-    unsigned char c = s[0];
-    size_t len = c >= 0xf0 ? 4 : c >= 0xe0 ? 3 : c >= 0xc0 ? 2 : 0;
-    if (!len || len > n || c > 0xf4 || c == 0xc0 || c == 0xc1) return 0;
-    for (size_t i = 1; i < len; i++)
-        if ((s[i] & 0xc0) != 0x80) return 0;
-    if ((c == 0xe0 && s[1] < 0xa0) || (c == 0xed && s[1] >= 0xa0) || (c == 0xf0 && s[1] < 0x90) ||
-        (c == 0xf4 && s[1] >= 0x90))
-        return 0;
-    return len;
-}
-
 static bool utf8_valid(const char *s, size_t n) {
     const unsigned char *u = (const unsigned char *)s;
     for (size_t i = 0; i < n;) {
@@ -107,7 +96,7 @@ static bool utf8_valid(const char *s, size_t n) {
             i++;
             continue;
         }
-        size_t len = utf8_len(u + i, n - i);
+        size_t len = json_utf8_len(u + i, n - i);
         if (!len) return false;
         i += len;
     }
@@ -117,51 +106,13 @@ static bool utf8_valid(const char *s, size_t n) {
 /* s as a JSON string literal. Bytes of 0x80 and up are UTF-8 (a byte not in
  * a valid sequence becomes U+FFFD), or with latin1 each is the character of
  * that number (werkzeug reads header fields as ISO-8859-1). */
+static int jb_put_cb(void *b, const char *p, size_t n) {
+    jb_put(b, p, n);
+    return 0;
+}
+
 static void jb_json(struct jb *b, const char *s, size_t n, bool latin1) {
-    static const char hex[] = "0123456789abcdef";
-    const unsigned char *u = (const unsigned char *)s;
-    char out[512];
-    size_t k = 0;
-    out[k++] = '"';
-    for (size_t i = 0; i < n; i++) {
-        if (k > sizeof out - 8) {
-            jb_put(b, out, k);
-            k = 0;
-        }
-        unsigned char c = u[i];
-        if (c == '"' || c == '\\') {
-            out[k++] = '\\';
-            out[k++] = (char)c;
-        } else if (c == '\n') {
-            out[k++] = '\\', out[k++] = 'n';
-        } else if (c == '\r') {
-            out[k++] = '\\', out[k++] = 'r';
-        } else if (c == '\t') {
-            out[k++] = '\\', out[k++] = 't';
-        } else if (c < 0x20 || c == 0x7f) {
-            memcpy(out + k, "\\u00", 4);
-            k += 4;
-            out[k++] = hex[c >> 4];
-            out[k++] = hex[c & 15];
-        } else if (c < 0x80) {
-            out[k++] = (char)c;
-        } else if (latin1) {
-            out[k++] = (char)(0xc0 | c >> 6);
-            out[k++] = (char)(0x80 | (c & 0x3f));
-        } else {
-            size_t len = utf8_len(u + i, n - i);
-            if (len) {
-                memcpy(out + k, u + i, len);
-                k += len;
-                i += len - 1;
-            } else {
-                memcpy(out + k, "\xef\xbf\xbd", 3);
-                k += 3;
-            }
-        }
-    }
-    out[k++] = '"';
-    jb_put(b, out, k);
+    json_string(s, n, latin1, jb_put_cb, b);
 }
 
 static void jb_jsonz(struct jb *b, const char *s) {
@@ -859,7 +810,7 @@ static void jb_iri(struct jb *b, pfd_str t) {
             i += 3;
         }
         for (size_t k = 0; k < n;) {
-            size_t len = run[k] >= 0x80 ? utf8_len(run + k, n - k) : 0;
+            size_t len = run[k] >= 0x80 ? json_utf8_len(run + k, n - k) : 0;
             if (len) {
                 jb_put(b, run + k, len);
                 k += len;
