@@ -44,6 +44,7 @@
 #define MAX_BYTES        (100 * 1024) /* /bytes, /stream-bytes, /range */
 #define MAX_DRIP_BYTES   (10 * 1024 * 1024)
 #define MAX_STREAM_LINES 100
+#define MAX_FORM_PARTS   1000 /* fields of a form body (werkzeug's max_form_parts) */
 #define JSON_MAX_DEPTH   512
 
 /* ---- a growing output buffer --------------------------------------------- */
@@ -223,8 +224,9 @@ static long path_int(pfd_str s, long max) {
     long v = 0;
     for (size_t i = 0; i < s.len; i++) {
         if (s.p[i] < '0' || s.p[i] > '9') return -1;
-        v = v * 10 + (s.p[i] - '0');
-        if (v > max) return -2;
+        long d = s.p[i] - '0';
+        if (v > (max - d) / 10) return -2; /* checked before it could overflow */
+        v = v * 10 + d;
     }
     return v;
 }
@@ -591,6 +593,7 @@ static int parse_multipart(pfd_req *r, pfd_str ct, pfd_str body, struct body *ou
     memcpy(delim, "\r\n--", 4);
     memcpy(delim + 4, boundary.p, boundary.len);
     size_t dlen = boundary.len + 4, max = body.len / dlen + 1;
+    if (max > MAX_FORM_PARTS) max = MAX_FORM_PARTS;
     out->form.v = pfd_alloc(r, max * sizeof(struct pair));
     out->files.v = pfd_alloc(r, max * sizeof(struct pair));
     if (!out->form.v || !out->files.v) return -1;
@@ -641,6 +644,10 @@ static int parse_multipart(pfd_req *r, pfd_str ct, pfd_str body, struct body *ou
             pfd_str filename = header_param(r, disp, "filename");
             pfd_str value = {content, (size_t)(next - content)};
             struct pairs *ps = filename.p ? &out->files : &out->form;
+            if (out->files.n + out->form.n >= max) {
+                *why = "more than 1000 parts in a multipart/form-data body";
+                return -1;
+            }
             ps->v[ps->n] = (struct pair){name, value, type, (unsigned)ps->n};
             ps->n++;
         }
@@ -659,6 +666,14 @@ static int parse_body(struct hb *h, struct body *out, const char **why) {
     out->form.v = out->files.v = NULL;
     if (media_is(ct, "application/x-www-form-urlencoded")) {
         out->data = (pfd_str){"", 0};
+        size_t fields = 1;
+        for (size_t i = 0; i < body.len; i++) fields += body.p[i] == '&';
+        if (fields > MAX_FORM_PARTS) {
+            /* werkzeug's max_form_parts: a body of "&&&..." is not 56 bytes
+             * of memory per byte */
+            *why = "more than 1000 fields in a form body";
+            return -1;
+        }
         return parse_urlencoded(r, body.p ? body.p : "", body.len, &out->form);
     }
     if (media_is(ct, "multipart/form-data")) {
@@ -1127,7 +1142,7 @@ static int ep_status(struct hb *h, pfd_str codes) {
 
 static void delay_done(pfd_req *r, void *arg) {
     struct hb *h = arg;
-    if (pfd_gone(r)) return;
+    if (pfd_cancelled(r)) return; /* [any]: also on the pool path */
     if (answer_dict(h, K_ARGS | K_DATA | K_FILES | K_FORM | K_HEADERS | K_ORIGIN | K_URL) < 0)
         pfd_error(r, 500);
 }

@@ -44,6 +44,7 @@
 #define MAX_CHOICES          64                       /* entries of one value:percent list */
 #define FILLER_SIZE          (64 * 1024)              /* payloads repeat this table */
 #define MAX_DURATION_US      (3600ull * 24 * 1000000) /* a day: beyond any max_delay */
+#define GZIP_MAX             (1u << 20) /* gzip=: larger answers are refused (CPU on the loop) */
 
 /* ---- numbers ------------------------------------------------------------ */
 
@@ -313,8 +314,14 @@ static int parse_chance(const char *s, size_t n, double *p) {
 
 /* ---- the route ------------------------------------------------------------- */
 
+/* A route's limits, and its payload: max_size bytes of filler made at the
+ * first answer longer than the filler table (by whichever thread runs it:
+ * under lock), shared read-only by every answer of the route in this
+ * worker and freed with the route (its answers are gone by then). */
 struct echo_route {
     uint64_t max_delay_us, max_size;
+    pthread_mutex_t lock;
+    unsigned char *big;
 };
 
 static int read_limits(const pfd_route *rt, struct echo_route *er, char *err, size_t errlen) {
@@ -347,12 +354,19 @@ static int echo_init(pfd_route *rt, char *err, size_t errlen) {
         free(er);
         return -1;
     }
+    pthread_mutex_init(&er->lock, NULL);
+    er->big = NULL;
     pfd_route_set_data(rt, er);
     return 0;
 }
 
 static void echo_fini(pfd_route *rt) {
-    free(pfd_route_data(rt));
+    struct echo_route *er = pfd_route_data(rt);
+    if (er) {
+        free(er->big);
+        pthread_mutex_destroy(&er->lock);
+    }
+    free(er);
     pfd_route_set_data(rt, NULL);
 }
 
@@ -371,14 +385,19 @@ static void filler_make(void) {
     }
 }
 
-/* size bytes of filler, in the request's memory when longer than the table. */
-static const unsigned char *payload(pfd_req *r, size_t size) {
+/* size bytes of filler (at most the route's max_size): the table, or the
+ * route's payload, made once. Nothing is copied per request: a request for
+ * 10 MB costs the memory of its connection, not 10 MB. */
+static const unsigned char *payload(struct echo_route *er, size_t size) {
     pthread_once(&filler_once, filler_make);
     if (size <= FILLER_SIZE) return filler;
-    unsigned char *p = pfd_alloc(r, size);
-    if (!p) return NULL;
-    for (size_t off = 0; off < size; off += FILLER_SIZE)
-        memcpy(p + off, filler, size - off < FILLER_SIZE ? size - off : FILLER_SIZE);
+    pthread_mutex_lock(&er->lock);
+    if (!er->big && (er->big = malloc(er->max_size)))
+        for (size_t off = 0; off < er->max_size; off += FILLER_SIZE)
+            memcpy(er->big + off, filler,
+                   er->max_size - off < FILLER_SIZE ? er->max_size - off : FILLER_SIZE);
+    const unsigned char *p = er->big;
+    pthread_mutex_unlock(&er->lock);
     return p;
 }
 
@@ -476,6 +495,25 @@ static const char *const param_names[P_COUNT] = {"delay", "status", "size", "clo
 
 /* Answers 400 naming the parameter (never quoting its value): 1, or
  * PFD_ERROR when out of memory. */
+/* Fields header= may not set: echo answers on the site's own origin, so a
+ * link must not plant a cookie, redirect, or open the door to scripts. */
+static bool unsafe_header(const char *name) {
+    static const char *const names[] = {
+        "set-cookie",
+        "set-cookie2",
+        "location",
+        "refresh",
+        "link",
+        "content-encoding",
+        "content-security-policy",
+        "content-security-policy-report-only",
+        "strict-transport-security",
+    };
+    for (size_t i = 0; i < sizeof names / sizeof names[0]; i++)
+        if (strcasecmp(name, names[i]) == 0) return true;
+    return strncasecmp(name, "access-control-", 15) == 0;
+}
+
 static int bad(pfd_req *r, const char *name, const char *why) {
     char *msg = pfd_sprintf(r, "echo: bad parameter %s: %s\n", name, why ? why : "over a limit");
     if (!msg) return PFD_ERROR;
@@ -565,6 +603,12 @@ static int read_params(pfd_req *r, const struct echo_route *er, struct echo *e, 
             if (!hval) return PFD_ERROR;
             memcpy(hval, val, (size_t)(vend - val));
             hval[vend - val] = '\0';
+            if (memchr(v.p, '\0', v.len)) return bad(r, "header", "a NUL byte");
+            if (unsafe_header(hname))
+                return bad(r, "header",
+                           "a field that would act on the site's origin (Set-Cookie, Location, "
+                           "Refresh, Link, Content-Encoding, Content-Security-Policy, "
+                           "Strict-Transport-Security, Access-Control-*)");
             if (strcasecmp(hname, "content-type") == 0) {
                 *ctype = hval; /* set with pfd_content_type, which would refuse with 500 */
                 bool ok = *hval != '\0';
@@ -623,11 +667,16 @@ static void stream_step(pfd_req *r, void *arg) {
 /* On the pool: sleeps between the pieces, on purpose. */
 static void stream_pool(pfd_req *r, const unsigned char *body, size_t len, unsigned chunks,
                         uint64_t delay_ms) {
-    for (unsigned i = 0; i < chunks; i++) {
-        uint64_t prev = i ? due_at(delay_ms, chunks, i - 1) : 0;
-        if (pfd_sleep(r, (unsigned)(due_at(delay_ms, chunks, i) - prev)) < 0) return;
-        size_t a = piece_at(len, chunks, i), b = piece_at(len, chunks, i + 1);
+    for (unsigned i = 0; i < chunks;) {
+        uint64_t prev = i ? due_at(delay_ms, chunks, i - 1) : 0, due = due_at(delay_ms, chunks, i);
+        if (due > prev && pfd_sleep(r, (unsigned)(due - prev)) < 0) return;
+        /* the pieces due at the same time go in one write */
+        unsigned j = i + 1;
+        while (j < chunks && due_at(delay_ms, chunks, j) == due) j++;
+        size_t a = piece_at(len, chunks, i), b = piece_at(len, chunks, j);
         if (b > a && pfd_stream_write(r, body + a, b - a) < 0) return;
+        if (b == a && pfd_cancelled(r)) return;
+        i = j;
     }
     pfd_stream_end(r);
 }
@@ -654,7 +703,7 @@ static int echo_handle(pfd_req *r) {
         return pfd_write(r, body.p, body.len);
     }
 
-    const struct echo_route *er = pfd_route_data(pfd_req_route(r));
+    struct echo_route *er = pfd_route_data(pfd_req_route(r));
     struct echo e;
     pfd_headers *hdrs = NULL;
     const char *user_ctype = NULL;
@@ -682,12 +731,22 @@ static int echo_handle(pfd_req *r) {
         e.has[P_SIZE] ? dist_draw(&e.dist[P_SIZE], &st[P_SIZE], UINT64_MAX) : UINT64_MAX;
     bool close = e.has[P_CLOSE] && 100.0 * unit_draw(&st[P_CLOSE]) < e.chance[P_CLOSE];
     bool gzip = e.has[P_GZIP] && 100.0 * unit_draw(&st[P_GZIP]) < e.chance[P_GZIP];
+    if (gzip && (size != UINT64_MAX ? size : body.len) > GZIP_MAX) {
+        /* compressing runs on the answer's thread (the loop's, inline): bounded */
+        pfd_headers_free(hdrs);
+        bad(r, "gzip", "an answer over 1m to compress");
+        return PFD_OK;
+    }
 
     pfd_status(r, status);
     if (close) pfd_close_after(r);
-    if (hdrs) {
-        pfd_header_block(r, hdrs);
+    if (hdrs || user_ctype) {
+        if (hdrs) pfd_header_block(r, hdrs);
         pfd_headers_free(hdrs);
+        /* fields chosen by a URL: nothing in the answer may run as the
+         * site's (a Content-Type of text/html included) */
+        pfd_header_add(r, "Content-Security-Policy", "sandbox");
+        pfd_header_add(r, "X-Content-Type-Options", "nosniff");
     }
     /* the answer depends on Accept-Encoding whenever gzip may be drawn */
     if (e.has[P_GZIP] && e.chance[P_GZIP] > 0) pfd_header_add(r, "Vary", "Accept-Encoding");
@@ -696,7 +755,7 @@ static int echo_handle(pfd_req *r) {
     bool ref = false; /* out lives as long as the request: sent from place */
     if (size != UINT64_MAX) {
         len = (size_t)size;
-        out = payload(r, len);
+        out = payload(er, len);
         ctype = "application/octet-stream";
         ref = true;
         if (!out) return PFD_ERROR;

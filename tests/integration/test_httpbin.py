@@ -455,6 +455,24 @@ def test_bad_input_is_a_clear_4xx(preforkd, path):
     assert r.body.strip(), r
 
 
+def test_numbers_past_a_long_do_not_overflow(preforkd):
+    """UBSan ended the worker on these before (signed overflow)."""
+    assert get(preforkd.port, PREFIX + "/range/9223372036854775809").status == 404
+    assert get(preforkd.port, PREFIX + "/cache/92233720368547758090").status in (400, 404)
+    assert get(preforkd.port, PREFIX + "/get").status == 200
+
+
+def test_a_form_of_too_many_fields_is_refused(preforkd):
+    """werkzeug's max_form_parts: 1000 fields; a body of '&'s is not 56
+    bytes of memory per byte."""
+    r = get(preforkd.port, PREFIX + "/post", method="POST", body=b"a&" * 3000,
+            headers=[("Content-Type", "application/x-www-form-urlencoded")])
+    assert r.status == 400 and b"1000" in r.body, r
+    ok = get(preforkd.port, PREFIX + "/post", method="POST", body=b"&".join([b"a=1"] * 999),
+             headers=[("Content-Type", "application/x-www-form-urlencoded")])
+    assert ok.status == 200 and json.loads(ok.body)["form"]["a"] == ["1"] * 999
+
+
 def test_mount_points(preforkd):
     """A prefix without its last '/' ([route /p]) and one on the pool."""
     r = get(preforkd.port, "/p/get?x=1")

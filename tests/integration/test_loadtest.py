@@ -103,6 +103,15 @@ def test_header_is_repeatable_and_may_set_the_content_type(srv):
     r = get(srv.port, "/echo?header=X-A:1&header=X-B:%20two%20&header=Content-Type:text/y&size=2")
     assert r.header("x-a") == "1" and r.header("x-b") == "two"
     assert r.header("content-type") == "text/y"
+    # fields chosen by a link run nothing as the site's origin: a text/html
+    # answer is sandboxed, and not sniffed
+    r = get(srv.port, "/echo?header=Content-Type:text/html", method="POST",
+            body=b"<script>alert(1)</script>")
+    assert r.header("content-type") == "text/html"
+    assert r.header("content-security-policy") == "sandbox"
+    assert r.header("x-content-type-options") == "nosniff"
+    # a plain echo carries neither (the hot path stays as it was)
+    assert get(srv.port, "/echo", method="POST", body=b"x").header("content-security-policy") is None
 
 
 def test_close_true_closes_after_the_answer(srv):
@@ -266,6 +275,12 @@ BAD = [
     ("header=Bad%20Name:v", "header"), ("header=Content-Length:5", "header"),
     ("header=Connection:close", "header"), ("header=X:a%01b", "header"),
     ("header=Content-Type:", "header"), ("size=%zz", "query"),
+    # fields that would act on the site's origin, and NUL
+    ("header=Set-Cookie:session=x", "header"), ("header=location:https://evil.example/", "header"),
+    ("header=Refresh:0;url=https://evil.example/", "header"), ("header=Link:<x>", "header"),
+    ("header=Access-Control-Allow-Origin:*", "header"), ("header=Content-Encoding:gzip", "header"),
+    ("header=Content-Security-Policy:x", "header"), ("header=X-A:ok%00", "header"),
+    ("size=2m&gzip=true", "gzip"),
 ]
 
 
@@ -301,6 +316,26 @@ def test_check_refuses_bad_limits(tmp_path, setting):
     conf.write_text(_config(echo=setting + "\n"))
     out = subprocess.run([BIN, "--config", str(conf), "--check"], capture_output=True, text=True)
     assert out.returncode == 2 and setting.split()[0] in out.stderr, out.stderr
+
+
+def test_large_payloads_are_shared_not_copied(make_server):
+    """40 connections each waiting on a 10 MB answer (delay=3s): the worker
+    holds one 10 MB payload, not 40 (it grew by 400 MB before)."""
+    srv = make_server(config=_config())
+    [pid] = srv.workers()
+    before = _rss_kb(pid)
+    socks = []
+    for _ in range(40):
+        s = socket.create_connection(("127.0.0.1", srv.port), timeout=30 * SLOW)
+        s.sendall(b"GET /echo?size=10m&delay=3s HTTP/1.1\r\nHost: x\r\n\r\n")
+        socks.append(s)
+    time.sleep(1)
+    grown = _rss_kb(pid) - before
+    assert grown < 100 * 1024, f"the worker grew by {grown} KiB"
+    for s in socks:
+        r = Reader(s).response()
+        assert r.status == 200 and len(r.body) == 10 << 20
+        s.close()
 
 
 # ---- 10,000 delayed requests on one worker -----------------------------------
