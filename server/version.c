@@ -7,6 +7,7 @@
 #include <gnu/libc-version.h>
 #include <http_parser.h>
 #include <ini.h>
+#include <zlib.h>
 
 #include "version_info.h" /* generated: the commit, build type, compiler, inih */
 
@@ -38,6 +39,8 @@ void version_print_build(FILE *out) {
             HTTP_PARSER_VERSION_PATCH, loaded_from((void (*)(void))http_parser_version));
     fprintf(out, "inih: %s at build time (pkg-config; inih has no version call); %s\n",
             PREFORKD_INIH_VERSION, loaded_from((void (*)(void))ini_parse));
+    fprintf(out, "zlib: %s, built against %s; %s\n", zlibVersion(), ZLIB_VERSION,
+            loaded_from((void (*)(void))zlibVersion));
     fprintf(out, "glibc: %s, built against %d.%d; %s\n", gnu_get_libc_version(), __GLIBC__,
             __GLIBC_MINOR__, loaded_from((void (*)(void))gnu_get_libc_version));
 }

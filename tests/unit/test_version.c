@@ -54,7 +54,7 @@ static void test_build_info_starts_with_the_version(void **state) {
                         strlen("preforkd " PREFORKD_VERSION "\n"));
     char v[512];
     static const char *const names[] = {"commit",      "build", "compiler", "libevent",
-                                        "http-parser", "inih",  "glibc"};
+                                        "http-parser", "inih",  "zlib",     "glibc"};
     for (size_t i = 0; i < sizeof names / sizeof names[0]; i++)
         if (!line_value(text, names[i], v, sizeof v) || !v[0])
             fail_msg("no %s line:\n%s", names[i], text);
