@@ -20,10 +20,6 @@ void bufcache_trim(struct bufcache *bc) {
     bc->nfree = 0;
 }
 
-void bufcache_destroy(struct bufcache *bc) {
-    bufcache_trim(bc);
-}
-
 static char *block_get(struct bufcache *bc) {
     if (bc && bc->free) {
         char *p = bc->free;

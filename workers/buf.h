@@ -48,8 +48,8 @@ void buf_consume(struct buf *b, size_t n);
 void buf_release(struct buf *b, struct bufcache *bc);
 
 void bufcache_init(struct bufcache *bc, unsigned max);
-/* Frees every cached block; the cache stays usable. */
+/* Frees every cached block; the cache stays usable (after it, nothing to
+ * free at the end). */
 void bufcache_trim(struct bufcache *bc);
-void bufcache_destroy(struct bufcache *bc);
 
 #endif

@@ -629,7 +629,8 @@ static void write_wait_end(struct conn *c) {
 
 static void on_write(evutil_socket_t fd, short what, void *arg);
 
-/* Done with the body's tail: hand it back to its owner, or close the file. */
+/* Done with the body's tail (if any): hand it back to its owner, or close
+ * the file. */
 static void drop_file(struct conn *c) {
     if (c->file_hold)
         c->file_release(c->file_hold);
@@ -680,8 +681,7 @@ static enum flush conn_flush(struct conn *c) {
         c->file_off += (uint64_t)sent;
         c->file_left -= (uint64_t)sent;
     }
-    if (c->file_fd >= 0 || c->file_hold) drop_file(c);
-    c->data = NULL;
+    drop_file(c);
     write_wait_end(c);
     return FLUSH_DONE;
 again:
@@ -718,6 +718,15 @@ static struct timeval body_time_left(const struct conn *c) {
     return ms_tv(left);
 }
 
+/* The read timeout while a body comes: body_timeout, a pause that the
+ * persistent event restarts itself; or with body_min_rate, what is left
+ * (in *left), to be set again after each read. */
+static const struct timeval *body_timeout(const struct conn *c, struct timeval *left) {
+    if (!c->cs->conf->body_min_rate) return c->cs->t_body;
+    *left = body_time_left(c);
+    return left;
+}
+
 /* The read event's timeout for the state we are about to wait in. */
 static void conn_arm(struct conn *c) {
     struct conns *cs = c->cs;
@@ -739,22 +748,14 @@ static void conn_arm(struct conn *c) {
         rearm = true;
         break;
     case CONN_READING_BODY:
-        if (cs->conf->body_min_rate) {
-            left = body_time_left(c);
-            tv = &left;
-            rearm = true;
-        } else {
-            tv = cs->t_body; /* a pause: persistence restarts it */
-        }
+        tv = body_timeout(c, &left);
+        rearm |= tv == &left;
         break;
     case CONN_HANDLING: /* the exchange's own timer; a streamed body's pauses */
-        /* restarted by reads only, not by the handler's own output */
-        if (c->body_stream && !c->body_wait && cs->conf->body_min_rate) {
-            left = body_time_left(c);
-            tv = &left;
-            rearm |= c->timer_restarted;
-        } else if (c->body_stream && !c->body_wait) {
-            tv = cs->t_body; /* a pause: persistence restarts it */
+        if (c->body_stream && !c->body_wait) {
+            tv = body_timeout(c, &left);
+            /* restarted by reads only, not by the handler's own output */
+            rearm |= tv == &left && c->timer_restarted;
         }
         break;
     case CONN_WRITING: break;
@@ -959,7 +960,7 @@ static void conn_close(struct conn *c) {
     event_del(&c->rev);
     write_wait_end(c);
     close(c->fd);
-    if (c->file_fd >= 0 || c->file_hold) drop_file(c);
+    drop_file(c);
     buf_release(&c->in, &cs->bufs);
     buf_release(&c->out, &cs->bufs);
 
@@ -1010,9 +1011,4 @@ void conns_trim(struct conns *cs) {
     cs->nfree = 0;
     exchange_env_trim(&cs->ex);
     bufcache_trim(&cs->bufs);
-}
-
-void conns_fini(struct conns *cs) {
-    conns_trim(cs);
-    exchange_env_fini(&cs->ex);
 }

@@ -45,8 +45,8 @@
  *   ex            the request in flight (exchange.h): freed when answered;
  *                 abandoned at close (it ends on its own).
  * Connection structs and write events are cached per worker (struct conns),
- * at most cached_objects connections, freed after an idle second by
- * conns_trim() and at worker exit by conns_fini(). */
+ * at most cached_objects connections, freed by conns_trim() after an idle
+ * second and at worker exit. */
 #ifndef PREFORKD_CONN_H
 #define PREFORKD_CONN_H
 
@@ -111,9 +111,8 @@ void conns_close_idle(struct conns *cs);
 void conns_close_all(struct conns *cs);
 /* Frees the caches (worker exit, after conns_close_all). */
 /* Frees what is cached for reuse: connections, write events, exchanges,
- * buffer blocks (the worker's idle tick). */
+ * buffer blocks (the worker's idle tick, and its exit). */
 void conns_trim(struct conns *cs);
-void conns_fini(struct conns *cs);
 
 /* From the connection's exchange (loop thread), outside the connection's
  * own calls into it:

@@ -199,10 +199,6 @@ void exchange_env_trim(struct exchange_env *env) {
     env->nfree = 0;
 }
 
-void exchange_env_fini(struct exchange_env *env) {
-    exchange_env_trim(env);
-}
-
 /* Wakes a pool thread waiting in exchange_wait() or exchange_stream_write(). */
 static void cancel(struct exchange *ex) {
     pthread_mutex_lock(&ex->mu);

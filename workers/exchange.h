@@ -188,9 +188,8 @@ struct exchange *exchange_new(struct exchange_env *env, struct conn *c);
 /* The connection is done with it (answered, or never dispatched). */
 void exchange_free(struct exchange *ex);
 /* Frees the cached exchanges (at most cached_objects are kept): after an
- * idle second, and at worker exit (exchange_env_fini). */
+ * idle second, and at worker exit. */
 void exchange_env_trim(struct exchange_env *env);
-void exchange_env_fini(struct exchange_env *env);
 /* The pool_kick event's callback: wakes pool threads for the jobs handed
  * over in this turn of the loop. */
 void exchange_env_kick(struct exchange_env *env);

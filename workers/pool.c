@@ -61,6 +61,18 @@ static struct pool_job *pop(struct queue *q) {
     return j;
 }
 
+/* Moves every job of from to the end of to, in order. */
+static void append_all(struct queue *to, struct queue *from) {
+    if (!from->head) return;
+    if (to->tail)
+        to->tail->next = from->head;
+    else
+        to->head = from->head;
+    to->tail = from->tail;
+    to->len += from->len;
+    *from = (struct queue){NULL, NULL, 0};
+}
+
 void pool_post(struct pool *p, struct pool_job *msg) {
     pthread_mutex_lock(&p->done_lock);
     bool was_empty = p->done.len == 0;
@@ -155,8 +167,7 @@ fail : {
 void pool_destroy(struct pool *p) {
     if (!p) return;
     pthread_mutex_lock(&p->lock);
-    struct pool_job *j;
-    while ((j = pop(&p->staged))) push(&p->jobs, j); /* they run too */
+    append_all(&p->jobs, &p->staged); /* they run too */
     p->stopping = true;
     pthread_cond_broadcast(&p->wake);
     pthread_mutex_unlock(&p->lock);
@@ -199,8 +210,7 @@ int pool_submit_deferred(struct pool *p, struct pool_job *job) {
 void pool_kick(struct pool *p) {
     pthread_mutex_lock(&p->lock);
     unsigned n = p->staged.len;
-    struct pool_job *j;
-    while ((j = pop(&p->staged))) push(&p->jobs, j);
+    append_all(&p->jobs, &p->staged);
     /* busy threads take queued jobs when they finish: wake sleepers only */
     if (n > p->waiting) n = p->waiting;
     for (unsigned i = 0; i < n; i++) pthread_cond_signal(&p->wake);

@@ -396,7 +396,7 @@ static void teardown(struct worker *w) {
         if (busy) log_info("waiting for %u pool handler(s) to finish", busy);
         pool_destroy(w->pool);
     }
-    conns_fini(&w->conns);
+    conns_trim(&w->conns);
     for (size_t i = 0; w->accept_evs && i < w->nlisteners; i++)
         if (w->accept_evs[i]) event_free(w->accept_evs[i]);
     free(w->accept_evs);
@@ -409,7 +409,7 @@ static void teardown(struct worker *w) {
     routes_free(&w->routes);
     if (w->apps_inited) handlers_worker_exit(w->conf);
     accesslog_close(w->alog);
-    bufcache_destroy(&w->conns.bufs);
+    bufcache_trim(&w->conns.bufs);
     if (w->base) event_base_free(w->base);
     for (size_t i = 0; i < w->nlisteners; i++) listen_close(&w->listeners[i], false);
     free(w);

@@ -62,7 +62,7 @@ static int teardown(void **state) {
     struct fixture *fx = *state;
     if (fx->ex) exchange_free(fx->ex);
     routes_free(&fx->routes);
-    exchange_env_fini(&fx->env);
+    exchange_env_trim(&fx->env);
     conf_free(&fx->conf);
     event_base_free(fx->base);
     free(fx);
