@@ -49,7 +49,6 @@ void handlers_thread_exit(void);
 extern const pfd_handler static_handler;
 extern const pfd_handler sleep_handler;
 extern const pfd_handler echo_handler;
-extern const pfd_handler status_handler;
 #ifdef PREFORKD_FAULT_HANDLER
 extern const pfd_handler fault_handler;
 #endif
