@@ -380,3 +380,25 @@ def test_a_real_prometheus_scrapes_and_answers_rate(make_server, site, tmp_path)
             os.killpg(prom.pid, signal.SIGKILL)
             prom.wait()
         log.close()
+
+
+def test_load_test_endpoints_are_counted_per_route(make_server, site):
+    """echo's status and delay mixes show on its route: the server's own
+    latency, to hold against what wrk measures."""
+    srv = make_server(config=site_conf(site) + "[route /echo]\nhandler = echo\n")
+    admin = admin_port(srv)
+    statuses = []
+    with socket.create_connection(("127.0.0.1", srv.port), timeout=10 * SLOW) as s:
+        rd = Reader(s)
+        for _ in range(40):
+            s.sendall(b"GET /echo?status=503:50&delay=20ms&seed=7 HTTP/1.1\r\nHost: x\r\n\r\n")
+            statuses.append(rd.response().status)
+    r = route(status(admin), "/echo")
+    assert r["requests"] == 40
+    assert r["status"]["5xx"] == statuses.count(503) and r["status"]["2xx"] == statuses.count(200)
+    assert 0 < statuses.count(503) < 40
+    lat = r["latency"]
+    assert lat["count"] == 40 and lat["sum_s"] >= 40 * 0.020
+    bounds = status(admin)["latency_bounds_s"]
+    # no answer before its delay: nothing in the buckets up to 10 ms
+    assert sum(lat["buckets"][:bounds.index(0.01) + 1]) == 0
