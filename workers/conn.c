@@ -145,7 +145,7 @@ static void request_done(struct conn *c, struct exchange *ex, int status) {
     if (!cs->alog) return;
     struct timeval wall;
     event_base_gettimeofday_cached(cs->base, &wall);
-    accesslog_write(cs->alog, c->peer.sa.sa_family == AF_UNIX ? NULL : &c->peer.sa, wall.tv_sec,
+    accesslog_write(cs->alog, ex->peer.sa.sa_family == AF_UNIX ? NULL : &ex->peer.sa, wall.tv_sec,
                     ex->req, status, ex->body_bytes, usec);
 }
 
@@ -520,6 +520,15 @@ static enum step head_done(struct conn *c, size_t head_len) {
     ex->head_len = head_len;
     ex->req = req;
     ex->head_only = req->method == METHOD_HEAD;
+    if (cs->realip.trusted) { /* the client a trusted proxy speaks for */
+        struct sockaddr_storage client;
+        socklen_t len;
+        if (realip_resolve(&cs->realip, &c->peer.sa, req, &client, &len, &ex->https) &&
+            len <= sizeof ex->peer) {
+            memcpy(&ex->peer, &client, len);
+            ex->peer_len = len;
+        }
+    }
     ex->route = routes_match(c->routes, req, ex->params, EX_MAX_PARAMS, &ex->nparams, &ex->allow);
     if (!http_msg_has_body(ex->msg)) {
         exchange_body_end(ex, 1); /* a PFD_BODY_STREAM reader gets 0 at once */
@@ -978,7 +987,9 @@ void conn_accept(struct conns *cs, int fd, const struct sockaddr *peer, socklen_
         memcpy(&c->peer, peer, peerlen);
         c->peer_len = peerlen;
     } else {
-        c->peer.sa.sa_family = AF_UNSPEC;
+        /* a client's bound unix socket: its path is of no use here */
+        c->peer.sa.sa_family = peer->sa_family == AF_UNIX ? AF_UNIX : AF_UNSPEC;
+        c->peer_len = sizeof(sa_family_t);
     }
     event_assign(&c->rev, cs->base, fd, EV_READ | EV_PERSIST, on_read, c);
     c->next = cs->list;
