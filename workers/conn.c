@@ -190,6 +190,7 @@ static int queue_head(struct conn *c) {
         .version = version,
         .head_request = ex->head_only,
         .keep_alive = keep,
+        .keepalive_s = cs->conf->keepalive_timeout >= 1000 ? cs->conf->keepalive_timeout / 1000 : 1,
         .server = cs->conf->server_name,
         .data_copy_max = BODY_COPY_MAX,
     };
@@ -920,7 +921,17 @@ static void conn_timeout(struct conn *c) {
         if (c->discard) break; /* answered already: nothing more to say */
         if (refuse(c, 408) != STEP_CLOSED) conn_run(c);
         return;
-    case CONN_IDLE: close_reason(c, SB_CLOSE_IDLE_TIMEOUT); break;
+    case CONN_IDLE:
+        /* a request that came as the timer fired is answered, not cut: a
+         * proxy reusing the connection must never see it closed under a
+         * request it sent */
+        if (unread_input(c)) {
+            c->timer_restarted = true;
+            if (conn_read(c) == 0) conn_run(c);
+            return;
+        }
+        close_reason(c, SB_CLOSE_IDLE_TIMEOUT);
+        break;
     case CONN_LINGERING: break; /* it closes for the reason it lingered */
     case CONN_HANDLING:
         if (c->body_stream) {

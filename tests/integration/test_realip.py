@@ -123,3 +123,17 @@ def test_through_nginx_a_forged_header_stays_forged(make_server, tmp_path):
         except subprocess.TimeoutExpired:
             nginx.kill()
             nginx.wait()
+
+
+def test_keep_alive_says_how_long_it_waits(make_server):
+    srv = make_server(config=conf("keepalive_timeout = 90s"))
+    with socket.create_connection(("127.0.0.1", srv.port), timeout=10 * SLOW) as s:
+        s.sendall(b"GET /who HTTP/1.1\r\nHost: x\r\n\r\n")
+        r = Reader(s).response()
+        assert r.header("Keep-Alive") == "timeout=90"  # longer than nginx's upstream 60 s
+    r = get(srv.port, "/who")  # Connection: close: nothing to say
+    assert r.header("Keep-Alive") is None and r.header("Connection") == "close"
+    with socket.create_connection(("127.0.0.1", srv.port), timeout=10 * SLOW) as s:
+        s.sendall(b"GET /who HTTP/1.0\r\nConnection: keep-alive\r\n\r\n")
+        r = Reader(s).response()
+        assert r.header("Connection") == "keep-alive" and r.header("Keep-Alive") == "timeout=90"
