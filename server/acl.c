@@ -40,11 +40,20 @@ static int parse_entry(struct acl *a, const char *s, size_t len, char *err, size
     if (slash) {
         char *end;
         long bits = strtol(slash + 1, &end, 10);
-        if (!slash[1] || *end || bits < 0 || bits > net.bits) {
+        bool digits = slash[1] >= '0' && slash[1] <= '9'; /* no sign, no space */
+        if (!digits || *end || bits < 0 || bits > net.bits) {
             snprintf(err, errlen, "\"%.*s\": bad prefix length", (int)len, s);
             return -1;
         }
         net.bits = (uint8_t)bits;
+    }
+    /* an IPv4-mapped network is the IPv4 network: peers are matched so */
+    if (net.family == AF_INET6 && net.bits >= 96 &&
+        IN6_IS_ADDR_V4MAPPED((const struct in6_addr *)net.addr)) {
+        memmove(net.addr, net.addr + 12, 4);
+        memset(net.addr + 4, 0, 12);
+        net.family = AF_INET;
+        net.bits -= 96;
     }
     struct acl_net *v = realloc(a->v, (a->n + 1) * sizeof *v);
     if (!v) {

@@ -63,6 +63,8 @@ static const struct setting settings[] = {
      "time a pool handler may take before the client gets 504"},
     {"shutdown_timeout", K_DURATION, F(shutdown_timeout), "30s", 1, DAY,
      "graceful stop: time before in-flight requests are cut"},
+    {"stop_delay", K_DURATION, F(stop_delay), "0", 0, 3600 * 1000,
+     "graceful stop: time /readyz answers 503 while serving on, before listeners close"},
     {"shutdown_idle_timeout", K_DURATION, F(shutdown_idle_timeout), "1s", 0, DAY,
      "graceful stop: time an idle keep-alive connection may still send a request"},
     {"upgrade_timeout", K_DURATION, F(upgrade_timeout), "10s", 1, DAY,
@@ -814,8 +816,14 @@ static int add_admin(struct conf *c, char *err, size_t errlen) {
         return fail(err, errlen, "%sadmin_allow: %s",
                     conf_where(c, conf_line(c, "admin_allow"), where, sizeof where), why);
     acl_free(&probe);
-    if (conf_set(c, "listen", c->admin_listen, err, errlen) < 0) return -1;
+    /* a relative unix path is the config file's folder's, as listen's */
+    char *addr = listen_line(c->admin_listen, c->base_dir);
+    if (!addr) return fail(err, errlen, "out of memory");
+    int rc = conf_set(c, "listen", addr, err, errlen);
+    free(addr);
+    if (rc < 0) return -1;
     c->listen_line[c->nlisten - 1] = line;
+    c->admin_on = true;
     for (size_t i = 0; i < sizeof handlers / sizeof handlers[0]; i++) {
         char path[32];
         snprintf(path, sizeof path, "/%s", handlers[i]);
@@ -835,7 +843,8 @@ int conf_finish(struct conf *c, char *err, size_t errlen) {
     if (c->nroutes == 0)
         return fail(err, errlen, "%snothing to serve: add a [route /] section or use --root DIR",
                     where);
-    if (c->admin_listen && add_admin(c, err, errlen) < 0) return -1;
+    if (c->admin_listen && strcmp(c->admin_listen, "off") != 0 && add_admin(c, err, errlen) < 0)
+        return -1;
     if (c->trusted_proxies_text) {
         char why[256];
         acl_free(&c->trusted_proxies);

@@ -80,6 +80,7 @@ struct conf {
     unsigned keepalive_timeout;
     unsigned request_timeout;
     unsigned shutdown_timeout;
+    unsigned stop_delay; /* graceful stop: /readyz says 503 this long before the stop begins */
     unsigned shutdown_idle_timeout;
     unsigned worker_timeout;
     unsigned upgrade_timeout;
@@ -107,7 +108,8 @@ struct conf {
     char *user;
     char *group;
     char *server_name;          /* Server header value */
-    char *admin_listen;         /* the admin listener's address (also last in listen), or NULL */
+    char *admin_listen;         /* the admin listener's address, NULL or "off" for none */
+    bool admin_on;              /* there is one: the last listen line (conf_finish) */
     char *admin_allow;          /* client networks the admin listener serves */
     char *trusted_proxies_text; /* trusted_proxies as written, or NULL */
     struct acl trusted_proxies; /* parsed by conf_finish (empty when none) */

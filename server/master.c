@@ -74,16 +74,18 @@ struct master {
     size_t nold;
     unsigned last_id;
     enum { RUNNING, STOPPING, STOPPING_FAST } state;
-    uint64_t kill_at;    /* when stopping: SIGKILL what is left */
-    uint64_t replace_by; /* when replacing an old master: give up after */
-    bool started;        /* the first generation served ("master started") */
-    bool reload_again;   /* a SIGHUP came while next was starting */
-    bool handed_over;    /* a new master owns our sockets now */
-    bool owns_paths;     /* ours to unlink: unix socket files */
-    bool failed;         /* exit status 1: could not start, or an upgrade gave up */
-    bool asked_to_stop;  /* SIGTERM or SIGQUIT came (from anyone but an heir) */
-    uint64_t last_tick;  /* when the loop last ran */
-    uint64_t watch_from; /* heartbeats older than this are not held against workers */
+    uint64_t drain_until; /* stop_delay: the graceful stop begins then; 0: none */
+    bool draining;        /* our workers' /readyz says 503 */
+    uint64_t kill_at;     /* when stopping: SIGKILL what is left */
+    uint64_t replace_by;  /* when replacing an old master: give up after */
+    bool started;         /* the first generation served ("master started") */
+    bool reload_again;    /* a SIGHUP came while next was starting */
+    bool handed_over;     /* a new master owns our sockets now */
+    bool owns_paths;      /* ours to unlink: unix socket files */
+    bool failed;          /* exit status 1: could not start, or an upgrade gave up */
+    bool asked_to_stop;   /* SIGTERM or SIGQUIT came (from anyone but an heir) */
+    uint64_t last_tick;   /* when the loop last ran */
+    uint64_t watch_from;  /* heartbeats older than this are not held against workers */
 };
 
 static const int master_sigs[] = {SIGCHLD, SIGTERM, SIGINT,  SIGQUIT, SIGHUP,
@@ -426,8 +428,17 @@ static void remove_pid_file(const char *path) {
 /* At exit: every slot this master held (its workers are reaped and
  * folded) is free for another master. */
 static void release_slots(struct master *m) {
-    for (unsigned i = 0; i < m->sb->nslots; i++)
+    for (unsigned i = 0; i < SCOREBOARD_SLOTS; i++)
         if (atomic_load(&m->sb->slots[i].owner) == getpid()) scoreboard_release(m->sb, (int)i);
+}
+
+/* A stop begins: our workers (only ours: during a binary upgrade another
+ * master's share the board) answer /readyz with 503. */
+static void mark_draining(struct master *m) {
+    m->draining = true;
+    for (unsigned i = 0; i < SCOREBOARD_SLOTS; i++)
+        if (atomic_load(&m->sb->slots[i].owner) == getpid())
+            atomic_store(&m->sb->slots[i].draining, 1);
 }
 
 /* Whether g has yet to serve as a whole: a reload's new generation, or the
@@ -453,6 +464,7 @@ static void close_other_listeners(const struct master *m, const struct generatio
 static void worker_main(struct master *m, struct generation *g, struct proc *p, pid_t master_pid) {
     child_signals(); /* worker_run() unblocks them once it handles them */
     close_other_listeners(m, g);
+    close(scoreboard_fd()); /* the mapping stays; the descriptor is the masters' */
     /* a worker outliving its master stops gracefully (the worker arms this
      * again after a privilege drop, which clears it) */
     prctl(PR_SET_PDEATHSIG, SIGTERM);
@@ -477,9 +489,9 @@ static int spawn(struct master *m, struct generation *g, struct proc *p, char *w
         return -1;
     }
     struct sb_slot *s = &m->sb->slots[p->slot];
-    memset((void *)s, 0, sizeof *s); /* folded when its last worker was reaped */
-    atomic_store(&s->owner, getpid());
-    if ((unsigned)p->slot >= atomic_load(&m->sb->high)) atomic_store(&m->sb->high, p->slot + 1);
+    scoreboard_reset(m->sb, p->slot); /* folded when its last worker was reaped */
+    scoreboard_cover(m->sb, p->slot);
+    atomic_store(&s->draining, m->draining);
     atomic_store(&s->state, SLOT_STARTING);
     atomic_store(&s->generation, g->id);
     atomic_store(&s->started_ms, now);
@@ -1073,9 +1085,8 @@ static void stop_fast(struct master *m) {
 
 static void begin_stop(struct master *m, bool fast) {
     m->handed_over |= heir_pid != 0;
-    /* /readyz says 503 from now on; not when a new master shares the board
-     * and serves on */
-    if (!m->handed_over) atomic_store(&m->sb->draining, 1);
+    /* /readyz says 503 from now on; not when a new master serves on */
+    if (!m->handed_over) mark_draining(m);
     close_listeners(m);
     if (fast) {
         if (m->state == STOPPING_FAST) return; /* the first deadline stands */
@@ -1096,6 +1107,16 @@ static void begin_stop(struct master *m, bool fast) {
     signal_workers(m, SIGTERM);
 }
 
+/* stop_delay: the board says draining (so /readyz answers 503 and health
+ * checks take the server out) while everything serves on; the graceful stop
+ * begins when the delay is over (drain_until, in the loop). */
+static void begin_drain(struct master *m) {
+    mark_draining(m);
+    m->drain_until = monotonic_ms() + m->cur.conf.stop_delay;
+    log_info("graceful stop in %u ms (stop_delay): /readyz answers 503 meanwhile",
+             m->cur.conf.stop_delay);
+}
+
 static void handle_signal(struct master *m, int sig) {
     bool running_state = m->state == RUNNING;
     switch (sig) {
@@ -1104,7 +1125,10 @@ static void handle_signal(struct master *m, int sig) {
     case SIGQUIT:
         /* a second request makes it fast; a stop the new master of an
          * upgrade asked for does not count as the first */
-        begin_stop(m, m->asked_to_stop);
+        if (!m->asked_to_stop && running_state && m->cur.conf.stop_delay && !heir_pid)
+            begin_drain(m);
+        else
+            begin_stop(m, m->asked_to_stop);
         m->asked_to_stop = true;
         break;
     case SIGINT: begin_stop(m, true); break;
@@ -1148,6 +1172,7 @@ static void handle_signal(struct master *m, int sig) {
 static uint64_t next_deadline(const struct master *m, uint64_t now) {
     uint64_t next = now + 1000;
     if (m->state != RUNNING && m->kill_at < next) next = m->kill_at;
+    if (m->drain_until && m->drain_until < next) next = m->drain_until;
     for (size_t i = 0; i < m->nold; i++)
         if (!m->old[i].killed && m->old[i].kill_at < next) next = m->old[i].kill_at;
     const struct generation *gens[] = {&m->cur, &m->next};
@@ -1164,6 +1189,7 @@ static uint64_t next_deadline(const struct master *m, uint64_t now) {
 
 /* One turn of the loop's own work, while running. */
 static void supervise(struct master *m, uint64_t now) {
+    scoreboard_sweep(m->sb, getpid()); /* slots of a master that crashed */
     respawn_due(m, &m->cur, now);
     if (m->next.id) respawn_due(m, &m->next, now);
     if (m->state != RUNNING) return;
@@ -1224,6 +1250,10 @@ int master_run(struct master_args *a) {
         }
         m.last_tick = now;
         check_retiring(&m, now);
+        if (m.drain_until && (now >= m.drain_until || m.state != RUNNING)) {
+            m.drain_until = 0;
+            if (m.state == RUNNING) begin_stop(&m, false);
+        }
         if (m.state == RUNNING) {
             supervise(&m, now);
         } else if (now >= m.kill_at) {

@@ -43,10 +43,14 @@ static struct scoreboard *map_fd(int fd) {
 }
 
 struct scoreboard *scoreboard_create(void) {
-    int fd = memfd_create("preforkd-scoreboard", MFD_CLOEXEC);
+    int fd = memfd_create("preforkd-scoreboard", MFD_CLOEXEC | MFD_ALLOW_SEALING);
     if (fd < 0) return NULL;
     struct scoreboard *sb = NULL;
-    if (ftruncate(fd, sizeof *sb) < 0 || !(sb = map_fd(fd))) {
+    /* sealed at its size: whoever holds the descriptor cannot shrink it
+     * under the masters' mappings (a SIGBUS in root's master) */
+    if (ftruncate(fd, sizeof *sb) < 0 ||
+        fcntl(fd, F_ADD_SEALS, F_SEAL_SHRINK | F_SEAL_GROW | F_SEAL_SEAL) < 0 ||
+        !(sb = map_fd(fd))) {
         int e = errno;
         close(fd);
         errno = e;
@@ -69,7 +73,9 @@ static struct scoreboard *inherit(const char *text) {
     int flags = fcntl((int)fd, F_GETFD);
     if (flags < 0) return NULL;
     fcntl((int)fd, F_SETFD, flags | FD_CLOEXEC);
-    if (lseek((int)fd, 0, SEEK_END) != (off_t)sizeof(struct scoreboard)) {
+    int seals = fcntl((int)fd, F_GET_SEALS);
+    if (seals < 0 || !(seals & F_SEAL_SHRINK) ||
+        lseek((int)fd, 0, SEEK_END) != (off_t)sizeof(struct scoreboard)) {
         close((int)fd);
         return NULL;
     }
@@ -118,14 +124,25 @@ uint64_t monotonic_ms(void) {
 
 /* ---- folds: a sequence number that is odd while one is under way -------- */
 
+static bool pid_gone(int pid) {
+    return pid > 0 && kill(pid, 0) < 0 && errno == ESRCH;
+}
+
 /* Two masters may fold at once (during a binary upgrade): the first to make
- * the number odd goes first. */
+ * the number odd goes first. A master that died folding leaves it odd: the
+ * other takes the fold over (the counts of that one fold may be off). */
 static void fold_begin(struct scoreboard *sb) {
-    for (;;) {
+    for (unsigned spins = 0;; spins++) {
         unsigned s = atomic_load_explicit(&sb->seq, memory_order_relaxed);
-        if (!(s & 1) && atomic_compare_exchange_weak_explicit(
-                            &sb->seq, &s, s + 1, memory_order_acquire, memory_order_relaxed))
+        unsigned next = s + 1;
+        if ((s & 1) && spins > 100 && pid_gone(atomic_load(&sb->fold_pid)))
+            next = s + 2; /* still odd: ours now */
+        if ((!(s & 1) || next == s + 2) &&
+            atomic_compare_exchange_weak_explicit(&sb->seq, &s, next, memory_order_acquire,
+                                                  memory_order_relaxed)) {
+            atomic_store(&sb->fold_pid, getpid());
             return;
+        }
         sched_yield();
     }
 }
@@ -137,7 +154,9 @@ static void fold_end(struct scoreboard *sb) {
 /* The totals' entry for a route path, added when new; the last entry is
  * shared by what does not fit. Under the fold lock. */
 static struct sb_route *total_route(struct scoreboard *sb, const char *path) {
+    /* the board is writable by workers: never trust its numbers as bounds */
     unsigned n = atomic_load_explicit(&sb->nroutes, memory_order_relaxed);
+    if (n > SB_TOTAL_ROUTES) n = SB_TOTAL_ROUTES;
     for (unsigned i = 0; i < n; i++)
         if (strcmp(sb->total_routes[i].path, path) == 0) return &sb->total_routes[i];
     struct sb_route *r = &sb->total_routes[n < SB_TOTAL_ROUTES ? n : SB_TOTAL_ROUTES - 1];
@@ -146,6 +165,7 @@ static struct sb_route *total_route(struct scoreboard *sb, const char *path) {
         n = SB_TOTAL_ROUTES - 1;
     } else {
         memcpy(r->path, path, SB_ROUTE_NAME);
+        r->path[SB_ROUTE_NAME - 1] = '\0';
     }
     atomic_store_explicit(&sb->nroutes, n + 1, memory_order_release);
     return r;
@@ -174,15 +194,20 @@ void scoreboard_fold(struct scoreboard *sb, int slot) {
 
 /* ---- slots ------------------------------------------------------------- */
 
+/* Whether a slot held by a master that is gone is free: its worker, told
+ * by PDEATHSIG, may still drain its requests; only once it is gone too. */
+static bool orphan_done(struct sb_slot *s, int held) {
+    return pid_gone(held) &&
+           (atomic_load(&s->state) == SLOT_FREE || pid_gone(atomic_load(&s->pid)));
+}
+
 int scoreboard_claim(struct scoreboard *sb, int owner) {
-    for (unsigned i = 0; i < sb->nslots; i++) {
+    for (unsigned i = 0; i < SCOREBOARD_SLOTS; i++) {
         struct sb_slot *s = &sb->slots[i];
         int held = atomic_load(&s->owner);
-        /* a master that is gone (crashed) holds nothing: its workers
-         * followed it (PDEATHSIG), and what they counted is kept */
-        if (held && (held == owner || kill(held, 0) == 0 || errno != ESRCH)) continue;
+        if (held && (held == owner || !orphan_done(s, held))) continue;
         if (!atomic_compare_exchange_strong(&s->owner, &held, owner)) continue;
-        if (held) scoreboard_fold(sb, (int)i);
+        if (held) scoreboard_fold(sb, (int)i); /* what it counted is kept */
         return (int)i;
     }
     return -1;
@@ -190,6 +215,31 @@ int scoreboard_claim(struct scoreboard *sb, int owner) {
 
 void scoreboard_release(struct scoreboard *sb, int slot) {
     if (slot >= 0) atomic_store(&sb->slots[slot].owner, 0);
+}
+
+void scoreboard_sweep(struct scoreboard *sb, int self) {
+    unsigned high = atomic_load(&sb->high);
+    for (unsigned i = 0; i < high && i < SCOREBOARD_SLOTS; i++) {
+        struct sb_slot *s = &sb->slots[i];
+        int held = atomic_load(&s->owner);
+        if (!held || held == self || !orphan_done(s, held)) continue;
+        if (!atomic_compare_exchange_strong(&s->owner, &held, 0)) continue;
+        scoreboard_fold(sb, (int)i);
+    }
+}
+
+void scoreboard_reset(struct scoreboard *sb, int slot) {
+    /* all but the owner: another master's claim must never see it 0 */
+    struct sb_slot *s = &sb->slots[slot];
+    char *p = (char *)s, *owner = (char *)&s->owner;
+    memset(p, 0, (size_t)(owner - p));
+    memset(owner + sizeof s->owner, 0, sizeof *s - (size_t)(owner - p) - sizeof s->owner);
+}
+
+void scoreboard_cover(struct scoreboard *sb, int slot) {
+    unsigned high = atomic_load(&sb->high);
+    while (high < (unsigned)slot + 1 && !atomic_compare_exchange_weak(&sb->high, &high, slot + 1)) {
+    }
 }
 
 /* ---- reading ----------------------------------------------------------- */
@@ -235,11 +285,10 @@ static void read_worker(struct sb_worker_view *w, struct sb_slot *s, unsigned sl
 /* One pass over the board; the caller checks it met no fold. */
 static int read_pass(struct scoreboard *sb, struct sb_view *v) {
     unsigned high = atomic_load_explicit(&sb->high, memory_order_acquire);
-    if (high > sb->nslots) high = sb->nslots;
+    if (high > SCOREBOARD_SLOTS) high = SCOREBOARD_SLOTS;
     free(v->workers);
     memset(v, 0, sizeof *v);
     v->born_ms = atomic_load_explicit(&sb->born_ms, memory_order_relaxed);
-    v->draining = atomic_load_explicit(&sb->draining, memory_order_relaxed);
     for (unsigned i = 0; i < SBC_N; i++)
         v->c[i] = atomic_load_explicit(&sb->totals[i], memory_order_relaxed);
     unsigned n = atomic_load_explicit(&sb->nroutes, memory_order_acquire);

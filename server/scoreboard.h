@@ -121,6 +121,7 @@ struct sb_slot {
     _Atomic unsigned pool_queued; /* jobs waiting for a thread */
     _Atomic unsigned pool_stuck;  /* handlers still running past request_timeout */
     _Atomic unsigned nroutes;
+    _Atomic int draining; /* its master drains a stop: /readyz says 503 */
     /* the counters get their own cache lines */
     _Alignas(128) _Atomic uint64_t c[SBC_N];
     struct sb_route routes[SB_ROUTES];
@@ -136,7 +137,7 @@ struct scoreboard {
     _Atomic unsigned high;          /* 1 + the highest slot index ever used: scans stop there */
     _Atomic unsigned seq;           /* odd while a fold is under way */
     _Atomic uint64_t born_ms;       /* CLOCK_REALTIME ms when the first master made it */
-    _Atomic int draining;           /* a stop drains: /readyz says 503 */
+    _Atomic int fold_pid;           /* the master folding while seq is odd */
     _Atomic unsigned nroutes;       /* of totals_routes */
     _Atomic uint64_t totals[SBC_N]; /* of exited workers */
     struct sb_route total_routes[SB_TOTAL_ROUTES];
@@ -162,6 +163,13 @@ struct scoreboard *scoreboard_get(void);
 int scoreboard_claim(struct scoreboard *sb, int owner);
 /* Gives a slot back (its worker is gone and folded). */
 void scoreboard_release(struct scoreboard *sb, int slot);
+/* Zeroes a slot for a new worker, keeping its owner. */
+void scoreboard_reset(struct scoreboard *sb, int slot);
+/* Folds and frees the slots of masters that are gone (crashed) once their
+ * workers are gone too: no ghost workers in /status. The caller's tick. */
+void scoreboard_sweep(struct scoreboard *sb, int self);
+/* Raises high to cover slot (two masters may raise it at once). */
+void scoreboard_cover(struct scoreboard *sb, int slot);
 /* The worker of slot has exited: adds its counters to the totals and marks
  * the slot free, as one step for readers. */
 void scoreboard_fold(struct scoreboard *sb, int slot);
@@ -201,7 +209,6 @@ struct sb_worker_view {
 };
 struct sb_view {
     uint64_t born_ms;
-    bool draining;
     uint64_t c[SBC_N]; /* everything, exited and live */
     unsigned connections, conns[SB_CONN_N], pool_threads, pool_busy, pool_queued, pool_stuck;
     unsigned nroutes;

@@ -58,6 +58,7 @@ struct conn {
     bool nodelay;
     bool broken;          /* output could not be queued: close at the next run */
     unsigned char reason; /* 1 + why it closes (enum sb_close), once known; 0 */
+    bool reason_planned;  /* ...a close planned with an answer, which a fault overrides */
     struct event rev;
     struct event *wev; /* only while a write waits for room: idle connections stay small */
     struct buf in, out;
@@ -149,9 +150,22 @@ static void request_done(struct conn *c, struct exchange *ex, int status) {
                     ex->req, status, ex->body_bytes, usec);
 }
 
-/* Why the connection will close, unless an earlier reason is known. */
+/* Why the connection will close, unless an earlier reason is known; a
+ * fault (a timeout, a refused request, a reset) overrides a close that was
+ * only planned (Connection: close on an answer that then never went out). */
 static void close_reason(struct conn *c, enum sb_close why) {
-    if (!c->reason) c->reason = (unsigned char)(why + 1);
+    bool fault = why != SB_CLOSE_CLIENT && why != SB_CLOSE_KEEPALIVE_LIMIT &&
+                 why != SB_CLOSE_SHUTDOWN && why != SB_CLOSE_SERVER;
+    if (c->reason && !(c->reason_planned && fault)) return;
+    c->reason = (unsigned char)(why + 1);
+    c->reason_planned = false;
+}
+
+/* The answer being queued says Connection: close, for this reason. */
+static void plan_close(struct conn *c, enum sb_close why) {
+    if (c->reason) return;
+    c->reason = (unsigned char)(why + 1);
+    c->reason_planned = true;
 }
 
 /* The request is answered: log it, drop its bytes, wait for the next one. */
@@ -199,11 +213,11 @@ static int queue_head(struct conn *c) {
     if (response_serialize(resp, &f, &c->out, &cs->bufs, now.tv_sec, &ex->chunked) < 0) return -1;
     if (!keep) {
         c->close_after = true;
-        close_reason(c, cs->stopping                                      ? SB_CLOSE_SHUTDOWN
-                        : req && !req->keep_alive                         ? SB_CLOSE_CLIENT
-                        : resp->close || !req                             ? SB_CLOSE_SERVER
-                        : c->requests + 1 >= cs->conf->keepalive_requests ? SB_CLOSE_KEEPALIVE_LIMIT
-                                                                          : SB_CLOSE_SERVER);
+        plan_close(c, cs->stopping                                      ? SB_CLOSE_SHUTDOWN
+                      : req && !req->keep_alive                         ? SB_CLOSE_CLIENT
+                      : resp->close || !req                             ? SB_CLOSE_SERVER
+                      : c->requests + 1 >= cs->conf->keepalive_requests ? SB_CLOSE_KEEPALIVE_LIMIT
+                                                                        : SB_CLOSE_SERVER);
     }
     c->client_closes = req && !req->keep_alive;
     ex->status = resp->status;
@@ -531,6 +545,9 @@ static enum step head_done(struct conn *c, size_t head_len) {
         }
     }
     ex->route = routes_match(c->routes, req, ex->params, EX_MAX_PARAMS, &ex->nparams, &ex->allow);
+    /* a client the route refuses does not get to send its body first */
+    if (ex->route && http_msg_has_body(ex->msg) && !route_admits(ex->route, &ex->peer.sa))
+        return refuse(c, 403);
     if (!http_msg_has_body(ex->msg)) {
         exchange_body_end(ex, 1); /* a PFD_BODY_STREAM reader gets 0 at once */
         return dispatch(c);
@@ -889,6 +906,8 @@ static void conn_run(struct conn *c) {
         /* after a stop's idle grace, a connection whose last answer went out
          * keep-alive (begun before the stop) closes as soon as it is idle;
          * requests it has already sent are answered first */
+        if (c->state == CONN_IDLE && c->cs->idle_grace_over && !buf_len(&c->in))
+            close_reason(c, SB_CLOSE_SHUTDOWN);
         if (c->state == CONN_IDLE &&
             (c->close_after || c->peer_closed || (c->cs->idle_grace_over && !buf_len(&c->in)))) {
             conn_finish_close(c);
@@ -1069,8 +1088,10 @@ void conns_close_idle(struct conns *cs) {
         bool idle = c->state == CONN_IDLE || (c->state == CONN_READING_HEAD && !buf_len(&c->in));
         if (idle && !buf_len(&c->out))
             conn_close(c, SB_CLOSE_SHUTDOWN);
-        else if (c->state == CONN_IDLE)
+        else if (c->state == CONN_IDLE) {
             c->close_after = true; /* answers queued, then close */
+            close_reason(c, SB_CLOSE_SHUTDOWN);
+        }
     }
 }
 

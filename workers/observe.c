@@ -172,6 +172,7 @@ static int status_handle(pfd_req *r) {
     const struct route *rt = (const struct route *)pfd_req_route(r);
     const struct sb_slot *me = exchange_of(r)->env->slot;
     unsigned generation = atomic_load_explicit(&me->generation, memory_order_relaxed), serving = 0;
+    bool draining = atomic_load_explicit(&me->draining, memory_order_relaxed);
     for (unsigned i = 0; i < v->nworkers; i++)
         serving += v->workers[i].generation == generation && v->workers[i].state != SLOT_STOPPING;
     double now = now_s();
@@ -180,7 +181,7 @@ static int status_handle(pfd_req *r) {
             "\"generation\": %u, \"uptime_s\": %.3f, \"time\": %.3f, \"draining\": %s,\n"
             "\"config\": ",
             PREFORKD_VERSION, (int)getppid(), generation, now - (double)v->born_ms / 1e3, now,
-            v->draining ? "true" : "false");
+            draining ? "true" : "false");
     json_config(f, rt->cfg, serving);
     fputs(",\n\"latency_bounds_s\": [", f);
     for (unsigned i = 0; i < SB_BUCKETS - 1; i++)
@@ -214,13 +215,22 @@ const pfd_handler status_handler = {
 
 /* A label value: \, " and newline escaped (exposition format 0.0.4). */
 static void label_value(FILE *f, const char *s) {
-    for (; *s; s++) {
-        if (*s == '\\' || *s == '"')
-            fprintf(f, "\\%c", *s);
-        else if (*s == '\n')
+    const unsigned char *p = (const unsigned char *)s;
+    size_t left = strlen(s);
+    while (left) {
+        size_t n = *p < 0x80 ? 1 : json_utf8_len(p, left);
+        if (n == 0) { /* not UTF-8, which a scrape refuses whole */
+            fputs("\xef\xbf\xbd", f);
+            n = 1;
+        } else if (*p == '\\' || *p == '"') {
+            fprintf(f, "\\%c", *p);
+        } else if (*p == '\n') {
             fputs("\\n", f);
-        else
-            fputc(*s, f);
+        } else {
+            fwrite(p, 1, n, f);
+        }
+        p += n;
+        left -= n;
     }
 }
 
@@ -397,7 +407,7 @@ static int metrics_handle(pfd_req *r) {
            "When the first master started (binary upgrades keep it).");
     fprintf(f, "preforkd_start_time_seconds %.3f\n", (double)v->born_ms / 1e3);
     family(f, "preforkd_draining", "gauge", "1 while a stop drains.");
-    fprintf(f, "preforkd_draining %d\n", v->draining ? 1 : 0);
+    fprintf(f, "preforkd_draining %d\n", atomic_load(&exchange_of(r)->env->slot->draining) ? 1 : 0);
     metrics_totals(f, v);
     metrics_workers(f, v);
     metrics_routes(f, v);
@@ -428,8 +438,7 @@ const pfd_handler healthz_handler = {
 static int readyz_handle(pfd_req *r) {
     if (refuse_method(r)) return PFD_OK;
     const struct sb_slot *me = exchange_of(r)->env->slot;
-    struct scoreboard *sb = scoreboard_get();
-    bool draining = atomic_load_explicit(&sb->draining, memory_order_relaxed) ||
+    bool draining = atomic_load_explicit(&me->draining, memory_order_relaxed) ||
                     atomic_load_explicit(&me->state, memory_order_relaxed) != SLOT_SERVING;
     pfd_header_add(r, "Cache-Control", "no-store");
     if (draining) {

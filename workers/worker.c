@@ -179,8 +179,15 @@ static void name_slot_routes(struct sb_slot *slot, const struct conf *c) {
         const char *path =
             i == SB_ROUTES - 1 && c->nroutes > SB_ROUTES ? SB_ROUTE_OTHER : c->routes[i].prefix;
         /* the admin listener's routes may share a path with the site's */
-        snprintf(slot->routes[i].path, sizeof slot->routes[i].path, "%s%s",
-                 c->routes[i].admin ? "admin:" : "", path);
+        char *name = slot->routes[i].path;
+        int w = snprintf(name, SB_ROUTE_NAME, "%s%s", c->routes[i].admin ? "admin:" : "", path);
+        if (w >= SB_ROUTE_NAME) { /* cut before a character the cut split */
+            size_t end = SB_ROUTE_NAME - 1, start = end - 1;
+            while (start > 0 && ((unsigned char)name[start] & 0xc0) == 0x80) start--;
+            unsigned char lead = (unsigned char)name[start];
+            size_t len = lead < 0x80 ? 1 : lead >= 0xf0 ? 4 : lead >= 0xe0 ? 3 : 2;
+            if (start + len > end) name[start] = '\0';
+        }
     }
     atomic_store_explicit(&slot->nroutes, (unsigned)n, memory_order_release);
 }
@@ -463,7 +470,7 @@ int worker_run(const struct conf *conf, struct listener *listeners, size_t nlist
     w->listeners = listeners;
     w->nlisteners = nlisteners;
     /* the admin listener's line is the last (conf_finish) */
-    w->admin_fd = conf->admin_listen && nlisteners ? listeners[nlisteners - 1].fd : -1;
+    w->admin_fd = conf->admin_on && nlisteners ? listeners[nlisteners - 1].fd : -1;
     w->slot = slot;
 
     /* the master's business, not ours: a HUP sent to the process group must

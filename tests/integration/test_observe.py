@@ -402,3 +402,116 @@ def test_load_test_endpoints_are_counted_per_route(make_server, site):
     bounds = status(admin)["latency_bounds_s"]
     # no answer before its delay: nothing in the buckets up to 10 ms
     assert sum(lat["buckets"][:bounds.index(0.01) + 1]) == 0
+
+
+# ---- found in review: each a class of its own ---------------------------------------
+
+
+def test_a_new_master_stopped_before_it_serves_leaves_the_old_ready(make_server, site,
+                                                                    tmp_path):
+    """The board is shared during a binary upgrade: the new master's stop
+    drains its own workers only."""
+    from conftest import has_fault_handler
+    if not has_fault_handler():
+        pytest.skip("needs the test build's fault handler")
+    pid_file = tmp_path / "m.pid"
+    srv = make_server(config=site_conf(site, f"pid_file = {pid_file}"), workers=1)
+    admin = admin_port(srv)
+    old = srv.proc.pid
+    # the new master's workers are held before serving
+    (srv.tmp / "preforkd.conf").write_text(
+        site_conf(site, f"pid_file = {pid_file}") +
+        f"[route /hold]\nhandler = fault\nstart = wait\nstart_file = {tmp_path / 'never'}\n")
+    srv.signal(signal.SIGUSR2)
+    wait_until(lambda: pid_file.exists() and pid_file.read_text().strip() not in ("", str(old)),
+               timeout=20, what="the new master's pid file")
+    os.kill(int(pid_file.read_text()), signal.SIGTERM)
+    wait_until(lambda: "binary upgrade failed" in srv.log(), timeout=40, what="the rollback")
+    assert get(admin, "/readyz").status == 200
+    assert "preforkd_draining 0" in metrics_text(admin)
+    srv.expect_dirty = True  # the held worker is killed on its way out
+
+
+def test_workers_hold_no_descriptor_of_the_board(make_server, site):
+    srv = make_server(config=site_conf(site), workers=1)
+    for pid in srv.workers():
+        links = [os.readlink(f"/proc/{pid}/fd/{fd}") for fd in os.listdir(f"/proc/{pid}/fd")]
+        assert not [l for l in links if "scoreboard" in l], links
+    master = [os.readlink(f"/proc/{srv.proc.pid}/fd/{fd}")
+              for fd in os.listdir(f"/proc/{srv.proc.pid}/fd")]
+    assert [l for l in master if "preforkd-scoreboard" in l]
+
+
+def test_a_denied_client_sends_no_body(make_server, site):
+    srv = make_server(config=site_conf(site) +
+                      "[route /up]\nhandler = echo\nallow = 10.0.0.0/8\n")
+    with socket.create_connection(("127.0.0.1", srv.port), timeout=10 * SLOW) as s:
+        s.sendall(b"POST /up HTTP/1.1\r\nHost: x\r\nContent-Length: 500000\r\n"
+                  b"Expect: 100-continue\r\n\r\n")
+        r = Reader(s).response()
+        assert r.status == 403  # at once: no 100 Continue, no body read
+        assert r.header("Connection") == "close"
+
+
+def test_a_fault_overrides_a_planned_close(make_server, site):
+    with open(site / "huge.bin", "wb") as f:
+        f.truncate(64 << 20)  # more than the socket buffers hold
+    srv = make_server(config=site_conf(site, "send_timeout = 1s"))
+    admin = admin_port(srv)
+    base = closed(status(admin))
+    s = socket.socket()
+    s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    s.connect(("127.0.0.1", srv.port))
+    try:
+        # Connection: close plans a "client" close; the client then never reads
+        s.sendall(b"GET /huge.bin HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        wait_until(lambda: closed(status(admin))["send_timeout"] > base["send_timeout"],
+                   timeout=20, what="the send timeout")
+    finally:
+        s.close()
+    now = closed(status(admin))
+    assert now["send_timeout"] == base["send_timeout"] + 1
+
+
+def test_long_non_ascii_route_names_stay_scrapable(make_server, site):
+    if not PROMTOOL:
+        pytest.skip("promtool (prometheus) is not installed: scripts/deps")
+    srv = make_server(config=site_conf(site) + "[route /a" + "é" * 60 + "]\nhandler = healthz\n")
+    text = metrics_text(admin_port(srv))
+    out = subprocess.run([PROMTOOL, "check", "metrics"], input=text, capture_output=True,
+                         text=True, timeout=60)
+    assert out.returncode == 0 and out.stdout == "" and out.stderr == "", out.stdout + out.stderr
+    assert "/a" + "é" * 40 in text
+
+
+def test_admin_listen_off_and_relative_unix_path(tmp_path, site):
+    from conftest import BIN
+    folder = tmp_path / "etc"
+    folder.mkdir()
+    conf = folder / "p.conf"
+    conf.write_text(f"[server]\nadmin_listen = off\n[route /]\nhandler = static\nroot = {site}\n")
+    out = subprocess.run([BIN, "--check", "--config", str(conf)], capture_output=True, text=True,
+                         timeout=30)
+    assert out.returncode == 0, out.stderr
+    conf.write_text(f"[server]\nlisten = 127.0.0.1:0\nadmin_listen = unix:admin.sock\n"
+                    f"[route /]\nhandler = static\nroot = {site}\n")
+    proc = subprocess.Popen([BIN, "--config", str(conf), "--workers", "1"], cwd=tmp_path,
+                            stderr=subprocess.PIPE, text=True, start_new_session=True)
+    try:
+        sock = folder / "admin.sock"  # the config's folder, not the working one
+        wait_until(sock.exists, timeout=20, what="the admin socket")
+        def answers():
+            try:
+                with socket.socket(socket.AF_UNIX) as u:
+                    u.settimeout(5)
+                    u.connect(str(sock))
+                    u.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+                    return Reader(u).response().status == 200
+            except OSError:
+                return False
+        wait_until(answers, timeout=20, what="the admin listener on its unix socket")
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        proc.communicate(timeout=30)
+    assert not (folder / "admin.sock").exists() and not (tmp_path / "admin.sock").exists()
+    conf.unlink()

@@ -65,6 +65,12 @@ static void test_odd_prefixes_unix_and_all(void **state) {
     assert_true(on(&a, "8.8.8.8"));
     assert_false(on(&a, "::2")); /* an IPv4 network: no IPv6 peer */
     acl_free(&a);
+    /* an IPv4-mapped network is the IPv4 one */
+    assert_int_equal(acl_parse(&a, "::ffff:10.0.0.0/104", err, sizeof err), 0);
+    assert_true(on(&a, "10.200.0.1"));
+    assert_true(on(&a, "::ffff:10.1.1.1"));
+    assert_false(on(&a, "11.0.0.1"));
+    acl_free(&a);
     assert_int_equal(acl_parse(&a, "all", err, sizeof err), 0);
     assert_true(on(&a, "::2"));
     acl_free(&a);
@@ -80,6 +86,8 @@ static void test_errors_name_the_entry(void **state) {
     assert_non_null(strstr(err, "prefix"));
     assert_int_equal(acl_parse(&a, "::1/129", err, sizeof err), -1);
     assert_int_equal(acl_parse(&a, "10.0.0.0/", err, sizeof err), -1);
+    assert_int_equal(acl_parse(&a, "10.0.0.0/-0", err, sizeof err), -1); /* no signs */
+    assert_int_equal(acl_parse(&a, "10.0.0.0/+8", err, sizeof err), -1);
     assert_int_equal(acl_parse(&a, " , ", err, sizeof err), -1);
     assert_non_null(strstr(err, "empty"));
 }

@@ -80,12 +80,44 @@ static void test_claim_and_release(void **state) {
     /* a master that is gone holds nothing: pid 0x7ffffff0 does not exist */
     atomic_store(&sb->slots[5].owner, 0x7ffffff0);
     atomic_store(&sb->slots[5].state, SLOT_SERVING);
+    atomic_store(&sb->slots[5].pid, 0x7ffffff1); /* its worker is gone too */
     atomic_store(&sb->slots[5].c[SBC_REQUESTS], 3);
     for (int i = 0; i < 5; i++) atomic_store(&sb->slots[i].owner, me);
     assert_int_equal(scoreboard_claim(sb, me), 5);
     struct sb_view *v = sb_read(sb);
     assert_int_equal(v->c[SBC_REQUESTS], 3); /* what it had counted is kept */
     sb_view_free(v);
+    scoreboard_destroy(sb);
+}
+
+static void test_orphans_wait_for_their_workers(void **state) {
+    (void)state;
+    struct scoreboard *sb = scoreboard_create();
+    int me = getpid();
+    /* a master that is gone, whose worker (we stand in) still drains */
+    atomic_store(&sb->slots[0].owner, 0x7ffffff0);
+    atomic_store(&sb->slots[0].state, SLOT_STOPPING);
+    atomic_store(&sb->slots[0].pid, me);
+    atomic_store(&sb->slots[0].c[SBC_REQUESTS], 4);
+    atomic_store(&sb->high, 1);
+    assert_int_equal(scoreboard_claim(sb, me), 1); /* not slot 0: its worker runs */
+    scoreboard_sweep(sb, me);
+    struct sb_view *v = sb_read(sb);
+    assert_int_equal(v->nworkers, 1); /* still shown */
+    sb_view_free(v);
+    atomic_store(&sb->slots[0].pid, 0x7ffffff1); /* now it is gone */
+    scoreboard_sweep(sb, me);
+    v = sb_read(sb);
+    assert_int_equal(v->nworkers, 0);        /* no ghost */
+    assert_int_equal(v->c[SBC_REQUESTS], 4); /* and what it counted is kept */
+    sb_view_free(v);
+    assert_int_equal(atomic_load(&sb->slots[0].owner), 0);
+    /* a reset keeps the owner */
+    atomic_store(&sb->slots[1].owner, me);
+    atomic_store(&sb->slots[1].c[SBC_REQUESTS], 9);
+    scoreboard_reset(sb, 1);
+    assert_int_equal(atomic_load(&sb->slots[1].owner), me);
+    assert_int_equal(atomic_load(&sb->slots[1].c[SBC_REQUESTS]), 0);
     scoreboard_destroy(sb);
 }
 
@@ -117,6 +149,7 @@ int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_fold_keeps_totals),
         cmocka_unit_test(test_claim_and_release),
+        cmocka_unit_test(test_orphans_wait_for_their_workers),
         cmocka_unit_test(test_new_master_maps_the_same_board),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
