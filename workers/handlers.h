@@ -2,7 +2,8 @@
  * applications that provide them.
  *
  * A [route]'s handler = NAME is looked up, in order, among the built-in
- * handlers (static, echo, sleep, status, httpbin; fault in test builds), the
+ * handlers (static, echo, sleep, status, dashboard, httpbin; fault in test
+ * builds), the
  * handlers of the application the server was built with (pfd_main's app),
  * and, when the route names a module, that module's handlers (handler =
  * module takes its first). Modules are loaded by the master when the
@@ -50,6 +51,7 @@ extern const pfd_handler static_handler;
 extern const pfd_handler sleep_handler;
 extern const pfd_handler echo_handler;
 extern const pfd_handler status_handler;
+extern const pfd_handler dashboard_handler;
 #ifdef PREFORKD_FAULT_HANDLER
 extern const pfd_handler fault_handler;
 #endif
