@@ -202,6 +202,12 @@ class Browser:
                 found.append(f"log ({e.get('source')}): {e.get('text')} {e.get('url', '')}")
         return found
 
+    def console_log(self):
+        """The page console's lines Chromium logged to its stderr
+        (--enable-logging=stderr): a second witness beside the protocol's
+        events."""
+        return [line for line in self.log_tail(n=1 << 20).splitlines() if ":CONSOLE" in line]
+
     # ---- the end
 
     def close(self, timeout=20):

@@ -197,14 +197,13 @@ def test_live_page_under_load(make_server, chrome, tmp_path):
     assert wrk.returncode == 0, out
 
     assert last["samples"] >= 3, last
-    # total-rps: a number, above 0, and it moved from poll to poll
+    # total-rps: a number, above 0; the totals moved from poll to poll
     by_sample = {r["samples"]: r for r in readings}
     rates = [float(r["rps"]) for r in by_sample.values() if r["rps"] != "-"]
     assert rates and max(rates) > 0, readings
     requests = [int(r["requests"].replace(",", "")) for r in by_sample.values()
                 if r["requests"] != "-"]
     assert len(set(requests)) >= 2 and requests == sorted(requests), requests
-    assert len(set(rates)) >= 2 or len(rates) == 1, rates
     # every chart drew
     assert set(last["canvases"]) == CANVASES, last["canvases"]
     assert all(n > 0 for n in last["canvases"].values()), last["canvases"]
@@ -214,6 +213,7 @@ def test_live_page_under_load(make_server, chrome, tmp_path):
     assert last["errors"] == "", last["errors"]
     assert not last["banner"], last["bannerText"]
     assert chrome.page_errors(session) == []
+    assert not [line for line in chrome.console_log() if "Uncaught" in line]
 
     png = chrome.screenshot(session)
     shot = artifacts_dir(tmp_path) / "dashboard.png"
@@ -357,8 +357,8 @@ def test_page_survives_failures_and_worker_restarts(fake_status, chrome, tmp_pat
 
     # slot 1 gets a new pid whose counters start from 0: a restart, not a
     # negative rate
-    fake.restart = True
     new_pid = str(fake.workers[1]["pid"] + 100)
+    fake.restart = True
     after, readings = wait_for(
         chrome, session,
         lambda r: r["restarts"] >= 1 and any(row[1] == new_pid for row in r["workers"]) and
@@ -374,4 +374,5 @@ def test_page_survives_failures_and_worker_restarts(fake_status, chrome, tmp_pat
     # page: only the failed fetches' own log lines may be there
     errors = [e for e in chrome.page_errors(session) if "503" not in e]
     assert errors == [], errors
+    assert not [line for line in chrome.console_log() if "Uncaught" in line]
     (artifacts_dir(tmp_path) / "dashboard-fake.png").write_bytes(chrome.screenshot(session))
