@@ -51,9 +51,9 @@ extern const pfd_handler static_handler;
 extern const pfd_handler sleep_handler;
 extern const pfd_handler echo_handler;
 extern const pfd_handler status_handler;
-extern const pfd_handler dashboard_handler;
 #ifdef PREFORKD_FAULT_HANDLER
 extern const pfd_handler fault_handler;
 #endif
+extern const pfd_handler dashboard_handler; /* workers/dashboard.c */
 
 #endif
