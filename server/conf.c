@@ -99,6 +99,10 @@ static const struct setting settings[] = {
     {"user", K_STRING, F(user), NULL, 0, 0, "user workers run as when started as root"},
     {"group", K_STRING, F(group), NULL, 0, 0, "group workers run as when started as root"},
     {"server_name", K_STRING, F(server_name), "preforkd", 0, 0, "value of the Server header"},
+    {"admin_listen", K_STRING, F(admin_listen), NULL, 0, 0,
+     "address of the admin listener (/status /metrics /healthz /readyz /dashboard); off"},
+    {"admin_allow", K_STRING, F(admin_allow), "127.0.0.0/8 ::1 unix", 0, 0,
+     "client networks the admin listener answers (others: 403); all = anyone"},
 };
 #define NSETTINGS (sizeof settings / sizeof settings[0])
 _Static_assert(NSETTINGS <= CONF_MAX_SETTINGS, "raise CONF_MAX_SETTINGS in conf.h");
@@ -318,6 +322,8 @@ static void free_route(struct conf_route *r) {
         free(r->settings[i].value);
     }
     free(r->settings);
+    acl_free(&r->allow);
+    acl_free(&r->deny);
 }
 
 void conf_free(struct conf *c) {
@@ -400,6 +406,11 @@ static int set_route(struct conf_route *r, const char *name, const char *value, 
     if (strcmp(name, "module") == 0) return replace_string(&r->module, absolute_path(value, base));
     if (strcmp(name, "symbol") == 0) return replace_string(&r->symbol, strdup(value));
     if (strcmp(name, "methods") == 0) return parse_methods(value, &r->methods, err, errlen);
+    if (strcmp(name, "allow") == 0 || strcmp(name, "deny") == 0) {
+        char why[256];
+        if (acl_parse(name[0] == 'a' ? &r->allow : &r->deny, value, why, sizeof why) == 0) return 0;
+        return fail(err, errlen, "%s: %s", name, why);
+    }
     if (strcmp(name, "max_body_size") == 0) {
         if (conf_parse_size(value, &r->max_body_size) < 0)
             return fail(err, errlen, "max_body_size: invalid value \"%s\"", value);
@@ -586,11 +597,11 @@ static int enter_section(struct load *ld, const char *section) {
 }
 
 static int on_route_setting(struct load *ld, const char *name, const char *value) {
-    static const char *const names[] = {"handler", "mode",    "module",
-                                        "symbol",  "methods", "max_body_size"};
+    static const char *const names[] = {"handler", "mode",          "module", "symbol",
+                                        "methods", "max_body_size", "allow",  "deny"};
     struct conf_route *r = ld->route;
-    int *lines[] = {&r->handler_line, &r->mode_line,    &r->module_line,
-                    &r->symbol_line,  &r->methods_line, &r->max_body_size_line};
+    int *lines[] = {&r->handler_line, &r->mode_line,          &r->module_line, &r->symbol_line,
+                    &r->methods_line, &r->max_body_size_line, &r->allow_line,  &r->deny_line};
     char msg[512];
     int *line = NULL;
     for (unsigned i = 0; i < sizeof names / sizeof names[0]; i++) {
@@ -771,10 +782,43 @@ static int check_route(const struct conf *c, const struct conf_route *r, char *e
                     conf_route_where(c, r, r->symbol_line, where, sizeof where));
     /* two sections of one path must split its methods between them */
     for (const struct conf_route *o = c->routes; o < r; o++) {
+        if (o->admin != r->admin) continue; /* another listener's table */
         if (o->match != r->match || strcmp(o->prefix, r->prefix) != 0) continue;
         if (!o->methods || !r->methods || (o->methods & r->methods))
             return fail(err, errlen, "%s: route defined twice (give each its own methods)",
                         conf_route_where(c, r, 0, where, sizeof where));
+    }
+    return 0;
+}
+
+/* The admin listener: its address joins the listen lines (last), and its
+ * routes join the table, marked admin, each behind admin_allow. */
+static int add_admin(struct conf *c, char *err, size_t errlen) {
+    static const char *const handlers[] = {"status", "metrics", "healthz", "readyz", "dashboard"};
+    char where[PATH_MAX + 32], why[256];
+    int line = conf_line(c, "admin_listen");
+    /* the same address twice cannot be bound (port 0 is a new port each) */
+    size_t alen = strlen(c->admin_listen);
+    bool any_port = alen > 2 && strcmp(c->admin_listen + alen - 2, ":0") == 0;
+    for (size_t i = 0; i < c->nlisten && !any_port; i++)
+        if (strcmp(c->listen[i], c->admin_listen) == 0)
+            return fail(err, errlen, "%sadmin_listen: %s is a listen address already",
+                        conf_where(c, line, where, sizeof where), c->admin_listen);
+    struct acl probe;
+    if (acl_parse(&probe, c->admin_allow, why, sizeof why) < 0)
+        return fail(err, errlen, "%sadmin_allow: %s",
+                    conf_where(c, conf_line(c, "admin_allow"), where, sizeof where), why);
+    acl_free(&probe);
+    if (conf_set(c, "listen", c->admin_listen, err, errlen) < 0) return -1;
+    c->listen_line[c->nlisten - 1] = line;
+    for (size_t i = 0; i < sizeof handlers / sizeof handlers[0]; i++) {
+        char path[32];
+        snprintf(path, sizeof path, "/%s", handlers[i]);
+        struct conf_route *r = add_route(c, path, CONF_MATCH_EXACT, line);
+        if (!r || !(r->handler = strdup(handlers[i])) ||
+            acl_parse(&r->allow, c->admin_allow, why, sizeof why) < 0)
+            return fail(err, errlen, "out of memory");
+        r->admin = true;
     }
     return 0;
 }
@@ -786,6 +830,7 @@ int conf_finish(struct conf *c, char *err, size_t errlen) {
     if (c->nroutes == 0)
         return fail(err, errlen, "%snothing to serve: add a [route /] section or use --root DIR",
                     where);
+    if (c->admin_listen && add_admin(c, err, errlen) < 0) return -1;
     for (size_t i = 0; i < c->nroutes; i++)
         if (check_route(c, &c->routes[i], err, errlen) < 0) return -1;
     if (c->group && !c->user)

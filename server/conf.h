@@ -12,6 +12,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "server/acl.h"
+
 enum conf_log_level { CONF_LOG_ERROR, CONF_LOG_WARN, CONF_LOG_INFO, CONF_LOG_DEBUG };
 
 /* Where a route's handler runs: on the loop thread, or on the worker's pool. */
@@ -43,13 +45,18 @@ struct conf_route {
     bool mode_set;
     uint64_t max_body_size; /* the route's own (max_body_size_set), else the server's */
     bool max_body_size_set;
+    /* Client networks: a peer on deny, or not on a non-empty allow, gets
+     * 403 (allow/deny; the admin listener's routes take admin_allow). */
+    struct acl allow, deny;
+    bool admin; /* served on admin_listen only, made from the server's settings */
     struct conf_setting *settings; /* the handler's own settings, in file order */
     size_t nsettings;
     char *base_dir; /* the config file's folder (relative paths), NULL for flags */
     int line;       /* config line of the section header, for error messages */
     /* config line of each setting (0: not from a file), so that an error
      * points at the line to fix */
-    int handler_line, mode_line, module_line, symbol_line, methods_line, max_body_size_line;
+    int handler_line, mode_line, module_line, symbol_line, methods_line, max_body_size_line,
+        allow_line, deny_line;
     const void *impl; /* the resolved handler (workers/handlers.c), or NULL */
 };
 
@@ -99,7 +106,9 @@ struct conf {
     char *pid_file;
     char *user;
     char *group;
-    char *server_name; /* Server header value */
+    char *server_name;  /* Server header value */
+    char *admin_listen; /* the admin listener's address (also last in listen), or NULL */
+    char *admin_allow;  /* client networks the admin listener serves */
 
     struct conf_route *routes;
     size_t nroutes;

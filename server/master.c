@@ -423,20 +423,11 @@ static void remove_pid_file(const char *path) {
 
 /* ---- the process table ------------------------------------------------ */
 
-static bool slot_owned(const struct master *m, int slot) {
-    const struct generation *gens[] = {&m->cur, &m->next};
-    for (size_t g = 0; g < 2; g++)
-        for (unsigned i = 0; i < gens[g]->nprocs; i++)
-            if (gens[g]->procs[i].slot == slot) return true;
-    for (size_t i = 0; i < m->nold; i++)
-        if (m->old[i].slot == slot) return true;
-    return false;
-}
-
-static int free_slot(const struct master *m) {
+/* At exit: every slot this master held (its workers are reaped and
+ * folded) is free for another master. */
+static void release_slots(struct master *m) {
     for (unsigned i = 0; i < m->sb->nslots; i++)
-        if (!slot_owned(m, (int)i)) return (int)i;
-    return -1;
+        if (atomic_load(&m->sb->slots[i].owner) == getpid()) scoreboard_release(m->sb, (int)i);
 }
 
 /* Whether g has yet to serve as a whole: a reload's new generation, or the
@@ -481,12 +472,13 @@ static void worker_main(struct master *m, struct generation *g, struct proc *p, 
 /* Forks a worker of g into position p; -1 with why when none could be. */
 static int spawn(struct master *m, struct generation *g, struct proc *p, char *why, size_t whylen) {
     uint64_t now = monotonic_ms();
-    if (p->slot < 0 && (p->slot = free_slot(m)) < 0) {
+    if (p->slot < 0 && (p->slot = scoreboard_claim(m->sb, getpid())) < 0) {
         snprintf(why, whylen, "no free scoreboard slot");
         return -1;
     }
     struct sb_slot *s = &m->sb->slots[p->slot];
-    memset((void *)s, 0, sizeof *s);
+    memset((void *)s, 0, sizeof *s); /* folded when its last worker was reaped */
+    atomic_store(&s->owner, getpid());
     if ((unsigned)p->slot >= atomic_load(&m->sb->high)) atomic_store(&m->sb->high, p->slot + 1);
     atomic_store(&s->state, SLOT_STARTING);
     atomic_store(&s->generation, g->id);
@@ -579,7 +571,7 @@ static void worker_exited(struct master *m, struct generation *g, struct proc *p
     pid_t pid = p->pid;
     char why[320] = "";
     if (!served) start_failure(g, p, s, status, why, sizeof why);
-    atomic_store(&s->state, SLOT_FREE);
+    scoreboard_fold(m->sb, p->slot); /* its counters are final: into the totals */
     p->pid = 0;
     if (m->state != RUNNING) return;
     if (!served && starting(m, g))
@@ -620,7 +612,8 @@ static void reap(struct master *m) {
         for (size_t i = 0; !found && i < m->nold; i++) {
             if (m->old[i].pid != pid) continue;
             found = true;
-            atomic_store(&m->sb->slots[m->old[i].slot].state, SLOT_FREE);
+            scoreboard_fold(m->sb, m->old[i].slot);
+            scoreboard_release(m->sb, m->old[i].slot);
             /* a generation given up before it served says why once, when
              * it is given up: its workers end quietly */
             if (!m->old[i].abandoned && ((WIFSIGNALED(status) && WTERMSIG(status) != SIGKILL) ||
@@ -658,7 +651,11 @@ static void signal_workers(struct master *m, int sig) {
  * left at the shutdown_timeout it was started with, and one too stuck to
  * do so gets a little longer. */
 static int retire(struct master *m, struct proc *p, uint64_t kill_after, bool abandoned) {
-    if (!p->pid) return 0;
+    if (!p->pid) { /* waiting for a respawn: nothing runs in its slot */
+        scoreboard_release(m->sb, p->slot);
+        p->slot = -1;
+        return 0;
+    }
     struct proc *old = realloc(m->old, (m->nold + 1) * sizeof *old);
     if (!old) return -1;
     m->old = old;
@@ -881,16 +878,20 @@ static struct generation *resized(struct master *m) {
 static void add_worker(struct master *m) {
     char why[256];
     struct generation *g = resized(m);
-    if (free_slot(m) < 0) {
+    int slot = scoreboard_claim(m->sb, getpid());
+    if (slot < 0) {
         log_warn("SIGTTIN: no free scoreboard slot; staying at %u worker(s)", g->nprocs);
         return;
     }
     struct proc *procs = realloc(g->procs, (g->nprocs + 1) * sizeof *procs);
-    if (!procs) return;
+    if (!procs) {
+        scoreboard_release(m->sb, slot);
+        return;
+    }
     g->procs = procs;
     struct proc *p = &g->procs[g->nprocs++];
     memset(p, 0, sizeof *p);
-    p->slot = -1;
+    p->slot = slot;
     log_info("SIGTTIN: %u worker(s)", g->nprocs);
     if (spawn(m, g, p, why, sizeof why) < 0) {
         if (starting(m, g)) {
@@ -948,7 +949,12 @@ static void upgrade(struct master *m) {
     if (pid == 0) {
         char fds[8192], me[32];
         child_signals(); /* the new master unblocks them in its loop */
+        char board[32];
         snprintf(me, sizeof me, "%d", (int)parent);
+        /* the new master takes over the scoreboard: totals carry over */
+        int sbfd = scoreboard_fd();
+        snprintf(board, sizeof board, "%d", sbfd);
+        if (sbfd >= 0 && fcntl(sbfd, F_SETFD, 0) == 0) setenv(ENV_SCOREBOARD, board, 1);
         if (listeners_export(&m->cur.listeners, fds, sizeof fds) == 0 &&
             setenv(ENV_LISTENERS, fds, 1) == 0 && setenv(ENV_REPLACES, me, 1) == 0)
             execv(a->exe, a->argv);
@@ -1067,6 +1073,9 @@ static void stop_fast(struct master *m) {
 
 static void begin_stop(struct master *m, bool fast) {
     m->handed_over |= heir_pid != 0;
+    /* /readyz says 503 from now on; not when a new master shares the board
+     * and serves on */
+    if (!m->handed_over) atomic_store(&m->sb->draining, 1);
     close_listeners(m);
     if (fast) {
         if (m->state == STOPPING_FAST) return; /* the first deadline stands */
@@ -1177,7 +1186,9 @@ int master_run(struct master_args *a) {
     m.cur.listeners = a->listeners;
     memset(&a->conf, 0, sizeof a->conf);
     memset(&a->listeners, 0, sizeof a->listeners);
-    m.sb = scoreboard_create();
+    bool inherited;
+    m.sb = scoreboard_open(&inherited);
+    if (inherited) log_info("binary upgrade: the scoreboard's totals carry over");
     if (!m.sb) {
         log_error("scoreboard: %s", strerror(errno));
         conf_free(&m.cur.conf);
@@ -1244,6 +1255,7 @@ int master_run(struct master_args *a) {
     listeners_close(&a->dropped, false); /* still the old master's if we gave up */
     end_reload(&m);
     conf_free(&m.cur.conf);
+    release_slots(&m);
     scoreboard_destroy(m.sb);
     free(m.cur.procs);
     free(m.old);

@@ -588,7 +588,6 @@ int pfd_stream_end(pfd_req *r) {
 /* ---- the server ------------------------------------------------------------ */
 
 int pfd_worker_stats_get(unsigned i, pfd_worker_stats *st) {
-    static const char *const states[] = {"free", "starting", "serving", "stopping"};
     struct scoreboard *sb = scoreboard_get();
     unsigned high = sb ? atomic_load_explicit(&sb->high, memory_order_relaxed) : 0;
     uint64_t now = monotonic_ms();
@@ -600,11 +599,11 @@ int pfd_worker_stats_get(unsigned i, pfd_worker_stats *st) {
         uint64_t beat = atomic_load_explicit(&s->heartbeat_ms, memory_order_relaxed);
         *st = (pfd_worker_stats){
             .pid = atomic_load_explicit(&s->pid, memory_order_relaxed),
-            .state = states[state & 3],
+            .state = sb_state_names[state & 3],
             .slot = slot,
             .generation = atomic_load_explicit(&s->generation, memory_order_relaxed),
-            .requests = atomic_load_explicit(&s->requests, memory_order_relaxed),
-            .accepted = atomic_load_explicit(&s->accepted, memory_order_relaxed),
+            .requests = atomic_load_explicit(&s->c[SBC_REQUESTS], memory_order_relaxed),
+            .accepted = atomic_load_explicit(&s->c[SBC_ACCEPTED], memory_order_relaxed),
             .connections = atomic_load_explicit(&s->connections, memory_order_relaxed),
             .pool_busy = atomic_load_explicit(&s->pool_busy, memory_order_relaxed),
             .pool_queued = atomic_load_explicit(&s->pool_queued, memory_order_relaxed),

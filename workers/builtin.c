@@ -7,7 +7,6 @@
  *           the loop. Always mode = pool. Stops waiting when its client goes
  *           away.
  *   echo    is in loadtest.c (a load-test target with fortio's parameters).
- *   status  the scoreboard as JSON: per worker pid, requests, connections.
  *   fault   only in builds configured with PREFORKD_FAULT_HANDLER (the test
  *           builds): GET ?kind=segv|abort crashes the worker from handler
  *           code, so tests can show a crash costs only that worker;
@@ -19,7 +18,6 @@
  *           worker's start fail, start = wait holds it until start_file
  *           exists.
  */
-#include <inttypes.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -83,33 +81,6 @@ const pfd_handler sleep_handler = {
     .handle = sleep_handle,
     .mode = PFD_POOL,
     .pool_only = true, /* sleeping on the loop thread would stall every connection */
-    .body = PFD_BODY_DROP,
-};
-
-static int status_handle(pfd_req *r) {
-    enum pfd_method m = pfd_method_id(r);
-    if (m != PFD_GET && m != PFD_HEAD) {
-        pfd_error(r, 405);
-        return pfd_header_add(r, "Allow", "GET, HEAD");
-    }
-    pfd_content_type(r, "application/json");
-    pfd_write(r, "{\"workers\": [", 13);
-    pfd_worker_stats st;
-    for (unsigned i = 0; pfd_worker_stats_get(i, &st) == 0; i++)
-        pfd_printf(r,
-                   "%s\n  {\"slot\": %u, \"pid\": %d, \"state\": \"%s\", \"generation\": %u, "
-                   "\"requests\": %" PRIu64 ", \"accepted\": %" PRIu64 ", \"connections\": %u, "
-                   "\"pool_busy\": %u, \"pool_queued\": %u, \"pool_stuck\": %u, "
-                   "\"heartbeat_age_ms\": %" PRIu64 "}",
-                   i ? "," : "", st.slot, st.pid, st.state, st.generation, st.requests, st.accepted,
-                   st.connections, st.pool_busy, st.pool_queued, st.pool_stuck,
-                   st.heartbeat_age_ms);
-    return pfd_write(r, "\n]}\n", 4);
-}
-
-const pfd_handler status_handler = {
-    .name = "status",
-    .handle = status_handle,
     .body = PFD_BODY_DROP,
 };
 

@@ -56,7 +56,8 @@ struct conn {
     bool peer_closed;        /* read returned 0 */
     bool read_paused;        /* read event removed: input buffer full */
     bool nodelay;
-    bool broken; /* output could not be queued: close at the next run */
+    bool broken;          /* output could not be queued: close at the next run */
+    unsigned char reason; /* 1 + why it closes (enum sb_close), once known; 0 */
     struct event rev;
     struct event *wev; /* only while a write waits for room: idle connections stay small */
     struct buf in, out;
@@ -67,6 +68,7 @@ struct conn {
     void *file_hold;              /* the tail's owner (open-file cache entry...), if not us */
     void (*file_release)(void *hold);
     struct exchange *ex;
+    const struct routes *routes; /* its listener's: the main ones' or the admin one's */
     union ex_peer peer;
     socklen_t peer_len;
 };
@@ -82,7 +84,7 @@ enum step {
 enum flush { FLUSH_DONE, FLUSH_AGAIN, FLUSH_ERROR };
 
 static void conn_run(struct conn *c);
-static void conn_close(struct conn *c);
+static void conn_close(struct conn *c, enum sb_close why);
 static void conn_arm(struct conn *c);
 static enum step answer_ready(struct conn *c);
 
@@ -111,26 +113,52 @@ static int exchange_begin(struct conn *c) {
     return 0;
 }
 
-static void log_request(struct conn *c, struct exchange *ex, int status) {
+/* What the request's route counts in the slot: the route's entry (the last
+ * one is shared by routes past SB_ROUTES). */
+static struct sb_route *route_counters(struct sb_slot *slot, const struct route *rt) {
+    return &slot->routes[rt->order < SB_ROUTES ? rt->order : SB_ROUTES - 1];
+}
+
+/* A request ends (answered, refused, or abandoned by its client): it is
+ * counted, and logged. Exactly the requests the access log has a line for. */
+static void request_done(struct conn *c, struct exchange *ex, int status) {
     struct conns *cs = c->cs;
-    if (!cs->alog) return;
-    struct timeval wall;
+    struct sb_slot *slot = cs->slot;
     struct timespec mono;
-    event_base_gettimeofday_cached(cs->base, &wall);
     clock_gettime(CLOCK_MONOTONIC, &mono);
     uint64_t now_us = (uint64_t)mono.tv_sec * 1000000 + (uint64_t)mono.tv_nsec / 1000;
+    uint64_t usec = now_us > ex->start_us ? now_us - ex->start_us : 0;
+    unsigned cls = status >= 100 && status < 600 ? (unsigned)status / 100 - 1 : 4;
+    unsigned bucket = sb_bucket(usec);
+    cs->requests++;
+    sb_add(&slot->c[SBC_REQUESTS], 1);
+    sb_add(&slot->c[SBC_STATUS + cls], 1);
+    sb_add(&slot->c[SBC_LATENCY + bucket], 1);
+    sb_add(&slot->c[SBC_LATENCY_SUM], usec);
+    if (ex->route) {
+        struct sb_route *r = route_counters(slot, ex->route);
+        sb_add(&r->c[SBR_REQUESTS], 1);
+        sb_add(&r->c[SBR_STATUS + cls], 1);
+        sb_add(&r->c[SBR_LATENCY + bucket], 1);
+        sb_add(&r->c[SBR_LATENCY_SUM], usec);
+    }
+    if (!cs->alog) return;
+    struct timeval wall;
+    event_base_gettimeofday_cached(cs->base, &wall);
     accesslog_write(cs->alog, c->peer.sa.sa_family == AF_UNIX ? NULL : &c->peer.sa, wall.tv_sec,
-                    ex->req, status, ex->body_bytes,
-                    now_us > ex->start_us ? now_us - ex->start_us : 0);
+                    ex->req, status, ex->body_bytes, usec);
+}
+
+/* Why the connection will close, unless an earlier reason is known. */
+static void close_reason(struct conn *c, enum sb_close why) {
+    if (!c->reason) c->reason = (unsigned char)(why + 1);
 }
 
 /* The request is answered: log it, drop its bytes, wait for the next one. */
 static void answered(struct conn *c) {
     struct exchange *ex = c->ex;
     struct conns *cs = c->cs;
-    log_request(c, ex, ex->status);
-    cs->requests++;
-    atomic_store_explicit(&cs->slot->requests, cs->requests, memory_order_relaxed);
+    request_done(c, ex, ex->status);
     c->requests++;
     buf_consume(&c->in, ex->head_len);
     if (buf_len(&c->in) == 0) buf_release(&c->in, &cs->bufs);
@@ -168,7 +196,14 @@ static int queue_head(struct conn *c) {
     struct timeval now;
     event_base_gettimeofday_cached(cs->base, &now);
     if (response_serialize(resp, &f, &c->out, &cs->bufs, now.tv_sec, &ex->chunked) < 0) return -1;
-    if (!keep) c->close_after = true;
+    if (!keep) {
+        c->close_after = true;
+        close_reason(c, cs->stopping                                      ? SB_CLOSE_SHUTDOWN
+                        : req && !req->keep_alive                         ? SB_CLOSE_CLIENT
+                        : resp->close || !req                             ? SB_CLOSE_SERVER
+                        : c->requests + 1 >= cs->conf->keepalive_requests ? SB_CLOSE_KEEPALIVE_LIMIT
+                                                                          : SB_CLOSE_SERVER);
+    }
     c->client_closes = req && !req->keep_alive;
     ex->status = resp->status;
     ex->state = EX_RESPONDING;
@@ -200,7 +235,7 @@ static enum step respond(struct conn *c) {
     struct exchange *ex = c->ex;
     struct response *resp = &ex->resp;
     if (queue_head(c) < 0) {
-        conn_close(c);
+        conn_close(c, SB_CLOSE_SERVER);
         return STEP_CLOSED;
     }
     bool body_on_wire = !ex->head_only && http_status_has_body(resp->status);
@@ -232,10 +267,11 @@ static enum step respond(struct conn *c) {
  * that follows cannot be trusted. */
 static enum step refuse(struct conn *c, int status) {
     if (!c->ex && exchange_begin(c) < 0) {
-        conn_close(c);
+        conn_close(c, SB_CLOSE_SERVER);
         return STEP_CLOSED;
     }
     struct exchange *ex = c->ex;
+    close_reason(c, SB_CLOSE_PARSE_ERROR); /* unless a timeout said why first */
     log_debug("refused request with %d: %s", status, http_msg_error(ex->msg));
     response_error(&ex->resp, status);
     ex->resp.close = true;
@@ -306,6 +342,7 @@ static enum step answer_ready(struct conn *c) {
          * after the answer; the client hears why, whatever the handler made
          * of it, unless a stream has begun */
         c->close_after = c->linger = true;
+        close_reason(c, ex->body_end == 408 ? SB_CLOSE_BODY_TIMEOUT : SB_CLOSE_PARSE_ERROR);
         if (!ex->streaming) {
             response_error(&ex->resp, ex->body_end);
             ex->resp.close = true;
@@ -325,7 +362,7 @@ static enum step answer_ready(struct conn *c) {
     if (ex->resp.body != BODY_STREAM) return respond(c);
     if (stream_start(c) < 0 ||
         (!ex->head_only && response_chunk(&c->out, &c->cs->bufs, NULL, 0, ex->chunked) < 0)) {
-        conn_close(c);
+        conn_close(c, SB_CLOSE_SERVER);
         return STEP_CLOSED;
     }
     return queued(c);
@@ -342,9 +379,10 @@ void conn_exchange_kick(struct conn *c) {
 void conn_exchange_timeout(struct conn *c) {
     struct exchange *ex = c->ex;
     if (ex->streaming) { /* too late for a status: cut the response */
-        conn_close(c);
+        conn_close(c, SB_CLOSE_REQUEST_TIMEOUT);
         return;
     }
+    close_reason(c, SB_CLOSE_REQUEST_TIMEOUT);
     /* the rest of a streamed body is not read: the 504 closes the connection
      * (it must not wait for bytes that the new exchange would borrow the old
      * one's request to log) */
@@ -356,7 +394,7 @@ void conn_exchange_timeout(struct conn *c) {
     c->ex = NULL;
     exchange_abandon(ex, &c->in);
     if (exchange_begin(c) < 0) {
-        conn_close(c);
+        conn_close(c, SB_CLOSE_SERVER);
     } else {
         c->ex->req = ex->req;
         c->ex->start_us = ex->start_us;
@@ -418,6 +456,7 @@ static int conn_read(struct conn *c) {
         ssize_t n = read(c->fd, buf_tail(&c->in), room);
         if (n > 0) {
             c->in.end += (size_t)n;
+            sb_add(&c->cs->slot->c[SBC_BYTES_IN], (uint64_t)n);
             return 0; /* a short or full read: epoll says if more is waiting */
         }
         if (n == 0) {
@@ -432,7 +471,7 @@ static int conn_read(struct conn *c) {
             if (buf_len(&c->in) == 0) buf_release(&c->in, &c->cs->bufs);
             return 0;
         }
-        conn_close(c); /* ECONNRESET and friends */
+        conn_close(c, SB_CLOSE_RESET); /* ECONNRESET and friends */
         return -1;
     }
 }
@@ -442,10 +481,13 @@ static void conn_drain(struct conn *c) {
     char scratch[16384];
     for (;;) {
         ssize_t n = read(c->fd, scratch, sizeof scratch);
-        if (n > 0) continue;
+        if (n > 0) {
+            sb_add(&c->cs->slot->c[SBC_BYTES_IN], (uint64_t)n);
+            continue;
+        }
         if (n < 0 && errno == EINTR) continue;
         if (n < 0 && errno == EAGAIN) break;
-        conn_close(c);
+        conn_close(c, n == 0 ? SB_CLOSE_CLIENT : SB_CLOSE_RESET);
         return;
     }
     conn_arm(c); /* linger_timeout is a total: what is left of it */
@@ -478,7 +520,7 @@ static enum step head_done(struct conn *c, size_t head_len) {
     ex->head_len = head_len;
     ex->req = req;
     ex->head_only = req->method == METHOD_HEAD;
-    ex->route = routes_match(cs->routes, req, ex->params, EX_MAX_PARAMS, &ex->nparams, &ex->allow);
+    ex->route = routes_match(c->routes, req, ex->params, EX_MAX_PARAMS, &ex->nparams, &ex->allow);
     if (!http_msg_has_body(ex->msg)) {
         exchange_body_end(ex, 1); /* a PFD_BODY_STREAM reader gets 0 at once */
         return dispatch(c);
@@ -499,7 +541,7 @@ static enum step head_done(struct conn *c, size_t head_len) {
         c->body_stream = true;
         if (req->expect_continue && req->version >= 11 &&
             buf_append(&c->out, &cs->bufs, CONTINUE_100, sizeof CONTINUE_100 - 1) < 0) {
-            conn_close(c);
+            conn_close(c, SB_CLOSE_SERVER);
             return STEP_CLOSED;
         }
         enum step s = dispatch(c);
@@ -522,7 +564,7 @@ static enum step head_done(struct conn *c, size_t head_len) {
     http_msg_keep_body(ex->msg);
     if (req->expect_continue && req->version >= 11 &&
         buf_append(&c->out, &cs->bufs, CONTINUE_100, sizeof CONTINUE_100 - 1) < 0) {
-        conn_close(c);
+        conn_close(c, SB_CLOSE_SERVER);
         return STEP_CLOSED;
     }
     return STEP_CONTINUE;
@@ -533,7 +575,7 @@ static enum step step_head(struct conn *c) {
     if (buf_len(&c->out) >= OUT_HIGH_WATER) return STEP_WAIT_OUTPUT;
     if (buf_len(&c->in) == 0) return STEP_WAIT;
     if (!c->ex && exchange_begin(c) < 0) {
-        conn_close(c);
+        conn_close(c, SB_CLOSE_SERVER);
         return STEP_CLOSED;
     }
     c->state = CONN_READING_HEAD;
@@ -550,7 +592,10 @@ static enum step step_body(struct conn *c) {
     if (c->discard) {
         /* the answer is out already: a broken body can only end the connection */
         c->discard = false;
-        if (rc != HTTP_DONE) c->close_after = c->linger = true;
+        if (rc != HTTP_DONE) {
+            c->close_after = c->linger = true;
+            close_reason(c, SB_CLOSE_PARSE_ERROR);
+        }
         return queued(c);
     }
     if (rc != HTTP_DONE) return refuse(c, rc);
@@ -572,7 +617,10 @@ static enum step step_body_stream(struct conn *c) {
     int rc = parse_body(c);
     if (rc == HTTP_AGAIN) return STEP_WAIT;
     end_body_stream(c);
-    if (rc != HTTP_DONE) c->close_after = c->linger = true;
+    if (rc != HTTP_DONE) {
+        c->close_after = c->linger = true;
+        close_reason(c, SB_CLOSE_PARSE_ERROR);
+    }
     exchange_body_end(ex, rc == HTTP_DONE ? 1 : rc);
     return STEP_WAIT;
 }
@@ -654,6 +702,7 @@ static enum flush conn_flush(struct conn *c) {
             if (errno == EAGAIN) goto again;
             return FLUSH_ERROR;
         }
+        sb_add(&cs->slot->c[SBC_BYTES_OUT], (uint64_t)n);
         buf_consume(&c->out, (size_t)n);
     }
     buf_release(&c->out, &cs->bufs);
@@ -665,6 +714,7 @@ static enum flush conn_flush(struct conn *c) {
             if (errno == EAGAIN) goto again;
             return FLUSH_ERROR;
         }
+        sb_add(&cs->slot->c[SBC_BYTES_OUT], (uint64_t)n);
         c->file_off += (uint64_t)n;
         c->file_left -= (uint64_t)n;
     }
@@ -678,6 +728,7 @@ static enum flush conn_flush(struct conn *c) {
             return FLUSH_ERROR;
         }
         if (sent == 0) return FLUSH_ERROR; /* the file shrank under us */
+        sb_add(&cs->slot->c[SBC_BYTES_OUT], (uint64_t)sent);
         c->file_off += (uint64_t)sent;
         c->file_left -= (uint64_t)sent;
     }
@@ -798,7 +849,7 @@ static bool unread_input(const struct conn *c) {
  * have sent more than we answer. */
 static void conn_finish_close(struct conn *c) {
     if (c->peer_closed || !(c->linger || (!c->client_closes && unread_input(c)))) {
-        conn_close(c);
+        conn_close(c, SB_CLOSE_CLIENT);
         return;
     }
     shutdown(c->fd, SHUT_WR);
@@ -809,7 +860,7 @@ static void conn_finish_close(struct conn *c) {
 
 static void conn_run(struct conn *c) {
     if (c->broken) {
-        conn_close(c);
+        conn_close(c, SB_CLOSE_SERVER);
         return;
     }
     for (;;) {
@@ -819,7 +870,7 @@ static void conn_run(struct conn *c) {
         if (buf_len(&c->out) || c->file_left) {
             enum flush f = conn_flush(c);
             if (f == FLUSH_ERROR) {
-                conn_close(c);
+                conn_close(c, SB_CLOSE_RESET);
                 return;
             }
             if (f == FLUSH_AGAIN) break;
@@ -838,7 +889,7 @@ static void conn_run(struct conn *c) {
          * does the same: 499), so that the handler stops for nobody */
         if (c->peer_closed && (c->state == CONN_READING_HEAD || c->state == CONN_READING_BODY ||
                                c->state == CONN_HANDLING)) {
-            conn_close(c);
+            conn_close(c, SB_CLOSE_CLIENT);
             return;
         }
         break;
@@ -850,27 +901,31 @@ static void conn_run(struct conn *c) {
 static void conn_timeout(struct conn *c) {
     switch (c->state) {
     case CONN_READING_HEAD:
+        close_reason(c, SB_CLOSE_HEADER_TIMEOUT);
         /* a connection that never sent a byte is just closed */
         if (buf_len(&c->in) == 0) break;
-        /* fall through */
+        if (refuse(c, 408) != STEP_CLOSED) conn_run(c);
+        return;
     case CONN_READING_BODY:
+        close_reason(c, SB_CLOSE_BODY_TIMEOUT);
         if (c->discard) break; /* answered already: nothing more to say */
         if (refuse(c, 408) != STEP_CLOSED) conn_run(c);
         return;
-    case CONN_IDLE:
-    case CONN_LINGERING: break;
+    case CONN_IDLE: close_reason(c, SB_CLOSE_IDLE_TIMEOUT); break;
+    case CONN_LINGERING: break; /* it closes for the reason it lingered */
     case CONN_HANDLING:
         if (c->body_stream) {
             /* a streamed body stalled: its reader hears of it, the client
              * gets 408 once the handler is done, and the connection closes */
             end_body_stream(c);
             c->close_after = c->linger = true;
+            close_reason(c, SB_CLOSE_BODY_TIMEOUT);
             exchange_body_end(c->ex, 408);
         }
         return;
     case CONN_WRITING: return; /* no read timeout */
     }
-    conn_close(c);
+    conn_close(c, SB_CLOSE_SERVER); /* each case above said why */
 }
 
 static void on_read(evutil_socket_t fd, short what, void *arg) {
@@ -891,11 +946,11 @@ static void on_read(evutil_socket_t fd, short what, void *arg) {
 static void on_write(evutil_socket_t fd, short what, void *arg) {
     struct conn *c = arg;
     if (what & EV_TIMEOUT) { /* send_timeout: the client stopped reading */
-        conn_close(c);
+        conn_close(c, SB_CLOSE_SEND_TIMEOUT);
         return;
     }
     switch (conn_flush(c)) {
-    case FLUSH_ERROR: conn_close(c); return;
+    case FLUSH_ERROR: conn_close(c, SB_CLOSE_RESET); return;
     case FLUSH_AGAIN: return;
     case FLUSH_DONE: conn_run(c); return;
     }
@@ -903,7 +958,8 @@ static void on_write(evutil_socket_t fd, short what, void *arg) {
 
 /* ---- life and death --------------------------------------------------- */
 
-void conn_accept(struct conns *cs, int fd, const struct sockaddr *peer, socklen_t peerlen) {
+void conn_accept(struct conns *cs, int fd, const struct sockaddr *peer, socklen_t peerlen,
+                 const struct routes *routes) {
     struct conn *c = cs->free;
     if (c) {
         cs->free = c->next;
@@ -914,6 +970,7 @@ void conn_accept(struct conns *cs, int fd, const struct sockaddr *peer, socklen_
         return;
     }
     c->cs = cs;
+    c->routes = routes;
     c->fd = fd;
     c->file_fd = -1;
     c->state = CONN_READING_HEAD;
@@ -939,8 +996,10 @@ void conn_accept(struct conns *cs, int fd, const struct sockaddr *peer, socklen_
     conn_run(c);
 }
 
-static void conn_close(struct conn *c) {
+static void conn_close(struct conn *c, enum sb_close why) {
     struct conns *cs = c->cs;
+    close_reason(c, why);
+    sb_add(&cs->slot->c[SBC_CLOSED + c->reason - 1], 1);
     if (c->ex) {
         struct exchange *ex = c->ex;
         c->ex = NULL;
@@ -950,10 +1009,10 @@ static void conn_close(struct conn *c) {
         if (ex->req) {
             uint64_t unsent = c->file_left + buf_len(&c->out);
             ex->body_bytes = ex->body_bytes > unsent ? ex->body_bytes - unsent : 0;
-            log_request(c, ex,
-                        ex->state == EX_PARSING    ? 400
-                        : ex->state == EX_HANDLING ? STATUS_CLIENT_GONE
-                                                   : ex->status);
+            request_done(c, ex,
+                         ex->state == EX_PARSING    ? 400
+                         : ex->state == EX_HANDLING ? STATUS_CLIENT_GONE
+                                                    : ex->status);
         }
         exchange_abandon(ex, &c->in);
     }
@@ -987,14 +1046,30 @@ void conns_close_idle(struct conns *cs) {
         next = c->next;
         bool idle = c->state == CONN_IDLE || (c->state == CONN_READING_HEAD && !buf_len(&c->in));
         if (idle && !buf_len(&c->out))
-            conn_close(c);
+            conn_close(c, SB_CLOSE_SHUTDOWN);
         else if (c->state == CONN_IDLE)
             c->close_after = true; /* answers queued, then close */
     }
 }
 
+void conns_publish(struct conns *cs) {
+    unsigned n[SB_CONN_N] = {0};
+    for (const struct conn *c = cs->list; c; c = c->next) {
+        switch (c->state) {
+        case CONN_IDLE: n[SB_CONN_IDLE]++; break;
+        case CONN_READING_HEAD:
+        case CONN_READING_BODY: n[SB_CONN_READING]++; break;
+        case CONN_HANDLING:
+        case CONN_WRITING: n[SB_CONN_WRITING]++; break;
+        case CONN_LINGERING: n[SB_CONN_LINGERING]++; break;
+        }
+    }
+    for (unsigned i = 0; i < SB_CONN_N; i++)
+        atomic_store_explicit(&cs->slot->conns[i], n[i], memory_order_relaxed);
+}
+
 void conns_close_all(struct conns *cs) {
-    while (cs->list) conn_close(cs->list);
+    while (cs->list) conn_close(cs->list, SB_CLOSE_SHUTDOWN);
 }
 
 void conns_trim(struct conns *cs) {

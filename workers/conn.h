@@ -80,7 +80,7 @@ enum conn_state {
 struct conns {
     struct event_base *base;
     const struct conf *conf;
-    const struct routes *routes;
+    const struct routes *routes; /* the main listeners' */
     struct sb_slot *slot;
     struct accesslog *alog; /* NULL: no access log */
     struct exchange_env ex; /* what requests in flight need */
@@ -101,12 +101,16 @@ struct conns {
 };
 
 /* Takes over an accepted socket (non-blocking). */
-void conn_accept(struct conns *cs, int fd, const struct sockaddr *peer, socklen_t peerlen);
+void conn_accept(struct conns *cs, int fd, const struct sockaddr *peer, socklen_t peerlen,
+                 const struct routes *routes);
 
 /* Graceful stop: closes the connections that are idle (nothing of a request
  * has arrived); the others close after their current response, because a
  * stopping worker answers with Connection: close. */
 void conns_close_idle(struct conns *cs);
+/* Counts the connections by state into the slot (the worker's tick: a
+ * walk of the list once a second costs nothing on the way of a request). */
+void conns_publish(struct conns *cs);
 /* Fast stop: every connection, now. */
 void conns_close_all(struct conns *cs);
 /* Frees the caches (worker exit, after conns_close_all). */

@@ -412,6 +412,10 @@ bool exchange_dispatch(struct exchange *ex) {
         }
         return true;
     }
+    if (!route_admits(rt, &ex->peer.sa)) {
+        response_error(&ex->resp, 403);
+        return true;
+    }
     if (route_mode(rt) == ROUTE_POOL) {
         if (submit(ex) < 0) answer_503(ex);
         return !ex->pending;

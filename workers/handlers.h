@@ -2,14 +2,14 @@
  * applications that provide them.
  *
  * A [route]'s handler = NAME is looked up, in order, among the built-in
- * handlers (static, echo, sleep, status, dashboard, httpbin; fault in test
- * builds), the
- * handlers of the application the server was built with (pfd_main's app),
- * and, when the route names a module, that module's handlers (handler =
- * module takes its first). Modules are loaded by the master when the
- * configuration is loaded, so that --check, a start and a reload all refuse
- * a module that is missing, lacks its symbol, was built against another
- * API version or has an undefined symbol, with the route's file and line.
+ * handlers (static, echo, sleep, status, dashboard, httpbin...; fault in
+ * test builds), the handlers of the application the server was built with
+ * (pfd_main's app), and, when the route names a module, that module's
+ * handlers (handler = module takes its first). Modules are loaded by the
+ * master when the configuration is loaded, so that --check, a start and a
+ * reload all refuse a module that is missing, lacks its symbol, was built
+ * against another API version or has an undefined symbol, with the route's
+ * file and line.
  *
  * Each load of a configuration loads its modules afresh: the file is copied
  * into an anonymous memory file and loaded from there, so a module rebuilt
@@ -50,7 +50,6 @@ void handlers_thread_exit(void);
 extern const pfd_handler static_handler;
 extern const pfd_handler sleep_handler;
 extern const pfd_handler echo_handler;
-extern const pfd_handler status_handler;
 #ifdef PREFORKD_FAULT_HANDLER
 extern const pfd_handler fault_handler;
 #endif

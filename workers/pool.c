@@ -7,6 +7,7 @@
 #include <stdint.h>
 #include <stdlib.h>
 #include <sys/eventfd.h>
+#include <time.h>
 #include <unistd.h>
 
 /* A singly linked FIFO. */
@@ -24,7 +25,9 @@ struct pool {
     unsigned busy;
     unsigned waiting; /* threads asleep on wake */
     bool stopping;
-    _Atomic unsigned *busy_gauge, *queued_gauge; /* mirrors, for other processes */
+    _Atomic unsigned *busy_gauge, *queued_gauge;     /* mirrors, for other processes */
+    void (*on_start)(void *arg, uint64_t waited_us); /* under the lock */
+    void *on_start_arg;
 
     pthread_mutex_t done_lock;
     struct queue done;
@@ -101,6 +104,20 @@ void pool_set_gauges(struct pool *p, _Atomic unsigned *busy, _Atomic unsigned *q
     pthread_mutex_unlock(&p->lock);
 }
 
+void pool_set_wait_hook(struct pool *p, void (*on_start)(void *arg, uint64_t waited_us),
+                        void *arg) {
+    pthread_mutex_lock(&p->lock);
+    p->on_start = on_start;
+    p->on_start_arg = arg;
+    pthread_mutex_unlock(&p->lock);
+}
+
+static uint64_t now_us(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000000 + (uint64_t)ts.tv_nsec / 1000;
+}
+
 static void *thread_main(void *arg) {
     struct pool *p = arg;
     on_pool_thread = true;
@@ -117,6 +134,10 @@ static void *thread_main(void *arg) {
         j->started = true;
         p->busy++;
         update_gauges(p);
+        if (p->on_start) {
+            uint64_t now = now_us();
+            p->on_start(p->on_start_arg, now > j->queued_us ? now - j->queued_us : 0);
+        }
         pthread_mutex_unlock(&p->lock);
         j->work(j);
         pool_post(p, j);
@@ -189,6 +210,7 @@ static int submit(struct pool *p, struct pool_job *job, bool now) {
         return -1;
     }
     job->started = false;
+    if (p->on_start) job->queued_us = now_us();
     /* a staged job is out of the threads' reach until the kick, also of a
      * busy thread that looks for more work: it starts only after the code
      * that submitted it has returned */

@@ -11,6 +11,7 @@
 
 #include <stdatomic.h>
 #include <stdbool.h>
+#include <stdint.h>
 
 struct pool;
 
@@ -23,6 +24,7 @@ struct pool_job {
     void (*work)(struct pool_job *job); /* on a pool thread */
     void (*done)(struct pool_job *job); /* on the loop thread, after work */
     bool started;                       /* a thread took it (under the pool's lock) */
+    uint64_t queued_us;                 /* when submitted (with a wait hook) */
 };
 
 /* Starts threads; queue_max jobs may wait beyond the running ones. Each
@@ -69,5 +71,8 @@ unsigned pool_sleeping(struct pool *p);
 /* Shared counters the pool keeps equal to pool_busy() and pool_queued() as
  * they change (the scoreboard's), or NULL. Before the first submit. */
 void pool_set_gauges(struct pool *p, _Atomic unsigned *busy, _Atomic unsigned *queued);
+/* Called when a thread takes a job, with how long it waited (CLOCK_MONOTONIC
+ * µs), under the pool's lock: calls never overlap. Before the first submit. */
+void pool_set_wait_hook(struct pool *p, void (*on_start)(void *arg, uint64_t waited_us), void *arg);
 
 #endif

@@ -102,7 +102,7 @@ int routes_check(const struct conf *c, char *err, size_t errlen) {
     return 0;
 }
 
-int routes_init(struct routes *rs, const struct conf *c, char *err, size_t errlen) {
+int routes_init(struct routes *rs, const struct conf *c, bool admin, char *err, size_t errlen) {
     rs->n = 0;
     rs->v = calloc(c->nroutes ? c->nroutes : 1, sizeof *rs->v);
     if (!rs->v) {
@@ -111,6 +111,7 @@ int routes_init(struct routes *rs, const struct conf *c, char *err, size_t errle
     }
     for (size_t i = 0; i < c->nroutes; i++) {
         struct route *rt = &rs->v[rs->n];
+        if (c->routes[i].admin != admin) continue;
         if (route_build(rt, c, &c->routes[i], err, errlen) < 0) {
             routes_free(rs);
             return -1;
@@ -135,6 +136,12 @@ int routes_init(struct routes *rs, const struct conf *c, char *err, size_t errle
         rt->inited = true;
     }
     return 0;
+}
+
+bool route_admits(const struct route *rt, const struct sockaddr *peer) {
+    const struct conf_route *cr = rt->conf;
+    if (cr->deny.n + cr->deny.unix_peers + cr->deny.all && acl_match(&cr->deny, peer)) return false;
+    return !(cr->allow.n + cr->allow.unix_peers + cr->allow.all) || acl_match(&cr->allow, peer);
 }
 
 void routes_free(struct routes *rs) {

@@ -23,6 +23,7 @@
 
 #include <stdbool.h>
 #include <stddef.h>
+#include <sys/socket.h>
 
 #include "server/conf.h"
 #include "workers/http.h"
@@ -69,9 +70,12 @@ static inline enum route_mode route_mode(const struct route *rt) {
     return rt->mode;
 }
 
-/* Builds the table from the configuration (whose routes' handlers are
- * resolved: handlers.h) and runs each handler's init. 0, or -1 with err. */
-int routes_init(struct routes *rs, const struct conf *c, char *err, size_t errlen);
+/* Builds the table from the configuration's routes (whose handlers are
+ * resolved: handlers.h) of the main listeners, or with admin those of the
+ * admin listener, and runs each handler's init. 0, or -1 with err. */
+int routes_init(struct routes *rs, const struct conf *c, bool admin, char *err, size_t errlen);
+/* Whether the route serves a client at peer (its allow and deny lists). */
+bool route_admits(const struct route *rt, const struct sockaddr *peer);
 /* Runs each handler's fini, frees the table. */
 void routes_free(struct routes *rs);
 /* Once a second, from the worker's tick: each handler's tick. */

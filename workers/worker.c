@@ -125,8 +125,9 @@ static void on_accept(evutil_socket_t lfd, short what, void *arg) {
             }
         }
         w->accept_defers = 0;
-        atomic_fetch_add_explicit(&w->slot->accepted, 1, memory_order_relaxed);
-        conn_accept(&w->conns, fd, (struct sockaddr *)&sa, len);
+        sb_add(&w->slot->c[SBC_ACCEPTED], 1);
+        conn_accept(&w->conns, fd, (struct sockaddr *)&sa, len,
+                    lfd == w->admin_fd ? &w->admin_routes : &w->routes);
     }
 }
 
@@ -158,6 +159,29 @@ static void on_pool(evutil_socket_t fd, short what, void *arg) {
 
 static void update_slot(struct worker *w) {
     atomic_store_explicit(&w->slot->heartbeat_ms, monotonic_ms(), memory_order_relaxed);
+    conns_publish(&w->conns);
+}
+
+/* A pool thread took a job (under the pool's lock: one writer at a time). */
+static void count_pool_wait(void *arg, uint64_t waited_us) {
+    struct sb_slot *slot = arg;
+    sb_add(&slot->c[SBC_POOL_JOBS], 1);
+    sb_add(&slot->c[SBC_POOL_WAIT + sb_bucket(waited_us)], 1);
+    sb_add(&slot->c[SBC_POOL_WAIT_SUM], waited_us);
+}
+
+/* The slot's route entries, named after the configuration's routes in their
+ * order (the route counters index them by it). */
+static void name_slot_routes(struct sb_slot *slot, const struct conf *c) {
+    size_t n = c->nroutes < SB_ROUTES ? c->nroutes : SB_ROUTES;
+    for (size_t i = 0; i < n; i++) {
+        const char *path =
+            i == SB_ROUTES - 1 && c->nroutes > SB_ROUTES ? SB_ROUTE_OTHER : c->routes[i].prefix;
+        /* the admin listener's routes may share a path with the site's */
+        snprintf(slot->routes[i].path, sizeof slot->routes[i].path, "%s%s",
+                 c->routes[i].admin ? "admin:" : "", path);
+    }
+    atomic_store_explicit(&slot->nroutes, (unsigned)n, memory_order_release);
 }
 
 static void on_tick(evutil_socket_t fd, short what, void *arg) {
@@ -165,6 +189,7 @@ static void on_tick(evutil_socket_t fd, short what, void *arg) {
     update_slot(w);
     if (w->alog) accesslog_flush(w->alog);
     routes_tick(&w->routes);
+    routes_tick(&w->admin_routes);
     /* a second without requests after some: give what the burst freed back
      * to the system, so that idle memory does not follow the busiest moment */
     uint64_t served = w->conns.requests;
@@ -327,11 +352,16 @@ static int setup(struct worker *w, const struct creds *creds) {
     /* the applications' per-worker state first: their routes may use it */
     if (handlers_worker_init(c, w->index, err, sizeof err) < 0) return start_failed(w, "%s", err);
     w->apps_inited = true;
-    if (routes_init(&w->routes, c, err, sizeof err) < 0) return start_failed(w, "%s", err);
+    if (routes_init(&w->routes, c, false, err, sizeof err) < 0 ||
+        routes_init(&w->admin_routes, c, true, err, sizeof err) < 0)
+        return start_failed(w, "%s", err);
     if (!(w->pool =
               pool_create(c->threads, c->pool_queue, handlers_thread_init, handlers_thread_exit)))
         return start_failed(w, "thread pool: %s", strerror(errno));
     pool_set_gauges(w->pool, &w->slot->pool_busy, &w->slot->pool_queued);
+    pool_set_wait_hook(w->pool, count_pool_wait, w->slot);
+    atomic_store_explicit(&w->slot->pool_threads, c->threads, memory_order_relaxed);
+    name_slot_routes(w->slot, c);
     w->pool_ev = event_new(w->base, pool_fd(w->pool), EV_READ | EV_PERSIST, on_pool, w);
 
     struct conns *cs = &w->conns;
@@ -407,6 +437,7 @@ static void teardown(struct worker *w) {
     for (size_t i = 0; i < sizeof evs / sizeof evs[0]; i++)
         if (evs[i]) event_free(evs[i]);
     routes_free(&w->routes);
+    routes_free(&w->admin_routes);
     if (w->apps_inited) handlers_worker_exit(w->conf);
     accesslog_close(w->alog);
     bufcache_trim(&w->conns.bufs);
@@ -425,6 +456,8 @@ int worker_run(const struct conf *conf, struct listener *listeners, size_t nlist
     w->index = index;
     w->listeners = listeners;
     w->nlisteners = nlisteners;
+    /* the admin listener's line is the last (conf_finish) */
+    w->admin_fd = conf->admin_listen && nlisteners ? listeners[nlisteners - 1].fd : -1;
     w->slot = slot;
 
     /* the master's business, not ours: a HUP sent to the process group must

@@ -61,6 +61,8 @@ struct worker {
     bool apps_inited; /* worker_init ran: worker_exit will */
     struct http_limits limits;
     struct routes routes;
+    struct routes admin_routes; /* admin_listen's (empty without one) */
+    int admin_fd;               /* its listening socket, or -1 */
     struct pool *pool;
     struct event *pool_ev;
 

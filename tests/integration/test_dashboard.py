@@ -147,6 +147,16 @@ def test_status_url_is_escaped_into_the_page(make_server):
     assert html.unescape(meta.group(1)) == url
 
 
+def test_admin_listener_serves_the_dashboard(make_server):
+    srv = make_server(config="[server]\nadmin_listen = 127.0.0.1:0\n[route /echo]\nhandler = echo\n")
+    admin = int(srv.addresses[-1].rsplit(":", 1)[1])  # the admin listener is logged last
+    r = get(admin, "/dashboard")
+    assert r.status == 200 and r.header("cache-control") == "no-store"
+    assert b'<meta name="status-url" content="/status">' in r.body
+    assert get(admin, "/status").status == 200  # what the page polls is there too
+    assert get(srv.port, "/dashboard").status == 404  # not on the site's listener
+
+
 @pytest.mark.parametrize("value", ["status", "//evil.example/status", "/\\evil.example",
                                    "http://evil.example/status", "/a\tb", ""])
 def test_status_url_must_be_a_path_of_this_server(tmp_path, value):

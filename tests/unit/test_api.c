@@ -52,7 +52,7 @@ static int setup(void **state) {
                      0);
     assert_int_equal(conf_finish(&fx->conf, err, sizeof err), 0);
     assert_int_equal(handlers_load(&fx->conf, err, sizeof err), 0);
-    assert_int_equal(routes_init(&fx->routes, &fx->conf, err, sizeof err), 0);
+    assert_int_equal(routes_init(&fx->routes, &fx->conf, false, err, sizeof err), 0);
     fx->env = (struct exchange_env){.base = fx->base, .conf = &fx->conf, .limits = &limits};
     *state = fx;
     return 0;
