@@ -103,6 +103,10 @@ static const struct setting settings[] = {
      "address of the admin listener (/status /metrics /healthz /readyz /dashboard); off"},
     {"admin_allow", K_STRING, F(admin_allow), "127.0.0.0/8 ::1 unix", 0, 0,
      "client networks the admin listener answers (others: 403); all = anyone"},
+    {"trusted_proxies", K_STRING, F(trusted_proxies_text), NULL, 0, 0,
+     "proxies whose real_ip_header names the client (networks, unix); none"},
+    {"real_ip_header", K_STRING, F(real_ip_header), "X-Forwarded-For", 0, 0,
+     "X-Forwarded-For, Forwarded (RFC 7239) or another list header such as X-Real-IP"},
 };
 #define NSETTINGS (sizeof settings / sizeof settings[0])
 _Static_assert(NSETTINGS <= CONF_MAX_SETTINGS, "raise CONF_MAX_SETTINGS in conf.h");
@@ -333,6 +337,7 @@ void conf_free(struct conf *c) {
     free(c->listen_line);
     for (size_t i = 0; i < c->nroutes; i++) free_route(&c->routes[i]);
     free(c->routes);
+    acl_free(&c->trusted_proxies);
     for (size_t i = 0; i < NSETTINGS; i++) {
         enum kind k = settings[i].kind;
         if (k == K_STRING || k == K_PATH || k == K_LOG)
@@ -831,6 +836,18 @@ int conf_finish(struct conf *c, char *err, size_t errlen) {
         return fail(err, errlen, "%snothing to serve: add a [route /] section or use --root DIR",
                     where);
     if (c->admin_listen && add_admin(c, err, errlen) < 0) return -1;
+    if (c->trusted_proxies_text) {
+        char why[256];
+        acl_free(&c->trusted_proxies);
+        if (acl_parse(&c->trusted_proxies, c->trusted_proxies_text, why, sizeof why) < 0)
+            return fail(err, errlen, "%strusted_proxies: %s",
+                        conf_where(c, conf_line(c, "trusted_proxies"), where, sizeof where), why);
+    }
+    for (const char *p = c->real_ip_header; *p; p++)
+        if (!(*p == '-' || (*p >= '0' && *p <= '9') || ((*p | 0x20) >= 'a' && (*p | 0x20) <= 'z')))
+            return fail(err, errlen, "%sreal_ip_header: \"%s\" is not a header name",
+                        conf_where(c, conf_line(c, "real_ip_header"), where, sizeof where),
+                        c->real_ip_header);
     for (size_t i = 0; i < c->nroutes; i++)
         if (check_route(c, &c->routes[i], err, errlen) < 0) return -1;
     if (c->group && !c->user)

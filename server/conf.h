@@ -106,9 +106,12 @@ struct conf {
     char *pid_file;
     char *user;
     char *group;
-    char *server_name;  /* Server header value */
-    char *admin_listen; /* the admin listener's address (also last in listen), or NULL */
-    char *admin_allow;  /* client networks the admin listener serves */
+    char *server_name;          /* Server header value */
+    char *admin_listen;         /* the admin listener's address (also last in listen), or NULL */
+    char *admin_allow;          /* client networks the admin listener serves */
+    char *trusted_proxies_text; /* trusted_proxies as written, or NULL */
+    struct acl trusted_proxies; /* parsed by conf_finish (empty when none) */
+    char *real_ip_header;       /* where trusted proxies name the client */
 
     struct conf_route *routes;
     size_t nroutes;

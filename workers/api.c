@@ -229,6 +229,10 @@ const struct sockaddr *pfd_client_addr(const pfd_req *r, socklen_t *len) {
     return &ex->peer.sa;
 }
 
+const char *pfd_scheme(const pfd_req *r) {
+    return CEX(r)->https ? "https" : "http";
+}
+
 const char *pfd_client_ip(pfd_req *r) {
     struct exchange *ex = EX(r);
     if (ex->client_ip) return ex->client_ip;

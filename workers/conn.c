@@ -145,7 +145,7 @@ static void request_done(struct conn *c, struct exchange *ex, int status) {
     if (!cs->alog) return;
     struct timeval wall;
     event_base_gettimeofday_cached(cs->base, &wall);
-    accesslog_write(cs->alog, c->peer.sa.sa_family == AF_UNIX ? NULL : &c->peer.sa, wall.tv_sec,
+    accesslog_write(cs->alog, ex->peer.sa.sa_family == AF_UNIX ? NULL : &ex->peer.sa, wall.tv_sec,
                     ex->req, status, ex->body_bytes, usec);
 }
 
@@ -190,6 +190,7 @@ static int queue_head(struct conn *c) {
         .version = version,
         .head_request = ex->head_only,
         .keep_alive = keep,
+        .keepalive_s = cs->conf->keepalive_timeout >= 1000 ? cs->conf->keepalive_timeout / 1000 : 1,
         .server = cs->conf->server_name,
         .data_copy_max = BODY_COPY_MAX,
     };
@@ -520,6 +521,15 @@ static enum step head_done(struct conn *c, size_t head_len) {
     ex->head_len = head_len;
     ex->req = req;
     ex->head_only = req->method == METHOD_HEAD;
+    if (cs->realip.trusted) { /* the client a trusted proxy speaks for */
+        struct sockaddr_storage client;
+        socklen_t len;
+        if (realip_resolve(&cs->realip, &c->peer.sa, req, &client, &len, &ex->https) &&
+            len <= sizeof ex->peer) {
+            memcpy(&ex->peer, &client, len);
+            ex->peer_len = len;
+        }
+    }
     ex->route = routes_match(c->routes, req, ex->params, EX_MAX_PARAMS, &ex->nparams, &ex->allow);
     if (!http_msg_has_body(ex->msg)) {
         exchange_body_end(ex, 1); /* a PFD_BODY_STREAM reader gets 0 at once */
@@ -911,7 +921,17 @@ static void conn_timeout(struct conn *c) {
         if (c->discard) break; /* answered already: nothing more to say */
         if (refuse(c, 408) != STEP_CLOSED) conn_run(c);
         return;
-    case CONN_IDLE: close_reason(c, SB_CLOSE_IDLE_TIMEOUT); break;
+    case CONN_IDLE:
+        /* a request that came as the timer fired is answered, not cut: a
+         * proxy reusing the connection must never see it closed under a
+         * request it sent */
+        if (unread_input(c)) {
+            c->timer_restarted = true;
+            if (conn_read(c) == 0) conn_run(c);
+            return;
+        }
+        close_reason(c, SB_CLOSE_IDLE_TIMEOUT);
+        break;
     case CONN_LINGERING: break; /* it closes for the reason it lingered */
     case CONN_HANDLING:
         if (c->body_stream) {
@@ -978,7 +998,9 @@ void conn_accept(struct conns *cs, int fd, const struct sockaddr *peer, socklen_
         memcpy(&c->peer, peer, peerlen);
         c->peer_len = peerlen;
     } else {
-        c->peer.sa.sa_family = AF_UNSPEC;
+        /* a client's bound unix socket: its path is of no use here */
+        c->peer.sa.sa_family = peer->sa_family == AF_UNIX ? AF_UNIX : AF_UNSPEC;
+        c->peer_len = sizeof(sa_family_t);
     }
     event_assign(&c->rev, cs->base, fd, EV_READ | EV_PERSIST, on_read, c);
     c->next = cs->list;

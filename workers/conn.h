@@ -58,6 +58,7 @@
 #include "server/scoreboard.h"
 #include "workers/buf.h"
 #include "workers/exchange.h"
+#include "workers/realip.h"
 #include "workers/route.h"
 
 struct conn;
@@ -81,6 +82,7 @@ struct conns {
     struct event_base *base;
     const struct conf *conf;
     const struct routes *routes; /* the main listeners' */
+    struct realip realip;        /* trusted_proxies */
     struct sb_slot *slot;
     struct accesslog *alog; /* NULL: no access log */
     struct exchange_env ex; /* what requests in flight need */

@@ -158,7 +158,7 @@ static void reset(struct exchange *ex) {
     ex->body_bytes = 0;
     ex->status = 0;
     ex->head_only = ex->streaming = ex->chunked = ex->stuck = ex->in_pool = false;
-    ex->failed = ex->stream_open = ex->is_async = false;
+    ex->failed = ex->stream_open = ex->is_async = ex->https = false;
     ex->stream_ended = ex->head_fixed = false;
     ex->pending = 0;
     ex->drain_cb = NULL;

@@ -133,6 +133,7 @@ struct exchange {
     unsigned nparams;
     unsigned allow;        /* no route: the methods of routes of this path (405), or 0 (404) */
     const char *client_ip; /* formatted on demand, in the arena */
+    bool https;            /* a trusted proxy says the client used https (realip.h) */
     uint64_t start_us;     /* monotonic, for the request time */
     uint64_t seq;          /* its position on the connection: 0 for the first (pfd_request_seq) */
     size_t head_len;       /* bytes of the connection's input holding the head */

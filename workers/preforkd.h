@@ -260,8 +260,12 @@ pfd_str pfd_body(const pfd_req *r);
  * body it reads through pfd_body. A handler that answers before the end of
  * the body is fine: the rest is read and dropped. */
 long pfd_body_read(pfd_req *r, void *buf, size_t cap);
-/* The client's address (for a unix socket: family AF_UNIX, no address). */
+/* The client's address: the peer, or the client a trusted proxy names
+ * (trusted_proxies); for a unix socket family AF_UNIX, no address. */
 const struct sockaddr *pfd_client_addr(const pfd_req *r, socklen_t *len);
+/* "https" when a trusted proxy (trusted_proxies) says the client used it,
+ * else "http". */
+const char *pfd_scheme(const pfd_req *r);
 /* The client's address as text ("192.0.2.1", "2001:db8::1", "unix"). */
 const char *pfd_client_ip(pfd_req *r);
 /* Memory freed with the request (8-byte aligned), or NULL. */

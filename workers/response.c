@@ -267,6 +267,13 @@ int response_serialize(const struct response *r, const struct response_framing *
         PUT("Connection: close\r\n");
     else if (f->version == 10)
         PUT("Connection: keep-alive\r\n");
+    if (f->keep_alive && f->keepalive_s) {
+        /* how long we wait for the next request: a client or proxy reusing
+         * the connection later should not (RFC 9112 9.3 leaves it to us) */
+        PUT("Keep-Alive: timeout=");
+        p += fmt_u64(p, f->keepalive_s);
+        PUT("\r\n");
+    }
     PUT("\r\n");
     if (send_mem) put_str(&p, body, body_len);
     out->end = (size_t)(p - out->data);

@@ -75,9 +75,10 @@ const char *http_date_now(time_t now);
 
 /* How the head is framed and whether the connection stays open. */
 struct response_framing {
-    unsigned version;  /* the request's: 10 or 11 */
-    bool head_request; /* HEAD: headers as for GET, no body */
-    bool keep_alive;   /* connection stays open after this response */
+    unsigned version;     /* the request's: 10 or 11 */
+    bool head_request;    /* HEAD: headers as for GET, no body */
+    bool keep_alive;      /* connection stays open after this response */
+    unsigned keepalive_s; /* Keep-Alive: timeout=N on a kept connection; 0: none */
     const char *server;
     size_t data_copy_max; /* a longer BODY_DATA body is not copied (the caller sends it); 0: no
                              limit */

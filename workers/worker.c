@@ -12,6 +12,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/prctl.h>
 #include <unistd.h>
 
@@ -370,6 +371,11 @@ static int setup(struct worker *w, const struct creds *creds) {
     cs->routes = &w->routes;
     cs->slot = w->slot;
     cs->alog = w->alog;
+    cs->realip = (struct realip){
+        .trusted = c->trusted_proxies_text ? &c->trusted_proxies : NULL,
+        .header = c->real_ip_header,
+        .forwarded = strcasecmp(c->real_ip_header, "Forwarded") == 0,
+    };
     cs->ex = (struct exchange_env){.base = w->base,
                                    .conf = c,
                                    .limits = &w->limits,

@@ -375,7 +375,13 @@ static int stats_handle(pfd_req *r) {
                       atomic_load(&ctr->body_failed));
 }
 
+/* Who the server says the client is: pfd_client_ip and pfd_scheme. */
+static int whoami_handle(pfd_req *r) {
+    return pfd_printf(r, "%s %s\n", pfd_client_ip(r), pfd_scheme(r));
+}
+
 static const pfd_handler handlers[] = {
+    {.name = "whoami", .handle = whoami_handle, .body = PFD_BODY_DROP},
     {.name = "async", .handle = async_handle, .body = PFD_BODY_DROP},
     {.name = "after", .handle = after_handle, .body = PFD_BODY_DROP},
     {.name = "stream", .handle = stream_handle, .body = PFD_BODY_DROP},
