@@ -801,7 +801,7 @@ static int check_route(const struct conf *c, const struct conf_route *r, char *e
 /* The admin listener: its address joins the listen lines (last), and its
  * routes join the table, marked admin, each behind admin_allow. */
 static int add_admin(struct conf *c, char *err, size_t errlen) {
-    static const char *const handlers[] = {"status", "metrics", "healthz", "readyz"};
+    static const char *const handlers[] = {"status", "metrics", "healthz", "readyz", "dashboard"};
     char where[PATH_MAX + 32], why[256];
     int line = conf_line(c, "admin_listen");
     /* the same address twice cannot be bound (port 0 is a new port each) */

@@ -22,8 +22,8 @@
 #define DEFAULT_SYMBOL "preforkd_module"
 
 static const pfd_handler *const builtins[] = {
-    &static_handler,  &sleep_handler,   &echo_handler,   &status_handler,
-    &metrics_handler, &healthz_handler, &readyz_handler, &httpbin_handler,
+    &static_handler,  &sleep_handler,  &echo_handler,    &status_handler,    &metrics_handler,
+    &healthz_handler, &readyz_handler, &httpbin_handler, &dashboard_handler,
 #ifdef PREFORKD_FAULT_HANDLER
     &fault_handler,
 #endif

@@ -2,13 +2,14 @@
  * applications that provide them.
  *
  * A [route]'s handler = NAME is looked up, in order, among the built-in
- * handlers (static, echo, sleep, status, httpbin; fault in test builds), the
- * handlers of the application the server was built with (pfd_main's app),
- * and, when the route names a module, that module's handlers (handler =
- * module takes its first). Modules are loaded by the master when the
- * configuration is loaded, so that --check, a start and a reload all refuse
- * a module that is missing, lacks its symbol, was built against another
- * API version or has an undefined symbol, with the route's file and line.
+ * handlers (static, echo, sleep, status, dashboard, httpbin...; fault in
+ * test builds), the handlers of the application the server was built with
+ * (pfd_main's app), and, when the route names a module, that module's
+ * handlers (handler = module takes its first). Modules are loaded by the
+ * master when the configuration is loaded, so that --check, a start and a
+ * reload all refuse a module that is missing, lacks its symbol, was built
+ * against another API version or has an undefined symbol, with the route's
+ * file and line.
  *
  * Each load of a configuration loads its modules afresh: the file is copied
  * into an anonymous memory file and loaded from there, so a module rebuilt
@@ -52,5 +53,6 @@ extern const pfd_handler echo_handler;
 #ifdef PREFORKD_FAULT_HANDLER
 extern const pfd_handler fault_handler;
 #endif
+extern const pfd_handler dashboard_handler; /* workers/dashboard.c */
 
 #endif

@@ -4,7 +4,7 @@
  * worker per CPU; each worker runs one event loop (the loop thread) for all
  * socket I/O, and a pool of threads for blocking work. This header is all an
  * application sees of it. The server's own handlers (static, echo, sleep,
- * status, httpbin) are written on it and nothing else.
+ * status, dashboard, httpbin) are written on it and nothing else.
  *
  * A handler answers the requests of the [route] sections that name it:
  *
