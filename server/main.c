@@ -140,8 +140,10 @@ int pfd_main(int argc, char **argv, const pfd_app *app) {
     }
     if (cli.check) {
         if (warn[0]) fprintf(stderr, "preforkd: warning: %s\n", warn);
-        printf("preforkd: configuration%s%s is valid\n", args.conf.file ? " " : "",
-               args.conf.file ? args.conf.file : "");
+        /* -T: the verdict on stderr, the configuration alone on stdout */
+        fprintf(cli.dump ? stderr : stdout, "preforkd: configuration%s%s is valid\n",
+                args.conf.file ? " " : "", args.conf.file ? args.conf.file : "");
+        if (cli.dump) conf_dump(&args.conf, stdout);
         conf_free(&args.conf);
         return 0;
     }

@@ -371,14 +371,16 @@ int master_signal(const char *pid_file, const char *name, int *bad_name, char *e
     static const struct {
         const char *name;
         int sig;
-    } names[] = {{"reload", SIGHUP}, {"stop", SIGINT}, {"quit", SIGQUIT}, {"reopen", SIGUSR1}};
+    } names[] = {{"reload", SIGHUP},  {"stop", SIGINT},  {"quit", SIGQUIT},
+                 {"reopen", SIGUSR1}, {"ttin", SIGTTIN}, {"ttou", SIGTTOU}};
     int sig = 0;
     *bad_name = 0;
     for (size_t i = 0; i < sizeof names / sizeof names[0]; i++)
         if (strcmp(name, names[i].name) == 0) sig = names[i].sig;
     if (!sig) {
         *bad_name = 1;
-        snprintf(err, errlen, "--signal: expected reload, stop, quit or reopen, got \"%s\"", name);
+        snprintf(err, errlen,
+                 "--signal: expected reload, stop, quit, reopen, ttin or ttou, got \"%s\"", name);
         return -1;
     }
     if (!pid_file) {

@@ -115,7 +115,7 @@ int master_check(const struct conf *c, struct creds *creds, char *warn, size_t w
  * describes the choice. */
 unsigned master_auto_workers(char *why, size_t whylen);
 
-/* Sends the signal for name (reload, stop, quit, reopen) to the pid in
+/* Sends the signal for name (reload, stop, quit, reopen, ttin, ttou) to the pid in
  * pid_file. 0, or -1 with err set; *bad_name tells a usage error (an unknown
  * name, no pid_file). */
 int master_signal(const char *pid_file, const char *name, int *bad_name, char *err, size_t errlen);
