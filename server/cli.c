@@ -9,7 +9,7 @@ enum {
     OPT_ACCESS_LOG = 256,
     OPT_ERROR_LOG,
     OPT_PID_FILE,
-    OPT_CHECK,
+    OPT_THREADS,
 };
 
 static const struct option options[] = {
@@ -17,11 +17,11 @@ static const struct option options[] = {
     {"listen", required_argument, NULL, 'l'},
     {"root", required_argument, NULL, 'r'},
     {"workers", required_argument, NULL, 'w'},
-    {"threads", required_argument, NULL, 't'},
+    {"threads", required_argument, NULL, OPT_THREADS},
     {"access-log", required_argument, NULL, OPT_ACCESS_LOG},
     {"error-log", required_argument, NULL, OPT_ERROR_LOG},
     {"pid-file", required_argument, NULL, OPT_PID_FILE},
-    {"check", no_argument, NULL, OPT_CHECK},
+    {"check", no_argument, NULL, 't'},
     {"signal", required_argument, NULL, 's'},
     {"version", no_argument, NULL, 'v'},
     {"help", no_argument, NULL, 'h'},
@@ -33,7 +33,7 @@ int cli_parse(int argc, char **argv, struct cli *cli, char *err, size_t errlen) 
     opterr = 0;
     optind = 0; /* 0, not 1: glibc then also forgets a half-read "-xv" */
     int opt;
-    while ((opt = getopt_long(argc, argv, ":c:l:r:w:t:s:vVh", options, NULL)) != -1) {
+    while ((opt = getopt_long(argc, argv, ":c:l:r:w:s:tTvVh", options, NULL)) != -1) {
         switch (opt) {
         case 'c': cli->config = optarg; break;
         case 'l':
@@ -45,11 +45,12 @@ int cli_parse(int argc, char **argv, struct cli *cli, char *err, size_t errlen) 
             break;
         case 'r': cli->root = optarg; break;
         case 'w': cli->workers = optarg; break;
-        case 't': cli->threads = optarg; break;
+        case OPT_THREADS: cli->threads = optarg; break;
         case OPT_ACCESS_LOG: cli->access_log = optarg; break;
         case OPT_ERROR_LOG: cli->error_log = optarg; break;
         case OPT_PID_FILE: cli->pid_file = optarg; break;
-        case OPT_CHECK: cli->check = true; break;
+        case 't': cli->check = true; break;
+        case 'T': cli->check = cli->dump = true; break;
         case 's': cli->signal = optarg; break;
         case 'v': cli->version = true; break;
         case 'V': cli->build_info = true; break;
@@ -142,13 +143,15 @@ void cli_usage(FILE *out) {
           "                           (repeatable; replaces the config's listen lines)\n"
           "  -r, --root DIR           serve the files in DIR at /\n"
           "  -w, --workers N|auto     worker processes\n"
-          "  -t, --threads N          pool threads per worker\n"
+          "      --threads N          pool threads per worker\n"
           "      --access-log PATH|off\n"
           "      --error-log PATH\n"
           "      --pid-file PATH\n"
-          "      --check              validate the configuration and exit (0 ok, 2 bad)\n"
-          "  -s, --signal NAME        send reload, stop, quit or reopen to the running\n"
-          "                           master (found through pid_file)\n"
+          "  -t, --check              validate the configuration and exit (0 ok, 2 bad)\n"
+          "  -T                       validate, then print the effective configuration\n"
+          "                           (every setting with its value, each route)\n"
+          "  -s, --signal NAME        send reload, stop, quit, reopen, ttin or ttou to the\n"
+          "                           running master (found through pid_file)\n"
           "  -v, --version            print the version\n"
           "  -V                       print the version, the commit and build it comes\n"
           "                           from, and the libraries it was built against and\n"

@@ -22,7 +22,8 @@ struct cli {
     const char *error_log;
     const char *pid_file;
     const char *signal;
-    bool check;
+    bool check; /* -t, --check */
+    bool dump;  /* -T: check, then print the effective configuration */
     bool version;
     bool build_info; /* -V */
     bool help;

@@ -3,6 +3,7 @@
 
 #include "server/listen.h"
 
+#include <arpa/inet.h>
 #include <ctype.h>
 #include <errno.h>
 #include <ini.h>
@@ -17,7 +18,7 @@
 enum kind {
     K_UINT,     /* plain count */
     K_SIZE,     /* bytes, k/m/g suffixes */
-    K_DURATION, /* ms, s or m suffix; a bare number is seconds */
+    K_DURATION, /* h, m, s, ms parts (1m30s); a bare number is seconds */
     K_STRING,   /* free text */
     K_PATH,     /* file path, made absolute against the config's folder */
     K_LOG,      /* a path, "-" (stdout) or "off" */
@@ -153,22 +154,36 @@ int conf_parse_size(const char *s, uint64_t *out) {
     return 0;
 }
 
+/* "90" (seconds), "500ms", "30s", "2m", "1h", or parts from the largest
+ * unit down, each unit once: "1m30s", "1h2m", "1h0m5s250ms". */
 int conf_parse_duration(const char *s, unsigned *ms) {
-    uint64_t v, mult;
+    static const struct {
+        const char *unit;
+        uint64_t mult;
+    } units[] = {{"h", 3600 * 1000}, {"ms", 1}, {"m", 60 * 1000}, {"s", 1000}};
+    /* the order units must come in: h, m, s, ms */
+    static const unsigned rank[] = {0, 3, 1, 2};
+    uint64_t v, total = 0;
     const char *end;
+    unsigned next = 0;
     if (parse_u64(s, &end, &v) < 0) return -1;
-    if (strcmp(end, "ms") == 0)
-        mult = 1;
-    else if (strcmp(end, "s") == 0 || *end == '\0')
-        mult = 1000;
-    else if (strcmp(end, "m") == 0)
-        mult = 60 * 1000;
-    else if (strcmp(end, "h") == 0)
-        mult = 3600 * 1000;
-    else
-        return -1;
-    if (v > UINT_MAX / mult) return -1;
-    *ms = (unsigned)(v * mult);
+    if (*end == '\0') { /* a bare number is seconds */
+        if (v > UINT_MAX / 1000) return -1;
+        *ms = (unsigned)(v * 1000);
+        return 0;
+    }
+    for (;;) {
+        size_t u = 0, n = sizeof units / sizeof units[0];
+        while (u < n && strncmp(end, units[u].unit, strlen(units[u].unit)) != 0) u++;
+        if (u == n || rank[u] < next) return -1;
+        if (v > (UINT_MAX - total) / units[u].mult) return -1;
+        total += v * units[u].mult;
+        next = rank[u] + 1;
+        end += strlen(units[u].unit);
+        if (*end == '\0') break;
+        if (parse_u64(end, &end, &v) < 0) return -1;
+    }
+    *ms = (unsigned)total;
     return 0;
 }
 
@@ -840,6 +855,10 @@ int conf_finish(struct conf *c, char *err, size_t errlen) {
     char where[PATH_MAX + 32] = "";
     if (c->nlisten == 0 && conf_set(c, "listen", "127.0.0.1:8080", err, errlen) < 0) return -1;
     if (c->file) snprintf(where, sizeof where, "%s: ", c->file);
+    if (c->nroutes == 0 && !c->file)
+        return fail(err, errlen,
+                    "nothing to serve: give a configuration with --config FILE (a [route /] "
+                    "section) or serve a folder with --root DIR (see --help)");
     if (c->nroutes == 0)
         return fail(err, errlen, "%snothing to serve: add a [route /] section or use --root DIR",
                     where);
@@ -887,4 +906,109 @@ void conf_describe(void (*emit)(const char *, const char *, const char *, void *
     for (size_t i = 0; i < NSETTINGS; i++)
         emit(settings[i].name, settings[i].dflt ? settings[i].dflt : unset_meaning(&settings[i]),
              settings[i].doc, arg);
+}
+
+/* ---- the effective configuration (-T) --------------------------------- */
+
+/* A duration in the largest unit that keeps it exact: "90s", "2m", "250ms". */
+static void format_duration(unsigned ms, char *out, size_t len) {
+    if (ms && ms % (3600 * 1000) == 0)
+        snprintf(out, len, "%uh", ms / (3600 * 1000));
+    else if (ms && ms % (60 * 1000) == 0)
+        snprintf(out, len, "%um", ms / (60 * 1000));
+    else if (ms % 1000 == 0)
+        snprintf(out, len, "%us", ms / 1000);
+    else
+        snprintf(out, len, "%ums", ms);
+}
+
+static void format_size(uint64_t v, char *out, size_t len) {
+    static const char suffix[] = "gmk";
+    static const uint64_t mult[] = {GIB, 1024 * 1024, 1024};
+    for (size_t i = 0; i < 3; i++)
+        if (v && v % mult[i] == 0) {
+            snprintf(out, len, "%llu%c", (unsigned long long)(v / mult[i]), suffix[i]);
+            return;
+        }
+    snprintf(out, len, "%llu", (unsigned long long)v);
+}
+
+static void dump_acl(FILE *out, const char *name, const struct acl *a) {
+    if (!a->all && !a->unix_peers && !a->n) return;
+    fprintf(out, "%s =", name);
+    if (a->all) fputs(" all", out);
+    if (a->unix_peers) fputs(" unix", out);
+    for (size_t i = 0; i < a->n; i++) {
+        char host[INET6_ADDRSTRLEN];
+        inet_ntop(a->v[i].family, a->v[i].addr, host, sizeof host);
+        fprintf(out, " %s/%u", host, a->v[i].bits);
+    }
+    fputc('\n', out);
+}
+
+void conf_dump(const struct conf *c, FILE *out) {
+    static const char *const levels[] = {"error", "warn", "info", "debug"};
+    char text[64];
+    fprintf(out, "; the effective configuration%s%s: every setting, defaults included\n",
+            c->file ? " of " : "", c->file ? c->file : "");
+    fputs("[server]\n", out);
+    for (size_t i = 0; i < NSETTINGS; i++) {
+        const struct setting *s = &settings[i];
+        const void *field = (const char *)c + s->off;
+        const char *value = text;
+        switch (s->kind) {
+        case K_LISTEN:
+            /* the admin listener is added last from admin_listen */
+            for (size_t j = 0; j < c->nlisten; j++)
+                if (!(c->admin_listen && j == c->nlisten - 1 &&
+                      strcmp(c->listen[j], c->admin_listen) == 0))
+                    fprintf(out, "listen = %s\n", c->listen[j]);
+            continue;
+        case K_UINT: snprintf(text, sizeof text, "%u", *(const unsigned *)field); break;
+        case K_WORKERS:
+            if (*(const unsigned *)field)
+                snprintf(text, sizeof text, "%u", *(const unsigned *)field);
+            else
+                value = "auto";
+            break;
+        case K_SIZE: format_size(*(const uint64_t *)field, text, sizeof text); break;
+        case K_DURATION: format_duration(*(const unsigned *)field, text, sizeof text); break;
+        case K_LEVEL: value = levels[*(const enum conf_log_level *)field]; break;
+        case K_LOG:
+        case K_PATH:
+        case K_STRING:
+            value = *(char *const *)field;
+            if (!value) {
+                fprintf(out, "; %s = (%s)\n", s->name,
+                        s->kind == K_LOG && s->off != F(error_log) ? "off" : unset_meaning(s));
+                continue;
+            }
+            break;
+        }
+        fprintf(out, "%s = %s\n", s->name, value);
+    }
+    for (size_t i = 0; i < c->nroutes; i++) {
+        const struct conf_route *r = &c->routes[i];
+        if (r->admin) continue; /* made from admin_listen */
+        fprintf(out, "\n[route %s%s]\n", r->match == CONF_MATCH_EXACT ? "= " : "", r->prefix);
+        if (r->base_dir) fprintf(out, "; relative paths resolve against %s\n", r->base_dir);
+        fprintf(out, "handler = %s\n", r->handler ? r->handler : "static");
+        if (r->module) fprintf(out, "module = %s\n", r->module);
+        if (r->symbol) fprintf(out, "symbol = %s\n", r->symbol);
+        if (r->mode_set) fprintf(out, "mode = %s\n", r->mode == ROUTE_POOL ? "pool" : "inline");
+        if (r->methods) {
+            fputs("methods =", out);
+            for (size_t m = 0; m < sizeof method_names / sizeof method_names[0]; m++)
+                if (r->methods & (1u << m)) fprintf(out, " %s", method_names[m]);
+            fputc('\n', out);
+        }
+        if (r->max_body_size_set) {
+            format_size(r->max_body_size, text, sizeof text);
+            fprintf(out, "max_body_size = %s\n", text);
+        }
+        dump_acl(out, "allow", &r->allow);
+        dump_acl(out, "deny", &r->deny);
+        for (size_t j = 0; j < r->nsettings; j++)
+            fprintf(out, "%s = %s\n", r->settings[j].name, r->settings[j].value);
+    }
 }

@@ -11,6 +11,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
 
 #include "server/acl.h"
 
@@ -166,6 +167,11 @@ int conf_number(const struct conf *c, const char *name, const char *text, uint64
 /* Parsers for setting values, exposed for tests. */
 int conf_parse_size(const char *s, uint64_t *out);
 int conf_parse_duration(const char *s, unsigned *ms);
+
+/* Writes the configuration as an INI file would give it (-T): every
+ * [server] setting with its value (defaults too; unset ones as comments),
+ * then each route section but the admin listener's. */
+void conf_dump(const struct conf *c, FILE *out);
 
 /* Writes the settings table as "name default description" lines (for --help). */
 void conf_describe(void (*emit)(const char *name, const char *dflt, const char *doc, void *arg),

@@ -15,6 +15,7 @@ struct listener {
     socklen_t salen;
     char bound[128]; /* the address really bound: port 0 resolved */
     bool unix_owned; /* we created the socket file: unlink it at the end */
+    bool activated;  /* passed by the service manager (server/service.h) */
 };
 
 /* Parses "IP:port", "[v6]:port", "*:port", "localhost:port" or "unix:/path". */

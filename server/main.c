@@ -13,6 +13,7 @@
 #include "server/listen.h"
 #include "server/log.h"
 #include "server/master.h"
+#include "server/service.h"
 #include "server/version.h"
 #include "workers/handlers.h"
 #include "workers/preforkd.h"
@@ -73,8 +74,12 @@ static int serve(const struct cli *cli, char **argv, struct master_args *a, cons
 
     if (warn[0]) log_warn("%s", warn);
 
+    /* sockets of a master we replace, and those systemd passed: taken
+     * over by the listen lines that name them, never bound again */
     struct listeners inherited;
     if (inherited_listeners(&inherited, &a->replaces, err, sizeof err) < 0 ||
+        service_listeners(&inherited, conf->listen, conf->nlisten, err, sizeof err) < 0 ||
+        service_check_kept(&inherited, conf->listen, conf->nlisten, err, sizeof err) < 0 ||
         listeners_open(&a->listeners, conf->listen, conf->nlisten, conf->backlog, &inherited, err,
                        sizeof err) < 0) {
         log_error("%s", err);
@@ -90,7 +95,8 @@ static int serve(const struct cli *cli, char **argv, struct master_args *a, cons
     listeners_close_sockets(&inherited);
     a->dropped = inherited;
     for (size_t i = 0; i < a->listeners.n; i++)
-        log_info("listening on %s", a->listeners.v[i].bound);
+        log_info("listening on %s%s", a->listeners.v[i].bound,
+                 a->listeners.v[i].activated ? " (socket from the service manager)" : "");
     int status = master_run(a);
     log_close();
     return status;
@@ -134,8 +140,10 @@ int pfd_main(int argc, char **argv, const pfd_app *app) {
     }
     if (cli.check) {
         if (warn[0]) fprintf(stderr, "preforkd: warning: %s\n", warn);
-        printf("preforkd: configuration%s%s is valid\n", args.conf.file ? " " : "",
-               args.conf.file ? args.conf.file : "");
+        /* -T: the verdict on stderr, the configuration alone on stdout */
+        fprintf(cli.dump ? stderr : stdout, "preforkd: configuration%s%s is valid\n",
+                args.conf.file ? " " : "", args.conf.file ? args.conf.file : "");
+        if (cli.dump) conf_dump(&args.conf, stdout);
         conf_free(&args.conf);
         return 0;
     }

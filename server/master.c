@@ -21,6 +21,7 @@
 
 #include "server/log.h"
 #include "server/scoreboard.h"
+#include "server/service.h"
 #include "workers/handlers.h"
 #include "workers/worker.h"
 
@@ -138,6 +139,12 @@ static const char *exit_text(int status, char *buf, size_t len) {
     else
         snprintf(buf, len, "exited with status %d", WEXITSTATUS(status));
     return buf;
+}
+
+/* READY=1 for the service manager, with what serves now. */
+static void notify_serving(const struct master *m, const char *extra) {
+    service_notify("READY=1\nSTATUS=serving with %u worker(s), generation %u%s", m->cur.nprocs,
+                   m->cur.id, extra);
 }
 
 /* ---- workers = auto --------------------------------------------------- */
@@ -366,14 +373,16 @@ int master_signal(const char *pid_file, const char *name, int *bad_name, char *e
     static const struct {
         const char *name;
         int sig;
-    } names[] = {{"reload", SIGHUP}, {"stop", SIGINT}, {"quit", SIGQUIT}, {"reopen", SIGUSR1}};
+    } names[] = {{"reload", SIGHUP},  {"stop", SIGINT},  {"quit", SIGQUIT},
+                 {"reopen", SIGUSR1}, {"ttin", SIGTTIN}, {"ttou", SIGTTOU}};
     int sig = 0;
     *bad_name = 0;
     for (size_t i = 0; i < sizeof names / sizeof names[0]; i++)
         if (strcmp(name, names[i].name) == 0) sig = names[i].sig;
     if (!sig) {
         *bad_name = 1;
-        snprintf(err, errlen, "--signal: expected reload, stop, quit or reopen, got \"%s\"", name);
+        snprintf(err, errlen,
+                 "--signal: expected reload, stop, quit, reopen, ttin or ttou, got \"%s\"", name);
         return -1;
     }
     if (!pid_file) {
@@ -610,6 +619,7 @@ static void reap(struct master *m) {
                           "serving",
                           (int)pid, how);
                 if (m->cur.conf.pid_file) write_pid_file(m->cur.conf.pid_file);
+                notify_serving(m, " (the last binary upgrade failed)");
             } else {
                 log_warn("the new master (pid %d) %s while this master is stopping", (int)pid, how);
             }
@@ -696,6 +706,8 @@ static int open_next_listeners(struct master *m, struct generation *g, char *err
         snprintf(err, errlen, "out of memory");
         goto fail;
     }
+    /* a socket from the service manager is never closed by a reload */
+    if (service_check_kept(cur, g->conf.listen, g->conf.nlisten, err, errlen) < 0) goto fail;
     for (size_t i = 0; i < cur->n; i++) {
         struct listener *l = &loan.v[loan.n];
         *l = cur->v[i];
@@ -775,6 +787,7 @@ static void abandon_next(struct master *m) {
     close_next_listeners(m);
     use_logs_of(&m->cur.conf, &g->conf);
     end_reload(m);
+    notify_serving(m, " (the last reload failed)");
     if (m->reload_again) {
         m->reload_again = false;
         reload(m);
@@ -802,6 +815,7 @@ static void commit_next(struct master *m) {
     end_reload(m);
     log_info("reload done: generation %u serves with %u worker(s); the previous one is retiring",
              m->cur.id, m->cur.nprocs);
+    notify_serving(m, "");
     if (m->reload_again) {
         m->reload_again = false;
         reload(m);
@@ -825,6 +839,7 @@ static void generation_failed(struct master *m, struct generation *g, unsigned p
         return;
     }
     log_error("worker %u could not start: %s; stopping", pos, why);
+    service_notify("STATUS=worker %u could not start: %s", pos, why);
     m->failed = true;
     m->a->replaces = 0; /* an upgrade that failed: the old master keeps serving */
     close_listeners(m);
@@ -849,9 +864,11 @@ static void reload(struct master *m) {
         return;
     }
     log_info("reload: reading the configuration again");
+    service_reloading();
     memset(&g, 0, sizeof g);
     if (cli_load_config(a->cli, &g.conf, err, sizeof err) < 0) {
         log_error("reload failed: %s; still serving with the previous configuration", err);
+        notify_serving(m, " (the last reload failed)");
         return;
     }
     if (master_check(&g.conf, &g.creds, warn, sizeof warn, err, sizeof err) < 0 ||
@@ -863,6 +880,7 @@ static void reload(struct master *m) {
         m->next = g;
         close_next_listeners(m);
         end_reload(m);
+        notify_serving(m, " (the last reload failed)");
         return;
     }
     listeners_defer_accept(&g.listeners, g.conf.defer_accept);
@@ -905,6 +923,7 @@ static void add_worker(struct master *m) {
     memset(p, 0, sizeof *p);
     p->slot = slot;
     log_info("SIGTTIN: %u worker(s)", g->nprocs);
+    if (g == &m->cur && m->started) notify_serving(m, "");
     if (spawn(m, g, p, why, sizeof why) < 0) {
         if (starting(m, g)) {
             generation_failed(m, g, g->nprocs - 1, why);
@@ -926,6 +945,7 @@ static void remove_worker(struct master *m) {
         return;
     g->nprocs--;
     log_info("SIGTTOU: %u worker(s)", g->nprocs);
+    if (g == &m->cur && m->started) notify_serving(m, "");
 }
 
 /* Workers run as another user reopen their logs themselves: a file the
@@ -967,6 +987,7 @@ static void upgrade(struct master *m) {
         int sbfd = scoreboard_fd();
         snprintf(board, sizeof board, "%d", sbfd);
         if (sbfd >= 0 && fcntl(sbfd, F_SETFD, 0) == 0) setenv(ENV_SCOREBOARD, board, 1);
+        service_export(&m->cur.listeners);
         if (listeners_export(&m->cur.listeners, fds, sizeof fds) == 0 &&
             setenv(ENV_LISTENERS, fds, 1) == 0 && setenv(ENV_REPLACES, me, 1) == 0)
             execv(a->exe, a->argv);
@@ -974,6 +995,7 @@ static void upgrade(struct master *m) {
         _exit(127);
     }
     heir_pid = pid;
+    service_notify("STATUS=binary upgrade: new master (pid %d) starting", (int)pid);
     log_info("binary upgrade: started %s as pid %d; it retires this master once its workers "
              "serve",
              a->exe, (int)pid);
@@ -997,6 +1019,9 @@ static void check_replacement(struct master *m, uint64_t now) {
     if (generation_serves(m, &m->cur)) {
         log_info("binary upgrade: serving; asking the old master (pid %d) to stop gracefully",
                  (int)a->replaces);
+        /* the service manager follows this master from now on */
+        service_notify("MAINPID=%d\nREADY=1\nSTATUS=serving with %u worker(s) (binary upgrade)",
+                       (int)getpid(), m->cur.nprocs);
         kill(a->replaces, SIGQUIT);
         a->replaces = 0;
         m->owns_paths = true;
@@ -1085,6 +1110,9 @@ static void stop_fast(struct master *m) {
 
 static void begin_stop(struct master *m, bool fast) {
     m->handed_over |= heir_pid != 0;
+    /* once a new master serves, the service goes on: not a stop to report */
+    if (m->state == RUNNING && !m->handed_over)
+        service_notify("STOPPING=1\nSTATUS=%s stop", fast ? "fast" : "graceful");
     /* /readyz says 503 from now on; not when a new master serves on */
     if (!m->handed_over) mark_draining(m);
     close_listeners(m);
@@ -1111,6 +1139,7 @@ static void begin_stop(struct master *m, bool fast) {
  * checks take the server out) while everything serves on; the graceful stop
  * begins when the delay is over (drain_until, in the loop). */
 static void begin_drain(struct master *m) {
+    service_notify("STOPPING=1\nSTATUS=draining (stop_delay)");
     mark_draining(m);
     m->drain_until = monotonic_ms() + m->cur.conf.stop_delay;
     log_info("graceful stop in %u ms (stop_delay): /readyz answers 503 meanwhile",
@@ -1198,6 +1227,8 @@ static void supervise(struct master *m, uint64_t now) {
     if (!m->started && generation_serves(m, &m->cur)) {
         m->started = true;
         log_info("master started with %u worker(s)", m->cur.nprocs);
+        /* a new master of an upgrade says so once it takes over */
+        if (!m->a->replaces) notify_serving(m, "");
         log_started(); /* from now on, errors go to the error log only */
     }
     if (m->next.id && generation_serves(m, &m->next)) commit_next(m);
@@ -1221,6 +1252,7 @@ int master_run(struct master_args *a) {
         listeners_close(&m.cur.listeners, m.owns_paths);
         return 1;
     }
+    service_init();
     sigset_t sigs = master_signals(), waiting;
     sigprocmask(SIG_BLOCK, &sigs, &waiting);
     for (size_t i = 0; i < NMASTER_SIGS; i++) sigdelset(&waiting, master_sigs[i]);
@@ -1261,7 +1293,8 @@ int master_run(struct master_args *a) {
             signal_workers(&m, SIGKILL);
             m.kill_at = now + 1000;
         }
-        uint64_t wait = next_deadline(&m, now);
+        uint64_t wait = next_deadline(&m, now), fed = service_watchdog(now);
+        if (fed < wait) wait = fed;
         struct timespec ts = {(time_t)(wait / 1000), (long)(wait % 1000) * 1000000L};
         ppoll(NULL, 0, &ts, &waiting);
         if (heir_serves) {

@@ -55,13 +55,22 @@
  *           for its life; a reload's set (new sockets and copies of kept
  *           ones) until it becomes current or is given up; all closed when a
  *           stop begins; unix socket files removed by their owner only
+ *           (never by us when systemd passed the socket: server/service.h);
+ *           a reload or an upgrade never drops a socket systemd passed
  *   the pid file  written at start (and again when an upgrade fails),
  *           removed at exit if it still names this master
  *   the scoreboard  mapped before the first fork, unmapped at exit
  *   deadlines  respawn times (per position), kill times (per retiring
  *           worker, and for the whole tree once a stop begins), the upgrade
- *           deadline; the loop wakes for the nearest, at least once a
- *           second (every 50 ms while a generation starts) */
+ *           deadline, the service manager's watchdog (half of
+ *           WATCHDOG_USEC); the loop wakes for the nearest, at least once a
+ *           second (every 50 ms while a generation starts)
+ *
+ * Under systemd (server/service.h) the master says READY=1 once its first
+ * generation serves, RELOADING=1 and READY=1 around a reload (READY=1 also
+ * when it failed), STOPPING=1 when a stop begins (not once a new master
+ * serves: the service goes on), and a new master of an upgrade sends
+ * MAINPID= with READY=1 before it retires the old one. */
 #ifndef PREFORKD_MASTER_H
 #define PREFORKD_MASTER_H
 
@@ -115,7 +124,7 @@ int master_check(const struct conf *c, struct creds *creds, char *warn, size_t w
  * describes the choice. */
 unsigned master_auto_workers(char *why, size_t whylen);
 
-/* Sends the signal for name (reload, stop, quit, reopen) to the pid in
+/* Sends the signal for name (reload, stop, quit, reopen, ttin, ttou) to the pid in
  * pid_file. 0, or -1 with err set; *bad_name tells a usage error (an unknown
  * name, no pid_file). */
 int master_signal(const char *pid_file, const char *name, int *bad_name, char *err, size_t errlen);

@@ -94,13 +94,15 @@ class Server:
     """One preforkd process tree (master and workers)."""
 
     def __init__(self, tmp, config=None, args=(), workers=1, env=None, listen=True, error_log=None,
-                 cpus=None, nofile=None, stdout=None):
+                 cpus=None, nofile=None, stdout=None, wrapper=(), pass_fds=()):
         self.tmp = pathlib.Path(tmp)
         self.tmp.mkdir(parents=True, exist_ok=True)
         self.errlog = self.tmp / "error.log"  # stderr
         self.error_log = pathlib.Path(error_log) if error_log else None  # error_log setting
         self.outlog = self.tmp / "stdout.log"
-        cmd = [BIN]
+        # wrapper: a command that execs the rest (same pid), e.g. to play
+        # systemd's part in socket activation (test_systemd.py)
+        cmd = [*wrapper, BIN]
         if config is not None:
             conf = self.tmp / "preforkd.conf"
             conf.write_text(config)
@@ -126,7 +128,7 @@ class Server:
         self.addresses = []
         self.expect_dirty = False  # a test that crashes workers on purpose sets this
         self.proc = subprocess.Popen(cmd, stdout=self._out or stdout, stderr=self._err, env=full_env,
-                                     start_new_session=True,
+                                     start_new_session=True, pass_fds=pass_fds,
                                      preexec_fn=before_exec if cpus or nofile else None)
         try:
             self._wait_ready()
@@ -357,10 +359,10 @@ def make_server(tmp_path):
     servers = []
 
     def make(config=None, args=(), workers=1, env=None, name=None, error_log=None, listen=True,
-             cpus=None, nofile=None, stdout=None):
+             cpus=None, nofile=None, stdout=None, wrapper=(), pass_fds=()):
         srv = Server(tmp_path / (name or f"srv{len(servers)}"), config=config, args=args,
                      workers=workers, env=env, error_log=error_log, listen=listen, cpus=cpus,
-                     nofile=nofile, stdout=stdout)
+                     nofile=nofile, stdout=stdout, wrapper=wrapper, pass_fds=pass_fds)
         servers.append(srv)
         return srv
 

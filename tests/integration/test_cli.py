@@ -16,7 +16,7 @@ from conftest import BIN, SOURCE_DIR, check_build_info, get, wait_until
 DEFAULT_CONF = SOURCE_DIR / "conf" / "preforkd.conf"
 
 OPTIONS = ["--config", "--listen", "--root", "--workers", "--threads", "--access-log",
-           "--error-log", "--pid-file", "--check", "--signal", "--version", "--help"]
+           "--error-log", "--pid-file", "--check", "-t", "-T", "--signal", "--version", "--help"]
 
 
 def run(*args, cwd=None, timeout=20):
@@ -126,6 +126,17 @@ def test_bad_workers_value_names_the_flag():
 
 def test_stray_argument():
     usage_error(run("serve"), "serve")
+
+
+def test_no_arguments_names_config():
+    # nothing to serve without a configuration: say how to give one
+    usage_error(run(), "--config", "--root")
+
+
+def test_threads_has_no_short_letter(tmp_path):
+    # -t is nginx's check now; pool threads are --threads only
+    usage_error(run("-t", "4", "--root", tmp_path), '"4"')
+    assert run("--threads", "4", "--root", tmp_path, "-t").returncode == 0
 
 
 # ---- configuration errors -----------------------------------------------------
@@ -278,6 +289,49 @@ def test_serving_on_a_held_port_fails_cleanly(held_port, tmp_path):
     assert str(held_port) in p.stderr
 
 
+def test_t_checks_like_check(tmp_path):
+    p = run("-c", DEFAULT_CONF, "-t")
+    assert p.returncode == 0, p.stderr
+    assert "is valid" in p.stdout
+    path = write_conf(tmp_path, "[server]\nworkers = none\n")
+    usage_error(run("-t", "-c", path), f"{path}:2", "workers")
+
+
+def test_T_prints_the_effective_configuration(tmp_path, site):
+    path = write_conf(tmp_path, f"[server]\nheader_timeout = 1m30s\nthreads = 6\n"
+                                f"listen = 127.0.0.1:9\n[route /]\nhandler = static\nroot = {site}\n"
+                                f"[route = /ping]\nhandler = echo\nmethods = GET\n", "t.conf")
+    p = run("-T", "-c", path)
+    assert p.returncode == 0, p.stderr
+    assert "is valid" in p.stderr  # stdout holds the configuration alone
+    server = dict(re.findall(r"^(\w+) = (.*)$", p.stdout.split("[route")[0], re.M))
+    # every setting of --help, with its value (defaults too; unset ones commented)
+    for name in server_settings():
+        assert name in server or re.search(rf"^; {name} = \(", p.stdout, re.M), name
+    assert server["header_timeout"] == "90s" and server["threads"] == "6"
+    assert server["listen"] == "127.0.0.1:9" and server["keepalive_timeout"] == "75s"
+    assert re.search(r"^\[route /\]\n(;.*\n)?handler = static\nroot = ", p.stdout, re.M)
+    assert "[route = /ping]\n" in p.stdout and "methods = GET\n" in p.stdout
+    # it reads back as a valid configuration
+    again = write_conf(tmp_path, p.stdout, "again.conf")
+    q = run("-T", "-c", again)
+    assert q.returncode == 0, q.stderr
+    assert q.stdout.split("\n", 1)[1] == p.stdout.split("\n", 1)[1]
+
+
+def test_T_on_a_broken_configuration_prints_nothing(tmp_path):
+    path = write_conf(tmp_path, "[server]\nmax_uri = 12q\n")
+    usage_error(run("-T", "-c", path), "max_uri")
+
+
+def test_durations_in_parts(tmp_path, site):
+    path = write_conf(tmp_path, f"[server]\nshutdown_timeout = 1m30s\nworker_timeout = 1h2m\n"
+                                f"[route /]\nhandler = static\nroot = {site}\n")
+    p = run("-T", "-c", path)
+    assert p.returncode == 0, p.stderr
+    assert "shutdown_timeout = 90s\n" in p.stdout and "worker_timeout = 62m\n" in p.stdout
+
+
 # ---- --signal -----------------------------------------------------------------
 
 
@@ -289,7 +343,21 @@ def test_signal_without_pid_file(tmp_path):
 
 
 def test_signal_with_bad_name():
-    usage_error(run("--signal", "explode", "--pid-file", "/nonexistent.pid"), "explode")
+    line = usage_error(run("--signal", "explode", "--pid-file", "/nonexistent.pid"), "explode")
+    assert "ttin or ttou" in line
+
+
+def test_signal_ttin_and_ttou_through_pid_file(make_server, site, tmp_path):
+    pid_file = tmp_path / "preforkd.pid"
+    conf = tmp_path / "sig.conf"
+    conf.write_text(f"[server]\npid_file = {pid_file}\n[route /]\nhandler = static\nroot = {site}\n")
+    srv = make_server(args=["--config", str(conf)], workers=1)
+    assert run("--config", conf, "--signal", "ttin").returncode == 0
+    wait_until(lambda: "SIGTTIN: 2 worker(s)" in srv.log(), what="a second worker")
+    wait_until(lambda: len(srv.workers()) == 2, what="two workers")
+    assert run("--config", conf, "--signal", "ttou").returncode == 0
+    wait_until(lambda: "SIGTTOU: 1 worker(s)" in srv.log(), what="one worker less")
+    assert get(srv.port, "/hello.txt").status == 200
 
 
 def test_signal_reopen_and_quit_through_pid_file(make_server, site, tmp_path):

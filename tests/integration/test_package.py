@@ -100,7 +100,7 @@ def test_control_fields(package):
     depends = package.field("Depends")
     # from dpkg-shlibdeps: the libraries the binary is linked with
     for lib in ("libevent-core-2.1", "libevent-pthreads-2.1", "libhttp-parser", "libinih",
-                "libc6", "adduser"):
+                "libsystemd0", "libc6", "adduser"):
         assert lib in depends, (lib, depends)
     assert package.control_file("conffiles").split() == ["/etc/logrotate.d/preforkd",
                                                          "/" + CONF]
@@ -133,10 +133,17 @@ def test_production_configuration(package):
 def test_systemd_unit(package):
     unit = (package.root / "lib/systemd/system/preforkd.service").read_text()
     lines = dict(re.findall(r"^(\w+)=(.*)$", unit, re.M))
-    assert lines["Type"] == "simple"
+    # sd_notify: READY=1 once serving; the new master of an upgrade says
+    # MAINPID=, hence all
+    assert lines["Type"] == "notify"
+    assert lines["NotifyAccess"] == "all"
     assert lines["ExecStart"] == "/usr/sbin/preforkd --config /" + CONF
     assert re.search(r"^ExecReload=/bin/kill -HUP \$MAINPID$", unit, re.M)
-    assert "KillMode" not in unit and "KillSignal" not in unit  # SIGTERM: graceful
+    # SIGTERM to the master alone: its graceful stop, which it escalates
+    assert lines["KillSignal"] == "SIGTERM" and lines["KillMode"] == "mixed"
+    # the stop timeout leaves room for shutdown_timeout (30 s) and the grace
+    assert int(lines["TimeoutStopSec"].rstrip("s")) > 33
+    assert re.search(r"^#WatchdogSec=", unit, re.M)
     assert lines["WantedBy"] == "multi-user.target"
 
 

@@ -329,6 +329,7 @@ static void test_parse_size_direct(void **state) {
     assert_int_equal(conf_parse_size("18446744073709551616", &v), -1);
 }
 
+/* Parts go from the largest unit down: 1m30s, 1h2m. */
 static void test_durations(void **state) {
     static const struct value_case cases[] = {
         {"header_timeout", "30", OK, 30000}, /* a bare number is seconds */
@@ -346,6 +347,11 @@ static void test_durations(void **state) {
         {"keepalive_timeout", "250ms", OK, 250}, {"request_timeout", "3m", OK, 180000},
         {"shutdown_timeout", "1h", OK, 3600000}, {"linger_timeout", "2", OK, 2000},
         {"shutdown_idle_timeout", "0", OK, 0},   {"shutdown_idle_timeout", "3s", OK, 3000},
+        {"header_timeout", "1m30s", OK, 90000},  {"header_timeout", "1h2m", OK, 3720000},
+        {"header_timeout", "1s500ms", OK, 1500}, {"header_timeout", "23h60m", OK, DAY_MS},
+        {"header_timeout", "24h1ms", RANGE, 0},  {"header_timeout", "30s1m", BAD, 0},
+        {"header_timeout", "1m1m", BAD, 0},      {"header_timeout", "1m30", BAD, 0},
+        {"header_timeout", "1m 30s", BAD, 0},    {"header_timeout", "1h-2m", BAD, 0},
     };
     CHECK_VALUES(cases);
 }
@@ -361,6 +367,68 @@ static void test_parse_duration_direct(void **state) {
     assert_int_equal(conf_parse_duration("", &ms), -1);
     assert_int_equal(conf_parse_duration("4294968s", &ms), -1); /* past UINT_MAX ms */
     assert_int_equal(conf_parse_duration("1y", &ms), -1);
+    assert_int_equal(conf_parse_duration("1m30s", &ms), 0);
+    assert_int_equal(ms, 90000);
+    assert_int_equal(conf_parse_duration("1h2m", &ms), 0);
+    assert_int_equal(ms, 3720000);
+    assert_int_equal(conf_parse_duration("2m500ms", &ms), 0);
+    assert_int_equal(ms, 120500);
+    assert_int_equal(conf_parse_duration("1h1h", &ms), -1);
+    assert_int_equal(conf_parse_duration("500ms1s", &ms), -1); /* larger units first */
+    assert_int_equal(conf_parse_duration("1m", &ms), 0);
+    assert_int_equal(ms, 60000);
+    assert_int_equal(conf_parse_duration("1ms", &ms), 0);
+    assert_int_equal(ms, 1);
+    assert_int_equal(conf_parse_duration("1193h2m47s295ms", &ms), 0); /* UINT_MAX ms */
+    assert_int_equal(ms, 4294967295u);
+    assert_int_equal(conf_parse_duration("1193h2m47s296ms", &ms), -1);
+    assert_int_equal(conf_parse_duration("1h2m3", &ms), -1);
+    assert_int_equal(conf_parse_duration("1h2", &ms), -1);
+}
+
+/* -T: what conf_dump prints reads back as the same configuration. */
+static void test_dump_reads_back(void **state) {
+    struct conf a, b;
+    char err[ERRLEN], *text = NULL;
+    size_t len = 0;
+    conf_init(&a);
+    assert_int_equal(conf_load_string(&a,
+                                      "[server]\nlisten = 127.0.0.1:9\nlisten = unix:/tmp/x.sock\n"
+                                      "header_timeout = 1m30s\nmax_body_size = 3000\n"
+                                      "threads = 7\nlog_level = debug\n"
+                                      "[route = /exact]\nhandler = echo\nmethods = GET,POST\n"
+                                      "mode = pool\nmax_body_size = 2m\nallow = 10.0.0.0/8 unix\n"
+                                      "[route /]\nhandler = sleep\n",
+                                      "t.conf", err, sizeof err),
+                     0);
+    assert_int_equal(conf_finish(&a, err, sizeof err), 0);
+    FILE *out = open_memstream(&text, &len);
+    conf_dump(&a, out);
+    fclose(out);
+    assert_non_null(strstr(text, "header_timeout = 90s\n"));
+    assert_non_null(strstr(text, "max_body_size = 3000\n"));
+    assert_non_null(strstr(text, "[route = /exact]\n"));
+    assert_non_null(strstr(text, "methods = GET POST\n"));
+    assert_non_null(strstr(text, "allow = unix 10.0.0.0/8\n"));
+    assert_non_null(strstr(text, "; pid_file = (none)\n"));
+    conf_init(&b);
+    assert_int_equal(conf_load_string(&b, text, "dump", err, sizeof err), 0);
+    assert_int_equal(conf_finish(&b, err, sizeof err), 0);
+    assert_int_equal(b.nlisten, 2);
+    assert_string_equal(b.listen[1], "unix:/tmp/x.sock");
+    assert_int_equal(b.header_timeout, 90000);
+    assert_int_equal(b.threads, 7);
+    assert_int_equal(b.log_level, CONF_LOG_DEBUG);
+    assert_int_equal(b.nroutes, 2);
+    assert_int_equal(b.routes[0].match, CONF_MATCH_EXACT);
+    assert_int_equal(b.routes[0].mode, ROUTE_POOL);
+    assert_int_equal(b.routes[0].max_body_size, 2 * 1024 * 1024);
+    assert_int_equal(b.routes[0].methods, a.routes[0].methods);
+    assert_true(b.routes[0].allow.unix_peers);
+    assert_int_equal(b.routes[0].allow.n, 1);
+    free(text);
+    conf_free(&a);
+    conf_free(&b);
 }
 
 static void test_counts_and_workers(void **state) {
@@ -1115,8 +1183,8 @@ static void test_cli_parse_all_flags(void **state) {
     assert_false(cli.build_info);
     assert_false(cli.help);
 
-    assert_int_equal(PARSE(&cli, err, "--config=a.conf", "--workers=auto", "-t2", "-v", "-h", "-V"),
-                     0);
+    assert_int_equal(
+        PARSE(&cli, err, "--config=a.conf", "--workers=auto", "--threads=2", "-v", "-h", "-V"), 0);
     assert_string_equal(cli.config, "a.conf");
     assert_string_equal(cli.workers, "auto");
     assert_string_equal(cli.threads, "2");
@@ -1125,6 +1193,26 @@ static void test_cli_parse_all_flags(void **state) {
     assert_true(cli.build_info);
     assert_false(cli.check);
     assert_int_equal(cli.nlisten, 0); /* nothing left over from the previous parse */
+}
+
+/* nginx's habits: -t checks, -T checks and prints; threads has no letter */
+static void test_cli_parse_nginx_letters(void **state) {
+    struct cli cli;
+    char err[ERRLEN];
+    assert_int_equal(PARSE(&cli, err, "-t", "-c", "x.conf"), 0);
+    assert_true(cli.check);
+    assert_false(cli.dump);
+    assert_null(cli.threads);
+    assert_int_equal(PARSE(&cli, err, "-T"), 0);
+    assert_true(cli.check);
+    assert_true(cli.dump);
+    assert_int_equal(PARSE(&cli, err, "-tc", "x.conf"), 0);
+    assert_true(cli.check);
+    assert_string_equal(cli.config, "x.conf");
+    assert_int_equal(PARSE(&cli, err, "-t", "4"), -1); /* no value: 4 is a stray argument */
+    assert_has(err, "\"4\"");
+    assert_int_equal(PARSE(&cli, err, "--threads"), -1);
+    assert_has(err, "--threads needs a value");
 }
 
 static void test_cli_parse_errors(void **state) {
@@ -1188,8 +1276,8 @@ static void test_cli_flags_override_config(void **state) {
                           "pid_file = /run/a.pid\n",
                           err),
                      0);
-    assert_int_equal(PARSE(&cli, err, "-w", "5", "-t", "7", "--access-log", "off", "--pid-file",
-                           "/run/b.pid", "--error-log", "-", "-l", "[::1]:9"),
+    assert_int_equal(PARSE(&cli, err, "-w", "5", "--threads", "7", "--access-log", "off",
+                           "--pid-file", "/run/b.pid", "--error-log", "-", "-l", "[::1]:9"),
                      0);
     assert_int_equal(cli_apply(&cli, c, err, ERRLEN), 0);
     assert_int_equal(c->workers, 5);
@@ -1285,6 +1373,7 @@ int main(void) {
         T(test_parse_size_direct),
         T(test_durations),
         T(test_parse_duration_direct),
+        T(test_dump_reads_back),
         T(test_counts_and_workers),
         T(test_log_levels),
         T(test_access_log),
@@ -1328,6 +1417,7 @@ int main(void) {
         T(test_file_given_by_relative_path),
         T(test_file_errors_name_the_file),
         T(test_cli_parse_all_flags),
+        T(test_cli_parse_nginx_letters),
         T(test_cli_parse_errors),
         T(test_cli_too_many_listens),
         T(test_cli_flags_override_config),

@@ -263,7 +263,12 @@ static void test_signal_arguments(void **state) {
     int bad;
     assert_int_equal(master_signal("/nonexistent/pid", "bogus", &bad, err, sizeof err), -1);
     assert_int_equal(bad, 1);
-    assert_non_null(strstr(err, "reload, stop, quit or reopen"));
+    assert_non_null(strstr(err, "reload, stop, quit, reopen, ttin or ttou"));
+    /* ttin and ttou are names too: what fails now is the missing pid file */
+    assert_int_equal(master_signal("/nonexistent/pid", "ttin", &bad, err, sizeof err), -1);
+    assert_int_equal(bad, 0);
+    assert_int_equal(master_signal("/nonexistent/pid", "ttou", &bad, err, sizeof err), -1);
+    assert_int_equal(bad, 0);
     assert_int_equal(master_signal(NULL, "reload", &bad, err, sizeof err), -1);
     assert_int_equal(bad, 1); /* no pid_file: a usage error as well */
     assert_non_null(strstr(err, "pid_file"));
