@@ -515,3 +515,18 @@ def test_admin_listen_off_and_relative_unix_path(tmp_path, site):
         proc.communicate(timeout=30)
     assert not (folder / "admin.sock").exists() and not (tmp_path / "admin.sock").exists()
     conf.unlink()
+
+
+def test_stop_delay_says_503_while_it_serves_on(make_server, site):
+    srv = make_server(config=site_conf(site, "stop_delay = 3s"), workers=1)
+    admin = admin_port(srv)
+    assert get(admin, "/readyz").status == 200
+    srv.signal(signal.SIGTERM)
+    wait_until(lambda: "stop_delay" in srv.log(), timeout=10, what="the drain to begin")
+    # new connections are still taken and answered, health checks say go away
+    assert get(admin, "/readyz").status == 503
+    assert get(srv.port, "/hello.txt").status == 200
+    assert "preforkd_draining 1" in metrics_text(admin)
+    srv.proc.wait(timeout=30 * SLOW)
+    log = srv.log()
+    assert log.index("stop_delay") < log.index("graceful stop: finishing")
