@@ -93,6 +93,73 @@ int listen_parse(const char *text, struct sockaddr_storage *sa, socklen_t *len, 
     return 0;
 }
 
+/* ---- options after the address --------------------------------------- */
+
+static int set_proxy_protocol(struct listen_opts *o, const char *value, char *err, size_t errlen) {
+    o->proxy_protocol = true;
+    return 0;
+}
+
+/* Every option a listen line may carry. An entry with value takes
+ * name=VALUE (set gets VALUE), one without takes the bare name (set gets
+ * NULL); unix_only ones are refused on a TCP address. */
+static const struct listen_option {
+    const char *name;
+    bool value;
+    bool unix_only;
+    int (*set)(struct listen_opts *o, const char *value, char *err, size_t errlen);
+} listen_options[] = {
+    {"proxy_protocol", false, false, set_proxy_protocol},
+};
+
+#define BLANKS " \t"
+
+int listen_parse_line(const char *line, char **addr, struct listen_opts *opts, char *err,
+                      size_t errlen) {
+    *opts = (struct listen_opts){0};
+    *addr = NULL;
+    line += strspn(line, BLANKS);
+    size_t alen = strcspn(line, BLANKS);
+    if (!alen) return fail(err, errlen, "listen: empty address");
+    bool is_unix = strncmp(line, "unix:", 5) == 0;
+    char word[128];
+    for (const char *p = line + alen;;) {
+        p += strspn(p, BLANKS);
+        size_t n = strcspn(p, BLANKS);
+        if (!n) break;
+        if (n >= sizeof word)
+            return fail(err, errlen, "listen: %.*s: option \"%.32s...\" is too long", (int)alen,
+                        line, p);
+        memcpy(word, p, n);
+        word[n] = '\0';
+        p += strcspn(p, BLANKS);
+        char *eq = strchr(word, '=');
+        size_t nlen = eq ? (size_t)(eq - word) : strlen(word);
+        const struct listen_option *o = NULL;
+        for (size_t i = 0; i < sizeof listen_options / sizeof listen_options[0]; i++)
+            if (strlen(listen_options[i].name) == nlen &&
+                strncmp(listen_options[i].name, word, nlen) == 0)
+                o = &listen_options[i];
+        if (!o) {
+            char known[256] = "";
+            for (size_t i = 0; i < sizeof listen_options / sizeof listen_options[0]; i++)
+                snprintf(known + strlen(known), sizeof known - strlen(known), "%s%s%s",
+                         i ? ", " : "", listen_options[i].name, listen_options[i].value ? "=" : "");
+            return fail(err, errlen, "listen: %.*s: unknown option \"%s\" (known: %s)", (int)alen,
+                        line, word, known);
+        }
+        if (o->value != (eq != NULL))
+            return fail(err, errlen, "listen: %.*s: option \"%s\" %s", (int)alen, line, word,
+                        o->value ? "takes a value (name=VALUE)" : "takes no value");
+        if (o->unix_only && !is_unix)
+            return fail(err, errlen, "listen: %.*s: option \"%s\" is for unix sockets only",
+                        (int)alen, line, word);
+        if (o->set(opts, eq ? eq + 1 : NULL, err, errlen) < 0) return -1;
+    }
+    if (!(*addr = strndup(line, alen))) return fail(err, errlen, "out of memory");
+    return 0;
+}
+
 void listen_format(const struct sockaddr *sa, socklen_t len, char *out, size_t outlen) {
     char host[INET6_ADDRSTRLEN];
     switch (sa->sa_family) {
@@ -231,8 +298,9 @@ static struct listener *take(struct listeners *old, const char *line) {
     return NULL;
 }
 
-int listeners_open(struct listeners *out, char *const *lines, size_t nlines, unsigned backlog,
-                   struct listeners *old, char *err, size_t errlen) {
+int listeners_open(struct listeners *out, char *const *lines, const struct listen_opts *opts,
+                   size_t nlines, unsigned backlog, struct listeners *old, char *err,
+                   size_t errlen) {
     out->n = 0;
     out->v = calloc(nlines ? nlines : 1, sizeof *out->v);
     if (!out->v) return fail(err, errlen, "out of memory");
@@ -248,6 +316,7 @@ int listeners_open(struct listeners *out, char *const *lines, size_t nlines, uns
                 goto undo;
             }
         }
+        l->opts = opts ? opts[i] : (struct listen_opts){0};
         out->n++;
     }
     /* what was taken is ours now: old keeps only its leftovers */

@@ -80,8 +80,8 @@ static int serve(const struct cli *cli, char **argv, struct master_args *a, cons
     if (inherited_listeners(&inherited, &a->replaces, err, sizeof err) < 0 ||
         service_listeners(&inherited, conf->listen, conf->nlisten, err, sizeof err) < 0 ||
         service_check_kept(&inherited, conf->listen, conf->nlisten, err, sizeof err) < 0 ||
-        listeners_open(&a->listeners, conf->listen, conf->nlisten, conf->backlog, &inherited, err,
-                       sizeof err) < 0) {
+        listeners_open(&a->listeners, conf->listen, conf->listen_opts, conf->nlisten, conf->backlog,
+                       &inherited, err, sizeof err) < 0) {
         log_error("%s", err);
         listeners_close(&inherited, false);
         conf_free(conf);

@@ -721,8 +721,8 @@ static int open_next_listeners(struct master *m, struct generation *g, char *err
         }
         loan.n++;
     }
-    if (listeners_open(&g->listeners, g->conf.listen, g->conf.nlisten, g->conf.backlog, &loan, err,
-                       errlen) < 0)
+    if (listeners_open(&g->listeners, g->conf.listen, g->conf.listen_opts, g->conf.nlisten,
+                       g->conf.backlog, &loan, err, errlen) < 0)
         goto fail;
     for (size_t i = 0; i < loan.n; i++) {
         kept[i] = loan.v[i].fd < 0; /* taken by the new set */

@@ -412,7 +412,7 @@ static void test_listeners_open_takes_over(void **state) {
     unix_line(fx, "b.sock", b_line, sizeof b_line, b_path, sizeof b_path);
     char *first[] = {"127.0.0.1:0", a_line};
     struct listeners old, cur;
-    assert_int_equal(listeners_open(&old, first, 2, BACKLOG, NULL, err, sizeof err), 0);
+    assert_int_equal(listeners_open(&old, first, NULL, 2, BACKLOG, NULL, err, sizeof err), 0);
     assert_int_equal(old.n, 2);
     int tcp_fd = old.v[0].fd;
     char tcp_bound[128];
@@ -421,7 +421,7 @@ static void test_listeners_open_takes_over(void **state) {
     int waiting = connect_to(&old.v[0]);
 
     char *second[] = {b_line, "127.0.0.1:0"};
-    assert_int_equal(listeners_open(&cur, second, 2, BACKLOG, &old, err, sizeof err), 0);
+    assert_int_equal(listeners_open(&cur, second, NULL, 2, BACKLOG, &old, err, sizeof err), 0);
     assert_int_equal(cur.n, 2);
     assert_string_equal(cur.v[0].addr, b_line);
     assert_true(cur.v[0].unix_owned);
@@ -455,13 +455,13 @@ static void check_failed_reload(struct fixture *fx, const char *bad_line, const 
     unix_line(fx, "new.sock", new_line, sizeof new_line, new_path, sizeof new_path);
     char *first[] = {"127.0.0.1:0", old_line};
     struct listeners old, cur = {(void *)1, 99};
-    assert_int_equal(listeners_open(&old, first, 2, BACKLOG, NULL, err, sizeof err), 0);
+    assert_int_equal(listeners_open(&old, first, NULL, 2, BACKLOG, NULL, err, sizeof err), 0);
     struct listener before[2];
     memcpy(before, old.v, sizeof before);
     int fds = scratch_count_fds();
 
     char *second[] = {"127.0.0.1:0", new_line, old_line, (char *)bad_line};
-    assert_int_equal(listeners_open(&cur, second, 4, BACKLOG, &old, err, sizeof err), -1);
+    assert_int_equal(listeners_open(&cur, second, NULL, 4, BACKLOG, &old, err, sizeof err), -1);
     assert_non_null(strstr(err, bad_line));
     assert_non_null(strstr(err, why));
     assert_int_equal(cur.n, 0);
@@ -481,7 +481,7 @@ static void check_failed_reload(struct fixture *fx, const char *bad_line, const 
 
     /* and the old set still serves a later, good reload */
     struct listeners good;
-    assert_int_equal(listeners_open(&good, first, 2, BACKLOG, &old, err, sizeof err), 0);
+    assert_int_equal(listeners_open(&good, first, NULL, 2, BACKLOG, &old, err, sizeof err), 0);
     assert_int_equal(good.v[0].fd, before[0].fd);
     assert_int_equal(good.v[1].fd, before[1].fd);
     listeners_close(&old, true);
@@ -508,11 +508,11 @@ static void test_listeners_close_unlinks_only_when_asked(void **state) {
     char *lines[] = {line};
     struct listeners ls;
 
-    assert_int_equal(listeners_open(&ls, lines, 1, BACKLOG, NULL, err, sizeof err), 0);
+    assert_int_equal(listeners_open(&ls, lines, NULL, 1, BACKLOG, NULL, err, sizeof err), 0);
     listeners_close(&ls, false); /* e.g. handed over to a new binary */
     assert_true(exists(path, S_IFSOCK));
     /* the file left behind is stale now: the next open replaces it */
-    assert_int_equal(listeners_open(&ls, lines, 1, BACKLOG, NULL, err, sizeof err), 0);
+    assert_int_equal(listeners_open(&ls, lines, NULL, 1, BACKLOG, NULL, err, sizeof err), 0);
     listeners_close(&ls, true);
     assert_false(exists(path, S_IFSOCK));
 }
@@ -530,7 +530,7 @@ static void test_export_import(void **state) {
     unix_line(fx, "s.sock", line, sizeof line, NULL, 0);
     char *lines[] = {"127.0.0.1:0", line};
     struct listeners ls, in;
-    assert_int_equal(listeners_open(&ls, lines, 2, BACKLOG, NULL, err, sizeof err), 0);
+    assert_int_equal(listeners_open(&ls, lines, NULL, 2, BACKLOG, NULL, err, sizeof err), 0);
     assert_true(has_cloexec(ls.v[0].fd));
     assert_true(has_cloexec(ls.v[1].fd));
 
@@ -554,7 +554,7 @@ static void test_export_import(void **state) {
 
     /* the new master takes the inherited sockets over for the same lines */
     struct listeners cur;
-    assert_int_equal(listeners_open(&cur, lines, 2, BACKLOG, &in, err, sizeof err), 0);
+    assert_int_equal(listeners_open(&cur, lines, NULL, 2, BACKLOG, &in, err, sizeof err), 0);
     assert_int_equal(cur.v[0].fd, ls.v[0].fd);
     assert_int_equal(cur.v[1].fd, ls.v[1].fd);
     forget(&in);
