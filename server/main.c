@@ -95,7 +95,8 @@ static int serve(const struct cli *cli, char **argv, struct master_args *a, cons
     listeners_close_sockets(&inherited);
     a->dropped = inherited;
     for (size_t i = 0; i < a->listeners.n; i++)
-        log_info("listening on %s%s", a->listeners.v[i].bound,
+        log_info("listening on %s%s%s", a->listeners.v[i].bound,
+                 a->listeners.v[i].opts.proxy_protocol ? " (proxy_protocol)" : "",
                  a->listeners.v[i].activated ? " (socket from the service manager)" : "");
     int status = master_run(a);
     log_close();

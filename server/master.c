@@ -886,7 +886,9 @@ static void reload(struct master *m) {
     listeners_defer_accept(&g.listeners, g.conf.defer_accept);
     if (warn[0]) log_warn("%s", warn);
     for (size_t j = 0; j < g.listeners.n; j++)
-        if (!m->next_shared[j]) log_info("listening on %s", g.listeners.v[j].bound);
+        if (!m->next_shared[j])
+            log_info("listening on %s%s", g.listeners.v[j].bound,
+                     g.listeners.v[j].opts.proxy_protocol ? " (proxy_protocol)" : "");
     raise_nofile(&g.conf);
     use_logs_of(&g.conf, &m->cur.conf);
     g.id = ++m->last_id;
