@@ -968,10 +968,11 @@ void conf_dump(const struct conf *c, FILE *out) {
         switch (s->kind) {
         case K_LISTEN:
             /* the admin listener is added last from admin_listen */
-            for (size_t j = 0; j < c->nlisten; j++)
-                if (!(c->admin_listen && j == c->nlisten - 1 &&
-                      strcmp(c->listen[j], c->admin_listen) == 0))
-                    fprintf(out, "listen = %s\n", c->listen[j]);
+            for (size_t j = 0; j < c->nlisten - (c->admin_on ? 1 : 0); j++) {
+                char opts[128];
+                listen_opts_format(&c->listen_opts[j], opts, sizeof opts);
+                fprintf(out, "listen = %s%s%s\n", c->listen[j], opts[0] ? " " : "", opts);
+            }
             continue;
         case K_UINT: snprintf(text, sizeof text, "%u", *(const unsigned *)field); break;
         case K_WORKERS:

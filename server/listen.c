@@ -100,17 +100,36 @@ static int set_proxy_protocol(struct listen_opts *o, const char *value, char *er
     return 0;
 }
 
+static const char *show_proxy_protocol(const struct listen_opts *o, char *buf, size_t len) {
+    return o->proxy_protocol ? "proxy_protocol" : NULL;
+}
+
 /* Every option a listen line may carry. An entry with value takes
  * name=VALUE (set gets VALUE), one without takes the bare name (set gets
- * NULL); unix_only ones are refused on a TCP address. */
+ * NULL); unix_only ones are refused on a TCP address. show says the option
+ * as the line would ("name" or "name=VALUE", in buf if it needs room), or
+ * NULL when it is not set. */
 static const struct listen_option {
     const char *name;
     bool value;
     bool unix_only;
     int (*set)(struct listen_opts *o, const char *value, char *err, size_t errlen);
+    const char *(*show)(const struct listen_opts *o, char *buf, size_t len);
 } listen_options[] = {
-    {"proxy_protocol", false, false, set_proxy_protocol},
+    {"proxy_protocol", false, false, set_proxy_protocol, show_proxy_protocol},
 };
+
+void listen_opts_format(const struct listen_opts *opts, char *out, size_t outlen) {
+    char buf[128];
+    size_t used = 0;
+    out[0] = '\0';
+    for (size_t i = 0; i < sizeof listen_options / sizeof listen_options[0]; i++) {
+        const char *word = listen_options[i].show(opts, buf, sizeof buf);
+        if (!word || used >= outlen) continue;
+        int n = snprintf(out + used, outlen - used, "%s%s", used ? " " : "", word);
+        if (n > 0) used += (size_t)n;
+    }
+}
 
 #define BLANKS " \t"
 

@@ -35,6 +35,9 @@ struct listener {
  * or a unix-only option on another address is an error naming it. */
 int listen_parse_line(const char *line, char **addr, struct listen_opts *opts, char *err,
                       size_t errlen);
+/* The options as a listen line writes them ("proxy_protocol", blank-separated;
+ * "" for none): what listen_parse_line reads back. */
+void listen_opts_format(const struct listen_opts *opts, char *out, size_t outlen);
 
 /* Parses "IP:port", "[v6]:port", "*:port", "localhost:port" or "unix:/path". */
 int listen_parse(const char *text, struct sockaddr_storage *sa, socklen_t *len, char *err,

@@ -94,10 +94,13 @@ static int serve(const struct cli *cli, char **argv, struct master_args *a, cons
      * handed over */
     listeners_close_sockets(&inherited);
     a->dropped = inherited;
-    for (size_t i = 0; i < a->listeners.n; i++)
-        log_info("listening on %s%s%s", a->listeners.v[i].bound,
-                 a->listeners.v[i].opts.proxy_protocol ? " (proxy_protocol)" : "",
+    for (size_t i = 0; i < a->listeners.n; i++) {
+        char opts[128];
+        listen_opts_format(&a->listeners.v[i].opts, opts, sizeof opts);
+        log_info("listening on %s%s%s%s%s", a->listeners.v[i].bound, opts[0] ? " (" : "", opts,
+                 opts[0] ? ")" : "",
                  a->listeners.v[i].activated ? " (socket from the service manager)" : "");
+    }
     int status = master_run(a);
     log_close();
     return status;

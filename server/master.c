@@ -885,10 +885,13 @@ static void reload(struct master *m) {
     }
     listeners_defer_accept(&g.listeners, g.conf.defer_accept);
     if (warn[0]) log_warn("%s", warn);
-    for (size_t j = 0; j < g.listeners.n; j++)
-        if (!m->next_shared[j])
-            log_info("listening on %s%s", g.listeners.v[j].bound,
-                     g.listeners.v[j].opts.proxy_protocol ? " (proxy_protocol)" : "");
+    for (size_t j = 0; j < g.listeners.n; j++) {
+        char opts[128];
+        if (m->next_shared[j]) continue;
+        listen_opts_format(&g.listeners.v[j].opts, opts, sizeof opts);
+        log_info("listening on %s%s%s%s", g.listeners.v[j].bound, opts[0] ? " (" : "", opts,
+                 opts[0] ? ")" : "");
+    }
     raise_nofile(&g.conf);
     use_logs_of(&g.conf, &m->cur.conf);
     g.id = ++m->last_id;

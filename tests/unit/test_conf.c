@@ -393,7 +393,9 @@ static void test_dump_reads_back(void **state) {
     size_t len = 0;
     conf_init(&a);
     assert_int_equal(conf_load_string(&a,
-                                      "[server]\nlisten = 127.0.0.1:9\nlisten = unix:/tmp/x.sock\n"
+                                      "[server]\nlisten = 127.0.0.1:9\n"
+                                      "listen = unix:/tmp/x.sock  proxy_protocol\n"
+                                      "admin_listen = 127.0.0.1:8 proxy_protocol\n"
                                       "header_timeout = 1m30s\nmax_body_size = 3000\n"
                                       "threads = 7\nlog_level = debug\n"
                                       "[route = /exact]\nhandler = echo\nmethods = GET,POST\n"
@@ -406,6 +408,9 @@ static void test_dump_reads_back(void **state) {
     conf_dump(&a, out);
     fclose(out);
     assert_non_null(strstr(text, "header_timeout = 90s\n"));
+    assert_non_null(strstr(text, "listen = unix:/tmp/x.sock proxy_protocol\n"));
+    assert_non_null(strstr(text, "admin_listen = 127.0.0.1:8 proxy_protocol\n"));
+    assert_null(strstr(text, "\nlisten = 127.0.0.1:8"));
     assert_non_null(strstr(text, "max_body_size = 3000\n"));
     assert_non_null(strstr(text, "[route = /exact]\n"));
     assert_non_null(strstr(text, "methods = GET POST\n"));
@@ -414,12 +419,16 @@ static void test_dump_reads_back(void **state) {
     conf_init(&b);
     assert_int_equal(conf_load_string(&b, text, "dump", err, sizeof err), 0);
     assert_int_equal(conf_finish(&b, err, sizeof err), 0);
-    assert_int_equal(b.nlisten, 2);
+    assert_int_equal(b.nlisten, 3);
     assert_string_equal(b.listen[1], "unix:/tmp/x.sock");
+    assert_false(b.listen_opts[0].proxy_protocol);
+    assert_true(b.listen_opts[1].proxy_protocol);
+    assert_string_equal(b.listen[2], "127.0.0.1:8");
+    assert_true(b.listen_opts[2].proxy_protocol);
     assert_int_equal(b.header_timeout, 90000);
     assert_int_equal(b.threads, 7);
     assert_int_equal(b.log_level, CONF_LOG_DEBUG);
-    assert_int_equal(b.nroutes, 2);
+    assert_int_equal(b.nroutes, a.nroutes); /* the admin routes made again */
     assert_int_equal(b.routes[0].match, CONF_MATCH_EXACT);
     assert_int_equal(b.routes[0].mode, ROUTE_POOL);
     assert_int_equal(b.routes[0].max_body_size, 2 * 1024 * 1024);
@@ -1060,7 +1069,8 @@ static void test_listen_options(void **state) {
                       "listen: 127.0.0.1:2: unknown option \"proxy\" (known: proxy_protocol)");
     expect_load_error("[server]\nlisten = 127.0.0.1:2 proxy_protocol=v2\n", 2,
                       "option \"proxy_protocol=v2\" takes no value");
-    expect_load_error("[server]\nlisten = 127.0.0.1:2 mode=0660\n", 2, "unknown option \"mode=0660\"");
+    expect_load_error("[server]\nlisten = 127.0.0.1:2 mode=0660\n", 2,
+                      "unknown option \"mode=0660\"");
     expect_load_error("[server]\nlisten = 127.0.0.1:x proxy_protocol\n", 2, "invalid port");
 
     struct conf d;
