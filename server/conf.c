@@ -42,7 +42,8 @@ struct setting {
 
 static const struct setting settings[] = {
     {"listen", K_LISTEN, F(listen), NULL, 0, 0,
-     "address to serve: host:port, [v6]:port or unix:PATH; repeatable"},
+     "address to serve: host:port, [v6]:port or unix:PATH, then options (proxy_protocol); "
+     "repeatable"},
     {"workers", K_WORKERS, F(workers), "auto", 1, 512, "worker processes; auto = usable CPUs"},
     {"threads", K_UINT, F(threads), "4", 1, 1024, "pool threads per worker"},
     {"pool_queue", K_UINT, F(pool_queue), "1024", 1, 1u << 20,
@@ -287,25 +288,28 @@ static int set_value(struct conf *c, const struct setting *s, const char *value,
     case K_LISTEN: {
         struct sockaddr_storage sa;
         socklen_t salen;
-        char *line = listen_line(value, base);
+        struct listen_opts opts;
+        char *addr, *line;
+        if (listen_parse_line(value, &addr, &opts, err, errlen) < 0) return -1;
+        line = listen_line(addr, base);
+        free(addr);
         if (!line) return fail(err, errlen, "out of memory");
         if (listen_parse(line, &sa, &salen, err, errlen) < 0) {
             free(line);
             return -1;
         }
         int *lines = realloc(c->listen_line, (c->nlisten + 1) * sizeof *lines);
-        if (!lines) {
-            free(line);
-            return fail(err, errlen, "out of memory");
-        }
-        c->listen_line = lines;
-        lines[c->nlisten] = 0; /* the file's reader sets its line */
+        if (lines) c->listen_line = lines;
+        struct listen_opts *o = realloc(c->listen_opts, (c->nlisten + 1) * sizeof *o);
+        if (o) c->listen_opts = o;
         char **list = realloc(c->listen, (c->nlisten + 1) * sizeof *list);
-        if (!list) {
+        if (list) c->listen = list;
+        if (!lines || !o || !list) {
             free(line);
             return fail(err, errlen, "out of memory");
         }
-        c->listen = list;
+        lines[c->nlisten] = 0; /* the file's reader sets its line */
+        o[c->nlisten] = opts;
         list[c->nlisten++] = line;
         return 0;
     }
@@ -352,6 +356,7 @@ void conf_free(struct conf *c) {
     for (size_t i = 0; i < c->nlisten; i++) free(c->listen[i]);
     free(c->listen);
     free(c->listen_line);
+    free(c->listen_opts);
     for (size_t i = 0; i < c->nroutes; i++) free_route(&c->routes[i]);
     free(c->routes);
     acl_free(&c->trusted_proxies);
@@ -819,26 +824,30 @@ static int add_admin(struct conf *c, char *err, size_t errlen) {
     static const char *const handlers[] = {"status", "metrics", "healthz", "readyz", "dashboard"};
     char where[PATH_MAX + 32], why[256];
     int line = conf_line(c, "admin_listen");
-    /* the same address twice cannot be bound (port 0 is a new port each) */
-    size_t alen = strlen(c->admin_listen);
-    bool any_port = alen > 2 && strcmp(c->admin_listen + alen - 2, ":0") == 0;
-    for (size_t i = 0; i < c->nlisten && !any_port; i++)
-        if (strcmp(c->listen[i], c->admin_listen) == 0)
-            return fail(err, errlen, "%sadmin_listen: %s is a listen address already",
-                        conf_where(c, line, where, sizeof where), c->admin_listen);
     struct acl probe;
     if (acl_parse(&probe, c->admin_allow, why, sizeof why) < 0)
         return fail(err, errlen, "%sadmin_allow: %s",
                     conf_where(c, conf_line(c, "admin_allow"), where, sizeof where), why);
     acl_free(&probe);
-    /* a relative unix path is the config file's folder's, as listen's */
-    char *addr = listen_line(c->admin_listen, c->base_dir);
-    if (!addr) return fail(err, errlen, "out of memory");
-    int rc = conf_set(c, "listen", addr, err, errlen);
-    free(addr);
-    if (rc < 0) return -1;
-    c->listen_line[c->nlisten - 1] = line;
+    /* a listen line like the others (options too); a relative unix path
+     * is the config file's folder's, as listen's */
+    char *text = listen_line(c->admin_listen, c->base_dir);
+    if (!text) return fail(err, errlen, "out of memory");
+    size_t n = c->nlisten;
+    int rc = conf_set(c, "listen", text, why, sizeof why);
+    free(text);
+    if (rc < 0)
+        return fail(err, errlen, "%sadmin_%s", conf_where(c, line, where, sizeof where), why);
+    c->listen_line[n] = line;
     c->admin_on = true;
+    /* the same address twice cannot be bound (port 0 is a new port each) */
+    const char *addr = c->listen[n];
+    size_t alen = strlen(addr);
+    bool any_port = alen > 2 && strcmp(addr + alen - 2, ":0") == 0;
+    for (size_t i = 0; i < n && !any_port; i++)
+        if (strcmp(c->listen[i], addr) == 0)
+            return fail(err, errlen, "%sadmin_listen: %s is a listen address already",
+                        conf_where(c, line, where, sizeof where), addr);
     for (size_t i = 0; i < sizeof handlers / sizeof handlers[0]; i++) {
         char path[32];
         snprintf(path, sizeof path, "/%s", handlers[i]);
@@ -959,10 +968,11 @@ void conf_dump(const struct conf *c, FILE *out) {
         switch (s->kind) {
         case K_LISTEN:
             /* the admin listener is added last from admin_listen */
-            for (size_t j = 0; j < c->nlisten; j++)
-                if (!(c->admin_listen && j == c->nlisten - 1 &&
-                      strcmp(c->listen[j], c->admin_listen) == 0))
-                    fprintf(out, "listen = %s\n", c->listen[j]);
+            for (size_t j = 0; j < c->nlisten - (c->admin_on ? 1 : 0); j++) {
+                char opts[128];
+                listen_opts_format(&c->listen_opts[j], opts, sizeof opts);
+                fprintf(out, "listen = %s%s%s\n", c->listen[j], opts[0] ? " " : "", opts);
+            }
             continue;
         case K_UINT: snprintf(text, sizeof text, "%u", *(const unsigned *)field); break;
         case K_WORKERS:

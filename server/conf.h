@@ -14,6 +14,7 @@
 #include <stdio.h>
 
 #include "server/acl.h"
+#include "server/listen.h"
 
 enum conf_log_level { CONF_LOG_ERROR, CONF_LOG_WARN, CONF_LOG_INFO, CONF_LOG_DEBUG };
 
@@ -67,8 +68,9 @@ struct conf_route {
 
 /* The whole configuration. Times in ms, sizes in bytes. */
 struct conf {
-    char **listen;    /* "host:port", "[v6]:port" or "unix:/path" */
+    char **listen;    /* "host:port", "[v6]:port" or "unix:/path": the address alone */
     int *listen_line; /* the config line of each; 0 for a flag or the default */
+    struct listen_opts *listen_opts; /* the options written after each address */
     size_t nlisten;
     unsigned workers; /* 0 = auto */
     unsigned threads;

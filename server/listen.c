@@ -4,8 +4,10 @@
 #include <arpa/inet.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <grp.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
+#include <pwd.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -93,6 +95,147 @@ int listen_parse(const char *text, struct sockaddr_storage *sa, socklen_t *len, 
     return 0;
 }
 
+/* ---- options after the address --------------------------------------- */
+
+static int set_proxy_protocol(struct listen_opts *o, const char *value, char *err, size_t errlen) {
+    o->proxy_protocol = true;
+    return 0;
+}
+
+static const char *show_proxy_protocol(const struct listen_opts *o, char *buf, size_t len) {
+    return o->proxy_protocol ? "proxy_protocol" : NULL;
+}
+
+static int set_mode(struct listen_opts *o, const char *value, char *err, size_t errlen) {
+    char *end;
+    unsigned long mode = strtoul(value, &end, 8);
+    if (!*value || *end || mode > 0777 || value[0] == '-' || value[0] == '+')
+        return fail(err, errlen, "listen: mode=%s: an octal mode such as 0660", value);
+    o->mode = (unsigned)mode;
+    o->mode_set = true;
+    return 0;
+}
+
+static const char *show_mode(const struct listen_opts *o, char *buf, size_t len) {
+    if (!o->mode_set) return NULL;
+    snprintf(buf, len, "mode=0%o", o->mode);
+    return buf;
+}
+
+static int set_user(struct listen_opts *o, const char *value, char *err, size_t errlen) {
+    struct passwd *pw = getpwnam(value);
+    if (!pw) return fail(err, errlen, "listen: user=%s: no such user", value);
+    o->uid = pw->pw_uid;
+    o->uid_set = true;
+    return 0;
+}
+
+static const char *show_user(const struct listen_opts *o, char *buf, size_t len) {
+    if (!o->uid_set) return NULL;
+    struct passwd *pw = getpwuid(o->uid);
+    if (pw)
+        snprintf(buf, len, "user=%s", pw->pw_name);
+    else
+        snprintf(buf, len, "user=%u", (unsigned)o->uid);
+    return buf;
+}
+
+static int set_group(struct listen_opts *o, const char *value, char *err, size_t errlen) {
+    struct group *gr = getgrnam(value);
+    if (!gr) return fail(err, errlen, "listen: group=%s: no such group", value);
+    o->gid = gr->gr_gid;
+    o->gid_set = true;
+    return 0;
+}
+
+static const char *show_group(const struct listen_opts *o, char *buf, size_t len) {
+    if (!o->gid_set) return NULL;
+    struct group *gr = getgrgid(o->gid);
+    if (gr)
+        snprintf(buf, len, "group=%s", gr->gr_name);
+    else
+        snprintf(buf, len, "group=%u", (unsigned)o->gid);
+    return buf;
+}
+
+/* Every option a listen line may carry. An entry with value takes
+ * name=VALUE (set gets VALUE), one without takes the bare name (set gets
+ * NULL); unix_only ones are refused on a TCP address. show says the option
+ * as the line would ("name" or "name=VALUE", in buf if it needs room), or
+ * NULL when it is not set. */
+static const struct listen_option {
+    const char *name;
+    bool value;
+    bool unix_only;
+    int (*set)(struct listen_opts *o, const char *value, char *err, size_t errlen);
+    const char *(*show)(const struct listen_opts *o, char *buf, size_t len);
+} listen_options[] = {
+    {"proxy_protocol", false, false, set_proxy_protocol, show_proxy_protocol},
+    {"mode", true, true, set_mode, show_mode},
+    {"user", true, true, set_user, show_user},
+    {"group", true, true, set_group, show_group},
+};
+
+void listen_opts_format(const struct listen_opts *opts, char *out, size_t outlen) {
+    char buf[128];
+    size_t used = 0;
+    out[0] = '\0';
+    for (size_t i = 0; i < sizeof listen_options / sizeof listen_options[0]; i++) {
+        const char *word = listen_options[i].show(opts, buf, sizeof buf);
+        if (!word || used >= outlen) continue;
+        int n = snprintf(out + used, outlen - used, "%s%s", used ? " " : "", word);
+        if (n > 0) used += (size_t)n;
+    }
+}
+
+#define BLANKS " \t"
+
+int listen_parse_line(const char *line, char **addr, struct listen_opts *opts, char *err,
+                      size_t errlen) {
+    *opts = (struct listen_opts){0};
+    *addr = NULL;
+    line += strspn(line, BLANKS);
+    size_t alen = strcspn(line, BLANKS);
+    if (!alen) return fail(err, errlen, "listen: empty address");
+    bool is_unix = strncmp(line, "unix:", 5) == 0;
+    char word[128];
+    for (const char *p = line + alen;;) {
+        p += strspn(p, BLANKS);
+        size_t n = strcspn(p, BLANKS);
+        if (!n) break;
+        if (n >= sizeof word)
+            return fail(err, errlen, "listen: %.*s: option \"%.32s...\" is too long", (int)alen,
+                        line, p);
+        memcpy(word, p, n);
+        word[n] = '\0';
+        p += strcspn(p, BLANKS);
+        char *eq = strchr(word, '=');
+        size_t nlen = eq ? (size_t)(eq - word) : strlen(word);
+        const struct listen_option *o = NULL;
+        for (size_t i = 0; i < sizeof listen_options / sizeof listen_options[0]; i++)
+            if (strlen(listen_options[i].name) == nlen &&
+                strncmp(listen_options[i].name, word, nlen) == 0)
+                o = &listen_options[i];
+        if (!o) {
+            char known[256] = "";
+            for (size_t i = 0; i < sizeof listen_options / sizeof listen_options[0]; i++)
+                snprintf(known + strlen(known), sizeof known - strlen(known), "%s%s%s",
+                         i ? ", " : "", listen_options[i].name, listen_options[i].value ? "=" : "");
+            return fail(err, errlen, "listen: %.*s: unknown option \"%s\" (known: %s)", (int)alen,
+                        line, word, known);
+        }
+        if (o->value != (eq != NULL))
+            return fail(err, errlen, "listen: %.*s: option \"%s\" %s", (int)alen, line, word,
+                        o->value ? "takes a value (name=VALUE)" : "takes no value");
+        if (o->unix_only && !is_unix)
+            return fail(err, errlen, "listen: %.*s: option \"%s\" is for unix sockets only",
+                        (int)alen, line, word);
+        if (o->set(opts, eq ? eq + 1 : NULL, err, errlen) < 0) return -1;
+    }
+    if (!(*addr = strndup(line, alen))) return fail(err, errlen, "out of memory");
+    return 0;
+}
+
 void listen_format(const struct sockaddr *sa, socklen_t len, char *out, size_t outlen) {
     char host[INET6_ADDRSTRLEN];
     switch (sa->sa_family) {
@@ -137,6 +280,16 @@ static int clear_unix_path(const char *path, char *err, size_t errlen) {
     return 0;
 }
 
+/* A unix socket file as its listen line asks: mode, owner, group. */
+static int own_socket_file(const struct listener *l, char *err, size_t errlen) {
+    const char *path = ((const struct sockaddr_un *)&l->sa)->sun_path;
+    if ((l->opts.uid_set || l->opts.gid_set) &&
+        lchown(path, l->opts.uid_set ? l->opts.uid : (uid_t)-1,
+               l->opts.gid_set ? l->opts.gid : (gid_t)-1) < 0)
+        return fail(err, errlen, "listen: %s: chown: %s", l->addr, strerror(errno));
+    return 0;
+}
+
 int listen_open(struct listener *l, unsigned backlog, char *err, size_t errlen) {
     int one = 1;
     l->fd = -1;
@@ -155,7 +308,8 @@ int listen_open(struct listener *l, unsigned backlog, char *err, size_t errlen) 
      * running as another user must be able to connect (who may is up to the
      * folder's permissions). The umask decides the mode bind() gives; the
      * master is single-threaded here. */
-    mode_t umask_was = family == AF_UNIX ? umask(0111) : 0;
+    mode_t umask_was =
+        family == AF_UNIX ? umask(l->opts.mode_set ? ~l->opts.mode & 0777 : 0111) : 0;
     int rc = bind(fd, (struct sockaddr *)&l->sa, l->salen), bind_errno = errno;
     if (family == AF_UNIX) umask(umask_was);
     if (rc < 0) {
@@ -163,6 +317,12 @@ int listen_open(struct listener *l, unsigned backlog, char *err, size_t errlen) 
         return fail(err, errlen, "listen: %s: bind: %s", l->addr, strerror(bind_errno));
     }
     if (family == AF_UNIX) l->unix_owned = true;
+    if (family == AF_UNIX && own_socket_file(l, err, errlen) < 0) {
+        close(fd);
+        unlink(((struct sockaddr_un *)&l->sa)->sun_path);
+        l->unix_owned = false;
+        return -1;
+    }
     if (listen(fd, (int)backlog) < 0) {
         int e = errno;
         close(fd);
@@ -231,8 +391,9 @@ static struct listener *take(struct listeners *old, const char *line) {
     return NULL;
 }
 
-int listeners_open(struct listeners *out, char *const *lines, size_t nlines, unsigned backlog,
-                   struct listeners *old, char *err, size_t errlen) {
+int listeners_open(struct listeners *out, char *const *lines, const struct listen_opts *opts,
+                   size_t nlines, unsigned backlog, struct listeners *old, char *err,
+                   size_t errlen) {
     out->n = 0;
     out->v = calloc(nlines ? nlines : 1, sizeof *out->v);
     if (!out->v) return fail(err, errlen, "out of memory");
@@ -243,11 +404,13 @@ int listeners_open(struct listeners *out, char *const *lines, size_t nlines, uns
             prev->fd = -1; /* taken: given back if we fail below */
         } else {
             if (!(l->addr = strdup(lines[i]))) goto nomem;
+            l->opts = opts ? opts[i] : (struct listen_opts){0}; /* mode, owner: at bind */
             if (listen_open(l, backlog, err, errlen) < 0) {
                 free(l->addr);
                 goto undo;
             }
         }
+        l->opts = opts ? opts[i] : (struct listen_opts){0};
         out->n++;
     }
     /* what was taken is ours now: old keeps only its leftovers */

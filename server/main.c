@@ -80,8 +80,8 @@ static int serve(const struct cli *cli, char **argv, struct master_args *a, cons
     if (inherited_listeners(&inherited, &a->replaces, err, sizeof err) < 0 ||
         service_listeners(&inherited, conf->listen, conf->nlisten, err, sizeof err) < 0 ||
         service_check_kept(&inherited, conf->listen, conf->nlisten, err, sizeof err) < 0 ||
-        listeners_open(&a->listeners, conf->listen, conf->nlisten, conf->backlog, &inherited, err,
-                       sizeof err) < 0) {
+        listeners_open(&a->listeners, conf->listen, conf->listen_opts, conf->nlisten, conf->backlog,
+                       &inherited, err, sizeof err) < 0) {
         log_error("%s", err);
         listeners_close(&inherited, false);
         conf_free(conf);
@@ -94,9 +94,13 @@ static int serve(const struct cli *cli, char **argv, struct master_args *a, cons
      * handed over */
     listeners_close_sockets(&inherited);
     a->dropped = inherited;
-    for (size_t i = 0; i < a->listeners.n; i++)
-        log_info("listening on %s%s", a->listeners.v[i].bound,
+    for (size_t i = 0; i < a->listeners.n; i++) {
+        char opts[128];
+        listen_opts_format(&a->listeners.v[i].opts, opts, sizeof opts);
+        log_info("listening on %s%s%s%s%s", a->listeners.v[i].bound, opts[0] ? " (" : "", opts,
+                 opts[0] ? ")" : "",
                  a->listeners.v[i].activated ? " (socket from the service manager)" : "");
+    }
     int status = master_run(a);
     log_close();
     return status;

@@ -721,8 +721,8 @@ static int open_next_listeners(struct master *m, struct generation *g, char *err
         }
         loan.n++;
     }
-    if (listeners_open(&g->listeners, g->conf.listen, g->conf.nlisten, g->conf.backlog, &loan, err,
-                       errlen) < 0)
+    if (listeners_open(&g->listeners, g->conf.listen, g->conf.listen_opts, g->conf.nlisten,
+                       g->conf.backlog, &loan, err, errlen) < 0)
         goto fail;
     for (size_t i = 0; i < loan.n; i++) {
         kept[i] = loan.v[i].fd < 0; /* taken by the new set */
@@ -885,8 +885,13 @@ static void reload(struct master *m) {
     }
     listeners_defer_accept(&g.listeners, g.conf.defer_accept);
     if (warn[0]) log_warn("%s", warn);
-    for (size_t j = 0; j < g.listeners.n; j++)
-        if (!m->next_shared[j]) log_info("listening on %s", g.listeners.v[j].bound);
+    for (size_t j = 0; j < g.listeners.n; j++) {
+        char opts[128];
+        if (m->next_shared[j]) continue;
+        listen_opts_format(&g.listeners.v[j].opts, opts, sizeof opts);
+        log_info("listening on %s%s%s%s", g.listeners.v[j].bound, opts[0] ? " (" : "", opts,
+                 opts[0] ? ")" : "");
+    }
     raise_nofile(&g.conf);
     use_logs_of(&g.conf, &m->cur.conf);
     g.id = ++m->last_id;

@@ -17,6 +17,7 @@
 
 #include "server/log.h"
 #include "workers/accesslog.h"
+#include "workers/proxyproto.h"
 
 /* Pipelined answers queued beyond this are flushed before parsing more. */
 #define OUT_HIGH_WATER (64 * 1024)
@@ -56,6 +57,7 @@ struct conn {
     bool peer_closed;        /* read returned 0 */
     bool read_paused;        /* read event removed: input buffer full */
     bool nodelay;
+    bool on_unix;         /* the socket is a unix one (whatever a PROXY header said) */
     bool broken;          /* output could not be queued: close at the next run */
     unsigned char reason; /* 1 + why it closes (enum sb_close), once known; 0 */
     bool reason_planned;  /* ...a close planned with an answer, which a fault overrides */
@@ -70,7 +72,7 @@ struct conn {
     void (*file_release)(void *hold);
     struct exchange *ex;
     const struct routes *routes; /* its listener's: the main ones' or the admin one's */
-    union ex_peer peer;
+    union ex_peer peer;          /* the client: the socket's peer, or a PROXY header's source */
     socklen_t peer_len;
 };
 
@@ -180,7 +182,7 @@ static void answered(struct conn *c) {
     exchange_free(ex);
     c->state = CONN_IDLE;
     /* Nagle only matters once a connection is kept: set it then (nginx does) */
-    if (!c->close_after && !c->nodelay && c->peer.sa.sa_family != AF_UNIX) {
+    if (!c->close_after && !c->nodelay && !c->on_unix) {
         int one = 1;
         setsockopt(c->fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
         c->nodelay = true;
@@ -432,6 +434,7 @@ static size_t head_limit(const struct conns *cs) {
 static bool make_room(struct conn *c) {
     struct conns *cs = c->cs;
     switch (c->state) {
+    case CONN_PROXY: /* proxy_parse refuses a header before it gets this long */
     case CONN_IDLE:
     case CONN_READING_HEAD:
         return buf_reserve(&c->in, &cs->bufs, BUF_BLOCK / 4, head_limit(cs)) == 0;
@@ -597,6 +600,39 @@ static enum step head_done(struct conn *c, size_t head_len) {
     return STEP_CONTINUE;
 }
 
+/* PROXY: the front proxy's header, then the request. Its client address
+ * is the connection's from now on (access log, allow/deny, the handler
+ * API); a LOCAL or UNKNOWN header keeps the socket's peer. A connection
+ * that does not begin with a valid header is closed without an answer:
+ * whatever it is, it did not come through the proxy. */
+static enum step step_proxy(struct conn *c) {
+    struct proxy_info pi;
+    int n = proxy_parse(buf_head(&c->in), buf_len(&c->in), &pi);
+    if (n == PROXY_AGAIN) return STEP_WAIT;
+    if (n < 0) {
+        log_debug("PROXY protocol: no valid header; connection closed");
+        conn_close(c, SB_CLOSE_PARSE_ERROR);
+        return STEP_CLOSED;
+    }
+    if (!pi.local) {
+        memset(&c->peer, 0, sizeof c->peer);
+        if (pi.src.sa.sa_family == AF_UNIX) {
+            /* as for a unix socket's own peer: the family, no address */
+            c->peer.sa.sa_family = AF_UNIX;
+            c->peer_len = sizeof c->peer.sa.sa_family;
+        } else {
+            memcpy(&c->peer, &pi.src, pi.src_len);
+            c->peer_len = pi.src_len;
+        }
+    }
+    buf_consume(&c->in, (size_t)n);
+    /* the first head's deadline is the header's: header_timeout counts
+     * from the accept for both (conn_arm keeps a deadline while armed for
+     * the same state) */
+    c->state = c->armed = CONN_READING_HEAD;
+    return STEP_CONTINUE;
+}
+
 static enum step step_head(struct conn *c) {
     if (c->close_after) return STEP_WAIT;
     if (buf_len(&c->out) >= OUT_HIGH_WATER) return STEP_WAIT_OUTPUT;
@@ -662,6 +698,7 @@ void conn_exchange_body_resume(struct conn *c) {
 
 static enum step conn_step(struct conn *c) {
     switch (c->state) {
+    case CONN_PROXY: return step_proxy(c);
     case CONN_IDLE:
     case CONN_READING_HEAD: return step_head(c);
     case CONN_READING_BODY: return step_body(c);
@@ -818,6 +855,11 @@ static void conn_arm(struct conn *c) {
          * libevent already restarted the persistent timeout itself */
         rearm |= c->armed_requests != c->requests && !c->timer_restarted;
         break;
+    case CONN_PROXY: /* from the accept; the first head's goes on from it */
+        left = time_left(c, cs->conf->header_timeout, false);
+        tv = &left;
+        rearm = true;
+        break;
     case CONN_READING_HEAD:
         /* each head has its own deadline, also one that arrived together
          * with the end of the previous request */
@@ -916,8 +958,8 @@ static void conn_run(struct conn *c) {
         /* a request cut short by the client's close gets no answer, and one
          * whose client closed while its handler works is abandoned (nginx
          * does the same: 499), so that the handler stops for nobody */
-        if (c->peer_closed && (c->state == CONN_READING_HEAD || c->state == CONN_READING_BODY ||
-                               c->state == CONN_HANDLING)) {
+        if (c->peer_closed && (c->state == CONN_PROXY || c->state == CONN_READING_HEAD ||
+                               c->state == CONN_READING_BODY || c->state == CONN_HANDLING)) {
             conn_close(c, SB_CLOSE_CLIENT);
             return;
         }
@@ -929,6 +971,9 @@ static void conn_run(struct conn *c) {
 /* A read event's timeout fired, in the state it was armed for. */
 static void conn_timeout(struct conn *c) {
     switch (c->state) {
+    case CONN_PROXY: /* no answer: the client is the proxy */
+        close_reason(c, SB_CLOSE_HEADER_TIMEOUT);
+        break;
     case CONN_READING_HEAD:
         close_reason(c, SB_CLOSE_HEADER_TIMEOUT);
         /* a connection that never sent a byte is just closed */
@@ -998,7 +1043,7 @@ static void on_write(evutil_socket_t fd, short what, void *arg) {
 /* ---- life and death --------------------------------------------------- */
 
 void conn_accept(struct conns *cs, int fd, const struct sockaddr *peer, socklen_t peerlen,
-                 const struct routes *routes) {
+                 const struct routes *routes, bool proxy_protocol) {
     struct conn *c = cs->free;
     if (c) {
         cs->free = c->next;
@@ -1012,7 +1057,8 @@ void conn_accept(struct conns *cs, int fd, const struct sockaddr *peer, socklen_
     c->routes = routes;
     c->fd = fd;
     c->file_fd = -1;
-    c->state = CONN_READING_HEAD;
+    c->state = proxy_protocol ? CONN_PROXY : CONN_READING_HEAD;
+    c->on_unix = peer->sa_family == AF_UNIX;
     if (peerlen <= sizeof c->peer) {
         memcpy(&c->peer, peer, peerlen);
         c->peer_len = peerlen;
@@ -1027,8 +1073,9 @@ void conn_accept(struct conns *cs, int fd, const struct sockaddr *peer, socklen_
     cs->list = c;
     cs->n++;
     atomic_store_explicit(&cs->slot->connections, cs->n, memory_order_relaxed);
-    /* the first request's head gets header_timeout from the accept */
-    c->armed = CONN_READING_HEAD;
+    /* the first request's head (and a PROXY header before it) gets
+     * header_timeout from the accept */
+    c->armed = c->state;
     c->deadline_ms = now_ms() + cs->conf->header_timeout;
     /* The request is usually here already: read it before asking epoll to
      * watch the socket, so a connection answered and closed at once costs
@@ -1085,7 +1132,8 @@ void conns_close_idle(struct conns *cs) {
     struct conn *c = cs->list, *next;
     for (; c; c = next) {
         next = c->next;
-        bool idle = c->state == CONN_IDLE || (c->state == CONN_READING_HEAD && !buf_len(&c->in));
+        bool idle = c->state == CONN_IDLE ||
+                    ((c->state == CONN_READING_HEAD || c->state == CONN_PROXY) && !buf_len(&c->in));
         if (idle && !buf_len(&c->out))
             conn_close(c, SB_CLOSE_SHUTDOWN);
         else if (c->state == CONN_IDLE) {
@@ -1100,6 +1148,7 @@ void conns_publish(struct conns *cs) {
     for (const struct conn *c = cs->list; c; c = c->next) {
         switch (c->state) {
         case CONN_IDLE: n[SB_CONN_IDLE]++; break;
+        case CONN_PROXY:
         case CONN_READING_HEAD:
         case CONN_READING_BODY: n[SB_CONN_READING]++; break;
         case CONN_HANDLING:

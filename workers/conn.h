@@ -1,5 +1,12 @@
 /* conn: one client connection, driven as an explicit state machine.
  *
+ *   PROXY ──────────────▶ READING_HEAD   a proxy_protocol listener's: the
+ *     (header_timeout)                   front proxy's PROXY header first
+ *                                        (proxyproto.h); its client address
+ *                                        replaces the peer's for the
+ *                                        connection's life; a malformed one,
+ *                                        or none, closes it without answer
+ *
  *                 bytes                 head parsed, body follows
  *   IDLE ────────────────▶ READING_HEAD ──────────────────────▶ READING_BODY
  *    ▲  (keepalive_timeout)  │ (header_timeout, total)               │ (body_timeout)
@@ -67,6 +74,7 @@ struct accesslog;
 struct event_base;
 
 enum conn_state {
+    CONN_PROXY,        /* reading the PROXY protocol header; header_timeout runs */
     CONN_IDLE,         /* keep-alive: no byte of the next request yet */
     CONN_READING_HEAD, /* part of a request head has arrived */
     CONN_READING_BODY, /* the head is parsed; reading or dropping the body */
@@ -102,9 +110,10 @@ struct conns {
     uint64_t requests;         /* answered; mirrored into the slot */
 };
 
-/* Takes over an accepted socket (non-blocking). */
+/* Takes over an accepted socket (non-blocking). With proxy_protocol it
+ * begins with the PROXY header (its listener's proxy_protocol option). */
 void conn_accept(struct conns *cs, int fd, const struct sockaddr *peer, socklen_t peerlen,
-                 const struct routes *routes);
+                 const struct routes *routes, bool proxy_protocol);
 
 /* Graceful stop: closes the connections that are idle (nothing of a request
  * has arrived); the others close after their current response, because a

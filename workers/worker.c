@@ -79,6 +79,10 @@ static bool over_fair_share(struct worker *w) {
 
 static void on_accept(evutil_socket_t lfd, short what, void *arg) {
     struct worker *w = arg;
+    /* the listener's options: a handful of listeners, a short walk */
+    bool proxy = false;
+    for (size_t i = 0; i < w->nlisteners; i++)
+        if (w->listeners[i].fd == lfd) proxy = w->listeners[i].opts.proxy_protocol;
     for (int i = 0; i < ACCEPT_BATCH; i++) {
         if (w->conns.n >= w->conf->max_connections) {
             /* the rest wait in the backlog; resumed by on_conn_closed() */
@@ -128,7 +132,7 @@ static void on_accept(evutil_socket_t lfd, short what, void *arg) {
         w->accept_defers = 0;
         sb_add(&w->slot->c[SBC_ACCEPTED], 1);
         conn_accept(&w->conns, fd, (struct sockaddr *)&sa, len,
-                    lfd == w->admin_fd ? &w->admin_routes : &w->routes);
+                    lfd == w->admin_fd ? &w->admin_routes : &w->routes, proxy);
     }
 }
 

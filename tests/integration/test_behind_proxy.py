@@ -173,3 +173,31 @@ def test_reload_upgrade_and_stop_under_load_cost_no_request(proxy, transport, ma
             os.killpg(front.pid, signal.SIGKILL)
             front.wait()
         log.close()
+
+
+def test_unix_socket_mode_user_and_group(make_server, site, tmp_path):
+    import grp
+    import pwd
+    import stat
+    from conftest import BIN
+    sock = tmp_path / "web.sock"
+    if os.geteuid() != 0:
+        pytest.skip("needs root to hand the socket to another user")
+    srv = make_server(config=backend_conf(site), name="owned",
+                      args=["--listen", f"unix:{sock} mode=0660 user=nobody group=nogroup"])
+    st = os.stat(sock)
+    assert stat.S_ISSOCK(st.st_mode) and stat.S_IMODE(st.st_mode) == 0o660
+    assert st.st_uid == pwd.getpwnam("nobody").pw_uid
+    assert st.st_gid == grp.getgrnam("nogroup").gr_gid
+    assert "listening on unix:" in srv.log()
+    # the default: 0666, root's
+    plain = tmp_path / "plain.sock"
+    make_server(config=backend_conf(site), name="plain", args=["--listen", f"unix:{plain}"])
+    assert stat.S_IMODE(os.stat(plain).st_mode) == 0o666
+    for line, why in ((f"unix:{tmp_path}/x.sock mode=999", "octal mode"),
+                      (f"unix:{tmp_path}/x.sock user=no-such-user-here", "no such user"),
+                      (f"unix:{tmp_path}/x.sock group=no-such-group-here", "no such group"),
+                      ("127.0.0.1:0 mode=0660", "unix sockets only")):
+        out = subprocess.run([BIN, "--check", "--root", str(site), "--listen", line],
+                             capture_output=True, text=True, timeout=30)
+        assert out.returncode == 2 and why in out.stderr, (line, out.stderr)

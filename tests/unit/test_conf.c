@@ -393,7 +393,9 @@ static void test_dump_reads_back(void **state) {
     size_t len = 0;
     conf_init(&a);
     assert_int_equal(conf_load_string(&a,
-                                      "[server]\nlisten = 127.0.0.1:9\nlisten = unix:/tmp/x.sock\n"
+                                      "[server]\nlisten = 127.0.0.1:9\n"
+                                      "listen = unix:/tmp/x.sock  proxy_protocol\n"
+                                      "admin_listen = 127.0.0.1:8 proxy_protocol\n"
                                       "header_timeout = 1m30s\nmax_body_size = 3000\n"
                                       "threads = 7\nlog_level = debug\n"
                                       "[route = /exact]\nhandler = echo\nmethods = GET,POST\n"
@@ -406,6 +408,9 @@ static void test_dump_reads_back(void **state) {
     conf_dump(&a, out);
     fclose(out);
     assert_non_null(strstr(text, "header_timeout = 90s\n"));
+    assert_non_null(strstr(text, "listen = unix:/tmp/x.sock proxy_protocol\n"));
+    assert_non_null(strstr(text, "admin_listen = 127.0.0.1:8 proxy_protocol\n"));
+    assert_null(strstr(text, "\nlisten = 127.0.0.1:8"));
     assert_non_null(strstr(text, "max_body_size = 3000\n"));
     assert_non_null(strstr(text, "[route = /exact]\n"));
     assert_non_null(strstr(text, "methods = GET POST\n"));
@@ -414,12 +419,16 @@ static void test_dump_reads_back(void **state) {
     conf_init(&b);
     assert_int_equal(conf_load_string(&b, text, "dump", err, sizeof err), 0);
     assert_int_equal(conf_finish(&b, err, sizeof err), 0);
-    assert_int_equal(b.nlisten, 2);
+    assert_int_equal(b.nlisten, 3);
     assert_string_equal(b.listen[1], "unix:/tmp/x.sock");
+    assert_false(b.listen_opts[0].proxy_protocol);
+    assert_true(b.listen_opts[1].proxy_protocol);
+    assert_string_equal(b.listen[2], "127.0.0.1:8");
+    assert_true(b.listen_opts[2].proxy_protocol);
     assert_int_equal(b.header_timeout, 90000);
     assert_int_equal(b.threads, 7);
     assert_int_equal(b.log_level, CONF_LOG_DEBUG);
-    assert_int_equal(b.nroutes, 2);
+    assert_int_equal(b.nroutes, a.nroutes); /* the admin routes made again */
     assert_int_equal(b.routes[0].match, CONF_MATCH_EXACT);
     assert_int_equal(b.routes[0].mode, ROUTE_POOL);
     assert_int_equal(b.routes[0].max_body_size, 2 * 1024 * 1024);
@@ -1027,6 +1036,65 @@ static void test_setting_lines(void **state) {
     assert_int_equal(conf_line(c, "access_log"), 0);
 }
 
+/* A listen line's options: the address alone is kept (what sockets are
+ * matched by across a reload or upgrade), the options beside it; an unknown
+ * option is an error naming it, at its line. */
+static void test_listen_options(void **state) {
+    struct conf *c = *state;
+    char err[ERRLEN] = "";
+    assert_int_equal(load(c,
+                          "[server]\nlisten = 127.0.0.1:1\n"
+                          "listen = 127.0.0.1:2 proxy_protocol\n"
+                          "listen =   [::1]:3\t proxy_protocol  \n"
+                          "listen = unix:/run/p.sock proxy_protocol\n"
+                          "admin_listen = 127.0.0.1:9 proxy_protocol\n"
+                          "[route /]\nhandler = echo\n",
+                          err),
+                     0);
+    assert_int_equal(finish(c, err, ERRLEN), 0);
+    assert_int_equal(c->nlisten, 5);
+    static const char *const addr[] = {"127.0.0.1:1", "127.0.0.1:2", "[::1]:3", "unix:/run/p.sock",
+                                       "127.0.0.1:9"};
+    for (size_t i = 0; i < 5; i++) {
+        assert_string_equal(c->listen[i], addr[i]);
+        assert_int_equal(c->listen_opts[i].proxy_protocol, i > 0);
+    }
+    assert_int_equal(c->listen_line[1], 3);
+    assert_int_equal(c->listen_line[4], 6); /* the admin listener: last, at its line */
+    assert_int_equal(conf_set(c, "listen", "127.0.0.1:4   proxy_protocol", err, ERRLEN), 0);
+    assert_string_equal(c->listen[5], "127.0.0.1:4");
+    assert_true(c->listen_opts[5].proxy_protocol);
+
+    expect_load_error("[server]\nlisten = 127.0.0.1:2 proxy\n", 2,
+                      "listen: 127.0.0.1:2: unknown option \"proxy\" (known: proxy_protocol)");
+    expect_load_error("[server]\nlisten = 127.0.0.1:2 proxy_protocol=v2\n", 2,
+                      "option \"proxy_protocol=v2\" takes no value");
+    expect_load_error("[server]\nlisten = 127.0.0.1:2 mode=0660\n", 2,
+                      "unknown option \"mode=0660\"");
+    expect_load_error("[server]\nlisten = 127.0.0.1:x proxy_protocol\n", 2, "invalid port");
+
+    struct conf d;
+    conf_init(&d);
+    assert_int_equal(load(&d,
+                          "[server]\nadmin_listen = 127.0.0.1:9 spdy\n"
+                          "[route /]\nhandler = echo\n",
+                          err),
+                     0);
+    assert_int_equal(finish(&d, err, ERRLEN), -1);
+    assert_has(err, "admin_listen: 127.0.0.1:9: unknown option \"spdy\"");
+    conf_free(&d);
+    /* the same address with options is still the same address */
+    conf_init(&d);
+    assert_int_equal(load(&d,
+                          "[server]\nadmin_listen = 127.0.0.1:9 proxy_protocol\n"
+                          "listen = 127.0.0.1:9\n[route /]\nhandler = echo\n",
+                          err),
+                     0);
+    assert_int_equal(finish(&d, err, ERRLEN), -1);
+    assert_has(err, "admin_listen: 127.0.0.1:9 is a listen address already");
+    conf_free(&d);
+}
+
 /* ---- conf_load_file ---------------------------------------------------------- */
 
 static void test_file_relative_paths_use_config_folder(void **state) {
@@ -1413,6 +1481,7 @@ int main(void) {
         T(test_finish_route_errors_name_the_setting_line),
         T(test_finish_shutdown_idle_timeout_within_keepalive),
         T(test_setting_lines),
+        T(test_listen_options),
         T(test_file_relative_paths_use_config_folder),
         T(test_file_given_by_relative_path),
         T(test_file_errors_name_the_file),

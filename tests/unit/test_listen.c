@@ -405,6 +405,68 @@ static void test_open_unix_busy_server_is_in_use(void **state) {
     assert_true(still_there);
 }
 
+/* "ADDR [OPTION]...": the address apart, the options from the table. */
+static void test_parse_line(void **state) {
+    char *addr, err[256];
+    struct listen_opts o;
+    assert_int_equal(listen_parse_line("127.0.0.1:80", &addr, &o, err, sizeof err), 0);
+    assert_string_equal(addr, "127.0.0.1:80");
+    assert_false(o.proxy_protocol);
+    free(addr);
+    assert_int_equal(
+        listen_parse_line(" unix:/run/p.sock \tproxy_protocol ", &addr, &o, err, sizeof err), 0);
+    assert_string_equal(addr, "unix:/run/p.sock");
+    assert_true(o.proxy_protocol);
+    free(addr);
+    static const struct {
+        const char *line, *err;
+    } bad[] = {
+        {"127.0.0.1:80 proxy", "listen: 127.0.0.1:80: unknown option \"proxy\" (known: "
+                               "proxy_protocol)"},
+        {"127.0.0.1:80 proxy_protocol ssl", "listen: 127.0.0.1:80: unknown option \"ssl\""},
+        {"127.0.0.1:80 proxy_protocol=1", "option \"proxy_protocol=1\" takes no value"},
+        {"127.0.0.1:80 =x", "unknown option \"=x\""},
+        {"", "listen: empty address"},
+        {"   ", "listen: empty address"},
+    };
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        addr = (char *)"unchanged";
+        assert_int_equal(listen_parse_line(bad[i].line, &addr, &o, err, sizeof err), -1);
+        assert_null(addr);
+        if (!strstr(err, bad[i].err))
+            fail_msg("%s: want \"%s\", got \"%s\"", bad[i].line, bad[i].err, err);
+    }
+    char longer[300];
+    memset(longer, 'x', sizeof longer);
+    memcpy(longer, "127.0.0.1:80 ", 13);
+    longer[sizeof longer - 1] = '\0';
+    assert_int_equal(listen_parse_line(longer, &addr, &o, err, sizeof err), -1);
+    assert_non_null(strstr(err, "is too long"));
+}
+
+/* Options go with the listen line, also to a socket taken over: a reload
+ * may turn proxy_protocol on or off on the same socket. */
+static void test_listeners_open_options(void **state) {
+    char err[512];
+    char *lines[] = {"127.0.0.1:0", "127.0.0.1:0"};
+    struct listen_opts on[] = {{.proxy_protocol = false}, {.proxy_protocol = true}};
+    struct listen_opts off[] = {{.proxy_protocol = true}, {.proxy_protocol = false}};
+    struct listeners old, cur;
+    assert_int_equal(listeners_open(&old, lines, on, 2, BACKLOG, NULL, err, sizeof err), 0);
+    assert_false(old.v[0].opts.proxy_protocol);
+    assert_true(old.v[1].opts.proxy_protocol);
+    /* the same lines: taken over by their text (port 0 too) */
+    int fa = old.v[0].fd, fb = old.v[1].fd;
+    if (listeners_open(&cur, lines, off, 2, BACKLOG, &old, err, sizeof err) < 0)
+        fail_msg("%s", err);
+    assert_int_equal(cur.v[0].fd, fa);
+    assert_int_equal(cur.v[1].fd, fb);
+    assert_true(cur.v[0].opts.proxy_protocol);
+    assert_false(cur.v[1].opts.proxy_protocol);
+    listeners_close(&old, true);
+    listeners_close(&cur, true);
+}
+
 static void test_listeners_open_takes_over(void **state) {
     struct fixture *fx = *state;
     char a_line[128], a_path[128], b_line[128], b_path[128], err[512];
@@ -412,7 +474,7 @@ static void test_listeners_open_takes_over(void **state) {
     unix_line(fx, "b.sock", b_line, sizeof b_line, b_path, sizeof b_path);
     char *first[] = {"127.0.0.1:0", a_line};
     struct listeners old, cur;
-    assert_int_equal(listeners_open(&old, first, 2, BACKLOG, NULL, err, sizeof err), 0);
+    assert_int_equal(listeners_open(&old, first, NULL, 2, BACKLOG, NULL, err, sizeof err), 0);
     assert_int_equal(old.n, 2);
     int tcp_fd = old.v[0].fd;
     char tcp_bound[128];
@@ -421,7 +483,7 @@ static void test_listeners_open_takes_over(void **state) {
     int waiting = connect_to(&old.v[0]);
 
     char *second[] = {b_line, "127.0.0.1:0"};
-    assert_int_equal(listeners_open(&cur, second, 2, BACKLOG, &old, err, sizeof err), 0);
+    assert_int_equal(listeners_open(&cur, second, NULL, 2, BACKLOG, &old, err, sizeof err), 0);
     assert_int_equal(cur.n, 2);
     assert_string_equal(cur.v[0].addr, b_line);
     assert_true(cur.v[0].unix_owned);
@@ -455,13 +517,13 @@ static void check_failed_reload(struct fixture *fx, const char *bad_line, const 
     unix_line(fx, "new.sock", new_line, sizeof new_line, new_path, sizeof new_path);
     char *first[] = {"127.0.0.1:0", old_line};
     struct listeners old, cur = {(void *)1, 99};
-    assert_int_equal(listeners_open(&old, first, 2, BACKLOG, NULL, err, sizeof err), 0);
+    assert_int_equal(listeners_open(&old, first, NULL, 2, BACKLOG, NULL, err, sizeof err), 0);
     struct listener before[2];
     memcpy(before, old.v, sizeof before);
     int fds = scratch_count_fds();
 
     char *second[] = {"127.0.0.1:0", new_line, old_line, (char *)bad_line};
-    assert_int_equal(listeners_open(&cur, second, 4, BACKLOG, &old, err, sizeof err), -1);
+    assert_int_equal(listeners_open(&cur, second, NULL, 4, BACKLOG, &old, err, sizeof err), -1);
     assert_non_null(strstr(err, bad_line));
     assert_non_null(strstr(err, why));
     assert_int_equal(cur.n, 0);
@@ -481,7 +543,7 @@ static void check_failed_reload(struct fixture *fx, const char *bad_line, const 
 
     /* and the old set still serves a later, good reload */
     struct listeners good;
-    assert_int_equal(listeners_open(&good, first, 2, BACKLOG, &old, err, sizeof err), 0);
+    assert_int_equal(listeners_open(&good, first, NULL, 2, BACKLOG, &old, err, sizeof err), 0);
     assert_int_equal(good.v[0].fd, before[0].fd);
     assert_int_equal(good.v[1].fd, before[1].fd);
     listeners_close(&old, true);
@@ -508,11 +570,11 @@ static void test_listeners_close_unlinks_only_when_asked(void **state) {
     char *lines[] = {line};
     struct listeners ls;
 
-    assert_int_equal(listeners_open(&ls, lines, 1, BACKLOG, NULL, err, sizeof err), 0);
+    assert_int_equal(listeners_open(&ls, lines, NULL, 1, BACKLOG, NULL, err, sizeof err), 0);
     listeners_close(&ls, false); /* e.g. handed over to a new binary */
     assert_true(exists(path, S_IFSOCK));
     /* the file left behind is stale now: the next open replaces it */
-    assert_int_equal(listeners_open(&ls, lines, 1, BACKLOG, NULL, err, sizeof err), 0);
+    assert_int_equal(listeners_open(&ls, lines, NULL, 1, BACKLOG, NULL, err, sizeof err), 0);
     listeners_close(&ls, true);
     assert_false(exists(path, S_IFSOCK));
 }
@@ -530,7 +592,7 @@ static void test_export_import(void **state) {
     unix_line(fx, "s.sock", line, sizeof line, NULL, 0);
     char *lines[] = {"127.0.0.1:0", line};
     struct listeners ls, in;
-    assert_int_equal(listeners_open(&ls, lines, 2, BACKLOG, NULL, err, sizeof err), 0);
+    assert_int_equal(listeners_open(&ls, lines, NULL, 2, BACKLOG, NULL, err, sizeof err), 0);
     assert_true(has_cloexec(ls.v[0].fd));
     assert_true(has_cloexec(ls.v[1].fd));
 
@@ -554,7 +616,7 @@ static void test_export_import(void **state) {
 
     /* the new master takes the inherited sockets over for the same lines */
     struct listeners cur;
-    assert_int_equal(listeners_open(&cur, lines, 2, BACKLOG, &in, err, sizeof err), 0);
+    assert_int_equal(listeners_open(&cur, lines, NULL, 2, BACKLOG, &in, err, sizeof err), 0);
     assert_int_equal(cur.v[0].fd, ls.v[0].fd);
     assert_int_equal(cur.v[1].fd, ls.v[1].fd);
     forget(&in);
@@ -629,6 +691,8 @@ int main(void) {
         cmocka_unit_test_setup_teardown(test_listeners_close_unlinks_only_when_asked, setup,
                                         scratch_teardown),
         cmocka_unit_test_setup_teardown(test_export_import, setup, scratch_teardown),
+        cmocka_unit_test(test_parse_line),
+        cmocka_unit_test(test_listeners_open_options),
         cmocka_unit_test_setup_teardown(test_import_refuses_what_is_not_listening, setup,
                                         scratch_teardown),
     };
