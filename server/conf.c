@@ -109,6 +109,8 @@ static const struct setting settings[] = {
      "client networks the admin listener answers (others: 403); all = anyone"},
     {"trusted_proxies", K_STRING, F(trusted_proxies_text), NULL, 0, 0,
      "proxies whose real_ip_header names the client (networks, unix); none"},
+    {"unknown_host", K_STRING, F(unknown_host), "serve", 0, 0,
+     "a Host no route's hosts name: serve (the routes without hosts) or 421"},
     {"real_ip_header", K_STRING, F(real_ip_header), "X-Forwarded-For", 0, 0,
      "X-Forwarded-For, Forwarded (RFC 7239) or another list header such as X-Real-IP"},
 };
@@ -349,6 +351,38 @@ static void free_route(struct conf_route *r) {
     free(r->settings);
     acl_free(&r->allow);
     acl_free(&r->deny);
+    for (size_t i = 0; i < r->nhosts; i++) free(r->hosts[i]);
+    free(r->hosts);
+    free(r->hosts_text);
+}
+
+/* "example.org www.example.org *.example.org": names of letters, digits,
+ * '-' and '.', a leading "*." for any name below; lowercased. */
+static int parse_hosts(struct conf_route *r, const char *value, char *err, size_t errlen) {
+    const char *p = value;
+    for (;;) {
+        p += strspn(p, " ,\t");
+        size_t n = strcspn(p, " ,\t");
+        if (!n) break;
+        const char *name = p, *body = p;
+        if (n > 2 && p[0] == '*' && p[1] == '.') body = p + 2;
+        for (const char *q = body; q < p + n; q++)
+            if (!(*q == '-' || *q == '.' || (*q >= '0' && *q <= '9') ||
+                  ((*q | 0x20) >= 'a' && (*q | 0x20) <= 'z')) ||
+                n > 253)
+                return fail(err, errlen, "hosts: \"%.*s\" is not a host name", (int)n, name);
+        char **v = realloc(r->hosts, (r->nhosts + 1) * sizeof *v);
+        if (!v) return fail(err, errlen, "out of memory");
+        r->hosts = v;
+        if (!(v[r->nhosts] = strndup(name, n))) return fail(err, errlen, "out of memory");
+        for (char *q = v[r->nhosts]; *q; q++) *q = (char)(*q >= 'A' && *q <= 'Z' ? *q | 0x20 : *q);
+        size_t len = strlen(v[r->nhosts]);
+        if (len > 1 && v[r->nhosts][len - 1] == '.') v[r->nhosts][len - 1] = '\0';
+        r->nhosts++;
+        p += n;
+    }
+    if (!r->nhosts) return fail(err, errlen, "hosts: empty");
+    return replace_string(&r->hosts_text, strdup(value));
 }
 
 void conf_free(struct conf *c) {
@@ -433,6 +467,7 @@ static int set_route(struct conf_route *r, const char *name, const char *value, 
     if (strcmp(name, "module") == 0) return replace_string(&r->module, absolute_path(value, base));
     if (strcmp(name, "symbol") == 0) return replace_string(&r->symbol, strdup(value));
     if (strcmp(name, "methods") == 0) return parse_methods(value, &r->methods, err, errlen);
+    if (strcmp(name, "hosts") == 0) return parse_hosts(r, value, err, errlen);
     if (strcmp(name, "allow") == 0 || strcmp(name, "deny") == 0) {
         char why[256];
         if (acl_parse(name[0] == 'a' ? &r->allow : &r->deny, value, why, sizeof why) == 0) return 0;
@@ -624,11 +659,12 @@ static int enter_section(struct load *ld, const char *section) {
 }
 
 static int on_route_setting(struct load *ld, const char *name, const char *value) {
-    static const char *const names[] = {"handler", "mode",          "module", "symbol",
-                                        "methods", "max_body_size", "allow",  "deny"};
+    static const char *const names[] = {"handler",       "mode",  "module", "symbol", "methods",
+                                        "max_body_size", "allow", "deny",   "hosts"};
     struct conf_route *r = ld->route;
-    int *lines[] = {&r->handler_line, &r->mode_line,          &r->module_line, &r->symbol_line,
-                    &r->methods_line, &r->max_body_size_line, &r->allow_line,  &r->deny_line};
+    int *lines[] = {&r->handler_line, &r->mode_line,    &r->module_line,
+                    &r->symbol_line,  &r->methods_line, &r->max_body_size_line,
+                    &r->allow_line,   &r->deny_line,    &r->hosts_line};
     char msg[512];
     int *line = NULL;
     for (unsigned i = 0; i < sizeof names / sizeof names[0]; i++) {
@@ -810,6 +846,9 @@ static int check_route(const struct conf *c, const struct conf_route *r, char *e
     /* two sections of one path must split its methods between them */
     for (const struct conf_route *o = c->routes; o < r; o++) {
         if (o->admin != r->admin) continue; /* another listener's table */
+        if ((o->hosts_text || r->hosts_text) &&
+            !(o->hosts_text && r->hosts_text && strcmp(o->hosts_text, r->hosts_text) == 0))
+            continue; /* other hosts: another site */
         if (o->match != r->match || strcmp(o->prefix, r->prefix) != 0) continue;
         if (!o->methods || !r->methods || (o->methods & r->methods))
             return fail(err, errlen, "%s: route defined twice (give each its own methods)",
@@ -880,6 +919,10 @@ int conf_finish(struct conf *c, char *err, size_t errlen) {
             return fail(err, errlen, "%strusted_proxies: %s",
                         conf_where(c, conf_line(c, "trusted_proxies"), where, sizeof where), why);
     }
+    if (strcmp(c->unknown_host, "serve") != 0 && strcmp(c->unknown_host, "421") != 0)
+        return fail(err, errlen, "%sunknown_host: expected serve or 421, got \"%s\"",
+                    conf_where(c, conf_line(c, "unknown_host"), where, sizeof where),
+                    c->unknown_host);
     for (const char *p = c->real_ip_header; *p; p++)
         if (!(*p == '-' || (*p >= '0' && *p <= '9') || ((*p | 0x20) >= 'a' && (*p | 0x20) <= 'z')))
             return fail(err, errlen, "%sreal_ip_header: \"%s\" is not a header name",
@@ -1018,6 +1061,7 @@ void conf_dump(const struct conf *c, FILE *out) {
         }
         dump_acl(out, "allow", &r->allow);
         dump_acl(out, "deny", &r->deny);
+        if (r->hosts_text) fprintf(out, "hosts = %s\n", r->hosts_text);
         for (size_t j = 0; j < r->nsettings; j++)
             fprintf(out, "%s = %s\n", r->settings[j].name, r->settings[j].value);
     }

@@ -51,6 +51,11 @@ struct conf_route {
      * 403 (allow/deny; the admin listener's routes take admin_allow). */
     struct acl allow, deny;
     bool admin; /* served on admin_listen only, made from the server's settings */
+    /* hosts = ...: the Host names it serves (lowercase; "*.example.org" for
+     * any name below), or none: every host no route names */
+    char **hosts;
+    size_t nhosts;
+    char *hosts_text;              /* as written: routes of one path and hosts are one group */
     struct conf_setting *settings; /* the handler's own settings, in file order */
     size_t nsettings;
     char *base_dir; /* the config file's folder (relative paths), NULL for flags */
@@ -58,7 +63,7 @@ struct conf_route {
     /* config line of each setting (0: not from a file), so that an error
      * points at the line to fix */
     int handler_line, mode_line, module_line, symbol_line, methods_line, max_body_size_line,
-        allow_line, deny_line;
+        allow_line, deny_line, hosts_line;
     const void *impl; /* the resolved handler (workers/handlers.c), or NULL */
 };
 
@@ -117,6 +122,7 @@ struct conf {
     char *trusted_proxies_text; /* trusted_proxies as written, or NULL */
     struct acl trusted_proxies; /* parsed by conf_finish (empty when none) */
     char *real_ip_header;       /* where trusted proxies name the client */
+    char *unknown_host;         /* "serve" (routes without hosts) or "421" */
 
     struct conf_route *routes;
     size_t nroutes;

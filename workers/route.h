@@ -58,7 +58,13 @@ struct route {
 struct routes {
     struct route *v; /* exact routes, then patterns, then prefixes longest first */
     size_t n;
+    bool has_hosts; /* some route names hosts: the Host header picks the routes */
+    bool strict;    /* unknown_host = 421 */
 };
+
+/* What routes_match sets *allow to when no route serves the request's Host
+ * (unknown_host = 421). */
+#define ROUTES_MISDIRECTED (1u << 31)
 
 static inline const char *route_path(const struct route *rt) {
     return rt->path;
