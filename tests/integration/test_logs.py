@@ -16,7 +16,7 @@ import pytest
 from conftest import BIN, Reader, get, request, wait_until
 
 COMBINED = re.compile(r'^(\S+) - - \[(\d{2}/\w{3}/\d{4}:\d{2}:\d{2}:\d{2} \+0000)\] "(.*?)" '
-                      r'(\d{3}) (\d+) "(.*?)" "(.*?)" (\d+\.\d{3})$')
+                      r'(\d{3}) (\d+) "(.*?)" "(.*?)"$')
 
 
 def config(site, extra=""):
