@@ -157,6 +157,11 @@ static size_t esc_width(bool json, unsigned char c) {
     return !json ? 4 : c == '"' || c == '\\' ? 2 : 6;
 }
 
+/* The widest a byte escapes to (a control byte's). */
+static size_t max_width(bool json) {
+    return esc_width(json, 0);
+}
+
 /* The variable named name[0, n) (lower case), or -1. */
 static int find_var(const char *name, size_t n) {
     if (n > 5 && strncmp(name, "http_", 5) == 0) return V_HTTP;
@@ -205,7 +210,7 @@ static size_t max_line(const struct format *f) {
     size_t len = 1;
     for (size_t i = 0; i < f->nops; i++)
         len += f->ops[i].len * (f->ops[i].var == V_LITERAL) + vars[f->ops[i].var].fixed +
-               vars[f->ops[i].var].texts * (MAX_FIELD * esc_width(f->json, 0) + 3);
+               vars[f->ops[i].var].texts * (MAX_FIELD * max_width(f->json) + 3);
     return len;
 }
 
@@ -384,7 +389,7 @@ static char *put_escaped_byte(char *p, bool json, unsigned char c) {
  * character and ends in "...". */
 static char *put_escaped(char *p, bool json, const char *s, size_t n, size_t cap) {
     if (n > MAX_FIELD) n = MAX_FIELD;
-    bool cut = cap < esc_width(json, 0) * n && escaped_len(json, s, n) > cap;
+    bool cut = cap < max_width(json) * n && escaped_len(json, s, n) > cap;
     size_t room = !cut ? SIZE_MAX : cap > 3 ? cap - 3 : 0;
     const char *start = p;
     for (size_t i = 0; i < n; i++) {
