@@ -529,11 +529,11 @@ def test_no_line_lost_across_reload_and_graceful_stop_under_load(make_server, si
     for t in threads:
         t.start()
     try:
-        wait_until(lambda: len(served) > 300, timeout=30, what="load")
+        wait_until(lambda: len(served) > 1000, timeout=30, what="load")
         srv.signal(signal.SIGHUP)  # the old workers retire, the new ones serve
         wait_until(lambda: srv.log().count("reload done") == 1, timeout=30, what="the reload")
         mark = len(served)
-        wait_until(lambda: len(served) > mark + 300, timeout=30, what="load after the reload")
+        wait_until(lambda: len(served) > mark + 1000, timeout=30, what="load after the reload")
         assert srv.stop() == 0  # graceful: under load
     finally:
         stop.set()
