@@ -32,7 +32,7 @@ static const char combined_format[] =
     "$remote_addr - $remote_user [$time_local] \"$request\" $status "
     "$body_bytes_sent \"$http_referer\" \"$http_user_agent\"";
 static const char json_format[] =
-    "{\"time\":\"$time_iso8601_ms\",\"remote_addr\":\"$remote_addr\",\"client\":\"$client\","
+    "{\"time\":\"$time_iso8601_ms\",\"remote_addr\":\"$realip_remote_addr\",\"client\":\"$client\","
     "\"method\":\"$request_method\",\"uri\":\"$request_uri\",\"protocol\":\"$server_protocol\","
     "\"status\":$status,\"body_bytes_sent\":$body_bytes_sent,\"request_time\":$request_time,"
     "\"route\":\"$route\",\"worker\":$worker,\"pid\":$pid,\"referer\":\"$http_referer\","
@@ -41,6 +41,7 @@ static const char json_format[] =
 enum var {
     V_LITERAL,
     V_REMOTE_ADDR,
+    V_REALIP_REMOTE_ADDR,
     V_CLIENT,
     V_REMOTE_USER,
     V_TIME_LOCAL,
@@ -71,6 +72,7 @@ static const struct {
 } vars[] = {
     [V_LITERAL] = {"", 0, 0},
     [V_REMOTE_ADDR] = {"remote_addr", 0, INET6_ADDRSTRLEN},
+    [V_REALIP_REMOTE_ADDR] = {"realip_remote_addr", 0, INET6_ADDRSTRLEN},
     [V_CLIENT] = {"client", 1, 1},
     [V_REMOTE_USER] = {"remote_user", 0, 1},
     [V_TIME_LOCAL] = {"time_local", 0, 32},
@@ -110,6 +112,14 @@ struct format {
     size_t max_line; /* the longest line it can make */
 };
 
+/* An address as text, formatted again only when it changes: consecutive
+ * lines usually share it. len 0: none (a unix socket). */
+struct addr_text {
+    struct sockaddr_in6 sa; /* the address (an IPv4 one in sockaddr_in's place) */
+    char text[INET6_ADDRSTRLEN];
+    size_t len;
+};
+
 struct accesslog {
     int fd;
     char *path;
@@ -127,10 +137,7 @@ struct accesslog {
     char local[32]; /* "22/Nov/2026:19:26:51 +0000" */
     char iso[32];   /* "2026-11-22T19:26:51+00:00" */
     size_t local_len, iso_len;
-    /* the last peer's address as text: consecutive lines usually share it */
-    struct sockaddr_in6 peer;
-    char addr[INET6_ADDRSTRLEN];
-    size_t addr_len;
+    struct addr_text peer, client;   /* the entry's two addresses */
     struct http_str vals[MAX_TEXTS]; /* the line's untrusted text (p NULL: absent) */
     size_t len, cap;                 /* bytes in buf, its size */
     char *buf;
@@ -283,7 +290,7 @@ struct accesslog *accesslog_open(const char *path, const char *format, unsigned 
     struct stat st;
     log->whole_lines = log->fd >= 0 && fstat(log->fd, &st) == 0 && !S_ISREG(st.st_mode);
     log->stamp_time = -1;
-    log->peer.sin6_family = AF_UNSPEC;
+    log->peer.sa.sin6_family = log->client.sa.sin6_family = AF_UNSPEC;
     if (log->fd < 0 || !log->path || !log->buf) {
         int e = log->fd < 0 ? errno : ENOMEM;
         accesslog_close(log);
@@ -435,34 +442,33 @@ static char *put_seconds(char *p, uint64_t sec, uint64_t ms) {
     return put_ms(p, ms);
 }
 
-/* The client's address as text, formatted again only when it changes;
- * addr_len 0 when there is none (a unix socket). */
-static void describe_peer(struct accesslog *log, const struct sockaddr *peer) {
-    const struct sockaddr_in6 *in6 = (const void *)peer;
-    const struct sockaddr_in *in4 = (const void *)peer;
-    int family = peer ? peer->sa_family : AF_UNSPEC;
+/* Describes addr in t, unless t holds it already. */
+static void describe_addr(struct addr_text *t, const struct sockaddr *addr) {
+    const struct sockaddr_in6 *in6 = (const void *)addr;
+    const struct sockaddr_in *in4 = (const void *)addr;
+    struct sockaddr_in *t4 = (struct sockaddr_in *)&t->sa;
+    int family = addr ? addr->sa_family : AF_UNSPEC;
     if (family != AF_INET && family != AF_INET6) family = AF_UNSPEC;
-    if (family == log->peer.sin6_family &&
-        (family == AF_INET
-             ? in4->sin_addr.s_addr == ((struct sockaddr_in *)&log->peer)->sin_addr.s_addr
-         : family == AF_INET6 ? memcmp(&in6->sin6_addr, &log->peer.sin6_addr, 16) == 0
+    if (family == t->sa.sin6_family &&
+        (family == AF_INET    ? in4->sin_addr.s_addr == t4->sin_addr.s_addr
+         : family == AF_INET6 ? memcmp(&in6->sin6_addr, &t->sa.sin6_addr, 16) == 0
                               : true))
         return;
-    memset(&log->peer, 0, sizeof log->peer);
-    log->peer.sin6_family = (sa_family_t)family;
-    log->addr_len = 0;
+    memset(&t->sa, 0, sizeof t->sa);
+    t->sa.sin6_family = (sa_family_t)family;
+    t->len = 0;
     if (family == AF_INET) {
-        ((struct sockaddr_in *)&log->peer)->sin_addr = in4->sin_addr;
-        inet_ntop(AF_INET, &in4->sin_addr, log->addr, sizeof log->addr);
+        t4->sin_addr = in4->sin_addr;
+        inet_ntop(AF_INET, &in4->sin_addr, t->text, sizeof t->text);
     } else if (family == AF_INET6) {
-        log->peer.sin6_addr = in6->sin6_addr;
-        inet_ntop(AF_INET6, &in6->sin6_addr, log->addr, sizeof log->addr);
+        t->sa.sin6_addr = in6->sin6_addr;
+        inet_ntop(AF_INET6, &in6->sin6_addr, t->text, sizeof t->text);
     }
-    if (family != AF_UNSPEC) log->addr_len = strlen(log->addr);
+    if (family != AF_UNSPEC) t->len = strlen(t->text);
 }
 
-static char *put_addr(const struct accesslog *log, char *p) {
-    return log->addr_len ? put_mem(p, log->addr, log->addr_len) : put_absent(log, p);
+static char *put_addr(const struct accesslog *log, char *p, const struct addr_text *t) {
+    return t->len ? put_mem(p, t->text, t->len) : put_absent(log, p);
 }
 
 /* The times of a line, formatted again only when the second changes. */
@@ -475,12 +481,11 @@ static void describe_time(struct accesslog *log, time_t now) {
     log->stamp_time = now;
 }
 
-/* $client: who the client is. The peer's address for now; behind a proxy
- * it will come from X-Forwarded-For, here and nowhere else (it is escaped
- * as untrusted text already). */
-static struct http_str client_of(const struct accesslog *log, const struct accesslog_entry *e) {
-    (void)e;
-    return (struct http_str){log->addr_len ? log->addr : NULL, log->addr_len};
+/* $client: who the client is, the one place that says so: the address a
+ * trusted proxy named (trusted_proxies), else the peer's. Escaped as
+ * untrusted text, as a value taken from a header would need. */
+static struct http_str client_of(const struct accesslog *log) {
+    return (struct http_str){log->client.len ? log->client.text : NULL, log->client.len};
 }
 
 /* Request header op names (lower case, '-' as sent): the first of them. */
@@ -506,7 +511,7 @@ static void collect(struct accesslog *log, const struct accesslog_entry *e) {
     for (size_t i = 0; i < log->fmt.nops; i++) {
         const struct op *op = &log->fmt.ops[i];
         switch (op->var) {
-        case V_CLIENT: *v++ = client_of(log, e); break;
+        case V_CLIENT: *v++ = client_of(log); break;
         case V_REQUEST:
             *v++ = r ? r->method_name : none;
             *v++ = r ? r->target : none;
@@ -560,7 +565,8 @@ static char *put_line(const struct accesslog *log, char *p, const struct accessl
         const struct op *op = &log->fmt.ops[i];
         switch (op->var) {
         case V_LITERAL: p = put_mem(p, op->text, op->len); break;
-        case V_REMOTE_ADDR: p = put_addr(log, p); break;
+        case V_REMOTE_ADDR: p = put_addr(log, p, &log->client); break; /* as nginx's realip */
+        case V_REALIP_REMOTE_ADDR: p = put_addr(log, p, &log->peer); break;
         case V_REMOTE_USER: p = put_absent(log, p); break;
         case V_TIME_LOCAL: p = put_mem(p, log->local, log->local_len); break;
         case V_TIME_ISO8601: p = put_mem(p, log->iso, log->iso_len); break;
@@ -599,7 +605,8 @@ static char *put_line(const struct accesslog *log, char *p, const struct accessl
 void accesslog_write(struct accesslog *log, const struct accesslog_entry *e) {
     if (log->len + log->fmt.max_line > log->cap) accesslog_flush(log);
     describe_time(log, e->wall.tv_sec);
-    describe_peer(log, e->peer);
+    describe_addr(&log->peer, e->peer);
+    describe_addr(&log->client, e->client ? e->client : e->peer);
     collect(log, e);
 
     size_t cap[MAX_TEXTS];

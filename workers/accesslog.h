@@ -23,7 +23,8 @@ struct accesslog;
 
 /* What one line tells of a request. */
 struct accesslog_entry {
-    const struct sockaddr *peer;    /* NULL: no IP address (a unix socket) */
+    const struct sockaddr *peer;    /* the connection's; NULL: none (a unix socket) */
+    const struct sockaddr *client;  /* a trusted proxy's client (realip.h); NULL: the peer */
     const struct http_request *req; /* NULL: the request could not be parsed */
     const char *route;              /* the matched route's path; NULL: none */
     struct timeval wall;            /* when the answer was done */

@@ -145,7 +145,8 @@ static void request_done(struct conn *c, struct exchange *ex, int status) {
     }
     if (!cs->alog) return;
     struct accesslog_entry e = {
-        .peer = ex->peer.sa.sa_family == AF_UNIX ? NULL : &ex->peer.sa,
+        .peer = c->peer.sa.sa_family == AF_UNIX ? NULL : &c->peer.sa,
+        .client = ex->peer.sa.sa_family == AF_UNIX ? NULL : &ex->peer.sa,
         .req = ex->req,
         .route = ex->route ? route_path(ex->route) : NULL,
         .status = status,

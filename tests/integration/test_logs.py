@@ -586,3 +586,20 @@ def test_json_error_log(make_server, site, tmp_path):
     assert all(isinstance(r["slot"], int) and r["slot"] >= 0 for r in workers)
     assert any(r["msg"].startswith("listening on 127.0.0.1:") for r in masters)
     assert any("refused request" in r["msg"] for r in workers)
+
+
+def test_client_behind_a_trusted_proxy_in_each_format(make_server, site, tmp_path):
+    logs = {}
+    for fmt in ("combined", "json", "$remote_addr $realip_remote_addr $client"):
+        log = logs[fmt] = tmp_path / f"{len(logs)}.log"
+        srv = make_server(config=config(site, f"access_log = {log}\naccess_log_format = {fmt}\n"
+                                              "trusted_proxies = 127.0.0.1"), name=str(len(logs)))
+        get(srv.port, "/hello.txt", [("X-Forwarded-For", "203.0.113.7")])
+        srv.stop()
+    [combined] = log_lines(logs["combined"])
+    assert combined.startswith("203.0.113.7 - - [")  # as nginx's realip module does
+    [record] = [json.loads(l) for l in logs["json"].read_text().splitlines()
+                if '"uri":"/hello.txt"' in l]
+    assert (record["remote_addr"], record["client"]) == ("127.0.0.1", "203.0.113.7")
+    own = [l for l in logs["$remote_addr $realip_remote_addr $client"].read_text().splitlines()]
+    assert "203.0.113.7 127.0.0.1 203.0.113.7" in own

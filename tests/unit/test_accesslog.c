@@ -673,6 +673,34 @@ static void test_worst_case_formats(void **state) {
     free(evil);
 }
 
+/* Behind a trusted proxy: $remote_addr is the client it names (as with
+ * nginx's realip module), $realip_remote_addr the proxy; in JSON,
+ * remote_addr is the connection's peer and client the client. */
+static void test_client_behind_a_proxy(void **state) {
+    struct fixture *fx = *state;
+    struct sockaddr_in proxy = sin4("10.0.0.1", 1);
+    struct sockaddr_in6 client = sin6("2001:db8::9", 2);
+    struct req q;
+    make_req(&q, "GET", "/", 11, NULL, NULL);
+    struct accesslog_entry e = full_entry((struct sockaddr *)&proxy, &q.r);
+    e.client = (struct sockaddr *)&client;
+    static const char *const formats[] = {"$remote_addr $realip_remote_addr $client", "json"};
+    static const char *const want[] = {
+        "2001:db8::9 10.0.0.1 2001:db8::9\n",
+        "\"remote_addr\":\"10.0.0.1\",\"client\":\"2001:db8::9\"",
+    };
+    for (size_t i = 0; i < 2; i++) {
+        unlink(fx->path);
+        struct accesslog *log = accesslog_open(fx->path, formats[i], 0);
+        assert_non_null(log);
+        accesslog_write(log, &e);
+        accesslog_close(log);
+        char *got = slurp(fx->path, NULL);
+        if (!strstr(got, want[i])) fail_msg("\"%s\" lacks \"%s\"", got, want[i]);
+        free(got);
+    }
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_combined_format, setup, scratch_teardown),
@@ -693,6 +721,7 @@ int main(void) {
         cmocka_unit_test_setup_teardown(test_custom_format, setup, scratch_teardown),
         cmocka_unit_test_setup_teardown(test_format_errors, setup, scratch_teardown),
         cmocka_unit_test_setup_teardown(test_worst_case_formats, setup, scratch_teardown),
+        cmocka_unit_test_setup_teardown(test_client_behind_a_proxy, setup, scratch_teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
