@@ -488,7 +488,7 @@ static struct http_str client_of(const struct accesslog *log) {
     return (struct http_str){log->client.len ? log->client.text : NULL, log->client.len};
 }
 
-/* Request header op names (lower case, '-' as sent): the first of them. */
+/* The request header named by op (lower case, '-' for '_'): the first one. */
 static struct http_str header_of(const struct http_request *r, const struct op *op) {
     static const struct http_str none = {NULL, 0};
     if (!r) return none;
