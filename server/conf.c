@@ -992,6 +992,10 @@ void conf_dump(const struct conf *c, FILE *out) {
         case K_SIZE: format_size(*(const uint64_t *)field, text, sizeof text); break;
         case K_DURATION: format_duration(*(const unsigned *)field, text, sizeof text); break;
         case K_LEVEL: value = levels[*(const enum conf_log_level *)field]; break;
+        case K_LOGFMT:
+            value = *(const enum conf_log_format *)field == CONF_LOG_JSON ? "json" : "text";
+            break;
+        case K_ALOGFMT:
         case K_LOG:
         case K_PATH:
         case K_STRING:
