@@ -2,6 +2,7 @@
 #include "server/conf.h"
 
 #include "server/listen.h"
+#include "workers/accesslog.h"
 
 #include <arpa/inet.h>
 #include <ctype.h>
@@ -24,6 +25,8 @@ enum kind {
     K_LOG,      /* a path, "-" (stdout) or "off" */
     K_WORKERS,  /* N or auto */
     K_LEVEL,    /* error|warn|info|debug */
+    K_LOGFMT,   /* text|json */
+    K_ALOGFMT,  /* an access log format: combined, json or $variables */
     K_LISTEN,   /* repeatable address */
 };
 
@@ -97,8 +100,12 @@ static const struct setting settings[] = {
     {"cached_objects", K_UINT, F(cached_objects), "256", 0, 65536,
      "finished connections and requests (each) kept for reuse; freed after an idle second"},
     {"access_log", K_LOG, F(access_log), "off", 0, 0, "access log path, - for stdout, or off"},
+    {"access_log_format", K_ALOGFMT, F(access_log_format), "combined", 0, 0,
+     "combined (nginx's), json, or a line of $variables and text"},
     {"error_log", K_LOG, F(error_log), NULL, 0, 0, "error log path, or - for stdout"},
     {"log_level", K_LEVEL, F(log_level), "info", 0, 0, "error, warn, info or debug"},
+    {"log_format", K_LOGFMT, F(log_format), "text", 0, 0,
+     "error log lines: text, or json (an object per line)"},
     {"pid_file", K_PATH, F(pid_file), NULL, 0, 0, "file holding the master's pid"},
     {"user", K_STRING, F(user), NULL, 0, 0, "user workers run as when started as root"},
     {"group", K_STRING, F(group), NULL, 0, 0, "group workers run as when started as root"},
@@ -273,6 +280,17 @@ static int set_value(struct conf *c, const struct setting *s, const char *value,
         return fail(err, errlen, "%s: expected error, warn, info or debug, got \"%s\"", s->name,
                     value);
     }
+    case K_LOGFMT:
+        if (strcmp(value, "text") != 0 && strcmp(value, "json") != 0)
+            return fail(err, errlen, "%s: expected text or json, got \"%s\"", s->name, value);
+        *(enum conf_log_format *)field = *value == 'j' ? CONF_LOG_JSON : CONF_LOG_TEXT;
+        return 0;
+    case K_ALOGFMT:
+        if (!*value) goto bad;
+        /* parsed here to be checked (--check too); each worker parses it
+         * again when it opens the log, never per request */
+        if (accesslog_format_check(value, err, errlen) < 0) return -1;
+        return replace_string(field, strdup(value));
     case K_STRING:
         if (!*value) goto bad;
         return replace_string(field, strdup(value));
@@ -396,7 +414,7 @@ void conf_free(struct conf *c) {
     acl_free(&c->trusted_proxies);
     for (size_t i = 0; i < NSETTINGS; i++) {
         enum kind k = settings[i].kind;
-        if (k == K_STRING || k == K_PATH || k == K_LOG)
+        if (k == K_STRING || k == K_PATH || k == K_LOG || k == K_ALOGFMT)
             free(*(char **)((char *)c + settings[i].off));
     }
     free(c->path);
@@ -1027,6 +1045,10 @@ void conf_dump(const struct conf *c, FILE *out) {
         case K_SIZE: format_size(*(const uint64_t *)field, text, sizeof text); break;
         case K_DURATION: format_duration(*(const unsigned *)field, text, sizeof text); break;
         case K_LEVEL: value = levels[*(const enum conf_log_level *)field]; break;
+        case K_LOGFMT:
+            value = *(const enum conf_log_format *)field == CONF_LOG_JSON ? "json" : "text";
+            break;
+        case K_ALOGFMT:
         case K_LOG:
         case K_PATH:
         case K_STRING:

@@ -17,6 +17,8 @@
 #include "server/listen.h"
 
 enum conf_log_level { CONF_LOG_ERROR, CONF_LOG_WARN, CONF_LOG_INFO, CONF_LOG_DEBUG };
+/* The error log's lines: text, or a JSON object each. */
+enum conf_log_format { CONF_LOG_TEXT, CONF_LOG_JSON };
 
 /* Where a route's handler runs: on the loop thread, or on the worker's pool. */
 enum route_mode { ROUTE_INLINE, ROUTE_POOL };
@@ -109,9 +111,11 @@ struct conf {
     uint64_t cached_buffer_max; /* larger buffers of a finished request are freed */
     unsigned cached_objects;    /* finished conns and exchanges kept for reuse (each) */
 
-    char *access_log; /* path, "-" for stdout, or NULL when off */
-    char *error_log;  /* path, NULL for stderr */
+    char *access_log;        /* path, "-" for stdout, or NULL when off */
+    char *access_log_format; /* "combined", "json" or a format (workers/accesslog.h) */
+    char *error_log;         /* path, NULL for stderr */
     enum conf_log_level log_level;
+    enum conf_log_format log_format;
     char *pid_file;
     char *user;
     char *group;

@@ -146,10 +146,17 @@ static void request_done(struct conn *c, struct exchange *ex, int status) {
         sb_add(&r->c[SBR_LATENCY_SUM], usec);
     }
     if (!cs->alog) return;
-    struct timeval wall;
-    event_base_gettimeofday_cached(cs->base, &wall);
-    accesslog_write(cs->alog, ex->peer.sa.sa_family == AF_UNIX ? NULL : &ex->peer.sa, wall.tv_sec,
-                    ex->req, status, ex->body_bytes, usec);
+    struct accesslog_entry e = {
+        .peer = c->peer.sa.sa_family == AF_UNIX ? NULL : &c->peer.sa,
+        .client = ex->peer.sa.sa_family == AF_UNIX ? NULL : &ex->peer.sa,
+        .req = ex->req,
+        .route = ex->route ? route_path(ex->route) : NULL,
+        .status = status,
+        .body_bytes = ex->body_bytes,
+        .usec = usec,
+    };
+    event_base_gettimeofday_cached(cs->base, &e.wall);
+    accesslog_write(cs->alog, &e);
 }
 
 /* Why the connection will close, unless an earlier reason is known; a
