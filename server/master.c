@@ -490,6 +490,9 @@ static void worker_main(struct master *m, struct generation *g, struct proc *p, 
     child_signals(); /* worker_run() unblocks them once it handles them */
     close_other_listeners(m, g);
     close(scoreboard_fd()); /* the mapping stays; the descriptor is the masters' */
+    /* the service manager hears the master only: a worker (or what a
+     * handler runs) must not be able to say READY or MAINPID */
+    unsetenv("NOTIFY_SOCKET");
     /* a worker outliving its master stops gracefully (the worker arms this
      * again after a privilege drop, which clears it) */
     prctl(PR_SET_PDEATHSIG, SIGTERM);
@@ -991,6 +994,10 @@ static void upgrade(struct master *m) {
     }
     if (m->next.id) {
         log_warn("SIGUSR2 ignored: generation %u of a reload is still starting", m->next.id);
+        return;
+    }
+    if (m->draining) { /* its heir's word would end the stop fast */
+        log_warn("SIGUSR2 ignored: stopping");
         return;
     }
     pid_t parent = getpid(), pid = fork();

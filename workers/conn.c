@@ -213,7 +213,8 @@ static int queue_head(struct conn *c) {
         .version = version,
         .head_request = ex->head_only,
         .keep_alive = keep,
-        .keepalive_s = cs->conf->keepalive_timeout >= 1000 ? cs->conf->keepalive_timeout / 1000 : 1,
+        /* whole seconds, never more than we wait: none below a second */
+        .keepalive_s = cs->conf->keepalive_timeout / 1000,
         .server = cs->conf->server_name,
         .data_copy_max = BODY_COPY_MAX,
     };
@@ -1139,8 +1140,9 @@ void conns_close_idle(struct conns *cs) {
     struct conn *c = cs->list, *next;
     for (; c; c = next) {
         next = c->next;
-        bool idle = c->state == CONN_IDLE ||
-                    ((c->state == CONN_READING_HEAD || c->state == CONN_PROXY) && !buf_len(&c->in));
+        /* a PROXY header under way has nothing to answer: it goes at once */
+        bool idle = c->state == CONN_IDLE || c->state == CONN_PROXY ||
+                    (c->state == CONN_READING_HEAD && !buf_len(&c->in));
         if (idle && !buf_len(&c->out))
             conn_close(c, SB_CLOSE_SHUTDOWN);
         else if (c->state == CONN_IDLE) {
