@@ -30,6 +30,35 @@
 #include "workers/preforkd.h"
 #include "workers/range.h"
 
+/* A setting's blank-separated words: one buffer, an array of pointers. */
+struct words {
+    char *buf;
+    char **v;
+    size_t n;
+};
+
+static void words_free(struct words *w) {
+    free(w->buf);
+    free(w->v);
+    *w = (struct words){0};
+}
+
+/* Splits s at blanks; 0, or -1 when out of memory. */
+static int words_split(struct words *w, const char *s) {
+    *w = (struct words){0};
+    if (!(w->buf = strdup(s)) || !(w->v = calloc(strlen(s) / 2 + 1, sizeof *w->v))) {
+        words_free(w);
+        return -1;
+    }
+    for (char *save = NULL, *t = strtok_r(w->buf, " \t", &save); t;
+         t = strtok_r(NULL, " \t", &save))
+        w->v[w->n++] = t;
+    return 0;
+}
+
+/* Backup and editor files refused by default (deny_suffixes). */
+#define DENY_SUFFIXES_DEFAULT "~ .bak .swp .swo .orig"
+
 /* A static route's state in a worker (its pfd_route_data). */
 struct static_route {
     int root_fd;     /* the root directory, O_PATH */
@@ -37,6 +66,8 @@ struct static_route {
     char *root_real; /* its canonical path, for the no-openat2 fallback */
     const char *index;
     struct fcache *fcache; /* inline routes: open files (loop thread only) */
+    bool allow_hidden;     /* hidden_files = allow */
+    struct words deny;     /* deny_suffixes */
 };
 
 /* Set when the kernel said ENOSYS once; tests set it to cover the fallback. */
@@ -75,6 +106,26 @@ static int open_beneath(const struct static_route *rt, const char *rel) {
         if (errno == ENOSYS) no_openat2 = 1;
     }
     return open_fallback(rt, rt->root_fd, rel, flags);
+}
+
+/* Whether the (normalized) path names something the route keeps private:
+ * under hidden_files = deny a segment starting with '.' (".git", ".env",
+ * ".htaccess"; ".well-known" of RFC 8615 excepted), or a last segment ending
+ * with one of deny_suffixes. The path is decoded, so "%2e" counts as '.'. */
+static bool refused_name(const struct static_route *sr, const char *p, size_t len) {
+    if (!sr->allow_hidden)
+        for (const char *q = p, *end = p + len; (q = memchr(q, '/', (size_t)(end - q))); q++)
+            if (q + 1 < end && q[1] == '.') {
+                static const char wk[] = ".well-known";
+                size_t seg = strcspn(q + 1, "/");
+                if (!(seg == sizeof wk - 1 && memcmp(q + 1, wk, seg) == 0)) return true;
+            }
+    if (len && p[len - 1] == '/') return false;
+    for (size_t i = 0; i < sr->deny.n; i++) {
+        size_t n = strlen(sr->deny.v[i]);
+        if (n < len && strncasecmp(p + len - n, sr->deny.v[i], n) == 0) return true;
+    }
+    return false;
 }
 
 static int status_for_errno(int e) {
@@ -280,6 +331,7 @@ static int static_handle(pfd_req *r) {
         return pfd_header_add(r, "Allow", "GET, HEAD");
     }
     pfd_str path = pfd_path(r);
+    if (refused_name(sr, path.p, path.len)) return pfd_error(r, 404);
     uint64_t now = fc ? coarse_ms() : 0;
     struct fentry *e = NULL, *stale = NULL;
     if (fc) e = fcache_lookup(fc, path.p, path.len, now, &stale);
@@ -316,12 +368,43 @@ static char *root_path(const pfd_route *rt) {
     return abs;
 }
 
-static int static_check(const pfd_route *rt, char *err, size_t errlen) {
-    const char *index = pfd_route_setting(rt, "index");
-    if (index && strchr(index, '/')) {
+static void settings_free(struct static_route *sr) {
+    words_free(&sr->deny);
+}
+
+/* The route's settings into sr (check and init share it); 0, or -1 with a
+ * message that starts with the setting's name (its line in the config). */
+static int settings_parse(const pfd_route *rt, struct static_route *sr, char *err, size_t errlen) {
+    const char *v = pfd_route_setting(rt, "index");
+    if (v && strchr(v, '/')) {
         snprintf(err, errlen, "index: must be a file name, no '/'");
         return -1;
     }
+    v = pfd_route_setting(rt, "hidden_files");
+    if (v && strcmp(v, "deny") != 0 && strcmp(v, "allow") != 0) {
+        snprintf(err, errlen, "hidden_files: \"%s\": must be deny or allow", v);
+        return -1;
+    }
+    sr->allow_hidden = v && strcmp(v, "allow") == 0;
+    v = pfd_route_setting(rt, "deny_suffixes");
+    if (!v) v = DENY_SUFFIXES_DEFAULT;
+    if (words_split(&sr->deny, strcmp(v, "off") == 0 ? "" : v) < 0) {
+        snprintf(err, errlen, "deny_suffixes: out of memory");
+        return -1;
+    }
+    for (size_t i = 0; i < sr->deny.n; i++)
+        if (strchr(sr->deny.v[i], '/')) {
+            snprintf(err, errlen, "deny_suffixes: \"%s\": a suffix has no '/'", sr->deny.v[i]);
+            return -1;
+        }
+    return 0;
+}
+
+static int static_check(const pfd_route *rt, char *err, size_t errlen) {
+    struct static_route tmp = {0};
+    int bad = settings_parse(rt, &tmp, err, errlen);
+    settings_free(&tmp);
+    if (bad) return -1;
     char *root = root_path(rt);
     struct stat st;
     int rc = -1;
@@ -346,6 +429,7 @@ static void static_fini(pfd_route *rt) {
     free(sr->root);
     free(sr->root_real);
     fcache_destroy(sr->fcache);
+    settings_free(sr);
     free(sr);
     pfd_route_set_data(rt, NULL);
 }
@@ -358,6 +442,10 @@ static int static_init(pfd_route *rt, char *err, size_t errlen) {
     }
     pfd_route_set_data(rt, sr);
     sr->root_fd = -1;
+    if (settings_parse(rt, sr, err, errlen) < 0) {
+        static_fini(rt);
+        return -1;
+    }
     sr->index = pfd_route_setting(rt, "index");
     if (!sr->index) sr->index = "index.html";
     sr->root = root_path(rt);
@@ -388,8 +476,14 @@ static void static_tick(pfd_route *rt) {
     if (sr->fcache) fcache_sweep(sr->fcache, coarse_ms());
 }
 
-static const char *const static_settings[] = {
-    "root", "index", "file_cache_entries", "file_cache_valid", "file_cache_idle", NULL};
+static const char *const static_settings[] = {"root",
+                                              "index",
+                                              "file_cache_entries",
+                                              "file_cache_valid",
+                                              "file_cache_idle",
+                                              "hidden_files",
+                                              "deny_suffixes",
+                                              NULL};
 
 const pfd_handler static_handler = {
     .name = "static",
