@@ -65,9 +65,10 @@ struct static_route {
     char *root;      /* its absolute path */
     char *root_real; /* its canonical path, for the no-openat2 fallback */
     const char *index;
-    struct fcache *fcache; /* inline routes: open files (loop thread only) */
-    bool allow_hidden;     /* hidden_files = allow */
-    struct words deny;     /* deny_suffixes */
+    struct fcache *fcache;    /* inline routes: open files (loop thread only) */
+    bool allow_hidden;        /* hidden_files = allow */
+    struct words deny;        /* deny_suffixes */
+    struct mime_table *mimes; /* Content-Type by extension (charset, mime_types) */
 };
 
 /* Set when the kernel said ENOSYS once; tests set it to cover the fallback. */
@@ -352,6 +353,7 @@ static int static_handle(pfd_req *r) {
             if (fd < 0) return PFD_OK; /* the answer is set */
             if (!(e = fentry_new(fc, path.p, path.len, fd, &st, name, now)))
                 return pfd_error(r, 500);
+            e->mime = mime_table_type(sr->mimes, name);
         }
     }
     return serve_entry(r, e);
@@ -370,6 +372,56 @@ static char *root_path(const pfd_route *rt) {
 
 static void settings_free(struct static_route *sr) {
     words_free(&sr->deny);
+    mime_table_free(sr->mimes);
+    sr->mimes = NULL;
+}
+
+/* A path setting made absolute against the config file's folder; malloc'd. */
+static char *setting_path(const pfd_route *rt, const char *v) {
+    const char *dir = pfd_route_config_dir(rt);
+    char cwd[PATH_MAX], *abs = NULL;
+    if (v[0] == '/') return strdup(v);
+    if (!dir) dir = getcwd(cwd, sizeof cwd);
+    if (!dir || asprintf(&abs, "%s/%s", dir, v) < 0) return NULL;
+    return abs;
+}
+
+/* The type table: built-in, then the mime_types files, then the charset. */
+static int mimes_build(const pfd_route *rt, struct static_route *sr, char *err, size_t errlen) {
+    const char *charset = pfd_route_setting(rt, "charset");
+    if (!charset) charset = "utf-8";
+    if (strcmp(charset, "off") == 0) charset = NULL;
+    for (const char *c = charset; c && *c; c++)
+        if (!((*c >= '0' && *c <= '9') || ((*c | 0x20) >= 'a' && (*c | 0x20) <= 'z') ||
+              strchr("-_.:+", *c)) ||
+            c - charset > 40) {
+            snprintf(err, errlen, "charset: \"%s\": not a charset name (utf-8, iso-8859-1, off)",
+                     charset);
+            return -1;
+        }
+    if (charset && !*charset) {
+        snprintf(err, errlen, "charset: empty (utf-8, iso-8859-1, off)");
+        return -1;
+    }
+    if (!(sr->mimes = mime_table_new())) goto oom;
+    const char *files = pfd_route_setting(rt, "mime_types");
+    struct words w = {0};
+    if (files && words_split(&w, files) < 0) goto oom;
+    for (size_t i = 0; i < w.n; i++) {
+        char *path = setting_path(rt, w.v[i]), why[512];
+        int rc = path ? mime_table_load(sr->mimes, path, why, sizeof why) : -1;
+        if (rc < 0) snprintf(err, errlen, "mime_types: %s", path ? why : "out of memory");
+        free(path);
+        if (rc < 0) {
+            words_free(&w);
+            return -1;
+        }
+    }
+    words_free(&w);
+    if (mime_table_finish(sr->mimes, charset) == 0) return 0;
+oom:
+    snprintf(err, errlen, "mime_types: out of memory");
+    return -1;
 }
 
 /* The route's settings into sr (check and init share it); 0, or -1 with a
@@ -397,7 +449,7 @@ static int settings_parse(const pfd_route *rt, struct static_route *sr, char *er
             snprintf(err, errlen, "deny_suffixes: \"%s\": a suffix has no '/'", sr->deny.v[i]);
             return -1;
         }
-    return 0;
+    return mimes_build(rt, sr, err, errlen);
 }
 
 static int static_check(const pfd_route *rt, char *err, size_t errlen) {
@@ -480,9 +532,11 @@ static const char *const static_settings[] = {"root",
                                               "index",
                                               "file_cache_entries",
                                               "file_cache_valid",
-                                              "file_cache_idle",
+                                              "file_cache_idle", /* files */
                                               "hidden_files",
-                                              "deny_suffixes",
+                                              "deny_suffixes", /* refusals */
+                                              "charset",
+                                              "mime_types", /* types */
                                               NULL};
 
 const pfd_handler static_handler = {

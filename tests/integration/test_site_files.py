@@ -90,3 +90,77 @@ def test_hidden_settings_checked(tmp_path, www):
     assert rc == 2 and "check.conf:4:" in err and "hidden_files" in err, err
     rc, err = check(tmp_path, conf(www, deny_suffixes="~ a/b"))
     assert rc == 2 and "check.conf:4:" in err and "deny_suffixes" in err, err
+
+
+# ---- types and charsets ------------------------------------------------------
+
+TYPED = {
+    "a.html": "text/html; charset=utf-8",
+    "a.json": "application/json; charset=utf-8",
+    "a.svg": "image/svg+xml; charset=utf-8",
+    "a.mjs": "text/javascript; charset=utf-8",
+    "site.webmanifest": "application/manifest+json; charset=utf-8",
+    "a.wasm": "application/wasm",
+    "a.avif": "image/avif",
+    "a.webp": "image/webp",
+    "a.woff2": "font/woff2",
+    "a.png": "image/png",
+}
+
+
+@pytest.fixture
+def typed(tmp_path):
+    root = tmp_path / "typed"
+    root.mkdir()
+    for name in list(TYPED) + ["a.foo", "a.txt"]:
+        (root / name).write_text("x\n")
+    return root
+
+
+def test_charset_on_text_types(make_server, typed):
+    srv = make_server(config=conf(typed))
+    for name, want in TYPED.items():
+        for _ in range(2):  # a miss, then a cached answer
+            assert get(srv.port, "/" + name).header("content-type") == want, name
+
+
+def test_charset_setting(make_server, typed):
+    srv = make_server(config=conf(typed, charset="iso-8859-1"))
+    assert get(srv.port, "/a.html").header("content-type") == "text/html; charset=iso-8859-1"
+    assert get(srv.port, "/a.png").header("content-type") == "image/png"
+    srv = make_server(config=conf(typed, charset="off"))
+    assert get(srv.port, "/a.html").header("content-type") == "text/html"
+    assert get(srv.port, "/a.json").header("content-type") == "application/json"
+
+
+def test_mime_types_file(make_server, typed, tmp_path):
+    (tmp_path / "extra.types").write_text(
+        "# site types\napplication/x-foo foo\ntext/x-plain txt\n\nimage/x-png png\n")
+    # relative to the config file's folder (the server's tmp folder)
+    srv = make_server(config=conf(typed, mime_types=str(tmp_path / "extra.types")))
+    assert get(srv.port, "/a.foo").header("content-type") == "application/x-foo"
+    assert get(srv.port, "/a.txt").header("content-type") == "text/x-plain; charset=utf-8"
+    assert get(srv.port, "/a.png").header("content-type") == "image/x-png"
+    assert get(srv.port, "/a.html").header("content-type") == "text/html; charset=utf-8"
+
+
+def test_system_mime_types_file(make_server, typed):
+    if not os.path.exists("/etc/mime.types"):
+        pytest.skip("no /etc/mime.types")
+    srv = make_server(config=conf(typed, mime_types="/etc/mime.types"))
+    assert get(srv.port, "/a.png").header("content-type") == "image/png"
+
+
+def test_type_settings_checked(tmp_path, typed):
+    (tmp_path / "bad.types").write_text("text/plain txt\n\nnonsense foo\n")
+    rc, err = check(tmp_path, conf(typed, charset="off", mime_types=str(tmp_path / "bad.types")))
+    assert rc == 2, err
+    assert f"check.conf:5: [route /]: mime_types: {tmp_path}/bad.types:3: \"nonsense\" is not a media type" \
+        in err, err
+    rc, err = check(tmp_path, conf(typed, mime_types="missing.types"))
+    assert rc == 2 and "check.conf:4: [route /]: mime_types:" in err and "missing.types" in err, err
+    rc, err = check(tmp_path, conf(typed, charset="utf 8"))
+    assert rc == 2 and "check.conf:4: [route /]: charset" in err, err
+    (tmp_path / "good.types").write_text("text/plain txt\n")
+    rc, err = check(tmp_path, conf(typed, mime_types="good.types"))
+    assert rc == 0, err
