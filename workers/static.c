@@ -9,6 +9,7 @@
  * ranges as in RFC 9110. Written on the public API (preforkd.h); its route
  * settings are root and index, and it reads the [server] file_cache_*
  * settings (a route may set its own). */
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
@@ -61,10 +62,12 @@ static int words_split(struct words *w, const char *s) {
 
 /* A static route's state in a worker (its pfd_route_data). */
 struct static_route {
-    int root_fd;     /* the root directory, O_PATH */
-    char *root;      /* its absolute path */
-    char *root_real; /* its canonical path, for the no-openat2 fallback */
-    const char *index;
+    int root_fd;              /* the root directory, O_PATH */
+    char *root;               /* its absolute path */
+    char *root_real;          /* its canonical path, for the no-openat2 fallback */
+    struct words index;       /* index: names tried in a folder, first found wins */
+    bool autoindex;           /* autoindex = on: folders without an index are listed */
+    struct words try_files;   /* try_files: $uri items, then maybe =CODE */
     struct fcache *fcache;    /* inline routes: open files (loop thread only) */
     bool allow_hidden;        /* hidden_files = allow */
     struct words deny;        /* deny_suffixes */
@@ -273,48 +276,279 @@ static int serve_entry(pfd_req *r, struct fentry *e) {
     return pfd_body_file(r, e->fd, first, count, fentry_release, e);
 }
 
-/* Opens the file for the request path: the file itself, or a directory's
- * index. On failure the answer is set and -1 returned. */
+/* Whether s[0, n) starts with a whole UTF-8 sequence (no overlong form, no
+ * surrogate, at most U+10FFFF); its length then in *len. */
+static bool utf8_at(const unsigned char *s, size_t n, size_t *len) {
+    unsigned c = s[0], cp, k;
+    if (c < 0x80) {
+        *len = 1;
+        return true;
+    }
+    if (c >= 0xc2 && c <= 0xdf)
+        k = 1, cp = c & 0x1f;
+    else if (c >= 0xe0 && c <= 0xef)
+        k = 2, cp = c & 0x0f;
+    else if (c >= 0xf0 && c <= 0xf4)
+        k = 3, cp = c & 0x07;
+    else
+        return false;
+    if (n <= k) return false;
+    for (unsigned i = 1; i <= k; i++) {
+        if ((s[i] & 0xc0) != 0x80) return false;
+        cp = cp << 6 | (s[i] & 0x3f);
+    }
+    if ((k == 2 && (cp < 0x800 || (cp >= 0xd800 && cp <= 0xdfff))) ||
+        (k == 3 && (cp < 0x10000 || cp > 0x10ffff)))
+        return false;
+    *len = k + 1;
+    return true;
+}
+
+/* Writes name as HTML text: markup characters escaped, controls and bytes
+ * that are not UTF-8 shown as U+FFFD. */
+static void write_html(pfd_req *r, const char *name) {
+    const unsigned char *s = (const unsigned char *)name;
+    size_t n = strlen(name), len;
+    for (size_t i = 0; i < n; i += len) {
+        const char *esc = NULL;
+        switch (s[i]) {
+        case '&': esc = "&amp;"; break;
+        case '<': esc = "&lt;"; break;
+        case '>': esc = "&gt;"; break;
+        case '"': esc = "&quot;"; break;
+        case '\'': esc = "&#39;"; break;
+        }
+        if (esc) {
+            len = 1;
+            pfd_write(r, esc, strlen(esc));
+        } else if (!utf8_at(s + i, n - i, &len) || s[i] < 0x20 || s[i] == 0x7f) {
+            len = 1;
+            pfd_write(r, "\xef\xbf\xbd", 3);
+        } else {
+            pfd_write(r, s + i, len);
+        }
+    }
+}
+
+/* Writes name percent-encoded for a relative href: only unreserved
+ * characters stay, so that no name reads as a scheme ("a:b") or markup. */
+static void write_href(pfd_req *r, const char *name) {
+    static const char hex[] = "0123456789ABCDEF";
+    for (const unsigned char *c = (const unsigned char *)name; *c; c++) {
+        if ((*c >= '0' && *c <= '9') || ((*c | 0x20) >= 'a' && (*c | 0x20) <= 'z') ||
+            (*c && strchr("-._~", *c))) {
+            pfd_write(r, c, 1);
+        } else {
+            char e[3] = {'%', hex[*c >> 4], hex[*c & 15]};
+            pfd_write(r, e, 3);
+        }
+    }
+}
+
+static int by_name(const void *a, const void *b) {
+    return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
+/* autoindex: the listing of directory dirfd (path is its request path,
+ * ending with '/'), hidden and denied names left out. Takes dirfd. */
+static int list_directory(pfd_req *r, const struct static_route *sr, int dirfd, const char *path) {
+    DIR *d = fdopendir(dirfd);
+    if (!d) {
+        close(dirfd);
+        return pfd_error(r, 500);
+    }
+    char **names = NULL;
+    size_t n = 0, cap = 0;
+    int rc = PFD_OK;
+    for (struct dirent *de; (de = readdir(d));) {
+        const char *nm = de->d_name;
+        if (strcmp(nm, ".") == 0 || strcmp(nm, "..") == 0) continue;
+        char probe[NAME_MAX + 2];
+        snprintf(probe, sizeof probe, "/%s", nm);
+        if (refused_name(sr, probe, strlen(probe))) continue;
+        bool dir = de->d_type == DT_DIR;
+        if (de->d_type == DT_UNKNOWN || de->d_type == DT_LNK) {
+            struct stat st;
+            dir = fstatat(dirfd, nm, &st, 0) == 0 && S_ISDIR(st.st_mode);
+        }
+        if (n == cap) {
+            char **more = realloc(names, (cap = cap ? 2 * cap : 64) * sizeof *names);
+            if (!more) goto oom;
+            names = more;
+        }
+        /* a directory's name carries its slash */
+        if (asprintf(&names[n], "%s%s", nm, dir ? "/" : "") < 0) goto oom;
+        n++;
+    }
+    if (n) qsort(names, n, sizeof *names, by_name);
+    pfd_status(r, 200);
+    pfd_content_type(r, "text/html; charset=utf-8");
+    pfd_printf(r, "<!DOCTYPE html>\n<html><head><meta charset=\"utf-8\"><title>Index of ");
+    write_html(r, path);
+    pfd_printf(r, "</title></head>\n<body><h1>Index of ");
+    write_html(r, path);
+    pfd_printf(r, "</h1>\n<ul>\n");
+    if (path[1]) pfd_printf(r, "<li><a href=\"../\">../</a></li>\n");
+    for (size_t i = 0; i < n; i++) {
+        size_t len = strlen(names[i]);
+        bool dir = names[i][len - 1] == '/';
+        if (dir) names[i][len - 1] = '\0';
+        pfd_printf(r, "<li><a href=\"");
+        write_href(r, names[i]);
+        pfd_printf(r, "%s\">", dir ? "/" : "");
+        write_html(r, names[i]);
+        pfd_printf(r, "%s</a></li>\n", dir ? "/" : "");
+    }
+    pfd_printf(r, "</ul>\n</body></html>\n");
+    goto out;
+oom:
+    rc = pfd_error(r, 500);
+out:
+    for (size_t i = 0; i < n; i++) free(names[i]);
+    free(names);
+    closedir(d);
+    return rc;
+}
+
+/* Opens the first of the route's index files that exists in directory dir
+ * (a request path ending with '/'). fd, or -1 with errno (ENOENT: none). */
+static int open_index(const struct static_route *sr, const char *dir, struct stat *st,
+                      const char **name) {
+    for (size_t i = 0; i < sr->index.n; i++) {
+        /* opened from the root, like any file: it may be a symlink to
+         * elsewhere inside the root */
+        char rel[PATH_MAX];
+        if ((size_t)snprintf(rel, sizeof rel, "%s%s", dir + 1, sr->index.v[i]) >= sizeof rel)
+            continue;
+        int fd = open_beneath(sr, rel);
+        if (fd < 0) {
+            if (errno == ENOENT || errno == ENOTDIR) continue;
+            return -1;
+        }
+        if (fstat(fd, st) == 0 && S_ISREG(st->st_mode)) {
+            *name = sr->index.v[i];
+            return fd;
+        }
+        close(fd);
+    }
+    errno = ENOENT;
+    return -1;
+}
+
+/* What open_path found, when it found no file to send. */
+#define ANSWERED (-1) /* the answer is set (a redirect, a listing) */
+#define MISSING  0    /* nothing there: the next try_files item */
+
+#define TRY_ITEM  1 /* a try_files item: what is not there is MISSING */
+#define FILE_ONLY 2 /* a directory is MISSING too */
+
+/* Opens the file for a normalized path: the file itself, or a directory's
+ * index. fd, or -1 with *status: an error status, MISSING or ANSWERED. */
+static int open_path(pfd_req *r, const struct static_route *sr, const char *path, size_t len,
+                     unsigned how, struct stat *st, const char **name, int *status) {
+    if ((how & TRY_ITEM) && refused_name(sr, path, len)) {
+        *status = MISSING;
+        return -1;
+    }
+    int fd = open_beneath(sr, path[1] ? path + 1 : ".");
+    if (fd < 0) {
+        *status = (how & TRY_ITEM) && (errno == ENOENT || errno == ENOTDIR)
+                      ? MISSING
+                      : status_for_errno(errno);
+        return -1;
+    }
+    if (fstat(fd, st) < 0) {
+        close(fd);
+        *status = 500;
+        return -1;
+    }
+    *name = path;
+    if (S_ISREG(st->st_mode)) return fd;
+    if (!S_ISDIR(st->st_mode) || (how & FILE_ONLY) || path[len - 1] != '/') {
+        close(fd);
+        *status = (how & TRY_ITEM) ? MISSING : 404;
+        if (S_ISDIR(st->st_mode) && !(how & TRY_ITEM)) {
+            redirect_to_directory(r);
+            *status = ANSWERED;
+        }
+        return -1;
+    }
+    int ifd = open_index(sr, path, st, name);
+    if (ifd >= 0 || errno != ENOENT) {
+        close(fd);
+        if (ifd < 0) *status = status_for_errno(errno);
+        return ifd;
+    }
+    if (sr->autoindex) {
+        list_directory(r, sr, fd, path);
+        *status = ANSWERED;
+        return -1;
+    }
+    close(fd);
+    /* a directory without its index is not listed */
+    *status = (how & TRY_ITEM) ? MISSING : 403;
+    return -1;
+}
+
+/* The room try_expand needs for item and a path of plen bytes. */
+static size_t try_room(const char *item, size_t plen) {
+    size_t uris = 0;
+    for (const char *p = item; (p = strstr(p, "$uri")); p += 4) uris++;
+    return strlen(item) + uris * plen + 1;
+}
+
+/* A try_files item with $uri replaced by the request's path (normalized),
+ * repeated slashes made one: "$uri/" of "/a/" is "/a/". Returns the length
+ * written to out (try_room bytes). */
+static size_t try_expand(const char *item, const char *path, size_t plen, char *out) {
+    size_t n = 0;
+    for (const char *p = item; *p;) {
+        const char *piece = p;
+        size_t len = 1;
+        if (strncmp(p, "$uri", 4) == 0) {
+            piece = path;
+            len = plen;
+            p += 4;
+        } else {
+            p++;
+        }
+        for (size_t i = 0; i < len; i++)
+            if (!(piece[i] == '/' && n && out[n - 1] == '/')) out[n++] = piece[i];
+    }
+    out[n] = '\0';
+    return n;
+}
+
+/* Opens the file for the request: its path, or the first try_files item
+ * found. On failure the answer is set and -1 returned. */
 static int open_for_path(pfd_req *r, const struct static_route *sr, struct stat *st,
                          const char **name) {
     pfd_str path = pfd_path(r);
-    const char *rel = path.p[1] ? path.p + 1 : ".";
-    int fd = open_beneath(sr, rel);
-    if (fd < 0) {
-        pfd_error(r, status_for_errno(errno));
-        return -1;
+    int status = 404, fd;
+    if (!sr->try_files.n) {
+        fd = open_path(r, sr, path.p, path.len, 0, st, name, &status);
+    } else {
+        fd = -1;
+        status = MISSING;
+        for (size_t i = 0; fd < 0 && status == MISSING && i < sr->try_files.n; i++) {
+            const char *item = sr->try_files.v[i];
+            if (item[0] == '=') {
+                status = atoi(item + 1);
+                break;
+            }
+            char *cand = pfd_alloc(r, try_room(item, path.len));
+            if (!cand) {
+                status = 500;
+                break;
+            }
+            size_t clen = try_expand(item, path.p, path.len, cand);
+            unsigned how = TRY_ITEM | (cand[clen - 1] == '/' ? 0 : FILE_ONLY);
+            fd = open_path(r, sr, cand, clen, how, st, name, &status);
+        }
+        if (fd < 0 && status == MISSING) status = 404;
     }
-    if (fstat(fd, st) < 0) goto fail;
-    *name = path.p;
-    if (S_ISDIR(st->st_mode)) {
-        close(fd);
-        if (path.p[path.len - 1] != '/') {
-            redirect_to_directory(r);
-            return -1;
-        }
-        /* the index is opened from the root, like any file: it may be a
-         * symlink to elsewhere inside the root */
-        char index[PATH_MAX];
-        if ((size_t)snprintf(index, sizeof index, "%s%s", path.p + 1, sr->index) >= sizeof index) {
-            pfd_error(r, 404);
-            return -1;
-        }
-        /* a directory without its index is not listed */
-        if ((fd = open_beneath(sr, index)) < 0) {
-            pfd_error(r, errno == ENOENT ? 403 : status_for_errno(errno));
-            return -1;
-        }
-        if (fstat(fd, st) < 0) goto fail;
-        *name = sr->index;
-    }
-    if (S_ISREG(st->st_mode)) return fd;
-    close(fd);
-    pfd_error(r, 404);
-    return -1;
-fail:
-    close(fd);
-    pfd_error(r, 500);
-    return -1;
+    if (fd < 0 && status != ANSWERED) pfd_error(r, status);
+    return fd;
 }
 
 static uint64_t coarse_ms(void) {
@@ -372,6 +606,8 @@ static char *root_path(const pfd_route *rt) {
 
 static void settings_free(struct static_route *sr) {
     words_free(&sr->deny);
+    words_free(&sr->index);
+    words_free(&sr->try_files);
     mime_table_free(sr->mimes);
     sr->mimes = NULL;
 }
@@ -424,14 +660,64 @@ oom:
     return -1;
 }
 
+/* try_files: items naming paths below the root, from '/' or $uri (the
+ * request's path; no other variable), without dot segments; the last may
+ * be =CODE (400-599) instead. */
+static int try_files_parse(const pfd_route *rt, struct static_route *sr, char *err, size_t errlen) {
+    const char *v = pfd_route_setting(rt, "try_files");
+    if (!v) return 0;
+    if (words_split(&sr->try_files, v) < 0) {
+        snprintf(err, errlen, "try_files: out of memory");
+        return -1;
+    }
+    if (!sr->try_files.n) {
+        snprintf(err, errlen, "try_files: empty (e.g. $uri $uri/ /index.html)");
+        return -1;
+    }
+    for (size_t i = 0; i < sr->try_files.n; i++) {
+        const char *it = sr->try_files.v[i];
+        const char *why = NULL;
+        if (it[0] == '=') {
+            char *end;
+            long code = strtol(it + 1, &end, 10);
+            if (i + 1 != sr->try_files.n)
+                why = "=CODE comes last";
+            else if (*end || end == it + 1 || code < 400 || code > 599)
+                why = "=CODE takes a status from 400 to 599";
+        } else if (it[0] != '/' && strncmp(it, "$uri", 4) != 0) {
+            why = "an item starts with '/' or $uri";
+        } else {
+            for (const char *d = it; !why && (d = strchr(d, '$')); d++)
+                if (strncmp(d, "$uri", 4) != 0) why = "$uri is the only variable";
+            for (const char *d = it; !why && (d = strstr(d, "/.")); d++)
+                if (d[2] == '\0' || d[2] == '/' || (d[2] == '.' && (d[3] == '\0' || d[3] == '/')))
+                    why = "no . or .. segments";
+        }
+        if (why) {
+            snprintf(err, errlen, "try_files: \"%s\": %s", it, why);
+            return -1;
+        }
+    }
+    return 0;
+}
+
 /* The route's settings into sr (check and init share it); 0, or -1 with a
  * message that starts with the setting's name (its line in the config). */
 static int settings_parse(const pfd_route *rt, struct static_route *sr, char *err, size_t errlen) {
     const char *v = pfd_route_setting(rt, "index");
-    if (v && strchr(v, '/')) {
-        snprintf(err, errlen, "index: must be a file name, no '/'");
+    if (words_split(&sr->index, v ? v : "index.html") < 0) goto oom;
+    for (size_t i = 0; i < sr->index.n; i++)
+        if (strchr(sr->index.v[i], '/')) {
+            snprintf(err, errlen, "index: \"%s\": must be a file name, no '/'", sr->index.v[i]);
+            return -1;
+        }
+    v = pfd_route_setting(rt, "autoindex");
+    if (v && strcmp(v, "on") != 0 && strcmp(v, "off") != 0) {
+        snprintf(err, errlen, "autoindex: \"%s\": must be on or off", v);
         return -1;
     }
+    sr->autoindex = v && strcmp(v, "on") == 0;
+    if (try_files_parse(rt, sr, err, errlen) < 0) return -1;
     v = pfd_route_setting(rt, "hidden_files");
     if (v && strcmp(v, "deny") != 0 && strcmp(v, "allow") != 0) {
         snprintf(err, errlen, "hidden_files: \"%s\": must be deny or allow", v);
@@ -450,6 +736,9 @@ static int settings_parse(const pfd_route *rt, struct static_route *sr, char *er
             return -1;
         }
     return mimes_build(rt, sr, err, errlen);
+oom:
+    snprintf(err, errlen, "out of memory");
+    return -1;
 }
 
 static int static_check(const pfd_route *rt, char *err, size_t errlen) {
@@ -498,8 +787,6 @@ static int static_init(pfd_route *rt, char *err, size_t errlen) {
         static_fini(rt);
         return -1;
     }
-    sr->index = pfd_route_setting(rt, "index");
-    if (!sr->index) sr->index = "index.html";
     sr->root = root_path(rt);
     if (sr->root) sr->root_fd = open(sr->root, O_PATH | O_DIRECTORY | O_CLOEXEC);
     if (sr->root_fd >= 0) sr->root_real = realpath(sr->root, NULL);
@@ -528,16 +815,12 @@ static void static_tick(pfd_route *rt) {
     if (sr->fcache) fcache_sweep(sr->fcache, coarse_ms());
 }
 
-static const char *const static_settings[] = {"root",
-                                              "index",
-                                              "file_cache_entries",
-                                              "file_cache_valid",
-                                              "file_cache_idle", /* files */
-                                              "hidden_files",
-                                              "deny_suffixes", /* refusals */
-                                              "charset",
-                                              "mime_types", /* types */
-                                              NULL};
+/* clang-format off */
+static const char *const static_settings[] = {
+    "root", "index", "file_cache_entries", "file_cache_valid", "file_cache_idle",
+    "hidden_files", "deny_suffixes", "charset", "mime_types", "autoindex", "try_files",
+    NULL};
+/* clang-format on */
 
 const pfd_handler static_handler = {
     .name = "static",

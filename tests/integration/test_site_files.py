@@ -164,3 +164,132 @@ def test_type_settings_checked(tmp_path, typed):
     (tmp_path / "good.types").write_text("text/plain txt\n")
     rc, err = check(tmp_path, conf(typed, mime_types="good.types"))
     assert rc == 0, err
+
+
+# ---- index lists and listings -----------------------------------------------
+
+def test_index_list_first_existing_wins(make_server, tmp_path):
+    root = tmp_path / "idx"
+    for d in ["both", "htm", "none", "dirnamed"]:
+        (root / d).mkdir(parents=True)
+    (root / "both" / "index.html").write_text("html\n")
+    (root / "both" / "index.htm").write_text("htm\n")
+    (root / "htm" / "index.htm").write_text("htm only\n")
+    (root / "dirnamed" / "index.html").mkdir()  # a folder is no index
+    (root / "dirnamed" / "index.htm").write_text("second\n")
+    srv = make_server(config=conf(root, index="index.html index.htm"))
+    for _ in range(2):
+        assert get(srv.port, "/both/").body == b"html\n"
+        r = get(srv.port, "/htm/")
+        assert r.body == b"htm only\n"
+        assert r.header("content-type") == "text/html; charset=utf-8"  # the index's name
+    assert get(srv.port, "/dirnamed/").body == b"second\n"
+    assert get(srv.port, "/none/").status == 403  # no listing by default
+    assert get(srv.port, "/htm").status == 301
+
+
+HOSTILE = ["<img src=x onerror=alert(1)>.txt", 'quote".txt', "amp&amp;.txt", "a b c.txt",
+           "h\u00e9llo-\u4e16\u754c.txt", "it's.txt", "colon:x.txt", "pct%41.txt", "hash#q?.txt"]
+
+
+def test_autoindex_hostile_names(make_server, tmp_path):
+    root = tmp_path / "list"
+    root.mkdir()
+    for name in HOSTILE:
+        (root / name).write_text("x\n")
+    bad = b"bad-\xff\xfe-utf8.txt"
+    os.close(os.open(os.fsencode(root) + b"/" + bad, os.O_CREAT | os.O_WRONLY, 0o644))
+    (root / "sub dir").mkdir()
+    (root / ".git").mkdir()
+    (root / ".env").write_text("SECRET\n")
+    (root / "old.txt~").write_text("x\n")
+    srv = make_server(config=conf(root, autoindex="on", index="none.html"))
+    r = get(srv.port, "/")
+    assert r.status == 200
+    assert r.header("content-type") == "text/html; charset=utf-8"
+    body = r.body.decode("utf-8")  # invalid bytes were replaced: it decodes
+    assert "<img" not in body and "&lt;img src=x onerror=alert(1)&gt;.txt" in body
+    assert "quote&quot;.txt" in body and "amp&amp;amp;.txt" in body and "it&#39;s.txt" in body
+    assert ".git" not in body and ".env" not in body and "old.txt~" not in body
+    assert "bad-\ufffd\ufffd-utf8.txt" in body
+    assert 'href="sub%20dir/">sub dir/</a>' in body
+    hrefs = [h.split('"', 1)[0] for h in body.split('href="')[1:]]
+    assert "../" not in hrefs  # the root has no parent
+    # every link, followed, serves its file
+    for name in HOSTILE + [bad]:
+        enc = urllib.parse.quote(name if isinstance(name, bytes) else name.encode(), safe="-._~")
+        assert enc in hrefs, (name, hrefs)
+        want = b"" if isinstance(name, bytes) else b"x\n"
+        assert get(srv.port, "/" + enc).body == want, name
+    sub = get(srv.port, "/sub%20dir/")
+    assert sub.status == 200 and 'href="../"' in sub.body.decode()
+    assert b"Index of /sub dir/" in sub.body
+    assert get(srv.port, "/.git/").status == 404
+    # a listing is never a cached file: a new file shows at once
+    (root / "new.txt").write_text("x\n")
+    assert b"new.txt" in get(srv.port, "/").body
+    assert get(srv.port, "/", method="HEAD").status == 200
+
+
+def test_index_settings_checked(tmp_path, www):
+    rc, err = check(tmp_path, conf(www, index="index.html a/b.html"))
+    assert rc == 2 and "check.conf:4: [route /]: index" in err, err
+    rc, err = check(tmp_path, conf(www, autoindex="yes"))
+    assert rc == 2 and "check.conf:4: [route /]: autoindex" in err, err
+
+
+# ---- try_files ---------------------------------------------------------------
+
+@pytest.fixture
+def spa(tmp_path):
+    root = tmp_path / "spa"
+    (root / "assets").mkdir(parents=True)
+    (root / "docs").mkdir()
+    (root / "noidx").mkdir()
+    (root / "index.html").write_text("<app/>\n")
+    (root / "about.html").write_text("about\n")
+    (root / "assets" / "app.js").write_text("js\n")
+    (root / "docs" / "index.html").write_text("docs\n")
+    (root / ".env").write_text("SECRET\n")
+    (root / "page.bak.html").write_text("x\n")
+    return root
+
+
+def test_try_files_single_page_app(make_server, spa):
+    srv = make_server(config=conf(spa, try_files="$uri $uri.html $uri/ /index.html"))
+    for _ in range(2):  # misses, then cached answers
+        r = get(srv.port, "/assets/app.js")
+        assert r.body == b"js\n" and r.header("content-type") == "text/javascript; charset=utf-8"
+        assert get(srv.port, "/about").body == b"about\n"
+        assert get(srv.port, "/docs").body == b"docs\n"  # $uri/: the index, no redirect
+        assert get(srv.port, "/docs/").body == b"docs\n"
+        r = get(srv.port, "/users/42/profile")
+        assert r.status == 200 and r.body == b"<app/>\n"
+        assert r.header("content-type") == "text/html; charset=utf-8"
+        assert get(srv.port, "/noidx/").body == b"<app/>\n"
+        assert get(srv.port, "/").body == b"<app/>\n"
+    assert get(srv.port, "/.env").status == 404  # refused before try_files
+    # a file appearing is served within file_cache_valid
+    (spa / "late.html").write_text("late\n")
+    import time
+    time.sleep(1.2)
+    assert get(srv.port, "/late").body == b"late\n"
+
+
+def test_try_files_code_last(make_server, spa):
+    srv = make_server(config=conf(spa, try_files="$uri $uri.html =404"))
+    assert get(srv.port, "/about").body == b"about\n"
+    assert get(srv.port, "/missing").status == 404
+    assert get(srv.port, "/docs").status == 404  # a folder is not a $uri file
+    srv = make_server(config=conf(spa, try_files="$uri =410", mode="pool"))
+    assert get(srv.port, "/missing").status == 410
+    assert get(srv.port, "/about.html").body == b"about\n"
+
+
+def test_try_files_checked(tmp_path, spa):
+    for bad in ["=404 $uri", "$uri =200", "$uri =40x", "uri", "$uri $args", "$uri /../x",
+                "$uri /a/./b"]:
+        rc, err = check(tmp_path, conf(spa, try_files=bad))
+        assert rc == 2 and "check.conf:4: [route /]: try_files" in err, (bad, err)
+    rc, err = check(tmp_path, conf(spa, try_files="$uri $uri/ /index.html =404"))
+    assert rc == 0, err
