@@ -24,6 +24,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "workers/encoding.h"
 #include "workers/fcache.h"
 #include "workers/handlers.h"
 #include "workers/httpdate.h"
@@ -68,6 +69,7 @@ struct static_route {
     struct words index;       /* index: names tried in a folder, first found wins */
     bool autoindex;           /* autoindex = on: folders without an index are listed */
     struct words try_files;   /* try_files: $uri items, then maybe =CODE */
+    unsigned offered;         /* precompressed files looked for: ENC_GZIP | ENC_BR */
     struct fcache *fcache;    /* inline routes: open files (loop thread only) */
     bool allow_hidden;        /* hidden_files = allow */
     struct words deny;        /* deny_suffixes */
@@ -411,22 +413,22 @@ out:
 }
 
 /* Opens the first of the route's index files that exists in directory dir
- * (a request path ending with '/'). fd, or -1 with errno (ENOENT: none). */
-static int open_index(const struct static_route *sr, const char *dir, struct stat *st,
+ * (a request path ending with '/'); *name is then its path (in the
+ * request's memory). fd, or -1 with errno (ENOENT: none). */
+static int open_index(pfd_req *r, const struct static_route *sr, const char *dir, struct stat *st,
                       const char **name) {
     for (size_t i = 0; i < sr->index.n; i++) {
         /* opened from the root, like any file: it may be a symlink to
          * elsewhere inside the root */
-        char rel[PATH_MAX];
-        if ((size_t)snprintf(rel, sizeof rel, "%s%s", dir + 1, sr->index.v[i]) >= sizeof rel)
-            continue;
-        int fd = open_beneath(sr, rel);
+        char *full = pfd_sprintf(r, "%s%s", dir, sr->index.v[i]);
+        if (!full) return -1;
+        int fd = open_beneath(sr, full + 1);
         if (fd < 0) {
-            if (errno == ENOENT || errno == ENOTDIR) continue;
+            if (errno == ENOENT || errno == ENOTDIR || errno == ENAMETOOLONG) continue;
             return -1;
         }
         if (fstat(fd, st) == 0 && S_ISREG(st->st_mode)) {
-            *name = sr->index.v[i];
+            *name = full;
             return fd;
         }
         close(fd);
@@ -473,7 +475,7 @@ static int open_path(pfd_req *r, const struct static_route *sr, const char *path
         }
         return -1;
     }
-    int ifd = open_index(sr, path, st, name);
+    int ifd = open_index(r, sr, path, st, name);
     if (ifd >= 0 || errno != ENOENT) {
         close(fd);
         if (ifd < 0) *status = status_for_errno(errno);
@@ -557,6 +559,58 @@ static uint64_t coarse_ms(void) {
     return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
 }
 
+/* The coding to answer with, of those the route offers (every
+ * Accept-Encoding field line counts). */
+static enum encoding negotiate(const pfd_req *r, unsigned offered) {
+    if (!pfd_field(r, PFD_F_ACCEPT_ENCODING).p) return ENC_IDENTITY;
+    struct accept_enc a;
+    accept_enc_init(&a);
+    unsigned n = pfd_header_count(r);
+    for (unsigned i = 0; i < n; i++) {
+        pfd_str fname, value;
+        pfd_header_at(r, i, &fname, &value);
+        if (fname.len == 15 && strncasecmp(fname.p, "accept-encoding", 15) == 0)
+            accept_enc_add(&a, value.p, value.len);
+    }
+    return accept_enc_choose(&a, offered);
+}
+
+static const char *const enc_suffix[] = {[ENC_GZIP] = ".gz", [ENC_BR] = ".br"};
+static const char *const enc_name[] = {[ENC_GZIP] = "gzip", [ENC_BR] = "br"};
+
+/* The precompressed file beside name (a path from the root: "/a.css" gives
+ * "a.css.gz"), a regular file; fd or -1. */
+static int open_variant(pfd_req *r, const struct static_route *sr, const char *name,
+                        enum encoding enc, struct stat *st) {
+    char *rel = pfd_sprintf(r, "%s%s", name + 1, enc_suffix[enc]);
+    int fd = rel ? open_beneath(sr, rel) : -1;
+    if (fd < 0) return -1;
+    if (fstat(fd, st) == 0 && S_ISREG(st->st_mode)) return fd;
+    close(fd);
+    return -1;
+}
+
+/* A new entry's validators and fields for its coding: the ETag differs
+ * from the plain file's ("-gz", "-br" inside the quotes), Content-Encoding
+ * joins the block. -1 when out of memory. */
+static int entry_encoded(struct fentry *e, enum encoding enc) {
+    char lastmod[HTTPDATE_LEN + 1];
+    snprintf(e->etag, sizeof e->etag, "\"%" PRIx64 "-%" PRIx64 "-%s\"", (uint64_t)e->st.st_mtime,
+             (uint64_t)e->st.st_size, enc_suffix[enc] + 1);
+    httpdate_format(e->st.st_mtime, lastmod);
+    pfd_headers *h = pfd_headers_new();
+    if (!h || pfd_headers_set(h, "Last-Modified", lastmod) < 0 ||
+        pfd_headers_set(h, "ETag", e->etag) < 0 ||
+        pfd_headers_set(h, "Accept-Ranges", "bytes") < 0 ||
+        pfd_headers_set(h, "Content-Encoding", enc_name[enc]) < 0) {
+        pfd_headers_free(h);
+        return -1;
+    }
+    pfd_headers_free(e->hdrs);
+    e->hdrs = h;
+    return 0;
+}
+
 static int static_handle(pfd_req *r) {
     const struct static_route *sr = pfd_route_data(pfd_req_route(r));
     struct fcache *fc = sr->fcache;
@@ -566,14 +620,45 @@ static int static_handle(pfd_req *r) {
         return pfd_header_add(r, "Allow", "GET, HEAD");
     }
     pfd_str path = pfd_path(r);
+    enum encoding enc = ENC_IDENTITY;
+    if (sr->offered) {
+        /* the answer depends on Accept-Encoding, whichever it is */
+        if (pfd_header_add(r, "Vary", "Accept-Encoding") < 0) return PFD_ERROR;
+        enc = negotiate(r, sr->offered);
+    }
     if (refused_name(sr, path.p, path.len)) return pfd_error(r, 404);
+    /* a coding's answer is cached under the path, a NUL (no path has one)
+     * and its suffix: the precompressed file, or the plain one when there
+     * is none */
+    const char *key = path.p;
+    size_t keylen = path.len;
+    if (enc != ENC_IDENTITY) {
+        char *k = pfd_alloc(r, path.len + 4);
+        if (!k) return pfd_error(r, 500);
+        memcpy(k, path.p, path.len);
+        k[path.len] = '\0';
+        memcpy(k + path.len + 1, enc_suffix[enc] + 1, 3);
+        key = k;
+        keylen = path.len + 3;
+    }
     uint64_t now = fc ? coarse_ms() : 0;
     struct fentry *e = NULL, *stale = NULL;
-    if (fc) e = fcache_lookup(fc, path.p, path.len, now, &stale);
+    if (fc) e = fcache_lookup(fc, key, keylen, now, &stale);
     if (!e) {
         struct stat st;
         const char *name;
         int fd = open_for_path(r, sr, &st, &name);
+        bool encoded = false;
+        if (fd >= 0 && enc != ENC_IDENTITY) {
+            struct stat vst;
+            int vfd = open_variant(r, sr, name, enc, &vst);
+            if (vfd >= 0) {
+                close(fd);
+                fd = vfd;
+                st = vst;
+                encoded = true;
+            }
+        }
         if (fd >= 0 && stale && fcache_still_valid(fc, stale, &st, now)) {
             close(fd);
             e = stale;
@@ -585,9 +670,13 @@ static int static_handle(pfd_req *r) {
                 fentry_release(stale);
             }
             if (fd < 0) return PFD_OK; /* the answer is set */
-            if (!(e = fentry_new(fc, path.p, path.len, fd, &st, name, now)))
-                return pfd_error(r, 500);
+            if (!(e = fentry_new(fc, key, keylen, fd, &st, name, now))) return pfd_error(r, 500);
             e->mime = mime_table_type(sr->mimes, name);
+            if (encoded && entry_encoded(e, enc) < 0) {
+                if (fc) fcache_forget(fc, e);
+                fentry_release(e);
+                return pfd_error(r, 500);
+            }
         }
     }
     return serve_entry(r, e);
@@ -717,6 +806,15 @@ static int settings_parse(const pfd_route *rt, struct static_route *sr, char *er
         return -1;
     }
     sr->autoindex = v && strcmp(v, "on") == 0;
+    static const char *const statics[] = {[ENC_GZIP] = "gzip_static", [ENC_BR] = "brotli_static"};
+    for (enum encoding enc = ENC_GZIP; enc <= ENC_BR; enc++) {
+        v = pfd_route_setting(rt, statics[enc]);
+        if (v && strcmp(v, "on") != 0 && strcmp(v, "off") != 0) {
+            snprintf(err, errlen, "%s: \"%s\": must be on or off", statics[enc], v);
+            return -1;
+        }
+        if (v && strcmp(v, "on") == 0) sr->offered |= enc;
+    }
     if (try_files_parse(rt, sr, err, errlen) < 0) return -1;
     v = pfd_route_setting(rt, "hidden_files");
     if (v && strcmp(v, "deny") != 0 && strcmp(v, "allow") != 0) {
@@ -819,7 +917,7 @@ static void static_tick(pfd_route *rt) {
 static const char *const static_settings[] = {
     "root", "index", "file_cache_entries", "file_cache_valid", "file_cache_idle",
     "hidden_files", "deny_suffixes", "charset", "mime_types", "autoindex", "try_files",
-    NULL};
+    "gzip_static", "brotli_static", NULL};
 /* clang-format on */
 
 const pfd_handler static_handler = {

@@ -293,3 +293,119 @@ def test_try_files_checked(tmp_path, spa):
         assert rc == 2 and "check.conf:4: [route /]: try_files" in err, (bad, err)
     rc, err = check(tmp_path, conf(spa, try_files="$uri $uri/ /index.html =404"))
     assert rc == 0, err
+
+
+# ---- precompressed files -----------------------------------------------------
+
+import gzip as gziplib
+import shutil
+
+CSS = b"body { color: red }\n" * 400
+
+
+@pytest.fixture
+def packed(tmp_path):
+    root = tmp_path / "packed"
+    (root / "docs").mkdir(parents=True)
+    (root / "site.css").write_bytes(CSS)
+    (root / "site.css.gz").write_bytes(gziplib.compress(CSS, 9))
+    (root / "only-gz.js").write_bytes(b"js();\n" * 100)
+    (root / "only-gz.js.gz").write_bytes(gziplib.compress(b"js();\n" * 100))
+    (root / "plain.txt").write_bytes(b"no compressed form\n")
+    (root / "docs" / "index.html").write_bytes(b"<p>docs</p>\n" * 50)
+    (root / "docs" / "index.html.gz").write_bytes(gziplib.compress(b"<p>docs</p>\n" * 50))
+    if shutil.which("brotli"):
+        subprocess.run(["brotli", "-k", str(root / "site.css")], check=True)
+    else:  # bytes that stand for brotli's: served as they are
+        (root / "site.css.br").write_bytes(b"\x1b-fake-brotli-" + CSS[:50])
+    return root
+
+
+def test_precompressed_chosen_by_accept_encoding(make_server, packed):
+    srv = make_server(config=conf(packed, gzip_static="on", brotli_static="on"))
+    gz = (packed / "site.css.gz").read_bytes()
+    br = (packed / "site.css.br").read_bytes()
+    cases = [
+        (None, None, CSS),
+        ("gzip", "gzip", gz),
+        ("gzip, deflate, br", "br", br),
+        ("gzip;q=1, br;q=0.5", "gzip", gz),
+        ("gzip;q=0.5, br;q=1", "br", br),
+        ("br;q=0, gzip;q=0", None, CSS),
+        ("identity;q=1, *;q=0", None, CSS),
+        ("*", "br", br),
+        ("deflate", None, CSS),
+    ]
+    etags = {}
+    for _ in range(2):  # misses, then cached answers
+        for ae, want_enc, want_body in cases:
+            r = get(srv.port, "/site.css", headers=[("Accept-Encoding", ae)] if ae else [])
+            assert r.status == 200, ae
+            assert r.header("content-encoding") == want_enc, ae
+            assert r.body == want_body, ae
+            assert r.header("vary") == "Accept-Encoding", ae
+            assert r.header("content-type") == "text/css; charset=utf-8", ae
+            etags.setdefault(want_enc, set()).add(r.header("etag"))
+    assert all(len(v) == 1 for v in etags.values()), etags
+    assert etags["gzip"] != etags[None] and etags["br"] != etags[None]
+    assert next(iter(etags["gzip"])).endswith('-gz"') and next(iter(etags["br"])).endswith('-br"')
+    # a conditional request matches only its own coding's tag
+    tag = next(iter(etags["gzip"]))
+    r = get(srv.port, "/site.css", headers=[("Accept-Encoding", "gzip"), ("If-None-Match", tag)])
+    assert r.status == 304 and r.header("vary") == "Accept-Encoding"
+    r = get(srv.port, "/site.css", headers=[("If-None-Match", tag)])
+    assert r.status == 200 and r.body == CSS
+    # a range applies to the compressed bytes
+    r = get(srv.port, "/site.css", headers=[("Accept-Encoding", "gzip"), ("Range", "bytes=0-9")])
+    assert r.status == 206 and r.body == gz[:10]
+    assert r.header("content-range") == f"bytes 0-9/{len(gz)}"
+    assert r.header("content-encoding") == "gzip"
+    # no compressed form: the file itself, still with Vary
+    for _ in range(2):
+        r = get(srv.port, "/plain.txt", headers=[("Accept-Encoding", "gzip, br")])
+        assert r.body == b"no compressed form\n" and r.header("content-encoding") is None
+        assert r.header("vary") == "Accept-Encoding"
+    r = get(srv.port, "/only-gz.js", headers=[("Accept-Encoding", "br")])
+    assert r.header("content-encoding") is None and r.body == b"js();\n" * 100
+    r = get(srv.port, "/docs/", headers=[("Accept-Encoding", "gzip")])
+    assert r.header("content-encoding") == "gzip"
+    assert r.header("content-type") == "text/html; charset=utf-8"
+    assert gziplib.decompress(r.body) == b"<p>docs</p>\n" * 50
+    assert get(srv.port, "/missing").header("vary") == "Accept-Encoding"
+
+
+def test_precompressed_with_curl(make_server, packed):
+    srv = make_server(config=conf(packed, gzip_static="on", brotli_static="on"))
+    url = f"http://127.0.0.1:{srv.port}/site.css"
+    for enc in ["gzip", "br"] if shutil.which("brotli") else ["gzip"]:
+        out = subprocess.run(["curl", "-sS", "--compressed", "-H", f"Accept-Encoding: {enc}",
+                              "-D", "-", "-o", "/dev/stdout", url], capture_output=True,
+                             timeout=30, check=True).stdout
+        head, _, body = out.partition(b"\r\n\r\n")
+        assert f"content-encoding: {enc}".encode() in head.lower()
+        assert body == CSS
+
+
+def test_precompressed_updated_file(make_server, packed):
+    srv = make_server(config=conf(packed, gzip_static="on"))
+    h = [("Accept-Encoding", "gzip")]
+    assert get(srv.port, "/plain.txt", headers=h).header("content-encoding") is None
+    (packed / "plain.txt.gz").write_bytes(gziplib.compress(b"no compressed form\n"))
+    import time
+    time.sleep(1.2)  # file_cache_valid
+    r = get(srv.port, "/plain.txt", headers=h)
+    assert r.header("content-encoding") == "gzip"
+    assert gziplib.decompress(r.body) == b"no compressed form\n"
+
+
+def test_no_vary_without_encodings(make_server, packed):
+    srv = make_server(config=conf(packed))
+    r = get(srv.port, "/site.css", headers=[("Accept-Encoding", "gzip")])
+    assert r.body == CSS and r.header("vary") is None and r.header("content-encoding") is None
+
+
+def test_compression_settings_checked(tmp_path, packed):
+    rc, err = check(tmp_path, conf(packed, gzip_static="yes"))
+    assert rc == 2 and "check.conf:4: [route /]: gzip_static" in err, err
+    rc, err = check(tmp_path, conf(packed, gzip_static="on", brotli_static="maybe"))
+    assert rc == 2 and "check.conf:5: [route /]: brotli_static" in err, err
