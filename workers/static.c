@@ -23,6 +23,7 @@
 #include <sys/syscall.h>
 #include <time.h>
 #include <unistd.h>
+#include <zlib.h>
 
 #include "workers/encoding.h"
 #include "workers/fcache.h"
@@ -69,7 +70,11 @@ struct static_route {
     struct words index;       /* index: names tried in a folder, first found wins */
     bool autoindex;           /* autoindex = on: folders without an index are listed */
     struct words try_files;   /* try_files: $uri items, then maybe =CODE */
-    unsigned offered;         /* precompressed files looked for: ENC_GZIP | ENC_BR */
+    unsigned offered;         /* codings answered: ENC_GZIP | ENC_BR */
+    bool compress;            /* compress = on: small files gzipped on the fly */
+    int compress_level;       /* 1-9 */
+    uint64_t compress_min;    /* compress_min_size */
+    struct words ctypes;      /* compress_types (none: the text types) */
     struct fcache *fcache;    /* inline routes: open files (loop thread only) */
     bool allow_hidden;        /* hidden_files = allow */
     struct words deny;        /* deny_suffixes */
@@ -245,7 +250,7 @@ static int redirect_to_directory(pfd_req *r) {
 /* Answers from an entry (which the answer then holds, or which is released
  * here): 412, 304, 416, 206 or 200. */
 static int serve_entry(pfd_req *r, struct fentry *e) {
-    uint64_t size = (uint64_t)e->st.st_size, first = 0, count = size;
+    uint64_t size = e->size, first = 0, count = size;
     int pre = preconditions(r, e->etag, e->st.st_mtime);
     if (pre == 412) {
         fentry_release(e);
@@ -594,21 +599,86 @@ static int open_variant(pfd_req *r, const struct static_route *sr, const char *n
  * from the plain file's ("-gz", "-br" inside the quotes), Content-Encoding
  * joins the block. -1 when out of memory. */
 static int entry_encoded(struct fentry *e, enum encoding enc) {
-    char lastmod[HTTPDATE_LEN + 1];
-    snprintf(e->etag, sizeof e->etag, "\"%" PRIx64 "-%" PRIx64 "-%s\"", (uint64_t)e->st.st_mtime,
+    char lastmod[HTTPDATE_LEN + 1], etag[sizeof e->etag];
+    snprintf(etag, sizeof etag, "\"%" PRIx64 "-%" PRIx64 "-%s\"", (uint64_t)e->st.st_mtime,
              (uint64_t)e->st.st_size, enc_suffix[enc] + 1);
     httpdate_format(e->st.st_mtime, lastmod);
     pfd_headers *h = pfd_headers_new();
     if (!h || pfd_headers_set(h, "Last-Modified", lastmod) < 0 ||
-        pfd_headers_set(h, "ETag", e->etag) < 0 ||
-        pfd_headers_set(h, "Accept-Ranges", "bytes") < 0 ||
+        pfd_headers_set(h, "ETag", etag) < 0 || pfd_headers_set(h, "Accept-Ranges", "bytes") < 0 ||
         pfd_headers_set(h, "Content-Encoding", enc_name[enc]) < 0) {
         pfd_headers_free(h);
         return -1;
     }
+    memcpy(e->etag, etag, sizeof etag);
     pfd_headers_free(e->hdrs);
     e->hdrs = h;
     return 0;
+}
+
+/* Whether the route compresses answers of this Content-Type on the fly. */
+static bool compressible(const struct static_route *sr, const char *ctype) {
+    if (!sr->ctypes.n) return mime_is_text(ctype);
+    size_t n = strcspn(ctype, ";");
+    for (size_t i = 0; i < sr->ctypes.n; i++)
+        if (strlen(sr->ctypes.v[i]) == n && strncasecmp(sr->ctypes.v[i], ctype, n) == 0)
+            return true;
+    return false;
+}
+
+/* gzip (RFC 1952) of in[0, size) into a malloc'd buffer; its length in
+ * *outlen, or NULL when out of memory. */
+static char *gzip_buf(const char *in, size_t size, int level, size_t *outlen) {
+    z_stream z = {0};
+    char *out = NULL;
+    if (deflateInit2(&z, level, Z_DEFLATED, 16 + 15, 8, Z_DEFAULT_STRATEGY) != Z_OK) return NULL;
+    uLong room = deflateBound(&z, (uLong)size);
+    if ((out = malloc(room))) {
+        z.next_in = (Bytef *)in;
+        z.avail_in = (uInt)size;
+        z.next_out = (Bytef *)out;
+        z.avail_out = (uInt)room;
+        if (deflate(&z, Z_FINISH) == Z_STREAM_END) {
+            *outlen = z.total_out;
+        } else {
+            free(out);
+            out = NULL;
+        }
+    }
+    deflateEnd(&z);
+    return out;
+}
+
+/* compress = on: puts the gzip of e's small file in e's place (its
+ * validators stay the file's, the ETag gets "-gz"). false when the file
+ * does not qualify or would not shrink: e then answers plainly. */
+static bool compress_entry(const struct static_route *sr, struct fentry *e) {
+    uint64_t size = (uint64_t)e->st.st_size;
+    if (size < sr->compress_min || size > FCACHE_MEM_MAX || !compressible(sr, e->mime))
+        return false;
+    /* a cached small file is in memory; else (no cache) it is read now */
+    char *in = e->data, *gz = NULL;
+    size_t got = 0, len = 0;
+    if (!in && e->fd >= 0 && (in = malloc(size ? size : 1)))
+        while (got < size) {
+            ssize_t n = pread(e->fd, in + got, size - got, (off_t)got);
+            if (n < 0 && errno == EINTR) continue;
+            if (n <= 0) break;
+            got += (size_t)n;
+        }
+    if (in && (in == e->data || got == size))
+        gz = gzip_buf(in, (size_t)size, sr->compress_level, &len);
+    if (in != e->data) free(in);
+    if (!gz || len >= size || entry_encoded(e, ENC_GZIP) < 0) {
+        free(gz);
+        return false;
+    }
+    free(e->data);
+    e->data = gz;
+    e->size = len;
+    if (e->fd >= 0) close(e->fd);
+    e->fd = -1;
+    return true;
 }
 
 static int static_handle(pfd_req *r) {
@@ -672,6 +742,7 @@ static int static_handle(pfd_req *r) {
             if (fd < 0) return PFD_OK; /* the answer is set */
             if (!(e = fentry_new(fc, key, keylen, fd, &st, name, now))) return pfd_error(r, 500);
             e->mime = mime_table_type(sr->mimes, name);
+            if (!encoded && enc == ENC_GZIP && sr->compress) compress_entry(sr, e);
             if (encoded && entry_encoded(e, enc) < 0) {
                 if (fc) fcache_forget(fc, e);
                 fentry_release(e);
@@ -697,6 +768,7 @@ static void settings_free(struct static_route *sr) {
     words_free(&sr->deny);
     words_free(&sr->index);
     words_free(&sr->try_files);
+    words_free(&sr->ctypes);
     mime_table_free(sr->mimes);
     sr->mimes = NULL;
 }
@@ -790,6 +862,44 @@ static int try_files_parse(const pfd_route *rt, struct static_route *sr, char *e
     return 0;
 }
 
+/* compress, compress_level, compress_min_size, compress_types. */
+static int compress_parse(const pfd_route *rt, struct static_route *sr, char *err, size_t errlen) {
+    const char *v = pfd_route_setting(rt, "compress");
+    if (v && strcmp(v, "on") != 0 && strcmp(v, "off") != 0) {
+        snprintf(err, errlen, "compress: \"%s\": must be on or off", v);
+        return -1;
+    }
+    sr->compress = v && strcmp(v, "on") == 0;
+    if (sr->compress) sr->offered |= ENC_GZIP;
+    sr->compress_level = 6;
+    if ((v = pfd_route_setting(rt, "compress_level"))) {
+        if (v[0] < '1' || v[0] > '9' || v[1]) {
+            snprintf(err, errlen, "compress_level: \"%s\": from 1 (fast) to 9 (small)", v);
+            return -1;
+        }
+        sr->compress_level = v[0] - '0';
+    }
+    sr->compress_min = 256;
+    if (pfd_route_setting(rt, "compress_min_size") &&
+        pfd_route_number(rt, "compress_min_size", &sr->compress_min) < 0) {
+        snprintf(err, errlen, "compress_min_size: \"%s\": not a size",
+                 pfd_route_setting(rt, "compress_min_size"));
+        return -1;
+    }
+    v = pfd_route_setting(rt, "compress_types");
+    if (words_split(&sr->ctypes, v ? v : "") < 0) {
+        snprintf(err, errlen, "compress_types: out of memory");
+        return -1;
+    }
+    for (size_t i = 0; i < sr->ctypes.n; i++)
+        if (!strchr(sr->ctypes.v[i], '/') || strchr(sr->ctypes.v[i], ';')) {
+            snprintf(err, errlen, "compress_types: \"%s\": a media type (text/html)",
+                     sr->ctypes.v[i]);
+            return -1;
+        }
+    return 0;
+}
+
 /* The route's settings into sr (check and init share it); 0, or -1 with a
  * message that starts with the setting's name (its line in the config). */
 static int settings_parse(const pfd_route *rt, struct static_route *sr, char *err, size_t errlen) {
@@ -815,6 +925,7 @@ static int settings_parse(const pfd_route *rt, struct static_route *sr, char *er
         }
         if (v && strcmp(v, "on") == 0) sr->offered |= enc;
     }
+    if (compress_parse(rt, sr, err, errlen) < 0) return -1;
     if (try_files_parse(rt, sr, err, errlen) < 0) return -1;
     v = pfd_route_setting(rt, "hidden_files");
     if (v && strcmp(v, "deny") != 0 && strcmp(v, "allow") != 0) {
@@ -917,7 +1028,8 @@ static void static_tick(pfd_route *rt) {
 static const char *const static_settings[] = {
     "root", "index", "file_cache_entries", "file_cache_valid", "file_cache_idle",
     "hidden_files", "deny_suffixes", "charset", "mime_types", "autoindex", "try_files",
-    "gzip_static", "brotli_static", NULL};
+    "gzip_static", "brotli_static", "compress", "compress_level", "compress_min_size",
+    "compress_types", NULL};
 /* clang-format on */
 
 const pfd_handler static_handler = {

@@ -409,3 +409,89 @@ def test_compression_settings_checked(tmp_path, packed):
     assert rc == 2 and "check.conf:4: [route /]: gzip_static" in err, err
     rc, err = check(tmp_path, conf(packed, gzip_static="on", brotli_static="maybe"))
     assert rc == 2 and "check.conf:5: [route /]: brotli_static" in err, err
+
+
+# ---- compression on the fly --------------------------------------------------
+
+@pytest.fixture
+def texts(tmp_path):
+    root = tmp_path / "texts"
+    root.mkdir()
+    (root / "page.html").write_bytes(b"<p>hello, compression</p>\n" * 200)  # 5.4 KB
+    (root / "tiny.css").write_bytes(b"a{}\n")
+    (root / "pic.png").write_bytes(os.urandom(100) + b"\0" * 3000)
+    (root / "big.js").write_bytes(b"var x = 1;\n" * 3000)  # 33 KB: over the memory limit
+    (root / "random.txt").write_bytes(os.urandom(4000))
+    (root / "app.json").write_bytes(b'{"k": "value"}\n' * 100)
+    return root
+
+
+@pytest.mark.parametrize("mode", ["inline", "pool"])
+def test_compress_on_the_fly(make_server, texts, mode):
+    srv = make_server(config=conf(texts, compress="on", mode=mode))
+    page = (texts / "page.html").read_bytes()
+    h = [("Accept-Encoding", "gzip, deflate, br")]
+    tags = set()
+    for _ in range(3):  # the first answer compresses, the next come from the cache
+        r = get(srv.port, "/page.html", headers=h)
+        assert r.status == 200 and r.header("content-encoding") == "gzip"
+        assert r.header("vary") == "Accept-Encoding"
+        assert r.header("content-type") == "text/html; charset=utf-8"
+        assert int(r.header("content-length")) == len(r.body) < len(page) // 4
+        assert gziplib.decompress(r.body) == page
+        tags.add(r.header("etag"))
+    assert len(tags) == 1 and tags.pop().endswith('-gz"')
+    plain = get(srv.port, "/page.html")
+    assert plain.body == page and plain.header("content-encoding") is None
+    assert plain.header("etag") != r.header("etag")
+    r2 = get(srv.port, "/page.html", headers=[("Accept-Encoding", "identity;q=1, *;q=0")])
+    assert r2.body == page and r2.header("content-encoding") is None
+    # not compressed: too small, not a text type, over the limit, incompressible
+    for path in ["/tiny.css", "/pic.png", "/big.js", "/random.txt"]:
+        r = get(srv.port, path, headers=h)
+        assert r.header("content-encoding") is None, path
+        assert r.body == (texts / path[1:]).read_bytes()
+        assert r.header("vary") == "Accept-Encoding"
+    # a range of a compressed answer: of the compressed bytes
+    full = get(srv.port, "/app.json", headers=h).body
+    r = get(srv.port, "/app.json", headers=h + [("Range", "bytes=5-14")])
+    assert r.status == 206 and r.body == full[5:15]
+
+
+def test_compress_with_curl_byte_for_byte(make_server, texts):
+    srv = make_server(config=conf(texts, compress="on", compress_level="9"))
+    for name in ["page.html", "app.json", "big.js", "tiny.css"]:
+        out = subprocess.run(["curl", "-sS", "--compressed", "-o", "-",
+                              f"http://127.0.0.1:{srv.port}/{name}"],
+                             capture_output=True, timeout=30, check=True).stdout
+        assert out == (texts / name).read_bytes(), name
+
+
+def test_compress_types_and_min_size(make_server, texts):
+    srv = make_server(config=conf(texts, compress="on", compress_types="image/png",
+                                  compress_min_size="3k"))
+    h = [("Accept-Encoding", "gzip")]
+    r = get(srv.port, "/pic.png", headers=h)
+    assert r.header("content-encoding") == "gzip"
+    assert gziplib.decompress(r.body) == (texts / "pic.png").read_bytes()
+    assert get(srv.port, "/page.html", headers=h).header("content-encoding") is None
+    srv = make_server(config=conf(texts, compress="on", compress_min_size="6k"))
+    assert get(srv.port, "/page.html", headers=h).header("content-encoding") is None
+
+
+def test_compress_file_changes(make_server, texts):
+    srv = make_server(config=conf(texts, compress="on"))
+    h = [("Accept-Encoding", "gzip")]
+    assert gziplib.decompress(get(srv.port, "/app.json", headers=h).body).startswith(b'{"k"')
+    (texts / "app.json").write_bytes(b'{"changed": true}\n' * 50)
+    import time
+    time.sleep(1.2)
+    r = get(srv.port, "/app.json", headers=h)
+    assert gziplib.decompress(r.body) == b'{"changed": true}\n' * 50
+
+
+def test_compress_settings_checked(tmp_path, texts):
+    for k, v in [("compress", "yes"), ("compress_level", "0"), ("compress_level", "10"),
+                 ("compress_min_size", "big"), ("compress_types", "html")]:
+        rc, err = check(tmp_path, conf(texts, **{k: v}))
+        assert rc == 2 and f"check.conf:4: [route /]: {k}" in err, (k, v, err)
