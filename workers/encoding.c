@@ -62,14 +62,23 @@ void accept_enc_add(struct accept_enc *a, const char *s, size_t n) {
     }
 }
 
-enum encoding accept_enc_choose(const struct accept_enc *a, unsigned offered) {
-    int star = a->star, best = 0;
-    enum encoding pick = ENC_IDENTITY;
+size_t accept_enc_rank(const struct accept_enc *a, unsigned offered, enum encoding out[2]) {
+    int star = a->star;
     int br = a->br >= 0 ? a->br : star >= 0 ? star : 0;
     int gzip = a->gzip >= 0 ? a->gzip : star >= 0 ? star : 0;
     /* identity unnamed: acceptable, the least preferred */
     int identity = a->identity >= 0 ? a->identity : star >= 0 ? star : 1;
-    if ((offered & ENC_BR) && br > best) best = br, pick = ENC_BR;
-    if ((offered & ENC_GZIP) && gzip > best) best = gzip, pick = ENC_GZIP;
-    return pick != ENC_IDENTITY && best >= identity ? pick : ENC_IDENTITY;
+    size_t n = 0;
+    bool use_br = (offered & ENC_BR) && br > 0 && br >= identity;
+    bool use_gzip = (offered & ENC_GZIP) && gzip > 0 && gzip >= identity;
+    bool br_first = use_br && (!use_gzip || br >= gzip);
+    if (br_first) out[n++] = ENC_BR;
+    if (use_gzip) out[n++] = ENC_GZIP;
+    if (use_br && !br_first) out[n++] = ENC_BR;
+    return n;
+}
+
+enum encoding accept_enc_choose(const struct accept_enc *a, unsigned offered) {
+    enum encoding out[2];
+    return accept_enc_rank(a, offered, out) ? out[0] : ENC_IDENTITY;
 }

@@ -30,5 +30,9 @@ void accept_enc_add(struct accept_enc *a, const char *s, size_t n);
  * (none: acceptable, but any acceptable coding goes first), so identity is
  * refused only when named with q=0 or excluded by "*;q=0". */
 enum encoding accept_enc_choose(const struct accept_enc *a, unsigned offered);
+/* The offered codings the request takes before identity, best first (as
+ * accept_enc_choose ranks them): the order to look for them in. Returns how
+ * many (0: identity). */
+size_t accept_enc_rank(const struct accept_enc *a, unsigned offered, enum encoding out[2]);
 
 #endif

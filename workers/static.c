@@ -71,6 +71,7 @@ struct static_route {
     bool autoindex;           /* autoindex = on: folders without an index are listed */
     struct words try_files;   /* try_files: $uri items, then maybe =CODE */
     unsigned offered;         /* codings answered: ENC_GZIP | ENC_BR */
+    unsigned statics;         /* of them, from files beside (gzip_static, brotli_static) */
     bool compress;            /* compress = on: small files gzipped on the fly */
     int compress_level;       /* 1-9 */
     uint64_t compress_min;    /* compress_min_size */
@@ -564,10 +565,10 @@ static uint64_t coarse_ms(void) {
     return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
 }
 
-/* The coding to answer with, of those the route offers (every
- * Accept-Encoding field line counts). */
-static enum encoding negotiate(const pfd_req *r, unsigned offered) {
-    if (!pfd_field(r, PFD_F_ACCEPT_ENCODING).p) return ENC_IDENTITY;
+/* The codings the request takes, of those the route offers, best first
+ * (every Accept-Encoding field line counts); how many. */
+static size_t negotiate(const pfd_req *r, unsigned offered, enum encoding order[2]) {
+    if (!pfd_field(r, PFD_F_ACCEPT_ENCODING).p) return 0;
     struct accept_enc a;
     accept_enc_init(&a);
     unsigned n = pfd_header_count(r);
@@ -577,7 +578,7 @@ static enum encoding negotiate(const pfd_req *r, unsigned offered) {
         if (fname.len == 15 && strncasecmp(fname.p, "accept-encoding", 15) == 0)
             accept_enc_add(&a, value.p, value.len);
     }
-    return accept_enc_choose(&a, offered);
+    return accept_enc_rank(&a, offered, order);
 }
 
 static const char *const enc_suffix[] = {[ENC_GZIP] = ".gz", [ENC_BR] = ".br"};
@@ -649,13 +650,18 @@ static char *gzip_buf(const char *in, size_t size, int level, size_t *outlen) {
     return out;
 }
 
+/* Whether compress = on gzips this file (its stat, its Content-Type). */
+static bool compress_fits(const struct static_route *sr, const struct stat *st, const char *ctype) {
+    uint64_t size = (uint64_t)st->st_size;
+    return sr->compress && size >= sr->compress_min && size <= FCACHE_MEM_MAX &&
+           compressible(sr, ctype);
+}
+
 /* compress = on: puts the gzip of e's small file in e's place (its
- * validators stay the file's, the ETag gets "-gz"). false when the file
- * does not qualify or would not shrink: e then answers plainly. */
+ * validators stay the file's, the ETag gets "-gz"). false when it would
+ * not shrink (or out of memory): e then answers plainly. */
 static bool compress_entry(const struct static_route *sr, struct fentry *e) {
     uint64_t size = (uint64_t)e->st.st_size;
-    if (size < sr->compress_min || size > FCACHE_MEM_MAX || !compressible(sr, e->mime))
-        return false;
     /* a cached small file is in memory; else (no cache) it is read now */
     char *in = e->data, *gz = NULL;
     size_t got = 0, len = 0;
@@ -690,26 +696,27 @@ static int static_handle(pfd_req *r) {
         return pfd_header_add(r, "Allow", "GET, HEAD");
     }
     pfd_str path = pfd_path(r);
-    enum encoding enc = ENC_IDENTITY;
+    enum encoding order[2];
+    size_t norder = 0;
     if (sr->offered) {
         /* the answer depends on Accept-Encoding, whichever it is */
         if (pfd_header_add(r, "Vary", "Accept-Encoding") < 0) return PFD_ERROR;
-        enc = negotiate(r, sr->offered);
+        norder = negotiate(r, sr->offered, order);
     }
     if (refused_name(sr, path.p, path.len)) return pfd_error(r, 404);
-    /* a coding's answer is cached under the path, a NUL (no path has one)
-     * and its suffix: the precompressed file, or the plain one when there
-     * is none */
+    /* the answer to a list of codings is cached under the path, a NUL (no
+     * path has one) and the list ("bg": br, else gzip): the first coding
+     * whose file is there (or that compress makes), else the plain file */
     const char *key = path.p;
     size_t keylen = path.len;
-    if (enc != ENC_IDENTITY) {
-        char *k = pfd_alloc(r, path.len + 4);
+    if (norder) {
+        char *k = pfd_alloc(r, path.len + 1 + norder);
         if (!k) return pfd_error(r, 500);
         memcpy(k, path.p, path.len);
         k[path.len] = '\0';
-        memcpy(k + path.len + 1, enc_suffix[enc] + 1, 3);
+        for (size_t i = 0; i < norder; i++) k[path.len + 1 + i] = enc_suffix[order[i]][1];
         key = k;
-        keylen = path.len + 3;
+        keylen = path.len + 1 + norder;
     }
     uint64_t now = fc ? coarse_ms() : 0;
     struct fentry *e = NULL, *stale = NULL;
@@ -718,15 +725,18 @@ static int static_handle(pfd_req *r) {
         struct stat st;
         const char *name;
         int fd = open_for_path(r, sr, &st, &name);
-        bool encoded = false;
-        if (fd >= 0 && enc != ENC_IDENTITY) {
+        enum encoding encoded = ENC_IDENTITY;
+        bool compress = false;
+        for (size_t i = 0; fd >= 0 && i < norder && !encoded && !compress; i++) {
             struct stat vst;
-            int vfd = open_variant(r, sr, name, enc, &vst);
+            int vfd = sr->statics & order[i] ? open_variant(r, sr, name, order[i], &vst) : -1;
             if (vfd >= 0) {
                 close(fd);
                 fd = vfd;
                 st = vst;
-                encoded = true;
+                encoded = order[i];
+            } else if (order[i] == ENC_GZIP) {
+                compress = compress_fits(sr, &st, mime_table_type(sr->mimes, name));
             }
         }
         if (fd >= 0 && stale && fcache_still_valid(fc, stale, &st, now)) {
@@ -742,8 +752,8 @@ static int static_handle(pfd_req *r) {
             if (fd < 0) return PFD_OK; /* the answer is set */
             if (!(e = fentry_new(fc, key, keylen, fd, &st, name, now))) return pfd_error(r, 500);
             e->mime = mime_table_type(sr->mimes, name);
-            if (!encoded && enc == ENC_GZIP && sr->compress) compress_entry(sr, e);
-            if (encoded && entry_encoded(e, enc) < 0) {
+            if (compress) compress_entry(sr, e);
+            if (encoded && entry_encoded(e, encoded) < 0) {
                 if (fc) fcache_forget(fc, e);
                 fentry_release(e);
                 return pfd_error(r, 500);
@@ -923,7 +933,7 @@ static int settings_parse(const pfd_route *rt, struct static_route *sr, char *er
             snprintf(err, errlen, "%s: \"%s\": must be on or off", statics[enc], v);
             return -1;
         }
-        if (v && strcmp(v, "on") == 0) sr->offered |= enc;
+        if (v && strcmp(v, "on") == 0) sr->offered |= enc, sr->statics |= enc;
     }
     if (compress_parse(rt, sr, err, errlen) < 0) return -1;
     if (try_files_parse(rt, sr, err, errlen) < 0) return -1;

@@ -367,6 +367,13 @@ def test_precompressed_chosen_by_accept_encoding(make_server, packed):
         assert r.header("vary") == "Accept-Encoding"
     r = get(srv.port, "/only-gz.js", headers=[("Accept-Encoding", "br")])
     assert r.header("content-encoding") is None and r.body == b"js();\n" * 100
+    # br preferred but only a .gz: the next acceptable coding
+    for _ in range(2):
+        r = get(srv.port, "/only-gz.js", headers=[("Accept-Encoding", "gzip, deflate, br")])
+        assert r.header("content-encoding") == "gzip"
+        assert gziplib.decompress(r.body) == b"js();\n" * 100
+    r = get(srv.port, "/only-gz.js", headers=[("Accept-Encoding", "br, gzip;q=0")])
+    assert r.header("content-encoding") is None
     r = get(srv.port, "/docs/", headers=[("Accept-Encoding", "gzip")])
     assert r.header("content-encoding") == "gzip"
     assert r.header("content-type") == "text/html; charset=utf-8"
@@ -456,6 +463,16 @@ def test_compress_on_the_fly(make_server, texts, mode):
     full = get(srv.port, "/app.json", headers=h).body
     r = get(srv.port, "/app.json", headers=h + [("Range", "bytes=5-14")])
     assert r.status == 206 and r.body == full[5:15]
+
+
+def test_compress_after_missing_brotli(make_server, texts):
+    (texts / "app.json.br").write_bytes(b"fake-br")
+    srv = make_server(config=conf(texts, compress="on", brotli_static="on"))
+    h = [("Accept-Encoding", "gzip, br")]
+    assert get(srv.port, "/app.json", headers=h).body == b"fake-br"
+    r = get(srv.port, "/page.html", headers=h)  # no .br: gzip on the fly
+    assert r.header("content-encoding") == "gzip"
+    assert gziplib.decompress(r.body) == (texts / "page.html").read_bytes()
 
 
 def test_compress_with_curl_byte_for_byte(make_server, texts):

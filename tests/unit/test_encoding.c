@@ -99,10 +99,41 @@ static void test_choose(void **state) {
     }
 }
 
+static void test_rank(void **state) {
+    static const struct {
+        const char *header;
+        unsigned offered;
+        size_t n;
+        enum encoding first, second;
+    } cases[] = {
+        {"gzip, br", BOTH, 2, ENC_BR, ENC_GZIP},
+        {"gzip;q=1, br;q=0.5", BOTH, 2, ENC_GZIP, ENC_BR},
+        {"br", BOTH, 1, ENC_BR, 0},
+        {"gzip", BOTH, 1, ENC_GZIP, 0},
+        {"br, gzip;q=0", BOTH, 1, ENC_BR, 0},
+        {"br;q=1, identity;q=0.5, gzip;q=0.3", BOTH, 1, ENC_BR, 0},
+        {"identity;q=1, *;q=0", BOTH, 0, 0, 0},
+        {"gzip, br", ENC_GZIP, 1, ENC_GZIP, 0},
+        {"gzip, br", ENC_BR, 1, ENC_BR, 0},
+        {NULL, BOTH, 0, 0, 0},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        struct accept_enc a;
+        enum encoding out[2] = {0};
+        accept_enc_init(&a);
+        if (cases[i].header) accept_enc_add(&a, cases[i].header, strlen(cases[i].header));
+        size_t n = accept_enc_rank(&a, cases[i].offered, out);
+        if (n != cases[i].n || (n > 0 && out[0] != cases[i].first) ||
+            (n > 1 && out[1] != cases[i].second))
+            fail_msg("case %zu: got %zu: %d %d", i, n, out[0], out[1]);
+    }
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_parse_qvalues),
         cmocka_unit_test(test_choose),
+        cmocka_unit_test(test_rank),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
