@@ -488,6 +488,15 @@ static int open_path(pfd_req *r, const struct static_route *sr, const char *path
         return ifd;
     }
     if (sr->autoindex) {
+        pfd_str req = pfd_path(r);
+        if (req.p[req.len - 1] != '/') {
+            /* "$uri/" of "/docs": the listing's relative links need the
+             * slash form */
+            close(fd);
+            redirect_to_directory(r);
+            *status = ANSWERED;
+            return -1;
+        }
         list_directory(r, sr, fd, path);
         *status = ANSWERED;
         return -1;

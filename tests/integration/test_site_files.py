@@ -231,6 +231,19 @@ def test_autoindex_hostile_names(make_server, tmp_path):
     assert get(srv.port, "/", method="HEAD").status == 200
 
 
+def test_autoindex_with_try_files(make_server, tmp_path):
+    root = tmp_path / "tl"
+    (root / "files").mkdir(parents=True)
+    (root / "files" / "a.txt").write_text("a\n")
+    (root / "index.html").write_text("app\n")
+    srv = make_server(config=conf(root, autoindex="on", try_files="$uri $uri/ /index.html"))
+    r = get(srv.port, "/files")
+    assert r.status == 301 and r.header("location") == "/files/"
+    r = get(srv.port, "/files/")
+    assert r.status == 200 and 'href="a.txt"' in r.body.decode()
+    assert get(srv.port, "/nothing").body == b"app\n"
+
+
 def test_index_settings_checked(tmp_path, www):
     rc, err = check(tmp_path, conf(www, index="index.html a/b.html"))
     assert rc == 2 and "check.conf:4: [route /]: index" in err, err
