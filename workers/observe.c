@@ -158,17 +158,31 @@ static void json_worker(FILE *f, const struct sb_worker_view *w, uint64_t now_ms
     fputc('}', f);
 }
 
-static int status_handle(pfd_req *r) {
-    if (refuse_method(r)) return PFD_OK;
-    struct sb_view *v = sb_read(scoreboard_get());
-    if (!v) return pfd_error(r, 500);
-    char *buf = NULL;
-    size_t len = 0;
-    FILE *f = open_memstream(&buf, &len);
-    if (!f) {
-        sb_view_free(v);
-        return pfd_error(r, 500);
+/* A view of the board and a memory stream to write the answer in: 0, or
+ * -1 when the request was answered already (405, or 500 when memory is
+ * short). */
+static int open_answer(pfd_req *r, struct sb_view **v, FILE **f, char **buf, size_t *len) {
+    if (refuse_method(r)) return -1;
+    if (!(*v = sb_read(scoreboard_get()))) {
+        pfd_error(r, 500);
+        return -1;
     }
+    *buf = NULL;
+    *len = 0;
+    if (!(*f = open_memstream(buf, len))) {
+        sb_view_free(*v);
+        pfd_error(r, 500);
+        return -1;
+    }
+    return 0;
+}
+
+static int status_handle(pfd_req *r) {
+    struct sb_view *v;
+    FILE *f;
+    char *buf;
+    size_t len;
+    if (open_answer(r, &v, &f, &buf, &len) < 0) return PFD_OK;
     const struct route *rt = (const struct route *)pfd_req_route(r);
     const struct sb_slot *me = exchange_of(r)->env->slot;
     unsigned generation = atomic_load_explicit(&me->generation, memory_order_relaxed), serving = 0;
@@ -391,16 +405,11 @@ static void metrics_routes(FILE *f, const struct sb_view *v) {
 }
 
 static int metrics_handle(pfd_req *r) {
-    if (refuse_method(r)) return PFD_OK;
-    struct sb_view *v = sb_read(scoreboard_get());
-    if (!v) return pfd_error(r, 500);
-    char *buf = NULL;
-    size_t len = 0;
-    FILE *f = open_memstream(&buf, &len);
-    if (!f) {
-        sb_view_free(v);
-        return pfd_error(r, 500);
-    }
+    struct sb_view *v;
+    FILE *f;
+    char *buf;
+    size_t len;
+    if (open_answer(r, &v, &f, &buf, &len) < 0) return PFD_OK;
     family(f, "preforkd_info", "gauge", "The server's version.");
     fprintf(f, "preforkd_info{version=\"%s\"} 1\n", PREFORKD_VERSION);
     family(f, "preforkd_start_time_seconds", "gauge",
