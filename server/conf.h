@@ -16,6 +16,8 @@
 #include "server/acl.h"
 #include "server/listen.h"
 
+struct site;
+
 enum conf_log_level { CONF_LOG_ERROR, CONF_LOG_WARN, CONF_LOG_INFO, CONF_LOG_DEBUG };
 
 /* Where a route's handler runs: on the loop thread, or on the worker's pool. */
@@ -60,6 +62,9 @@ struct conf_route {
     int handler_line, mode_line, module_line, symbol_line, methods_line, max_body_size_line,
         allow_line, deny_line;
     const void *impl; /* the resolved handler (workers/handlers.c), or NULL */
+    /* header, cache_control, expires, cors, error_page, return (workers/site.h),
+     * or NULL when the route has none */
+    struct site *site;
 };
 
 /* Room for the settings table in conf.c (a static assertion there keeps it

@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include "workers/exchange.h"
+#include "workers/site.h"
 
 /* Sort key: exact routes first, then patterns, then prefixes by length,
  * longest first; routes of the same path side by side (at the place of the
@@ -70,6 +71,8 @@ static int route_build(struct route *rt, const struct conf *c, const struct conf
     rt->methods = cr->methods;
     rt->mode = cr->mode;
     rt->max_body = cr->max_body_size_set ? cr->max_body_size : c->max_body_size;
+    rt->site = cr->site;
+    rt->errsite = cr->site && cr->site->nerrors ? cr->site : NULL;
     if (!rt->handler) {
         snprintf(err, errlen, "route %s: no handler", cr->prefix);
         return -1;
@@ -125,6 +128,17 @@ int routes_init(struct routes *rs, const struct conf *c, bool admin, char *err, 
         rs->n++;
     }
     qsort(rs->v, rs->n, sizeof *rs->v, route_order);
+    /* error_page is inherited from the longest prefix route above (prefixes
+     * come longest first) */
+    for (size_t i = 0; i < rs->n; i++) {
+        struct route *rt = &rs->v[i];
+        for (size_t j = 0; j < rs->n && !rt->errsite; j++) {
+            const struct route *up = &rs->v[j];
+            if (j != i && up->match == CONF_MATCH_PREFIX && up->site && up->site->nerrors &&
+                up->path_len <= rt->path_len && memcmp(up->path, rt->path, up->path_len) == 0)
+                rt->errsite = up->site;
+        }
+    }
     for (size_t i = 0; i < rs->n; i++) {
         struct route *rt = &rs->v[i];
         char why[768];
@@ -230,6 +244,14 @@ const struct route *routes_match(const struct routes *rs, const struct http_requ
         *nparams = 0;
         return NULL;
     }
+    return NULL;
+}
+
+const struct route *routes_near(const struct routes *rs, const char *path, size_t len) {
+    struct ex_param params[EX_MAX_PARAMS];
+    unsigned n;
+    for (size_t i = 0; i < rs->n; i++)
+        if (path_matches(&rs->v[i], path, len, params, EX_MAX_PARAMS, &n)) return &rs->v[i];
     return NULL;
 }
 
