@@ -277,8 +277,9 @@ static int set_error_page(struct site *s, const char *value, int line, char *err
     while (last > value && last[-1] != ' ' && last[-1] != '\t') last--;
     if (*last != '/')
         return fail(err, errlen, "error_page: expected CODE... /path (a path under the root)");
-    if (strstr(last, "/../") || strcmp(last + strlen(last) - 3, "/..") == 0 ||
-        strpbrk(last, "?#\\") || strstr(last, "//") || last[strlen(last) - 1] == '/')
+    size_t len = strlen(last);
+    if (strstr(last, "/../") || (len >= 3 && strcmp(last + len - 3, "/..") == 0) ||
+        strpbrk(last, "?#\\") || strstr(last, "//") || last[len - 1] == '/')
         return fail(err, errlen, "error_page: \"%s\" is not a plain file path", last);
     char **u = realloc(s->uris, (s->nuris + 1) * sizeof *u);
     if (!u) return fail(err, errlen, "out of memory");

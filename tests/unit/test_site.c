@@ -145,6 +145,10 @@ static void test_settings(void **state) {
     assert_int_equal(set1("error_page", "404", err, sizeof err), -1);
     assert_int_equal(set1("error_page", "200 /x.html", err, sizeof err), -1);
     assert_int_equal(set1("error_page", "404 /../x.html", err, sizeof err), -1);
+    assert_int_equal(set1("error_page", "404 /..", err, sizeof err), -1);
+    assert_int_equal(set1("error_page", "404 /", err, sizeof err), -1);
+    assert_int_equal(set1("error_page", "404 /a//b", err, sizeof err), -1);
+    assert_int_equal(set1("error_page", "404 x.html", err, sizeof err), -1);
     assert_int_equal(set1("return", "301", err, sizeof err), -1);
     assert_int_equal(set1("return", "301 https://x/$nope", err, sizeof err), -1);
     assert_int_equal(set1("return", "abc", err, sizeof err), -1);
