@@ -2,6 +2,7 @@
 #include "server/conf.h"
 
 #include "server/listen.h"
+#include "workers/accesslog.h"
 #include "workers/site.h"
 
 #include <arpa/inet.h>
@@ -25,6 +26,8 @@ enum kind {
     K_LOG,      /* a path, "-" (stdout) or "off" */
     K_WORKERS,  /* N or auto */
     K_LEVEL,    /* error|warn|info|debug */
+    K_LOGFMT,   /* text|json */
+    K_ALOGFMT,  /* an access log format: combined, json or $variables */
     K_LISTEN,   /* repeatable address */
 };
 
@@ -98,8 +101,12 @@ static const struct setting settings[] = {
     {"cached_objects", K_UINT, F(cached_objects), "256", 0, 65536,
      "finished connections and requests (each) kept for reuse; freed after an idle second"},
     {"access_log", K_LOG, F(access_log), "off", 0, 0, "access log path, - for stdout, or off"},
+    {"access_log_format", K_ALOGFMT, F(access_log_format), "combined", 0, 0,
+     "combined (nginx's), json, or a line of $variables and text"},
     {"error_log", K_LOG, F(error_log), NULL, 0, 0, "error log path, or - for stdout"},
     {"log_level", K_LEVEL, F(log_level), "info", 0, 0, "error, warn, info or debug"},
+    {"log_format", K_LOGFMT, F(log_format), "text", 0, 0,
+     "error log lines: text, or json (an object per line)"},
     {"pid_file", K_PATH, F(pid_file), NULL, 0, 0, "file holding the master's pid"},
     {"user", K_STRING, F(user), NULL, 0, 0, "user workers run as when started as root"},
     {"group", K_STRING, F(group), NULL, 0, 0, "group workers run as when started as root"},
@@ -110,6 +117,8 @@ static const struct setting settings[] = {
      "client networks the admin listener answers (others: 403); all = anyone"},
     {"trusted_proxies", K_STRING, F(trusted_proxies_text), NULL, 0, 0,
      "proxies whose real_ip_header names the client (networks, unix); none"},
+    {"unknown_host", K_STRING, F(unknown_host), "serve", 0, 0,
+     "a Host no route's hosts name: serve (the routes without hosts) or 421"},
     {"real_ip_header", K_STRING, F(real_ip_header), "X-Forwarded-For", 0, 0,
      "X-Forwarded-For, Forwarded (RFC 7239) or another list header such as X-Real-IP"},
 };
@@ -272,6 +281,17 @@ static int set_value(struct conf *c, const struct setting *s, const char *value,
         return fail(err, errlen, "%s: expected error, warn, info or debug, got \"%s\"", s->name,
                     value);
     }
+    case K_LOGFMT:
+        if (strcmp(value, "text") != 0 && strcmp(value, "json") != 0)
+            return fail(err, errlen, "%s: expected text or json, got \"%s\"", s->name, value);
+        *(enum conf_log_format *)field = *value == 'j' ? CONF_LOG_JSON : CONF_LOG_TEXT;
+        return 0;
+    case K_ALOGFMT:
+        if (!*value) goto bad;
+        /* parsed here to be checked (--check too); each worker parses it
+         * again when it opens the log, never per request */
+        if (accesslog_format_check(value, err, errlen) < 0) return -1;
+        return replace_string(field, strdup(value));
     case K_STRING:
         if (!*value) goto bad;
         return replace_string(field, strdup(value));
@@ -351,6 +371,38 @@ static void free_route(struct conf_route *r) {
     acl_free(&r->allow);
     acl_free(&r->deny);
     site_free(r->site);
+    for (size_t i = 0; i < r->nhosts; i++) free(r->hosts[i]);
+    free(r->hosts);
+    free(r->hosts_text);
+}
+
+/* "example.org www.example.org *.example.org": names of letters, digits,
+ * '-' and '.', a leading "*." for any name below; lowercased. */
+static int parse_hosts(struct conf_route *r, const char *value, char *err, size_t errlen) {
+    const char *p = value;
+    for (;;) {
+        p += strspn(p, " ,\t");
+        size_t n = strcspn(p, " ,\t");
+        if (!n) break;
+        const char *name = p, *body = p;
+        if (n > 2 && p[0] == '*' && p[1] == '.') body = p + 2;
+        for (const char *q = body; q < p + n; q++)
+            if (!(*q == '-' || *q == '.' || (*q >= '0' && *q <= '9') ||
+                  ((*q | 0x20) >= 'a' && (*q | 0x20) <= 'z')) ||
+                n > 253)
+                return fail(err, errlen, "hosts: \"%.*s\" is not a host name", (int)n, name);
+        char **v = realloc(r->hosts, (r->nhosts + 1) * sizeof *v);
+        if (!v) return fail(err, errlen, "out of memory");
+        r->hosts = v;
+        if (!(v[r->nhosts] = strndup(name, n))) return fail(err, errlen, "out of memory");
+        for (char *q = v[r->nhosts]; *q; q++) *q = (char)(*q >= 'A' && *q <= 'Z' ? *q | 0x20 : *q);
+        size_t len = strlen(v[r->nhosts]);
+        if (len > 1 && v[r->nhosts][len - 1] == '.') v[r->nhosts][len - 1] = '\0';
+        r->nhosts++;
+        p += n;
+    }
+    if (!r->nhosts) return fail(err, errlen, "hosts: empty");
+    return replace_string(&r->hosts_text, strdup(value));
 }
 
 void conf_free(struct conf *c) {
@@ -364,7 +416,7 @@ void conf_free(struct conf *c) {
     acl_free(&c->trusted_proxies);
     for (size_t i = 0; i < NSETTINGS; i++) {
         enum kind k = settings[i].kind;
-        if (k == K_STRING || k == K_PATH || k == K_LOG)
+        if (k == K_STRING || k == K_PATH || k == K_LOG || k == K_ALOGFMT)
             free(*(char **)((char *)c + settings[i].off));
     }
     free(c->path);
@@ -435,6 +487,7 @@ static int set_route(struct conf_route *r, const char *name, const char *value, 
     if (strcmp(name, "module") == 0) return replace_string(&r->module, absolute_path(value, base));
     if (strcmp(name, "symbol") == 0) return replace_string(&r->symbol, strdup(value));
     if (strcmp(name, "methods") == 0) return parse_methods(value, &r->methods, err, errlen);
+    if (strcmp(name, "hosts") == 0) return parse_hosts(r, value, err, errlen);
     if (strcmp(name, "allow") == 0 || strcmp(name, "deny") == 0) {
         char why[256];
         if (acl_parse(name[0] == 'a' ? &r->allow : &r->deny, value, why, sizeof why) == 0) return 0;
@@ -626,11 +679,12 @@ static int enter_section(struct load *ld, const char *section) {
 }
 
 static int on_route_setting(struct load *ld, const char *name, const char *value) {
-    static const char *const names[] = {"handler", "mode",          "module", "symbol",
-                                        "methods", "max_body_size", "allow",  "deny"};
+    static const char *const names[] = {"handler",       "mode",  "module", "symbol", "methods",
+                                        "max_body_size", "allow", "deny",   "hosts"};
     struct conf_route *r = ld->route;
-    int *lines[] = {&r->handler_line, &r->mode_line,          &r->module_line, &r->symbol_line,
-                    &r->methods_line, &r->max_body_size_line, &r->allow_line,  &r->deny_line};
+    int *lines[] = {&r->handler_line, &r->mode_line,    &r->module_line,
+                    &r->symbol_line,  &r->methods_line, &r->max_body_size_line,
+                    &r->allow_line,   &r->deny_line,    &r->hosts_line};
     char msg[512];
     int *line = NULL;
     for (unsigned i = 0; i < sizeof names / sizeof names[0]; i++) {
@@ -813,6 +867,9 @@ static int check_route(const struct conf *c, const struct conf_route *r, char *e
     /* two sections of one path must split its methods between them */
     for (const struct conf_route *o = c->routes; o < r; o++) {
         if (o->admin != r->admin) continue; /* another listener's table */
+        if ((o->hosts_text || r->hosts_text) &&
+            !(o->hosts_text && r->hosts_text && strcmp(o->hosts_text, r->hosts_text) == 0))
+            continue; /* other hosts: another site */
         if (o->match != r->match || strcmp(o->prefix, r->prefix) != 0) continue;
         if (!o->methods || !r->methods || (o->methods & r->methods))
             return fail(err, errlen, "%s: route defined twice (give each its own methods)",
@@ -883,6 +940,10 @@ int conf_finish(struct conf *c, char *err, size_t errlen) {
             return fail(err, errlen, "%strusted_proxies: %s",
                         conf_where(c, conf_line(c, "trusted_proxies"), where, sizeof where), why);
     }
+    if (strcmp(c->unknown_host, "serve") != 0 && strcmp(c->unknown_host, "421") != 0)
+        return fail(err, errlen, "%sunknown_host: expected serve or 421, got \"%s\"",
+                    conf_where(c, conf_line(c, "unknown_host"), where, sizeof where),
+                    c->unknown_host);
     for (const char *p = c->real_ip_header; *p; p++)
         if (!(*p == '-' || (*p >= '0' && *p <= '9') || ((*p | 0x20) >= 'a' && (*p | 0x20) <= 'z')))
             return fail(err, errlen, "%sreal_ip_header: \"%s\" is not a header name",
@@ -989,6 +1050,10 @@ void conf_dump(const struct conf *c, FILE *out) {
         case K_SIZE: format_size(*(const uint64_t *)field, text, sizeof text); break;
         case K_DURATION: format_duration(*(const unsigned *)field, text, sizeof text); break;
         case K_LEVEL: value = levels[*(const enum conf_log_level *)field]; break;
+        case K_LOGFMT:
+            value = *(const enum conf_log_format *)field == CONF_LOG_JSON ? "json" : "text";
+            break;
+        case K_ALOGFMT:
         case K_LOG:
         case K_PATH:
         case K_STRING:
@@ -1023,6 +1088,7 @@ void conf_dump(const struct conf *c, FILE *out) {
         }
         dump_acl(out, "allow", &r->allow);
         dump_acl(out, "deny", &r->deny);
+        if (r->hosts_text) fprintf(out, "hosts = %s\n", r->hosts_text);
         for (size_t j = 0; j < r->nsettings; j++)
             fprintf(out, "%s = %s\n", r->settings[j].name, r->settings[j].value);
         site_dump(r->site, out);

@@ -19,6 +19,8 @@
 struct site;
 
 enum conf_log_level { CONF_LOG_ERROR, CONF_LOG_WARN, CONF_LOG_INFO, CONF_LOG_DEBUG };
+/* The error log's lines: text, or a JSON object each. */
+enum conf_log_format { CONF_LOG_TEXT, CONF_LOG_JSON };
 
 /* Where a route's handler runs: on the loop thread, or on the worker's pool. */
 enum route_mode { ROUTE_INLINE, ROUTE_POOL };
@@ -53,6 +55,11 @@ struct conf_route {
      * 403 (allow/deny; the admin listener's routes take admin_allow). */
     struct acl allow, deny;
     bool admin; /* served on admin_listen only, made from the server's settings */
+    /* hosts = ...: the Host names it serves (lowercase; "*.example.org" for
+     * any name below), or none: every host no route names */
+    char **hosts;
+    size_t nhosts;
+    char *hosts_text;              /* as written: routes of one path and hosts are one group */
     struct conf_setting *settings; /* the handler's own settings, in file order */
     size_t nsettings;
     char *base_dir; /* the config file's folder (relative paths), NULL for flags */
@@ -60,7 +67,7 @@ struct conf_route {
     /* config line of each setting (0: not from a file), so that an error
      * points at the line to fix */
     int handler_line, mode_line, module_line, symbol_line, methods_line, max_body_size_line,
-        allow_line, deny_line;
+        allow_line, deny_line, hosts_line;
     const void *impl; /* the resolved handler (workers/handlers.c), or NULL */
     /* header, cache_control, expires, cors, error_page, return (workers/site.h),
      * or NULL when the route has none */
@@ -109,9 +116,11 @@ struct conf {
     uint64_t cached_buffer_max; /* larger buffers of a finished request are freed */
     unsigned cached_objects;    /* finished conns and exchanges kept for reuse (each) */
 
-    char *access_log; /* path, "-" for stdout, or NULL when off */
-    char *error_log;  /* path, NULL for stderr */
+    char *access_log;        /* path, "-" for stdout, or NULL when off */
+    char *access_log_format; /* "combined", "json" or a format (workers/accesslog.h) */
+    char *error_log;         /* path, NULL for stderr */
     enum conf_log_level log_level;
+    enum conf_log_format log_format;
     char *pid_file;
     char *user;
     char *group;
@@ -122,6 +131,7 @@ struct conf {
     char *trusted_proxies_text; /* trusted_proxies as written, or NULL */
     struct acl trusted_proxies; /* parsed by conf_finish (empty when none) */
     char *real_ip_header;       /* where trusted proxies name the client */
+    char *unknown_host;         /* "serve" (routes without hosts) or "421" */
 
     struct conf_route *routes;
     size_t nroutes;

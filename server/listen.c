@@ -280,14 +280,38 @@ static int clear_unix_path(const char *path, char *err, size_t errlen) {
     return 0;
 }
 
-/* A unix socket file as its listen line asks: mode, owner, group. */
-static int own_socket_file(const struct listener *l, char *err, size_t errlen) {
+/* A unix socket file as its listen line asks: owner, group, and with
+ * set_mode its mode (0666 unless mode= says). Through a descriptor of the
+ * file itself (O_PATH, no symlink followed, a socket): a name swapped in a
+ * folder others may write is not what gets chowned. */
+static int own_socket_file(const struct listener *l, bool set_mode, char *err, size_t errlen) {
     const char *path = ((const struct sockaddr_un *)&l->sa)->sun_path;
+    if (!l->opts.uid_set && !l->opts.gid_set && !set_mode) return 0;
+    int fd = open(path, O_PATH | O_NOFOLLOW | O_CLOEXEC);
+    struct stat st;
+    if (fd < 0 || fstat(fd, &st) < 0 || !S_ISSOCK(st.st_mode)) {
+        int e = fd < 0 ? errno : ENOTSOCK;
+        if (fd >= 0) close(fd);
+        return fail(err, errlen, "listen: %s: %s", l->addr, strerror(e));
+    }
+    int rc = 0;
     if ((l->opts.uid_set || l->opts.gid_set) &&
-        lchown(path, l->opts.uid_set ? l->opts.uid : (uid_t)-1,
-               l->opts.gid_set ? l->opts.gid : (gid_t)-1) < 0)
-        return fail(err, errlen, "listen: %s: chown: %s", l->addr, strerror(errno));
-    return 0;
+        fchownat(fd, "", l->opts.uid_set ? l->opts.uid : (uid_t)-1,
+                 l->opts.gid_set ? l->opts.gid : (gid_t)-1, AT_EMPTY_PATH) < 0)
+        rc = fail(err, errlen, "listen: %s: chown: %s", l->addr, strerror(errno));
+    char proc[48];
+    snprintf(proc, sizeof proc, "/proc/self/fd/%d", fd);
+    if (!rc && set_mode && chmod(proc, l->opts.mode_set ? l->opts.mode : 0666) < 0)
+        rc = fail(err, errlen, "listen: %s: chmod: %s", l->addr, strerror(errno));
+    close(fd);
+    return rc;
+}
+
+/* Whether a socket kept across a reload must have its file redone. */
+static bool file_opts_differ(const struct listen_opts *a, const struct listen_opts *b) {
+    return a->mode_set != b->mode_set || a->uid_set != b->uid_set || a->gid_set != b->gid_set ||
+           (a->mode_set && a->mode != b->mode) || (a->uid_set && a->uid != b->uid) ||
+           (a->gid_set && a->gid != b->gid);
 }
 
 int listen_open(struct listener *l, unsigned backlog, char *err, size_t errlen) {
@@ -317,7 +341,7 @@ int listen_open(struct listener *l, unsigned backlog, char *err, size_t errlen) 
         return fail(err, errlen, "listen: %s: bind: %s", l->addr, strerror(bind_errno));
     }
     if (family == AF_UNIX) l->unix_owned = true;
-    if (family == AF_UNIX && own_socket_file(l, err, errlen) < 0) {
+    if (family == AF_UNIX && own_socket_file(l, false, err, errlen) < 0) {
         close(fd);
         unlink(((struct sockaddr_un *)&l->sa)->sun_path);
         l->unix_owned = false;
@@ -400,6 +424,15 @@ int listeners_open(struct listeners *out, char *const *lines, const struct liste
     for (size_t i = 0; i < nlines; i++) {
         struct listener *l = &out->v[i], *prev = take(old, lines[i]);
         if (prev) {
+            struct listen_opts want = opts ? opts[i] : (struct listen_opts){0};
+            /* a reload that changes mode=, user=, group= of a socket that
+             * stays: its file follows (never one systemd made) */
+            if (prev->unix_owned && !prev->activated && prev->sa.ss_family == AF_UNIX &&
+                file_opts_differ(&prev->opts, &want)) {
+                struct listener probe = *prev;
+                probe.opts = want;
+                if (own_socket_file(&probe, true, err, errlen) < 0) goto undo;
+            }
             *l = *prev;
             prev->fd = -1; /* taken: given back if we fail below */
         } else {

@@ -12,10 +12,14 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "workers/json.h"
+
 static int log_fd = STDERR_FILENO;
 static char *log_path;
 static enum conf_log_level log_level = CONF_LOG_INFO;
-static char log_role[32] = "preforkd";
+static enum conf_log_format log_format = CONF_LOG_TEXT;
+static char log_role[16] = "preforkd";
+static int log_slot_no = -1; /* the worker's scoreboard slot; -1: not a worker */
 /* While the start is not done, the error lines of the process that opened
  * the log (the master; not the workers it forks meanwhile) go to stderr too. */
 static bool start_done;
@@ -124,8 +128,17 @@ void log_set_level(enum conf_log_level level) {
     log_level = level;
 }
 
-void log_set_role(const char *role) {
+void log_set_format(enum conf_log_format format) {
+    log_format = format;
+}
+
+void log_set_role(const char *role, int slot) {
     snprintf(log_role, sizeof log_role, "%s", role);
+    log_slot_no = slot;
+}
+
+int log_slot(void) {
+    return log_slot_no;
 }
 
 void log_msg(enum conf_log_level level, const char *fmt, ...) {
@@ -135,24 +148,86 @@ void log_msg(enum conf_log_level level, const char *fmt, ...) {
     va_end(ap);
 }
 
-void log_vmsg(enum conf_log_level level, const char *fmt, va_list ap) {
-    static const char *const names[] = {"error", "warn", "info", "debug"};
-    if (level > log_level) return;
-    char line[2048];
+static const char *const level_names[] = {"error", "warn", "info", "debug"};
+
+/* "2026-11-22T19:26:51Z", with ".mmm" before the Z in JSON. */
+static size_t put_time(char *p, size_t room) {
     struct timespec ts;
     struct tm tm;
     clock_gettime(CLOCK_REALTIME, &ts);
     gmtime_r(&ts.tv_sec, &tm);
-    int n = (int)strftime(line, sizeof line, "%Y-%m-%dT%H:%M:%SZ", &tm);
+    size_t n = strftime(p, room, "%Y-%m-%dT%H:%M:%S", &tm);
+    if (log_format == CONF_LOG_JSON)
+        n += (size_t)snprintf(p + n, room - n, ".%03ld", ts.tv_nsec / 1000000);
+    n += (size_t)snprintf(p + n, room - n, "Z");
+    return n;
+}
+
+/* "TIME [LEVEL] ROLE[ SLOT] PID: " */
+static size_t put_text_head(char *p, size_t room, enum conf_log_level level, pid_t pid) {
+    size_t n = put_time(p, room);
+    if (log_slot_no >= 0)
+        n += (size_t)snprintf(p + n, room - n, " [%s] %s %d %d: ", level_names[level], log_role,
+                              log_slot_no, (int)pid);
+    else
+        n += (size_t)snprintf(p + n, room - n, " [%s] %s %d: ", level_names[level], log_role,
+                              (int)pid);
+    return n;
+}
+
+/* Where json_string writes: a bounded buffer. */
+struct sink {
+    char *p;
+    size_t len, room;
+};
+
+static int sink_put(void *arg, const char *p, size_t len) {
+    struct sink *s = arg;
+    if (len > s->room - s->len) return -1;
+    memcpy(s->p + s->len, p, len);
+    s->len += len;
+    return 0;
+}
+
+/* {"time":..., "level":..., "pid":..., "role":..., "slot":N (workers only),
+ * "msg":...}: the message escaped as JSON (UTF-8 kept, a byte not in a valid
+ * sequence becoming U+FFFD). */
+static size_t put_json(char *p, size_t room, enum conf_log_level level, pid_t pid, const char *msg,
+                       size_t msglen) {
+    size_t n = (size_t)snprintf(p, room, "{\"time\":\"");
+    n += put_time(p + n, room - n);
+    n += (size_t)snprintf(p + n, room - n, "\",\"level\":\"%s\",\"pid\":%d,\"role\":\"%s\"",
+                          level_names[level], (int)pid, log_role);
+    if (log_slot_no >= 0) n += (size_t)snprintf(p + n, room - n, ",\"slot\":%d", log_slot_no);
+    n += (size_t)snprintf(p + n, room - n, ",\"msg\":");
+    struct sink s = {p + n, 0, room - n - 1};
+    if (json_string(msg, msglen, false, sink_put, &s) < 0) return 0; /* cannot happen: room */
+    n += s.len;
+    p[n++] = '}';
+    return n;
+}
+
+#define MSG_MAX 2048
+
+void log_vmsg(enum conf_log_level level, const char *fmt, va_list ap) {
+    if (level > log_level) return;
+    /* the message, then the line: a JSON string is at most 6 bytes a byte */
+    char msg[MSG_MAX], line[6 * MSG_MAX + 256];
+    int m = vsnprintf(msg, sizeof msg, fmt, ap);
+    size_t msglen = m < 0 ? 0 : (size_t)m >= sizeof msg ? sizeof msg - 1 : (size_t)m;
     pid_t pid = getpid();
-    n += snprintf(line + n, sizeof line - (size_t)n, " [%s] %s %d: ", names[level], log_role,
-                  (int)pid);
-    int m = vsnprintf(line + n, sizeof line - (size_t)n - 1, fmt, ap);
-    n = m < 0 ? n : (n + m > (int)sizeof line - 2 ? (int)sizeof line - 2 : n + m);
+    size_t n;
+    if (log_format == CONF_LOG_JSON) {
+        n = put_json(line, sizeof line - 1, level, pid, msg, msglen);
+    } else {
+        n = put_text_head(line, sizeof line, level, pid);
+        memcpy(line + n, msg, msglen);
+        n += msglen;
+    }
     line[n++] = '\n';
-    ssize_t w = write(log_fd, line, (size_t)n);
+    ssize_t w = write(log_fd, line, n);
     /* a file is not where someone starting the server looks */
     if (level == CONF_LOG_ERROR && !start_done && log_fd > STDERR_FILENO && pid == starting_pid)
-        w = write(STDERR_FILENO, line, (size_t)n);
+        w = write(STDERR_FILENO, line, n);
     (void)w; /* nowhere left to report a failing error log */
 }

@@ -44,8 +44,14 @@ int log_reopen_owned(uid_t uid, gid_t gid, char *err, size_t errlen);
 /* The start is done: from now on error lines go only to the log. */
 void log_started(void);
 void log_set_level(enum conf_log_level level);
-/* Labels every line with the process role, e.g. "master" or "worker 2". */
-void log_set_role(const char *role);
+/* text (the default) or json lines. */
+void log_set_format(enum conf_log_format format);
+/* Labels every line with the process: its role ("master", "worker") and,
+ * for a worker, its scoreboard slot (-1: none). A text line reads
+ * "TIME [LEVEL] master PID: MSG" or "TIME [LEVEL] worker SLOT PID: MSG". */
+void log_set_role(const char *role, int slot);
+/* The slot log_set_role was given (the access log's $worker). */
+int log_slot(void);
 void log_close(void);
 
 void log_msg(enum conf_log_level level, const char *fmt, ...) __attribute__((format(printf, 2, 3)));

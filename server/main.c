@@ -62,7 +62,8 @@ static int serve(const struct cli *cli, char **argv, struct master_args *a, cons
         return 1;
     }
     log_set_level(conf->log_level);
-    log_set_role("master");
+    log_set_format(conf->log_format);
+    log_set_role("master", -1);
     a->cli = cli;
     a->argv = argv;
     /* the path, not the inode: an upgrade runs what is installed there now */
@@ -72,6 +73,7 @@ static int serve(const struct cli *cli, char **argv, struct master_args *a, cons
     size_t len = strlen(a->exe), dlen = sizeof deleted - 1;
     if (len > dlen && strcmp(a->exe + len - dlen, deleted) == 0) a->exe[len - dlen] = '\0';
 
+    log_info("preforkd %s starting", PREFORKD_VERSION);
     if (warn[0]) log_warn("%s", warn);
 
     /* sockets of a master we replace, and those systemd passed: taken

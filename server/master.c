@@ -263,7 +263,10 @@ unsigned master_auto_workers(char *why, size_t whylen) {
 
 static unsigned worker_count(const struct conf *c) {
     char why[160];
-    if (c->workers) return c->workers;
+    if (c->workers) {
+        log_info("workers = %u (configured)", c->workers);
+        return c->workers;
+    }
     unsigned n = master_auto_workers(why, sizeof why);
     log_info("workers = auto: %u (%s)", n, why);
     return n;
@@ -303,6 +306,19 @@ static void raise_nofile(const struct conf *c) {
                  "raise the hard limit (ulimit -Hn, systemd LimitNOFILE=)",
                  (unsigned long long)rl.rlim_cur, (unsigned long long)want, c->max_connections,
                  c->file_cache_entries, cached_routes(c), c->threads);
+}
+
+/* The start's line of what a worker may take on: threads, connections,
+ * open files (the limit raise_nofile left), body size and timeouts. */
+static void log_limits(const struct conf *c) {
+    struct rlimit rl;
+    unsigned long long nofile = getrlimit(RLIMIT_NOFILE, &rl) == 0 ? rl.rlim_cur : 0;
+    log_info("per worker: %u pool thread(s), max_connections %u, open files %llu; "
+             "max_body_size %llu bytes; timeouts (ms): header %u, body %u, send %u, "
+             "keepalive %u, request %u, shutdown %u",
+             c->threads, c->max_connections, nofile, (unsigned long long)c->max_body_size,
+             c->header_timeout, c->body_timeout, c->send_timeout, c->keepalive_timeout,
+             c->request_timeout, c->shutdown_timeout);
 }
 
 /* ---- what start would fail on ----------------------------------------- */
@@ -474,13 +490,14 @@ static void worker_main(struct master *m, struct generation *g, struct proc *p, 
     child_signals(); /* worker_run() unblocks them once it handles them */
     close_other_listeners(m, g);
     close(scoreboard_fd()); /* the mapping stays; the descriptor is the masters' */
+    /* the service manager hears the master only: a worker (or what a
+     * handler runs) must not be able to say READY or MAINPID */
+    unsetenv("NOTIFY_SOCKET");
     /* a worker outliving its master stops gracefully (the worker arms this
      * again after a privilege drop, which clears it) */
     prctl(PR_SET_PDEATHSIG, SIGTERM);
     if (getppid() != master_pid) _exit(0);
-    char role[32];
-    snprintf(role, sizeof role, "worker %u", (unsigned)(p - g->procs));
-    log_set_role(role);
+    log_set_role("worker", (int)p->slot);
     struct sb_slot *s = &m->sb->slots[p->slot];
     atomic_store(&s->pid, getpid());
     int status = worker_run(&g->conf, g->listeners.v, g->listeners.n, s, &g->creds,
@@ -768,6 +785,7 @@ static void use_logs_of(const struct conf *now, const struct conf *before) {
     if (other && log_open(now->error_log) < 0)
         log_error("error_log %s: %s", now->error_log, strerror(errno));
     log_set_level(now->log_level);
+    log_set_format(now->log_format);
 }
 
 static void reload(struct master *m);
@@ -976,6 +994,10 @@ static void upgrade(struct master *m) {
     }
     if (m->next.id) {
         log_warn("SIGUSR2 ignored: generation %u of a reload is still starting", m->next.id);
+        return;
+    }
+    if (m->draining) { /* its heir's word would end the stop fast */
+        log_warn("SIGUSR2 ignored: stopping");
         return;
     }
     pid_t parent = getpid(), pid = fork();
@@ -1267,6 +1289,7 @@ int master_run(struct master_args *a) {
     if (a->replaces) m.replace_by = monotonic_ms() + m.cur.conf.upgrade_timeout;
     m.cur.id = m.last_id = 1;
     m.cur.nprocs = worker_count(&m.cur.conf);
+    log_limits(&m.cur.conf);
     if (!(m.cur.procs = calloc(m.cur.nprocs, sizeof *m.cur.procs))) {
         log_error("out of memory starting %u worker(s)", m.cur.nprocs);
         m.cur.nprocs = 0;

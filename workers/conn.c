@@ -147,10 +147,17 @@ static void request_done(struct conn *c, struct exchange *ex, int status) {
         sb_add(&r->c[SBR_LATENCY_SUM], usec);
     }
     if (!cs->alog) return;
-    struct timeval wall;
-    event_base_gettimeofday_cached(cs->base, &wall);
-    accesslog_write(cs->alog, ex->peer.sa.sa_family == AF_UNIX ? NULL : &ex->peer.sa, wall.tv_sec,
-                    ex->req, status, ex->body_bytes, usec);
+    struct accesslog_entry e = {
+        .peer = c->peer.sa.sa_family == AF_UNIX ? NULL : &c->peer.sa,
+        .client = ex->peer.sa.sa_family == AF_UNIX ? NULL : &ex->peer.sa,
+        .req = ex->req,
+        .route = ex->route ? route_path(ex->route) : NULL,
+        .status = status,
+        .body_bytes = ex->body_bytes,
+        .usec = usec,
+    };
+    event_base_gettimeofday_cached(cs->base, &e.wall);
+    accesslog_write(cs->alog, &e);
 }
 
 /* Why the connection will close, unless an earlier reason is known; a
@@ -207,7 +214,8 @@ static int queue_head(struct conn *c) {
         .version = version,
         .head_request = ex->head_only,
         .keep_alive = keep,
-        .keepalive_s = cs->conf->keepalive_timeout >= 1000 ? cs->conf->keepalive_timeout / 1000 : 1,
+        /* whole seconds, never more than we wait: none below a second */
+        .keepalive_s = cs->conf->keepalive_timeout / 1000,
         .server = cs->conf->server_name,
         .data_copy_max = BODY_COPY_MAX,
     };
@@ -553,7 +561,7 @@ static enum step head_done(struct conn *c, size_t head_len) {
         }
     }
     ex->route = routes_match(c->routes, req, ex->params, EX_MAX_PARAMS, &ex->nparams, &ex->allow);
-    if (!ex->route) ex->near = routes_near(c->routes, req->path, req->path_len);
+    if (!ex->route) ex->near = routes_near(c->routes, req);
     /* a client the route refuses does not get to send its body first */
     if (ex->route && http_msg_has_body(ex->msg) && !route_admits(ex->route, &ex->peer.sa))
         return refuse(c, 403);
@@ -1138,8 +1146,9 @@ void conns_close_idle(struct conns *cs) {
     struct conn *c = cs->list, *next;
     for (; c; c = next) {
         next = c->next;
-        bool idle = c->state == CONN_IDLE ||
-                    ((c->state == CONN_READING_HEAD || c->state == CONN_PROXY) && !buf_len(&c->in));
+        /* a PROXY header under way has nothing to answer: it goes at once */
+        bool idle = c->state == CONN_IDLE || c->state == CONN_PROXY ||
+                    (c->state == CONN_READING_HEAD && !buf_len(&c->in));
         if (idle && !buf_len(&c->out))
             conn_close(c, SB_CLOSE_SHUTDOWN);
         else if (c->state == CONN_IDLE) {

@@ -409,6 +409,8 @@ bool exchange_dispatch(struct exchange *ex) {
     if (!rt) {
         if (req->path[0] == '*') {
             ex->resp.status = 204; /* OPTIONS *: the server is here */
+        } else if (ex->allow == ROUTES_MISDIRECTED) {
+            response_error(&ex->resp, 421); /* no site here for that Host */
         } else if (ex->allow) {
             char allow[96];
             routes_allow_text(ex->allow, allow, sizeof allow);

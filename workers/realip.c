@@ -7,7 +7,7 @@
 #include <string.h>
 #include <strings.h>
 
-#define MAX_HOPS 64 /* entries of a list looked at; past that the client is unknown */
+#define MAX_HOPS 64 /* trusted hops walked; past that the client is unknown */
 
 static bool is_space(char c) {
     return c == ' ' || c == '\t';
@@ -73,20 +73,18 @@ int realip_parse_addr(const char *p, size_t len, struct sockaddr_storage *out, s
     return -1;
 }
 
-/* One entry of the list: its address text (for=, or the whole entry) and
- * for Forwarded its proto=. */
-struct hop {
-    const char *addr, *proto;
-    size_t addr_len, proto_len;
-};
-
-/* The value of name= among an element's ;-separated pairs (RFC 7239 4). */
+/* The value of name= among a Forwarded element's ;-separated pairs (RFC
+ * 7239 4), quotes respected: a ';' inside a quoted value does not split. */
 static bool forwarded_pair(const char *p, size_t len, const char *name, const char **v,
                            size_t *vlen) {
     size_t nlen = strlen(name);
     while (len) {
-        const char *semi = memchr(p, ';', len);
-        size_t plen = semi ? (size_t)(semi - p) : len;
+        size_t plen = 0;
+        bool quoted = false;
+        while (plen < len && (quoted || p[plen] != ';')) {
+            if (p[plen] == '"') quoted = !quoted;
+            plen++;
+        }
         const char *q = p;
         size_t qlen = plen;
         trim(&q, &qlen);
@@ -95,44 +93,68 @@ static bool forwarded_pair(const char *p, size_t len, const char *name, const ch
             *vlen = qlen - nlen - 1;
             return true;
         }
-        if (!semi) break;
-        p = semi + 1;
+        if (plen == len) break;
+        p += plen + 1;
         len -= plen + 1;
     }
     return false;
 }
 
-/* Collects the hops of every field line of the header, left to right
- * (commas inside a quoted string do not split). How many, at most max. */
-static size_t collect(const struct realip *ri, const struct http_request *req, struct hop *hops,
-                      size_t max) {
-    size_t n = 0;
-    for (unsigned f = 0; f < req->nfields; f++) {
-        struct http_str name = req->fields[f].name;
-        if (name.len != strlen(ri->header) || strncasecmp(name.p, ri->header, name.len) != 0)
-            continue;
-        const char *p = req->fields[f].value.p, *end = p + req->fields[f].value.len;
-        while (p < end) {
-            const char *q = p;
-            bool quoted = false;
-            while (q < end && (quoted || *q != ',')) {
-                if (*q == '"') quoted = !quoted;
-                q++;
-            }
-            struct hop h = {p, NULL, (size_t)(q - p), 0};
-            trim(&h.addr, &h.addr_len);
-            if (ri->forwarded) {
-                const char *el = h.addr;
-                size_t ellen = h.addr_len;
-                if (!forwarded_pair(el, ellen, "for", &h.addr, &h.addr_len)) h.addr_len = 0;
-                forwarded_pair(el, ellen, "proto", &h.proto, &h.proto_len);
-            }
-            if (n == max) return max + 1; /* too many to trust the walk */
-            hops[n++] = h;
-            p = q + 1;
+/* Whether a Forwarded element's quotes are balanced: one that is not (a
+ * client's open quote swallowing what a proxy appended) is not believed. */
+static bool balanced(const char *p, size_t len) {
+    bool quoted = false;
+    for (size_t i = 0; i < len; i++)
+        if (p[i] == '"') quoted = !quoted;
+    return !quoted;
+}
+
+/* The hops of the header, walked from the right: the last field line first,
+ * each from its last entry. X-Forwarded-For entries split at every comma
+ * (quotes mean nothing there); Forwarded elements split at commas outside
+ * quotes. */
+struct walk {
+    const struct realip *ri;
+    const struct http_request *req;
+    int field;       /* the field line being walked, or -1 when done */
+    const char *end; /* the part of it not walked yet: [start, end) */
+};
+
+static bool field_is(const struct walk *w, unsigned f) {
+    struct http_str name = w->req->fields[f].name;
+    return name.len == strlen(w->ri->header) && strncasecmp(name.p, w->ri->header, name.len) == 0;
+}
+
+static void next_field(struct walk *w) {
+    while (--w->field >= 0)
+        if (field_is(w, (unsigned)w->field)) {
+            const struct http_str *v = &w->req->fields[w->field].value;
+            w->end = v->p + v->len;
+            return;
         }
+}
+
+/* The next entry from the right, [*p, *p + *len); false when none is left. */
+static bool prev_entry(struct walk *w, const char **p, size_t *len) {
+    while (w->field >= 0) {
+        const char *start = w->req->fields[w->field].value.p;
+        if (w->end < start) {
+            next_field(w);
+            continue;
+        }
+        const char *q = w->end;
+        bool quoted = false;
+        while (q > start && (quoted || q[-1] != ',')) {
+            if (w->ri->forwarded && q[-1] == '"') quoted = !quoted;
+            q--;
+        }
+        *p = q;
+        *len = (size_t)(w->end - q);
+        w->end = q - 1; /* past the comma; below start when the line is done */
+        trim(p, len);
+        return true;
     }
-    return n;
+    return false;
 }
 
 static bool is_https(const char *p, size_t len) {
@@ -154,23 +176,43 @@ static void forwarded_proto(const struct http_request *req, bool *https) {
     }
 }
 
+/* An address no allow list names ("-" in logs): what a list that cannot be
+ * read leaves, so that a forged entry never makes a client look trusted. */
+static void unknown_client(struct sockaddr_storage *client, socklen_t *len) {
+    memset(client, 0, sizeof *client);
+    client->ss_family = AF_UNSPEC;
+    *len = sizeof(sa_family_t);
+}
+
 int realip_resolve(const struct realip *ri, const struct sockaddr *peer,
                    const struct http_request *req, struct sockaddr_storage *client,
                    socklen_t *client_len, bool *https) {
     if (!ri->trusted || !acl_match(ri->trusted, peer)) return 0;
     if (!ri->forwarded) forwarded_proto(req, https);
-    struct hop hops[MAX_HOPS];
-    size_t n = collect(ri, req, hops, MAX_HOPS);
-    if (n == 0 || n > MAX_HOPS) return 0;
-    struct sockaddr_storage addr;
-    socklen_t len = 0;
-    size_t i = n;
-    do {
-        i--;
-        if (realip_parse_addr(hops[i].addr, hops[i].addr_len, &addr, &len) < 0) return 0;
-    } while (i > 0 && acl_match(ri->trusted, (struct sockaddr *)&addr));
-    memcpy(client, &addr, len);
-    *client_len = len;
-    if (ri->forwarded && hops[i].proto) *https = is_https(hops[i].proto, hops[i].proto_len);
+    struct walk w = {ri, req, (int)req->nfields, NULL};
+    next_field(&w);
+    if (w.field < 0) return 0; /* the proxy named nobody: it is the client */
+    const char *entry;
+    size_t len;
+    for (unsigned hops = 0; prev_entry(&w, &entry, &len); hops++) {
+        const char *addr = entry, *proto = NULL;
+        size_t alen = len, plen = 0;
+        if (ri->forwarded) {
+            if (!balanced(entry, len) || !forwarded_pair(entry, len, "for", &addr, &alen)) break;
+            forwarded_pair(entry, len, "proto", &proto, &plen);
+        }
+        struct sockaddr_storage a;
+        socklen_t alen_sa;
+        if (hops >= MAX_HOPS || realip_parse_addr(addr, alen, &a, &alen_sa) < 0) break;
+        memcpy(client, &a, alen_sa);
+        *client_len = alen_sa;
+        if (proto) *https = is_https(proto, plen);
+        /* the rightmost address that is not a trusted proxy is the client;
+         * a list of trusted proxies only names its leftmost */
+        if (!acl_match(ri->trusted, (struct sockaddr *)&a)) return 1;
+        if (w.field < 0 || (w.end < req->fields[w.field].value.p && (next_field(&w), w.field < 0)))
+            return 1;
+    }
+    unknown_client(client, client_len);
     return 1;
 }

@@ -24,6 +24,8 @@ static int route_order(const void *a, const void *b) {
  * whose {names} differ but stand in the same places. */
 static bool same_path(const struct route *a, const struct route *b) {
     if (a->match != b->match) return false;
+    const char *ha = a->conf->hosts_text, *hb = b->conf->hosts_text;
+    if ((ha || hb) && !(ha && hb && strcmp(ha, hb) == 0)) return false;
     if (a->match != CONF_MATCH_PATTERN)
         return a->path_len == b->path_len && memcmp(a->path, b->path, a->path_len) == 0;
     if (a->nsegs != b->nsegs) return false;
@@ -125,17 +127,21 @@ int routes_init(struct routes *rs, const struct conf *c, bool admin, char *err, 
                 rt->group = rs->v[j].group;
                 break;
             }
+        rs->has_hosts |= c->routes[i].nhosts > 0;
         rs->n++;
     }
+    rs->strict = strcmp(c->unknown_host, "421") == 0;
     qsort(rs->v, rs->n, sizeof *rs->v, route_order);
-    /* error_page is inherited from the longest prefix route above (prefixes
-     * come longest first) */
+    /* error_page is inherited from the longest prefix route above of the same
+     * hosts (prefixes come longest first) */
     for (size_t i = 0; i < rs->n; i++) {
         struct route *rt = &rs->v[i];
         for (size_t j = 0; j < rs->n && !rt->errsite; j++) {
             const struct route *up = &rs->v[j];
+            const char *hu = up->conf->hosts_text, *hr = rt->conf->hosts_text;
             if (j != i && up->match == CONF_MATCH_PREFIX && up->site && up->site->nerrors &&
-                up->path_len <= rt->path_len && memcmp(up->path, rt->path, up->path_len) == 0)
+                up->path_len <= rt->path_len && memcmp(up->path, rt->path, up->path_len) == 0 &&
+                (hu ? hr && strcmp(hu, hr) == 0 : !hr)) /* the same site's */
                 rt->errsite = up->site;
         }
     }
@@ -211,14 +217,70 @@ static bool path_matches(const struct route *rt, const char *path, size_t len,
     return false;
 }
 
+/* The Host header's name: no port, lowercase, no trailing dot. */
+static size_t host_name(const struct http_request *req, char *out, size_t cap) {
+    const char *p = req->host.p;
+    size_t n = req->host.len;
+    if (!p) return 0;
+    if (n && p[0] == '[') { /* an IPv6 literal: up to its bracket */
+        const char *close = memchr(p, ']', n);
+        n = close ? (size_t)(close - p) + 1 : n;
+    } else {
+        const char *colon = memchr(p, ':', n);
+        if (colon) n = (size_t)(colon - p);
+    }
+    if (n && p[n - 1] == '.') n--;
+    if (n >= cap) return 0;
+    for (size_t i = 0; i < n; i++) out[i] = (char)(p[i] >= 'A' && p[i] <= 'Z' ? p[i] | 0x20 : p[i]);
+    out[n] = '\0';
+    return n;
+}
+
+static bool host_listed(const struct conf_route *cr, const char *host, size_t len) {
+    for (size_t i = 0; i < cr->nhosts; i++) {
+        const char *h = cr->hosts[i];
+        size_t hl = strlen(h);
+        if (h[0] == '*') { /* "*.example.org": any name below, not itself */
+            if (len > hl - 1 && memcmp(host + len - (hl - 1), h + 1, hl - 1) == 0) return true;
+        } else if (hl == len && memcmp(h, host, len) == 0) {
+            return true;
+        }
+    }
+    return false;
+}
+
+/* Which routes serve this request's host: 1 those naming it, 0 those that
+ * name none, -1 none (unknown_host = 421). */
+static int pick_site(const struct routes *rs, const char *host, size_t len) {
+    for (size_t i = 0; i < rs->n; i++)
+        if (host_listed(rs->v[i].conf, host, len)) return 1;
+    return rs->strict ? -1 : 0;
+}
+
+static bool serves(const struct route *rt, int site, const char *host, size_t len) {
+    if (site == 0) return rt->conf->nhosts == 0;
+    return host_listed(rt->conf, host, len);
+}
+
 const struct route *routes_match(const struct routes *rs, const struct http_request *req,
                                  struct ex_param *params, unsigned max, unsigned *nparams,
                                  unsigned *allow) {
     *nparams = 0;
     *allow = 0;
     unsigned bit = 1u << req->method;
+    char host[256];
+    size_t hlen = 0;
+    int site = 0;
+    if (rs->has_hosts) {
+        hlen = host_name(req, host, sizeof host);
+        if ((site = pick_site(rs, host, hlen)) < 0) {
+            *allow = ROUTES_MISDIRECTED;
+            return NULL;
+        }
+    }
     for (size_t i = 0; i < rs->n; i++) {
         const struct route *rt = &rs->v[i];
+        if (rs->has_hosts && !serves(rt, site, host, hlen)) continue;
         if (!path_matches(rt, req->path, req->path_len, params, max, nparams)) continue;
         /* this path decides: the route of it that names the method (or
          * names none), else for HEAD the one that names GET */
@@ -247,11 +309,21 @@ const struct route *routes_match(const struct routes *rs, const struct http_requ
     return NULL;
 }
 
-const struct route *routes_near(const struct routes *rs, const char *path, size_t len) {
+const struct route *routes_near(const struct routes *rs, const struct http_request *req) {
     struct ex_param params[EX_MAX_PARAMS];
     unsigned n;
-    for (size_t i = 0; i < rs->n; i++)
-        if (path_matches(&rs->v[i], path, len, params, EX_MAX_PARAMS, &n)) return &rs->v[i];
+    char host[256];
+    size_t hlen = 0;
+    int site = 0;
+    if (rs->has_hosts) {
+        hlen = host_name(req, host, sizeof host);
+        if ((site = pick_site(rs, host, hlen)) < 0) return NULL; /* 421: no site of ours */
+    }
+    for (size_t i = 0; i < rs->n; i++) {
+        const struct route *rt = &rs->v[i];
+        if (rs->has_hosts && !serves(rt, site, host, hlen)) continue;
+        if (path_matches(rt, req->path, req->path_len, params, EX_MAX_PARAMS, &n)) return rt;
+    }
     return NULL;
 }
 

@@ -61,7 +61,13 @@ struct route {
 struct routes {
     struct route *v; /* exact routes, then patterns, then prefixes longest first */
     size_t n;
+    bool has_hosts; /* some route names hosts: the Host header picks the routes */
+    bool strict;    /* unknown_host = 421 */
 };
+
+/* What routes_match sets *allow to when no route serves the request's Host
+ * (unknown_host = 421). */
+#define ROUTES_MISDIRECTED (1u << 31)
 
 static inline const char *route_path(const struct route *rt) {
     return rt->path;
@@ -92,9 +98,10 @@ int routes_check(const struct conf *c, char *err, size_t errlen);
 const struct route *routes_match(const struct routes *rs, const struct http_request *req,
                                  struct ex_param *params, unsigned max, unsigned *nparams,
                                  unsigned *allow);
-/* The first route whose path matches, whatever its methods (an answer that
- * no route gave takes this one's site settings), or NULL. */
-const struct route *routes_near(const struct routes *rs, const char *path, size_t len);
+/* The first route of the request's host whose path matches, whatever its
+ * methods (an answer that no route gave takes this one's site settings),
+ * or NULL. */
+const struct route *routes_near(const struct routes *rs, const struct http_request *req);
 /* "GET, HEAD, POST" for a method set, into out. */
 void routes_allow_text(unsigned methods, char *out, size_t outlen);
 

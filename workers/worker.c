@@ -330,7 +330,8 @@ static int setup(struct worker *w, const struct creds *creds) {
     pid_t master = getppid();
 
     /* the log may live where only root writes; the rest is done as the user */
-    if (c->access_log && !(w->alog = accesslog_open(c->access_log)))
+    if (c->access_log &&
+        !(w->alog = accesslog_open(c->access_log, c->access_log_format, (unsigned)log_slot())))
         return start_failed(w, "access log %s: %s", c->access_log, strerror(errno));
     if (privs_drop(creds, err, sizeof err) < 0) return start_failed(w, "%s", err);
     if (creds->drop) {

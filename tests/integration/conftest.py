@@ -148,7 +148,8 @@ class Server:
         while time.monotonic() < deadline:
             text = self.log()
             if "master started" in text:
-                self.addresses = re.findall(r"listening on (\S+)", text)
+                # [^\s"]: an address in a JSON error line ends at its quote
+                self.addresses = re.findall(r'listening on ([^\s"]+)', text)
                 break
             if self.proc.poll() is not None:
                 raise RuntimeError(f"preforkd exited with {self.proc.returncode}:\n{text}")

@@ -201,3 +201,47 @@ def test_unix_socket_mode_user_and_group(make_server, site, tmp_path):
         out = subprocess.run([BIN, "--check", "--root", str(site), "--listen", line],
                              capture_output=True, text=True, timeout=30)
         assert out.returncode == 2 and why in out.stderr, (line, out.stderr)
+
+
+def test_a_reload_redoes_the_socket_files_mode_and_owner(make_server, site, tmp_path):
+    import pwd
+    import stat
+    if os.geteuid() != 0:
+        pytest.skip("needs root to hand the socket to another user")
+    sock = tmp_path / "r.sock"
+    conf = backend_conf(site).replace("[server]\n", f"[server]\nlisten = unix:{sock} MODE\n")
+    srv = make_server(config=conf.replace("MODE", "mode=0600 user=nobody"), name="reload",
+                      listen=False)
+    st = os.stat(sock)
+    assert stat.S_IMODE(st.st_mode) == 0o600 and st.st_uid == pwd.getpwnam("nobody").pw_uid
+    (srv.tmp / "preforkd.conf").write_text(conf.replace("MODE", "mode=0640 user=root"))
+    srv.signal(signal.SIGHUP)
+    wait_until(lambda: "reload done" in srv.log(), timeout=20, what="the reload")
+    st = os.stat(sock)
+    assert stat.S_IMODE(st.st_mode) == 0o640 and st.st_uid == 0
+
+
+def test_keep_alive_header_never_promises_more_than_the_wait(make_server, site):
+    srv = make_server(config=backend_conf(site).replace(
+        "keepalive_timeout = 75s\nshutdown_idle_timeout = 1s", "keepalive_timeout = 300ms"))
+    with socket.create_connection(("127.0.0.1", srv.port), timeout=10 * SLOW) as s:
+        from conftest import Reader
+        s.sendall(b"GET /hello.txt HTTP/1.1\r\nHost: x\r\n\r\n")
+        r = Reader(s).response()
+        assert r.status == 200 and r.header("Keep-Alive") is None
+
+
+def test_a_half_sent_proxy_header_does_not_hold_a_stop(make_server, site):
+    import time
+    port = free_port()
+    srv = make_server(config=backend_conf(site, "header_timeout = 60s"),
+                      args=["--listen", f"127.0.0.1:{port} proxy_protocol"], name="halfproxy")
+    with socket.create_connection(("127.0.0.1", port), timeout=10 * SLOW) as s:
+        s.sendall(b"PROXY TCP4 192.0.2.1 ")
+        time.sleep(0.3)
+        start = time.monotonic()
+        srv.signal(signal.SIGTERM)
+        srv.proc.wait(timeout=30 * SLOW)
+        # nothing to answer: closed at once, not after header_timeout (60 s)
+        assert time.monotonic() - start < 20
+        assert s.recv(16) == b""

@@ -1,11 +1,16 @@
 """Logs and identity: the access log in nginx's combined format (buffered,
-flushed within a second, untrusted text escaped), access_log = off, the error
-log file, log_level, and the Server header (server_name)."""
+flushed within a second, untrusted text escaped; compared with what nginx
+writes, read by goaccess), in JSON and in a format of its own, none lost or
+torn across a reload and a graceful stop; access_log = off, the error log
+file, its text and JSON lines and the start's lines, log_level, and the
+Server header (server_name)."""
 
 import fcntl
+import json
 import os
 import pwd
 import re
+import shutil
 import signal
 import socket
 import subprocess
@@ -16,7 +21,7 @@ import pytest
 from conftest import BIN, Reader, get, request, wait_until
 
 COMBINED = re.compile(r'^(\S+) - - \[(\d{2}/\w{3}/\d{4}:\d{2}:\d{2}:\d{2} \+0000)\] "(.*?)" '
-                      r'(\d{3}) (\d+) "(.*?)" "(.*?)" (\d+\.\d{3})$')
+                      r'(\d{3}) (\d+) "(.*?)" "(.*?)"$')
 
 
 def config(site, extra=""):
@@ -335,3 +340,266 @@ def test_a_start_failure_is_on_stderr_too_when_the_error_log_is_a_file(site, tmp
     assert "bind: Address already in use" in p.stderr
     assert "bind: Address already in use" in err.read_text()
     assert "[info]" not in p.stderr  # only errors: the rest stays in the file
+
+
+# ---- the formats: combined as nginx writes it, json, a format of its own -------------
+
+# What the format tests send: 200s, 404s, HEAD, HTTP/1.0, a query, and hostile text
+# (quotes, a backslash, a tab, obs-text and UTF-8 bytes, a forged line end)
+HOSTILE_AGENT = b'evil" "injected\\ \t\xe9 \xc3\xa9 \xff"] "GET / HTTP/1.1" 200'
+FORMAT_REQUESTS = [
+    b"GET /hello.txt HTTP/1.1\r\nHost: x\r\nUser-Agent: curl/8.0\r\n"
+    b"Referer: http://ref.example/a b?c=\"d\"\r\n\r\n",
+    b"GET /missing HTTP/1.1\r\nHost: x\r\n\r\n",
+    b"GET /missing/again?x=1 HTTP/1.1\r\nHost: x\r\nUser-Agent: " + HOSTILE_AGENT + b"\r\n\r\n",
+    b"HEAD /hello.txt HTTP/1.0\r\n\r\n",
+    b"GET /hello.txt?a=%22b&c=d HTTP/1.1\r\nHost: x\r\nUser-Agent: " + HOSTILE_AGENT + b"\r\n\r\n",
+    b"GET /nope.html HTTP/1.0\r\nUser-Agent: \r\n\r\n",
+]
+
+
+def send_format_requests(port):
+    """FORMAT_REQUESTS on their own connections; their statuses."""
+    statuses = []
+    for raw in FORMAT_REQUESTS:
+        head = raw.startswith(b"HEAD")
+        raw = raw.replace(b"Host: x\r\n", b"Host: x\r\nConnection: close\r\n")
+        statuses.append(request(port, raw, head=head).status)
+    return statuses
+
+
+def start_nginx(tmp, site, log):
+    """nginx in one process, its access log in combined, unbuffered."""
+    port = free_port()
+    (tmp / "logs").mkdir(parents=True)
+    (tmp / "nginx.conf").write_text(
+        f"daemon off; master_process off; pid {tmp}/nginx.pid; error_log stderr;\n"
+        f"events {{ worker_connections 64; }}\n"
+        f"http {{ access_log {log} combined; client_body_temp_path {tmp}/body;\n"
+        f"  server {{ listen 127.0.0.1:{port}; root {site}; }} }}\n")
+    proc = subprocess.Popen(["nginx", "-e", "stderr", "-p", str(tmp), "-c", str(tmp / "nginx.conf")],
+                            stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL)
+    wait_until(lambda: _answers(port), timeout=15, what="nginx")
+    return proc, port
+
+
+STAMP = re.compile(r"\[\d{2}/\w{3}/\d{4}:\d{2}:\d{2}:\d{2} [+-]\d{4}\]")
+
+
+@pytest.mark.skipif(not shutil.which("nginx"), reason="needs nginx (scripts/deps test)")
+def test_combined_is_byte_for_byte_what_nginx_writes(make_server, site, tmp_path):
+    ours = tmp_path / "preforkd.log"
+    srv = make_server(config=config(site, f"access_log = {ours}"))
+    got = send_format_requests(srv.port)
+    srv.stop()
+    theirs = tmp_path / "nginx.log"
+    nginx, port = start_nginx(tmp_path / "nginx", site, theirs)
+    try:
+        want = send_format_requests(port)
+    finally:
+        nginx.send_signal(signal.SIGQUIT)
+        nginx.wait(timeout=20)
+    assert got == want == [200, 404, 404, 200, 200, 404]
+
+    def lines(path):
+        """Its lines but the readiness probes (OPTIONS * for preforkd, a GET
+        without headers for nginx), time stamps and the bytes of 404 pages
+        (each server's own) masked."""
+        out = [STAMP.sub("[TIME]", l) for l in path.read_bytes().decode("latin-1").splitlines()]
+        out = [l for l in out if '"OPTIONS * ' not in l
+               and '"GET /hello.txt HTTP/1.1" 200 13 "-" "-"' not in l]
+        return [re.sub(r'" 404 \d+ "', '" 404 N "', l) for l in out]
+    ours_lines, theirs_lines = lines(ours), lines(theirs)
+    assert len(ours_lines) == len(FORMAT_REQUESTS)
+    assert ours_lines == theirs_lines
+    assert r'\x22' in ours_lines[2] and r'\x5C \x09\xE9 \xC3\xA9 \xFF\x22]' in ours_lines[2]
+
+
+@pytest.mark.skipif(not shutil.which("goaccess"), reason="needs goaccess (scripts/deps test)")
+def test_goaccess_reads_the_combined_log(make_server, site, tmp_path):
+    log = tmp_path / "access.log"
+    srv = make_server(config=config(site, f"access_log = {log}"), workers=2)
+    sent = 0
+    for _ in range(5):
+        send_format_requests(srv.port)
+        sent += len(FORMAT_REQUESTS)
+    send_many(srv.port, [(f"/hello.txt?i={i}", f"agent {i}") for i in range(30)])
+    sent += 30
+    srv.stop()
+    lines = log.read_text(errors="replace").splitlines()
+    assert len(log_lines(log)) == sent  # and the harness's readiness probes
+    out = tmp_path / "report.json"
+    subprocess.run(["goaccess", str(log), "--log-format=COMBINED", "--no-global-config",
+                    "-o", str(out)], check=True, stdin=subprocess.DEVNULL,
+                   capture_output=True, timeout=60)
+    general = json.loads(out.read_text())["general"]
+    assert general["total_requests"] == len(lines), general
+    assert general["failed_requests"] == 0, general
+    assert general["valid_requests"] == len(lines), general
+
+
+def test_json_access_log(make_server, site, tmp_path):
+    log = tmp_path / "access.json"
+    srv = make_server(config=config(site, f"access_log = {log}\naccess_log_format = json"))
+    statuses = send_format_requests(srv.port)
+    workers = set(srv.workers())
+    srv.stop()
+    records = [json.loads(l) for l in log.read_text().splitlines()]  # ASCII only
+    assert log.read_bytes().isascii()
+    records = [r for r in records if r["uri"] != "*"]
+    assert [r["status"] for r in records] == statuses
+    fields = ["time", "remote_addr", "client", "method", "uri", "protocol", "status",
+              "body_bytes_sent", "request_time", "route", "worker", "pid", "referer", "user_agent"]
+    for r in records:
+        assert list(r) == fields
+        assert re.match(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$", r["time"])
+        assert r["remote_addr"] == r["client"] == "127.0.0.1"
+        assert r["route"] == "/" and r["pid"] in workers and r["worker"] == 0
+        assert isinstance(r["request_time"], float) and r["request_time"] < 5
+    first, hostile = records[0], records[2]
+    assert (first["method"], first["uri"], first["protocol"]) == ("GET", "/hello.txt", "HTTP/1.1")
+    assert first["body_bytes_sent"] == 13 and first["user_agent"] == "curl/8.0"
+    assert first["referer"] == 'http://ref.example/a b?c="d"'
+    # every byte comes back: a byte of 0x80 and up is the code point of its number
+    assert hostile["user_agent"].encode("latin-1") == HOSTILE_AGENT
+    assert hostile["uri"] == "/missing/again?x=1" and hostile["referer"] == ""
+    assert records[3]["protocol"] == "HTTP/1.0" and records[3]["method"] == "HEAD"
+
+
+def test_access_log_format_of_its_own(make_server, site, tmp_path):
+    log = tmp_path / "access.log"
+    fmt = ("$request_method $uri $args|$status $route $worker $pid ${http_x_test}! "
+           "$request_time $msec $time_iso8601")
+    srv = make_server(config=config(site, f"access_log = {log}\naccess_log_format = {fmt}"))
+    assert get(srv.port, "/hello.txt?a=1", [("X-Test", 'one "two"')]).status == 200
+    assert get(srv.port, "/%68ello.txt").status == 200
+    worker = srv.workers()[0]
+    srv.stop()
+    lines = log_lines(log)
+    lines = [l for l in lines if not l.startswith("OPTIONS ")]
+    assert re.match(rf'^GET /hello.txt a=1\|200 / \d+ {worker} one \\x22two\\x22! '
+                    r"\d+\.\d{3} \d{10}\.\d{3} \d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\+00:00$", lines[0]), lines
+    assert lines[1].startswith(f"GET /hello.txt -|200 / ")  # $uri is decoded; no query: -
+
+
+def test_unknown_variable_is_refused_by_check(site, tmp_path):
+    conf = tmp_path / "bad.conf"
+    conf.write_text(config(site, "access_log_format = $remote_addr $bytes_sent"))
+    p = subprocess.run([BIN, "--config", str(conf), "--check"], capture_output=True, text=True,
+                       timeout=30)
+    assert p.returncode == 2
+    assert "bad.conf:2: access_log_format: unknown variable $bytes_sent" in p.stderr
+    conf.write_text(config(site, "log_format = yaml"))
+    p = subprocess.run([BIN, "--config", str(conf), "--check"], capture_output=True, text=True,
+                       timeout=30)
+    assert p.returncode == 2 and "log_format: expected text or json" in p.stderr
+
+
+# ---- no line lost, none torn: a graceful stop and a reload under load ----------------
+
+
+def keep_sending(port, stop, served, errors):
+    """Requests on keep-alive connections until stop is set or the server is
+    gone; served counts the responses received whole."""
+    while not stop.is_set():
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=10) as s:
+                rd = Reader(s)
+                while not stop.is_set():
+                    s.sendall(b"GET /hello.txt HTTP/1.1\r\nHost: x\r\nUser-Agent: load\r\n\r\n")
+                    r = rd.response()
+                    if r.status != 200:
+                        errors.append(r.status)
+                    served.append(1)
+                    if (r.header("connection") or "").lower() == "close":
+                        break
+        except (OSError, AssertionError):
+            pass  # the connection closed between two requests: not served
+        except Exception as e:  # noqa: BLE001 - a bad response is a failure
+            errors.append(repr(e))
+
+
+def test_no_line_lost_across_reload_and_graceful_stop_under_load(make_server, site, tmp_path):
+    log = tmp_path / "access.log"
+    srv = make_server(config=config(site, f"access_log = {log}"), workers=2)
+    stop, served, errors = threading.Event(), [], []
+    threads = [threading.Thread(target=keep_sending, args=(srv.port, stop, served, errors))
+               for _ in range(4)]
+    for t in threads:
+        t.start()
+    try:
+        wait_until(lambda: len(served) > 1000, timeout=30, what="load")
+        srv.signal(signal.SIGHUP)  # the old workers retire, the new ones serve
+        wait_until(lambda: srv.log().count("reload done") == 1, timeout=30, what="the reload")
+        mark = len(served)
+        wait_until(lambda: len(served) > mark + 1000, timeout=30, what="load after the reload")
+        assert srv.stop() == 0  # graceful: under load
+    finally:
+        stop.set()
+        for t in threads:
+            t.join(timeout=30)
+    assert not errors, errors[:5]
+    lines = log_lines(log)
+    torn = [l for l in lines if not COMBINED.match(l)]
+    assert not torn, torn[:3]
+    assert len(lines) == len(served)
+
+
+# ---- the error log: what a start says, JSON lines --------------------------------------
+
+
+def test_start_lines_say_version_addresses_workers_threads_and_limits(make_server, site):
+    srv = make_server(config=config(site, "threads = 3\nmax_connections = 500\n"
+                                          "max_body_size = 2m\nheader_timeout = 7s"), workers=2)
+    log = srv.log()
+    version = subprocess.run([BIN, "--version"], capture_output=True, text=True).stdout.split()[1]
+    assert f"[info] master {srv.proc.pid}: preforkd {version} starting" in log
+    assert f"listening on 127.0.0.1:{srv.port}" in log
+    assert "workers = 2 (configured)" in log
+    m = re.search(r"per worker: 3 pool thread\(s\), max_connections 500, open files (\d+); "
+                  r"max_body_size 2097152 bytes; timeouts \(ms\): header 7000, body 60000, "
+                  r"send 60000, keepalive 75000, request 60000, shutdown 30000", log)
+    assert m and int(m.group(1)) >= 500, log
+    srv.stop()
+    auto = make_server(args=["--root", str(site)], workers=None, name="auto")
+    assert re.search(r"workers = auto: \d+ \(\d+ usable CPU\(s\) in the affinity mask", auto.log())
+
+
+def test_json_error_log(make_server, site, tmp_path):
+    err = tmp_path / "error.json"
+    srv = make_server(config=config(site, f"error_log = {err}\nlog_format = json\n"
+                                          "log_level = debug"), workers=2, error_log=err)
+    refuse(srv.port)  # a worker's debug line
+    wait_until(lambda: "refused request" in err.read_text(), what="a worker's line")
+    srv.stop()
+    records = [json.loads(l) for l in err.read_text().splitlines()]
+    workers = [r for r in records if r["role"] == "worker"]
+    masters = [r for r in records if r["role"] == "master"]
+    assert masters and workers
+    for r in records:
+        assert list(r) == ["time", "level", "pid", "role"] + (["slot"] if r["role"] == "worker"
+                                                              else []) + ["msg"]
+        assert re.match(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$", r["time"])
+        assert r["level"] in ("error", "warn", "info", "debug")
+    assert {r["pid"] for r in masters} == {srv.proc.pid}
+    assert all(isinstance(r["slot"], int) and r["slot"] >= 0 for r in workers)
+    assert any(r["msg"].startswith("listening on 127.0.0.1:") for r in masters)
+    assert any("refused request" in r["msg"] for r in workers)
+
+
+def test_client_behind_a_trusted_proxy_in_each_format(make_server, site, tmp_path):
+    logs = {}
+    for fmt in ("combined", "json", "$remote_addr $realip_remote_addr $client"):
+        log = logs[fmt] = tmp_path / f"{len(logs)}.log"
+        srv = make_server(config=config(site, f"access_log = {log}\naccess_log_format = {fmt}\n"
+                                              "trusted_proxies = 127.0.0.1"), name=str(len(logs)))
+        get(srv.port, "/hello.txt", [("X-Forwarded-For", "203.0.113.7")])
+        srv.stop()
+    [combined] = log_lines(logs["combined"])
+    assert combined.startswith("203.0.113.7 - - [")  # as nginx's realip module does
+    [record] = [json.loads(l) for l in logs["json"].read_text().splitlines()
+                if '"uri":"/hello.txt"' in l]
+    assert (record["remote_addr"], record["client"]) == ("127.0.0.1", "203.0.113.7")
+    own = [l for l in logs["$remote_addr $realip_remote_addr $client"].read_text().splitlines()]
+    assert "203.0.113.7 127.0.0.1 203.0.113.7" in own

@@ -47,8 +47,10 @@ def test_a_trusted_peer_names_the_client(make_server):
     r = get(srv.port, "/private", headers=[("X-Forwarded-For", "203.0.113.9")])
     assert r.status == 200
     assert get(srv.port, "/private", headers=[("X-Forwarded-For", "198.51.100.1")]).status == 403
-    # garbage in the list: the proxy is the client
-    assert who(srv.port, [("X-Forwarded-For", "203.0.113.7, nonsense")]) == "127.0.0.1 http"
+    # garbage in the list: the client is unknown ("-"), never the proxy
+    assert who(srv.port, [("X-Forwarded-For", "203.0.113.7, nonsense")]) == "- http"
+    r = get(srv.port, "/private", headers=[("X-Forwarded-For", "203.0.113.9, nonsense")])
+    assert r.status == 403
     wait_until(lambda: "203.0.113.7 - - [" in srv.access_log(), timeout=10,
                what="the access log line")
     assert srv.access_log().count("\n127.0.0.1 - - [") >= 1 or \
@@ -116,6 +118,11 @@ def test_through_nginx_a_forged_header_stays_forged(make_server, tmp_path):
         assert who(front_port, [("X-Forwarded-For", "203.0.113.7")],
                    source="127.0.0.5") == "127.0.0.5 http"
         assert who(front_port, source="127.0.0.6") == "127.0.0.6 http"
+        # what a client adds before nginx's entry cannot make it nginx
+        assert who(front_port, [("X-Forwarded-For", '"')], source="127.0.0.7") == \
+            "127.0.0.7 http"
+        assert who(front_port, [("X-Forwarded-For", "," * 100)], source="127.0.0.7") == \
+            "127.0.0.7 http"
     finally:
         nginx.send_signal(signal.SIGQUIT)
         try:

@@ -320,3 +320,38 @@ def test_check_return_with_a_handler(tmp_path):
 def test_check_valid(tmp_path, site_root):
     _, r = check(tmp_path, config(site_root))
     assert r.returncode == 0, r.stderr
+
+
+def test_error_pages_per_host(make_server, site_root):
+    """Virtual hosts: a route takes the error pages of the prefix route
+    above it of the same hosts, never another site's."""
+    srv = make_server(config=f"""
+[route /]
+hosts = a.example
+handler = static
+root = {site_root}
+error_page = 404 /404.html
+
+[route /sub]
+hosts = a.example
+handler = static
+root = {site_root}
+
+[route /]
+handler = static
+root = {site_root}
+
+[route /sub]
+handler = static
+root = {site_root}
+""")
+
+    def fetch(host, path):
+        return request(srv.port, f"GET {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n"
+                                 "\r\n".encode())
+
+    for path in ("/nothing", "/sub/nothing"):
+        r = fetch("a.example", path)
+        assert r.status == 404 and r.body == b"<h1>custom 404</h1>\n", path
+        r = fetch("b.example", path)
+        assert r.status == 404 and r.body == b"404 Not Found\n", path

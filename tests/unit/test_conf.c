@@ -520,6 +520,50 @@ static void test_access_log(void **state) {
     expect_load_error("[server]\naccess_log =\n", 2, "access_log");
 }
 
+static void test_log_formats(void **state) {
+    struct conf *c = *state;
+    char err[ERRLEN];
+    assert_string_equal(c->access_log_format, "combined");
+    assert_int_equal(c->log_format, CONF_LOG_TEXT);
+
+    assert_int_equal(load(c, "[server]\naccess_log_format = json\nlog_format = json\n", err), 0);
+    assert_string_equal(c->access_log_format, "json");
+    assert_int_equal(c->log_format, CONF_LOG_JSON);
+    /* a format of its own: every variable, ${name}, any header (a line of
+     * the file holds 200 bytes: inih's) */
+    static const char *const own[] = {
+        "$remote_addr $client $remote_user [$time_local] $time_iso8601 $time_iso8601_ms $msec",
+        "\"$request\" $request_method $request_uri $uri $args $server_protocol $status",
+        "$body_bytes_sent $request_time $route $worker $pid ${http_x_forwarded_for}s $HTTP_Host",
+    };
+    for (size_t i = 0; i < sizeof own / sizeof own[0]; i++) {
+        char text[256];
+        snprintf(text, sizeof text, "[server]\naccess_log_format = %s\n", own[i]);
+        conf_free(c);
+        conf_init(c);
+        if (load(c, text, err) != 0) fail_msg("%s", err);
+        assert_string_equal(c->access_log_format, own[i]);
+    }
+    assert_int_equal(load(c, "[server]\nlog_format = text\n", err), 0);
+    assert_int_equal(c->log_format, CONF_LOG_TEXT);
+
+    /* an unknown variable is named, at its line */
+    expect_load_error("[server]\n\naccess_log_format = $remote_addr $bytes_sent\n", 3,
+                      "unknown variable $bytes_sent");
+    expect_load_error("[server]\naccess_log_format = $http_\n", 2, "unknown variable $http_");
+    expect_load_error("[server]\naccess_log_format = cost $ 5\n", 2, "without a variable name");
+    expect_load_error("[server]\naccess_log_format = ${status\n", 2, "without a variable name");
+    expect_load_error("[server]\naccess_log_format =\n", 2, "access_log_format");
+    char many[1024] = "[server]\naccess_log_format = ";
+    for (int i = 0; i < 33; i++) strcat(many, "$pid");
+    strcat(many, "\n");
+    expect_load_error(many, 2, "more than 32 variables");
+    expect_load_error("[server]\nlog_format = xml\n", 2, "log_format: expected text or json");
+    /* a flag goes through the same check */
+    assert_int_equal(conf_set(c, "access_log_format", "$nope", err, sizeof err), -1);
+    assert_has(err, "unknown variable $nope");
+}
+
 static void test_error_log_and_pid_file(void **state) {
     struct conf *c = *state;
     char err[ERRLEN], cwd[4096];
@@ -1470,6 +1514,7 @@ int main(void) {
         T(test_counts_and_workers),
         T(test_log_levels),
         T(test_access_log),
+        T(test_log_formats),
         T(test_error_log_and_pid_file),
         T(test_strings),
         T(test_comments_and_blank_lines),

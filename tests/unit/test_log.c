@@ -2,9 +2,11 @@
  * opened for workers that may run as another user: a symlink as the last
  * component is refused, so are FIFOs, devices and hard links; a file it
  * creates is handed to the given owner, an existing one never is; errors come
- * back in the caller's buffer. Real files in a scratch folder. */
+ * back in the caller's buffer. Real files in a scratch folder. And the
+ * lines: text or JSON, each with time, level, role, slot and pid. */
 #include <errno.h>
 #include <fcntl.h>
+#include <regex.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -162,6 +164,57 @@ static void test_same_file(void **state) {
     close(fd);
 }
 
+/* The lines written to fx->path, compared with regular expressions. */
+static void assert_lines_match(const char *path, const char *const *want, size_t n) {
+    char buf[8192] = "";
+    FILE *f = fopen(path, "r");
+    assert_non_null(f);
+    size_t len = fread(buf, 1, sizeof buf - 1, f);
+    fclose(f);
+    buf[len] = '\0';
+    char *line = buf;
+    for (size_t i = 0; i < n; i++) {
+        char *nl = strchr(line, '\n');
+        assert_non_null(nl);
+        *nl = '\0';
+        regex_t re;
+        assert_int_equal(regcomp(&re, want[i], REG_EXTENDED | REG_NOSUB), 0);
+        int rc = regexec(&re, line, 0, NULL, 0);
+        regfree(&re);
+        if (rc != 0) fail_msg("line %zu \"%s\" does not match %s", i, line, want[i]);
+        line = nl + 1;
+    }
+    assert_string_equal(line, "");
+}
+
+static void test_line_formats(void **state) {
+    struct fixture *fx = *state;
+    assert_int_equal(log_open(fx->path), 0);
+    log_set_level(CONF_LOG_INFO);
+    log_set_role("master", -1);
+    log_info("plain %d", 1);
+    log_set_role("worker", 3);
+    log_warn("slot");
+    log_debug("hidden");
+    log_set_format(CONF_LOG_JSON);
+    log_error("quote \" backslash \\ newline \n bell \a utf-8 \xc3\xa9 lone \xff");
+    log_set_role("master", -1);
+    log_info("%s", "master's");
+    log_set_format(CONF_LOG_TEXT);
+    log_close();
+    static const char *const want[] = {
+        "^[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}Z \\[info\\] master [0-9]+: plain "
+        "1$",
+        "^[0-9-]{10}T[0-9:]{8}Z \\[warn\\] worker 3 [0-9]+: slot$",
+        "^\\{\"time\":\"[0-9-]{10}T[0-9:]{8}\\.[0-9]{3}Z\",\"level\":\"error\",\"pid\":[0-9]+,"
+        "\"role\":\"worker\",\"slot\":3,\"msg\":\"quote \\\\\" backslash \\\\\\\\ newline \\\\n "
+        "bell \\\\u0007 utf-8 \xc3\xa9 lone \xef\xbf\xbd\"\\}$",
+        "^\\{\"time\":\"[^\"]+\",\"level\":\"info\",\"pid\":[0-9]+,\"role\":\"master\","
+        "\"msg\":\"master's\"\\}$",
+    };
+    assert_lines_match(fx->path, want, sizeof want / sizeof want[0]);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_creates_and_appends, setup, scratch_teardown),
@@ -172,6 +225,7 @@ int main(void) {
                                         scratch_teardown),
         cmocka_unit_test_setup_teardown(test_missing_folder, setup, scratch_teardown),
         cmocka_unit_test_setup_teardown(test_same_file, setup, scratch_teardown),
+        cmocka_unit_test_setup_teardown(test_line_formats, setup, scratch_teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

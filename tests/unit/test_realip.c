@@ -48,6 +48,7 @@ static const char *resolve(const char *trusted, const char *peer, struct req *q,
     int rc = realip_resolve(&ri, (struct sockaddr *)&p, &q->r, &client, &len, https);
     acl_free(&acl);
     if (!rc) return "-";
+    if (client.ss_family == AF_UNSPEC) return "?"; /* unknown: no allow list names it */
     if (client.ss_family == AF_INET)
         inet_ntop(AF_INET, &((struct sockaddr_in *)&client)->sin_addr, text, sizeof text);
     else
@@ -79,10 +80,28 @@ static void test_x_forwarded_for(void **state) {
     add(&t, "X-Forwarded-For", "10.9.9.9, 10.0.0.2");
     assert_string_equal(resolve("10.0.0.0/8 127.0.0.1", "127.0.0.1", &t, false, &https),
                         "10.9.9.9");
-    /* garbage where the walk reads: the peer stays */
+    /* garbage where the walk reads: the client is unknown, never the proxy */
     struct req g = {0};
     add(&g, "X-Forwarded-For", "1.2.3.4, unknown");
-    assert_string_equal(resolve("127.0.0.1", "127.0.0.1", &g, false, &https), "-");
+    assert_string_equal(resolve("127.0.0.1", "127.0.0.1", &g, false, &https), "?");
+    /* what a client sends before the proxy's entry cannot hide it: an open
+     * quote, empty entries, more entries than the walk would look at */
+    struct req oq = {0};
+    add(&oq, "X-Forwarded-For", "\", 127.0.0.2");
+    assert_string_equal(resolve("127.0.0.1", "127.0.0.1", &oq, false, &https), "127.0.0.2");
+    static char commas[200];
+    memset(commas, ',', 150);
+    strcpy(commas + 150, " 127.0.0.2");
+    struct req c = {0};
+    add(&c, "X-Forwarded-For", commas);
+    assert_string_equal(resolve("127.0.0.1", "127.0.0.1", &c, false, &https), "127.0.0.2");
+    /* a chain of trusted proxies longer than the walk: unknown */
+    static char chain[1200];
+    chain[0] = '\0';
+    for (int i = 0; i < 70; i++) strcat(chain, i ? ", 10.0.0.1" : "10.0.0.1");
+    struct req t2 = {0};
+    add(&t2, "X-Forwarded-For", chain);
+    assert_string_equal(resolve("10.0.0.0/8 127.0.0.1", "127.0.0.1", &t2, false, &https), "?");
     /* ports and IPv6 as proxies write them */
     struct req p = {0};
     add(&p, "X-Forwarded-For", "[2001:db8::7]:4711, 192.0.2.5:80");
@@ -104,7 +123,7 @@ static void test_forwarded(void **state) {
     assert_true(https);
     struct req h = {0};
     add(&h, "Forwarded", "for=_hidden, for=10.0.0.3");
-    assert_string_equal(resolve("10.0.0.0/8 127.0.0.1", "127.0.0.1", &h, true, &https), "-");
+    assert_string_equal(resolve("10.0.0.0/8 127.0.0.1", "127.0.0.1", &h, true, &https), "?");
     struct req c = {0};
     add(&c, "Forwarded", "for=192.0.2.60;proto=http;by=203.0.113.43");
     assert_string_equal(resolve("127.0.0.1", "127.0.0.1", &c, true, &https), "192.0.2.60");
@@ -112,6 +131,20 @@ static void test_forwarded(void **state) {
     struct req quoted = {0}; /* a comma inside quotes does not split */
     add(&quoted, "Forwarded", "for=\"a,b\";proto=https, for=192.0.2.1");
     assert_string_equal(resolve("127.0.0.1", "127.0.0.1", &quoted, true, &https), "192.0.2.1");
+    /* a client's open quote cannot swallow the element the proxy appended:
+     * the walk reads from the right */
+    struct req open = {0};
+    add(&open, "Forwarded", "for=203.0.113.66;proto=https;x=\", for=127.0.0.2");
+    assert_string_equal(resolve("127.0.0.1", "127.0.0.1", &open, true, &https), "127.0.0.2");
+    assert_false(https);
+    /* and an element whose quotes do not close is not believed */
+    struct req unb = {0};
+    add(&unb, "Forwarded", "for=10.0.0.9, for=\"[2001:db8::1]");
+    assert_string_equal(resolve("127.0.0.1 10.0.0.0/8", "127.0.0.1", &unb, true, &https), "?");
+    /* a ';' inside a quoted value does not split the pairs */
+    struct req semi = {0};
+    add(&semi, "Forwarded", "x=\"a;for=1.1.1.1\";for=192.0.2.9");
+    assert_string_equal(resolve("127.0.0.1", "127.0.0.1", &semi, true, &https), "192.0.2.9");
 }
 
 static void test_parse_addr(void **state) {
