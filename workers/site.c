@@ -392,10 +392,49 @@ static const char *route_setting(const struct conf_route *r, const char *name) {
     return NULL;
 }
 
+/* Appends "name: value\r\n" to a block. */
+static int add_line(char **block, size_t *len, const char *name, size_t nlen, const char *value,
+                    size_t vlen) {
+    char *b = realloc(*block, *len + nlen + vlen + 5);
+    if (!b) return -1;
+    memcpy(b + *len, name, nlen);
+    memcpy(b + *len + nlen, ": ", 2);
+    memcpy(b + *len + nlen + 2, value, vlen);
+    memcpy(b + *len + nlen + 2 + vlen, "\r\n", 3);
+    *block = b;
+    *len += nlen + vlen + 4;
+    return 0;
+}
+
+/* The header lines made once, so that an answer adds them in one copy. */
+static int build_lines(struct site *s) {
+    free(s->ok_lines);
+    free(s->always_lines);
+    s->ok_lines = s->always_lines = NULL;
+    s->ok_len = s->always_len = 0;
+    for (size_t i = 0; i < s->nheaders; i++) {
+        const struct site_header *h = &s->headers[i];
+        if (add_line(&s->ok_lines, &s->ok_len, h->name, h->nlen, h->value, h->vlen) < 0 ||
+            (h->always &&
+             add_line(&s->always_lines, &s->always_len, h->name, h->nlen, h->value, h->vlen) < 0))
+            return -1;
+    }
+    char age[40];
+    if (s->cache_control && add_line(&s->ok_lines, &s->ok_len, "Cache-Control", 13,
+                                     s->cache_control, strlen(s->cache_control)) < 0)
+        return -1;
+    if (s->expires_set &&
+        add_line(&s->ok_lines, &s->ok_len, "Cache-Control", 13, age,
+                 (size_t)snprintf(age, sizeof age, "max-age=%lu", s->expires_s)) < 0)
+        return -1;
+    return 0;
+}
+
 int site_check(const struct conf *c, struct conf_route *r, char *err, size_t errlen) {
     struct site *s = r->site;
     char where[PATH_MAX + 300];
     if (!s) return 0;
+    if (build_lines(s) < 0) return fail(err, errlen, "out of memory");
     if (s->ret_status) {
         if (!r->handler && !(r->handler = strdup("return")))
             return fail(err, errlen, "out of memory");
@@ -438,6 +477,8 @@ void site_free(struct site *s) {
     for (size_t i = 0; i < s->nuris; i++) free(s->uris[i]);
     free(s->uris);
     free(s->err_root);
+    free(s->ok_lines);
+    free(s->always_lines);
     free(s->ret_text);
     for (size_t i = 0; i < s->nraw; i++) {
         free(s->raw[i].name);
@@ -570,17 +611,25 @@ void site_finish(struct exchange *ex) {
         error_page(ex, rt->errsite);
     const struct site *s = rt->site;
     if (!s || ex->preflight) return;
-    bool ok = success(r->status);
-    for (size_t i = 0; i < s->nheaders; i++) {
-        const struct site_header *h = &s->headers[i];
-        if (ok || h->always) response_header_n(r, h->name, h->nlen, h->value, h->vlen);
-    }
-    if (ok && s->cache_control) response_header(r, "Cache-Control", "%s", s->cache_control);
-    if (ok && s->expires_set) {
-        char date[HTTPDATE_LEN + 1];
-        httpdate_format(time(NULL) + (time_t)s->expires_s, date);
-        response_header(r, "Expires", "%s", date);
-        response_header(r, "Cache-Control", "max-age=%lu", s->expires_s);
+    if (!success(r->status)) {
+        if (s->always_len) response_header_raw(r, s->always_lines, s->always_len);
+    } else {
+        if (s->ok_len) response_header_raw(r, s->ok_lines, s->ok_len);
+        if (s->expires_set) {
+            /* per process, once a second (only loop threads make heads) */
+            static time_t made = -1;
+            static unsigned long made_s;
+            static char line[sizeof "Expires: \r\n" + HTTPDATE_LEN];
+            time_t now = time(NULL);
+            if (now != made || s->expires_s != made_s) {
+                memcpy(line, "Expires: ", 9);
+                httpdate_format(now + (time_t)s->expires_s, line + 9);
+                memcpy(line + 9 + HTTPDATE_LEN, "\r\n", 2);
+                made = now;
+                made_s = s->expires_s;
+            }
+            response_header_raw(r, line, 11 + HTTPDATE_LEN);
+        }
     }
     if (s->cors && ex->req) cors_headers(ex, s, pfd_header((pfd_req *)ex, "origin"));
 }

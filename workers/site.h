@@ -59,7 +59,11 @@ struct site {
     size_t nerrors;
     char **uris; /* error page paths */
     size_t nuris;
-    char *err_root;                         /* the route's root (absolute), where error pages are */
+    char *err_root; /* the route's root (absolute), where error pages are */
+    /* made by site_check: the header lines of a success answer (header,
+     * cache_control, expires' max-age), and those of the others (always) */
+    char *ok_lines, *always_lines;
+    size_t ok_len, always_len;
     int ret_status;                         /* 0: no return */
     char *ret_text;                         /* a template: the URL, or the body (NULL: none) */
     int return_line, error_page_line, line; /* config lines, for messages */
