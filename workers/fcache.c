@@ -161,6 +161,7 @@ struct fentry *fentry_new(struct fcache *fc, const char *key, size_t keylen, int
     e->hash = hash_key(key, keylen);
     e->fd = fd;
     e->st = *st;
+    e->size = (uint64_t)st->st_size;
     e->refs = 1;
     e->checked_ms = e->used_ms = now_ms;
     e->mime = mime_type(name);

@@ -44,6 +44,8 @@ struct fentry {
     const char *mime;
     char etag[48];
     char *data;        /* the content, for files up to FCACHE_MEM_MAX */
+    uint64_t size;     /* bytes answered: st.st_size, or data's when the owner put a
+                          coding of the file there (free()d with the entry) */
     pfd_headers *hdrs; /* Last-Modified, ETag, Accept-Ranges: checked once */
 };
 

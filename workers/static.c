@@ -9,6 +9,7 @@
  * ranges as in RFC 9110. Written on the public API (preforkd.h); its route
  * settings are root and index, and it reads the [server] file_cache_*
  * settings (a route may set its own). */
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
@@ -22,7 +23,9 @@
 #include <sys/syscall.h>
 #include <time.h>
 #include <unistd.h>
+#include <zlib.h>
 
+#include "workers/encoding.h"
 #include "workers/fcache.h"
 #include "workers/handlers.h"
 #include "workers/httpdate.h"
@@ -30,13 +33,53 @@
 #include "workers/preforkd.h"
 #include "workers/range.h"
 
+/* A setting's blank-separated words: one buffer, an array of pointers. */
+struct words {
+    char *buf;
+    char **v;
+    size_t n;
+};
+
+static void words_free(struct words *w) {
+    free(w->buf);
+    free(w->v);
+    *w = (struct words){0};
+}
+
+/* Splits s at blanks; 0, or -1 when out of memory. */
+static int words_split(struct words *w, const char *s) {
+    *w = (struct words){0};
+    if (!(w->buf = strdup(s)) || !(w->v = calloc(strlen(s) / 2 + 1, sizeof *w->v))) {
+        words_free(w);
+        return -1;
+    }
+    for (char *save = NULL, *t = strtok_r(w->buf, " \t", &save); t;
+         t = strtok_r(NULL, " \t", &save))
+        w->v[w->n++] = t;
+    return 0;
+}
+
+/* Backup and editor files refused by default (deny_suffixes). */
+#define DENY_SUFFIXES_DEFAULT "~ .bak .swp .swo .orig"
+
 /* A static route's state in a worker (its pfd_route_data). */
 struct static_route {
-    int root_fd;     /* the root directory, O_PATH */
-    char *root;      /* its absolute path */
-    char *root_real; /* its canonical path, for the no-openat2 fallback */
-    const char *index;
-    struct fcache *fcache; /* inline routes: open files (loop thread only) */
+    int root_fd;              /* the root directory, O_PATH */
+    char *root;               /* its absolute path */
+    char *root_real;          /* its canonical path, for the no-openat2 fallback */
+    struct words index;       /* index: names tried in a folder, first found wins */
+    bool autoindex;           /* autoindex = on: folders without an index are listed */
+    struct words try_files;   /* try_files: $uri items, then maybe =CODE */
+    unsigned offered;         /* codings answered: ENC_GZIP | ENC_BR */
+    unsigned statics;         /* of them, from files beside (gzip_static, brotli_static) */
+    bool compress;            /* compress = on: small files gzipped on the fly */
+    int compress_level;       /* 1-9 */
+    uint64_t compress_min;    /* compress_min_size */
+    struct words ctypes;      /* compress_types (none: the text types) */
+    struct fcache *fcache;    /* inline routes: open files (loop thread only) */
+    bool allow_hidden;        /* hidden_files = allow */
+    struct words deny;        /* deny_suffixes */
+    struct mime_table *mimes; /* Content-Type by extension (charset, mime_types) */
 };
 
 /* Set when the kernel said ENOSYS once; tests set it to cover the fallback. */
@@ -75,6 +118,26 @@ static int open_beneath(const struct static_route *rt, const char *rel) {
         if (errno == ENOSYS) no_openat2 = 1;
     }
     return open_fallback(rt, rt->root_fd, rel, flags);
+}
+
+/* Whether the (normalized) path names something the route keeps private:
+ * under hidden_files = deny a segment starting with '.' (".git", ".env",
+ * ".htaccess"; ".well-known" of RFC 8615 excepted), or a last segment ending
+ * with one of deny_suffixes. The path is decoded, so "%2e" counts as '.'. */
+static bool refused_name(const struct static_route *sr, const char *p, size_t len) {
+    if (!sr->allow_hidden)
+        for (const char *q = p, *end = p + len; (q = memchr(q, '/', (size_t)(end - q))); q++)
+            if (q + 1 < end && q[1] == '.') {
+                static const char wk[] = ".well-known";
+                size_t seg = strcspn(q + 1, "/");
+                if (!(seg == sizeof wk - 1 && memcmp(q + 1, wk, seg) == 0)) return true;
+            }
+    if (len && p[len - 1] == '/') return false;
+    for (size_t i = 0; i < sr->deny.n; i++) {
+        size_t n = strlen(sr->deny.v[i]);
+        if (n < len && strncasecmp(p + len - n, sr->deny.v[i], n) == 0) return true;
+    }
+    return false;
 }
 
 static int status_for_errno(int e) {
@@ -188,7 +251,7 @@ static int redirect_to_directory(pfd_req *r) {
 /* Answers from an entry (which the answer then holds, or which is released
  * here): 412, 304, 416, 206 or 200. */
 static int serve_entry(pfd_req *r, struct fentry *e) {
-    uint64_t size = (uint64_t)e->st.st_size, first = 0, count = size;
+    uint64_t size = e->size, first = 0, count = size;
     int pre = preconditions(r, e->etag, e->st.st_mtime);
     if (pre == 412) {
         fentry_release(e);
@@ -221,54 +284,416 @@ static int serve_entry(pfd_req *r, struct fentry *e) {
     return pfd_body_file(r, e->fd, first, count, fentry_release, e);
 }
 
-/* Opens the file for the request path: the file itself, or a directory's
- * index. On failure the answer is set and -1 returned. */
+/* Whether s[0, n) starts with a whole UTF-8 sequence (no overlong form, no
+ * surrogate, at most U+10FFFF); its length then in *len. */
+static bool utf8_at(const unsigned char *s, size_t n, size_t *len) {
+    unsigned c = s[0], cp, k;
+    if (c < 0x80) {
+        *len = 1;
+        return true;
+    }
+    if (c >= 0xc2 && c <= 0xdf)
+        k = 1, cp = c & 0x1f;
+    else if (c >= 0xe0 && c <= 0xef)
+        k = 2, cp = c & 0x0f;
+    else if (c >= 0xf0 && c <= 0xf4)
+        k = 3, cp = c & 0x07;
+    else
+        return false;
+    if (n <= k) return false;
+    for (unsigned i = 1; i <= k; i++) {
+        if ((s[i] & 0xc0) != 0x80) return false;
+        cp = cp << 6 | (s[i] & 0x3f);
+    }
+    if ((k == 2 && (cp < 0x800 || (cp >= 0xd800 && cp <= 0xdfff))) ||
+        (k == 3 && (cp < 0x10000 || cp > 0x10ffff)))
+        return false;
+    *len = k + 1;
+    return true;
+}
+
+/* Writes name as HTML text: markup characters escaped, controls and bytes
+ * that are not UTF-8 shown as U+FFFD. */
+static void write_html(pfd_req *r, const char *name) {
+    const unsigned char *s = (const unsigned char *)name;
+    size_t n = strlen(name), len;
+    for (size_t i = 0; i < n; i += len) {
+        const char *esc = NULL;
+        switch (s[i]) {
+        case '&': esc = "&amp;"; break;
+        case '<': esc = "&lt;"; break;
+        case '>': esc = "&gt;"; break;
+        case '"': esc = "&quot;"; break;
+        case '\'': esc = "&#39;"; break;
+        }
+        if (esc) {
+            len = 1;
+            pfd_write(r, esc, strlen(esc));
+        } else if (!utf8_at(s + i, n - i, &len) || s[i] < 0x20 || s[i] == 0x7f) {
+            len = 1;
+            pfd_write(r, "\xef\xbf\xbd", 3);
+        } else {
+            pfd_write(r, s + i, len);
+        }
+    }
+}
+
+/* Writes name percent-encoded for a relative href: only unreserved
+ * characters stay, so that no name reads as a scheme ("a:b") or markup. */
+static void write_href(pfd_req *r, const char *name) {
+    static const char hex[] = "0123456789ABCDEF";
+    for (const unsigned char *c = (const unsigned char *)name; *c; c++) {
+        if ((*c >= '0' && *c <= '9') || ((*c | 0x20) >= 'a' && (*c | 0x20) <= 'z') ||
+            (*c && strchr("-._~", *c))) {
+            pfd_write(r, c, 1);
+        } else {
+            char e[3] = {'%', hex[*c >> 4], hex[*c & 15]};
+            pfd_write(r, e, 3);
+        }
+    }
+}
+
+static int by_name(const void *a, const void *b) {
+    return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
+/* autoindex: the listing of directory dirfd (path is its request path,
+ * ending with '/'), hidden and denied names left out. Takes dirfd. */
+static int list_directory(pfd_req *r, const struct static_route *sr, int dirfd, const char *path) {
+    DIR *d = fdopendir(dirfd);
+    if (!d) {
+        close(dirfd);
+        return pfd_error(r, 500);
+    }
+    char **names = NULL;
+    size_t n = 0, cap = 0;
+    int rc = PFD_OK;
+    for (struct dirent *de; (de = readdir(d));) {
+        const char *nm = de->d_name;
+        if (strcmp(nm, ".") == 0 || strcmp(nm, "..") == 0) continue;
+        char probe[NAME_MAX + 2];
+        snprintf(probe, sizeof probe, "/%s", nm);
+        if (refused_name(sr, probe, strlen(probe))) continue;
+        bool dir = de->d_type == DT_DIR;
+        if (de->d_type == DT_UNKNOWN || de->d_type == DT_LNK) {
+            struct stat st;
+            dir = fstatat(dirfd, nm, &st, 0) == 0 && S_ISDIR(st.st_mode);
+        }
+        if (n == cap) {
+            char **more = realloc(names, (cap = cap ? 2 * cap : 64) * sizeof *names);
+            if (!more) goto oom;
+            names = more;
+        }
+        /* a directory's name carries its slash */
+        if (asprintf(&names[n], "%s%s", nm, dir ? "/" : "") < 0) goto oom;
+        n++;
+    }
+    if (n) qsort(names, n, sizeof *names, by_name);
+    pfd_status(r, 200);
+    pfd_content_type(r, "text/html; charset=utf-8");
+    pfd_printf(r, "<!DOCTYPE html>\n<html><head><meta charset=\"utf-8\"><title>Index of ");
+    write_html(r, path);
+    pfd_printf(r, "</title></head>\n<body><h1>Index of ");
+    write_html(r, path);
+    pfd_printf(r, "</h1>\n<ul>\n");
+    if (path[1]) pfd_printf(r, "<li><a href=\"../\">../</a></li>\n");
+    for (size_t i = 0; i < n; i++) {
+        size_t len = strlen(names[i]);
+        bool dir = names[i][len - 1] == '/';
+        if (dir) names[i][len - 1] = '\0';
+        pfd_printf(r, "<li><a href=\"");
+        write_href(r, names[i]);
+        pfd_printf(r, "%s\">", dir ? "/" : "");
+        write_html(r, names[i]);
+        pfd_printf(r, "%s</a></li>\n", dir ? "/" : "");
+    }
+    pfd_printf(r, "</ul>\n</body></html>\n");
+    goto out;
+oom:
+    rc = pfd_error(r, 500);
+out:
+    for (size_t i = 0; i < n; i++) free(names[i]);
+    free(names);
+    closedir(d);
+    return rc;
+}
+
+/* Opens the first of the route's index files that exists in directory dir
+ * (a request path ending with '/'); *name is then its path (in the
+ * request's memory). fd, or -1 with errno (ENOENT: none). */
+static int open_index(pfd_req *r, const struct static_route *sr, const char *dir, struct stat *st,
+                      const char **name) {
+    for (size_t i = 0; i < sr->index.n; i++) {
+        /* opened from the root, like any file: it may be a symlink to
+         * elsewhere inside the root */
+        char *full = pfd_sprintf(r, "%s%s", dir, sr->index.v[i]);
+        if (!full) return -1;
+        int fd = open_beneath(sr, full + 1);
+        if (fd < 0) {
+            if (errno == ENOENT || errno == ENOTDIR || errno == ENAMETOOLONG) continue;
+            return -1;
+        }
+        if (fstat(fd, st) == 0 && S_ISREG(st->st_mode)) {
+            *name = full;
+            return fd;
+        }
+        close(fd);
+    }
+    errno = ENOENT;
+    return -1;
+}
+
+/* What open_path found, when it found no file to send. */
+#define ANSWERED (-1) /* the answer is set (a redirect, a listing) */
+#define MISSING  0    /* nothing there: the next try_files item */
+
+#define TRY_ITEM  1 /* a try_files item: what is not there is MISSING */
+#define FILE_ONLY 2 /* a directory is MISSING too */
+
+/* Opens the file for a normalized path: the file itself, or a directory's
+ * index. fd, or -1 with *status: an error status, MISSING or ANSWERED. */
+static int open_path(pfd_req *r, const struct static_route *sr, const char *path, size_t len,
+                     unsigned how, struct stat *st, const char **name, int *status) {
+    if ((how & TRY_ITEM) && refused_name(sr, path, len)) {
+        *status = MISSING;
+        return -1;
+    }
+    int fd = open_beneath(sr, path[1] ? path + 1 : ".");
+    if (fd < 0) {
+        *status = (how & TRY_ITEM) && (errno == ENOENT || errno == ENOTDIR)
+                      ? MISSING
+                      : status_for_errno(errno);
+        return -1;
+    }
+    if (fstat(fd, st) < 0) {
+        close(fd);
+        *status = 500;
+        return -1;
+    }
+    *name = path;
+    if (S_ISREG(st->st_mode)) return fd;
+    if (!S_ISDIR(st->st_mode) || (how & FILE_ONLY) || path[len - 1] != '/') {
+        close(fd);
+        *status = (how & TRY_ITEM) ? MISSING : 404;
+        if (S_ISDIR(st->st_mode) && !(how & TRY_ITEM)) {
+            redirect_to_directory(r);
+            *status = ANSWERED;
+        }
+        return -1;
+    }
+    int ifd = open_index(r, sr, path, st, name);
+    if (ifd >= 0 || errno != ENOENT) {
+        close(fd);
+        if (ifd < 0) *status = status_for_errno(errno);
+        return ifd;
+    }
+    if (sr->autoindex) {
+        pfd_str req = pfd_path(r);
+        if (req.p[req.len - 1] != '/') {
+            /* "$uri/" of "/docs": the listing's relative links need the
+             * slash form */
+            close(fd);
+            redirect_to_directory(r);
+            *status = ANSWERED;
+            return -1;
+        }
+        list_directory(r, sr, fd, path);
+        *status = ANSWERED;
+        return -1;
+    }
+    close(fd);
+    /* a directory without its index is not listed */
+    *status = (how & TRY_ITEM) ? MISSING : 403;
+    return -1;
+}
+
+/* The room try_expand needs for item and a path of plen bytes. */
+static size_t try_room(const char *item, size_t plen) {
+    size_t uris = 0;
+    for (const char *p = item; (p = strstr(p, "$uri")); p += 4) uris++;
+    return strlen(item) + uris * plen + 1;
+}
+
+/* A try_files item with $uri replaced by the request's path (normalized),
+ * repeated slashes made one: "$uri/" of "/a/" is "/a/". Returns the length
+ * written to out (try_room bytes). */
+static size_t try_expand(const char *item, const char *path, size_t plen, char *out) {
+    size_t n = 0;
+    for (const char *p = item; *p;) {
+        const char *piece = p;
+        size_t len = 1;
+        if (strncmp(p, "$uri", 4) == 0) {
+            piece = path;
+            len = plen;
+            p += 4;
+        } else {
+            p++;
+        }
+        for (size_t i = 0; i < len; i++)
+            if (!(piece[i] == '/' && n && out[n - 1] == '/')) out[n++] = piece[i];
+    }
+    out[n] = '\0';
+    return n;
+}
+
+/* Opens the file for the request: its path, or the first try_files item
+ * found. On failure the answer is set and -1 returned. */
 static int open_for_path(pfd_req *r, const struct static_route *sr, struct stat *st,
                          const char **name) {
     pfd_str path = pfd_path(r);
-    const char *rel = path.p[1] ? path.p + 1 : ".";
-    int fd = open_beneath(sr, rel);
-    if (fd < 0) {
-        pfd_error(r, status_for_errno(errno));
-        return -1;
+    int status = 404, fd;
+    if (!sr->try_files.n) {
+        fd = open_path(r, sr, path.p, path.len, 0, st, name, &status);
+    } else {
+        fd = -1;
+        status = MISSING;
+        for (size_t i = 0; fd < 0 && status == MISSING && i < sr->try_files.n; i++) {
+            const char *item = sr->try_files.v[i];
+            if (item[0] == '=') {
+                status = atoi(item + 1);
+                break;
+            }
+            char *cand = pfd_alloc(r, try_room(item, path.len));
+            if (!cand) {
+                status = 500;
+                break;
+            }
+            size_t clen = try_expand(item, path.p, path.len, cand);
+            unsigned how = TRY_ITEM | (cand[clen - 1] == '/' ? 0 : FILE_ONLY);
+            fd = open_path(r, sr, cand, clen, how, st, name, &status);
+        }
+        if (fd < 0 && status == MISSING) status = 404;
     }
-    if (fstat(fd, st) < 0) goto fail;
-    *name = path.p;
-    if (S_ISDIR(st->st_mode)) {
-        close(fd);
-        if (path.p[path.len - 1] != '/') {
-            redirect_to_directory(r);
-            return -1;
-        }
-        /* the index is opened from the root, like any file: it may be a
-         * symlink to elsewhere inside the root */
-        char index[PATH_MAX];
-        if ((size_t)snprintf(index, sizeof index, "%s%s", path.p + 1, sr->index) >= sizeof index) {
-            pfd_error(r, 404);
-            return -1;
-        }
-        /* a directory without its index is not listed */
-        if ((fd = open_beneath(sr, index)) < 0) {
-            pfd_error(r, errno == ENOENT ? 403 : status_for_errno(errno));
-            return -1;
-        }
-        if (fstat(fd, st) < 0) goto fail;
-        *name = sr->index;
-    }
-    if (S_ISREG(st->st_mode)) return fd;
-    close(fd);
-    pfd_error(r, 404);
-    return -1;
-fail:
-    close(fd);
-    pfd_error(r, 500);
-    return -1;
+    if (fd < 0 && status != ANSWERED) pfd_error(r, status);
+    return fd;
 }
 
 static uint64_t coarse_ms(void) {
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC_COARSE, &ts);
     return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+}
+
+/* The codings the request takes, of those the route offers, best first
+ * (every Accept-Encoding field line counts); how many. */
+static size_t negotiate(const pfd_req *r, unsigned offered, enum encoding order[2]) {
+    if (!pfd_field(r, PFD_F_ACCEPT_ENCODING).p) return 0;
+    struct accept_enc a;
+    accept_enc_init(&a);
+    unsigned n = pfd_header_count(r);
+    for (unsigned i = 0; i < n; i++) {
+        pfd_str fname, value;
+        pfd_header_at(r, i, &fname, &value);
+        if (fname.len == 15 && strncasecmp(fname.p, "accept-encoding", 15) == 0)
+            accept_enc_add(&a, value.p, value.len);
+    }
+    return accept_enc_rank(&a, offered, order);
+}
+
+static const char *const enc_suffix[] = {[ENC_GZIP] = ".gz", [ENC_BR] = ".br"};
+static const char *const enc_name[] = {[ENC_GZIP] = "gzip", [ENC_BR] = "br"};
+
+/* The precompressed file beside name (a path from the root: "/a.css" gives
+ * "a.css.gz"), a regular file; fd or -1. */
+static int open_variant(pfd_req *r, const struct static_route *sr, const char *name,
+                        enum encoding enc, struct stat *st) {
+    char *rel = pfd_sprintf(r, "%s%s", name + 1, enc_suffix[enc]);
+    int fd = rel ? open_beneath(sr, rel) : -1;
+    if (fd < 0) return -1;
+    if (fstat(fd, st) == 0 && S_ISREG(st->st_mode)) return fd;
+    close(fd);
+    return -1;
+}
+
+/* A new entry's validators and fields for its coding: the ETag differs
+ * from the plain file's ("-gz", "-br" inside the quotes), Content-Encoding
+ * joins the block. -1 when out of memory. */
+static int entry_encoded(struct fentry *e, enum encoding enc) {
+    char lastmod[HTTPDATE_LEN + 1], etag[sizeof e->etag];
+    snprintf(etag, sizeof etag, "\"%" PRIx64 "-%" PRIx64 "-%s\"", (uint64_t)e->st.st_mtime,
+             (uint64_t)e->st.st_size, enc_suffix[enc] + 1);
+    httpdate_format(e->st.st_mtime, lastmod);
+    pfd_headers *h = pfd_headers_new();
+    if (!h || pfd_headers_set(h, "Last-Modified", lastmod) < 0 ||
+        pfd_headers_set(h, "ETag", etag) < 0 || pfd_headers_set(h, "Accept-Ranges", "bytes") < 0 ||
+        pfd_headers_set(h, "Content-Encoding", enc_name[enc]) < 0) {
+        pfd_headers_free(h);
+        return -1;
+    }
+    memcpy(e->etag, etag, sizeof etag);
+    pfd_headers_free(e->hdrs);
+    e->hdrs = h;
+    return 0;
+}
+
+/* Whether the route compresses answers of this Content-Type on the fly. */
+static bool compressible(const struct static_route *sr, const char *ctype) {
+    if (!sr->ctypes.n) return mime_is_text(ctype);
+    size_t n = strcspn(ctype, ";");
+    for (size_t i = 0; i < sr->ctypes.n; i++)
+        if (strlen(sr->ctypes.v[i]) == n && strncasecmp(sr->ctypes.v[i], ctype, n) == 0)
+            return true;
+    return false;
+}
+
+/* gzip (RFC 1952) of in[0, size) into a malloc'd buffer; its length in
+ * *outlen, or NULL when out of memory. */
+static char *gzip_buf(const char *in, size_t size, int level, size_t *outlen) {
+    z_stream z = {0};
+    char *out = NULL;
+    if (deflateInit2(&z, level, Z_DEFLATED, 16 + 15, 8, Z_DEFAULT_STRATEGY) != Z_OK) return NULL;
+    uLong room = deflateBound(&z, (uLong)size);
+    if ((out = malloc(room))) {
+        z.next_in = (Bytef *)in;
+        z.avail_in = (uInt)size;
+        z.next_out = (Bytef *)out;
+        z.avail_out = (uInt)room;
+        if (deflate(&z, Z_FINISH) == Z_STREAM_END) {
+            *outlen = z.total_out;
+        } else {
+            free(out);
+            out = NULL;
+        }
+    }
+    deflateEnd(&z);
+    return out;
+}
+
+/* Whether compress = on gzips this file (its stat, its Content-Type). */
+static bool compress_fits(const struct static_route *sr, const struct stat *st, const char *ctype) {
+    uint64_t size = (uint64_t)st->st_size;
+    return sr->compress && size >= sr->compress_min && size <= FCACHE_MEM_MAX &&
+           compressible(sr, ctype);
+}
+
+/* compress = on: puts the gzip of e's small file in e's place (its
+ * validators stay the file's, the ETag gets "-gz"). false when it would
+ * not shrink (or out of memory): e then answers plainly. */
+static bool compress_entry(const struct static_route *sr, struct fentry *e) {
+    uint64_t size = (uint64_t)e->st.st_size;
+    /* a cached small file is in memory; else (no cache) it is read now */
+    char *in = e->data, *gz = NULL;
+    size_t got = 0, len = 0;
+    if (!in && e->fd >= 0 && (in = malloc(size ? size : 1)))
+        while (got < size) {
+            ssize_t n = pread(e->fd, in + got, size - got, (off_t)got);
+            if (n < 0 && errno == EINTR) continue;
+            if (n <= 0) break;
+            got += (size_t)n;
+        }
+    if (in && (in == e->data || got == size))
+        gz = gzip_buf(in, (size_t)size, sr->compress_level, &len);
+    if (in != e->data) free(in);
+    if (!gz || len >= size || entry_encoded(e, ENC_GZIP) < 0) {
+        free(gz);
+        return false;
+    }
+    free(e->data);
+    e->data = gz;
+    e->size = len;
+    if (e->fd >= 0) close(e->fd);
+    e->fd = -1;
+    return true;
 }
 
 static int static_handle(pfd_req *r) {
@@ -280,13 +705,49 @@ static int static_handle(pfd_req *r) {
         return pfd_header_add(r, "Allow", "GET, HEAD");
     }
     pfd_str path = pfd_path(r);
+    enum encoding order[2];
+    size_t norder = 0;
+    if (sr->offered) {
+        /* the answer depends on Accept-Encoding, whichever it is */
+        if (pfd_header_add(r, "Vary", "Accept-Encoding") < 0) return PFD_ERROR;
+        norder = negotiate(r, sr->offered, order);
+    }
+    if (refused_name(sr, path.p, path.len)) return pfd_error(r, 404);
+    /* the answer to a list of codings is cached under the path, a NUL (no
+     * path has one) and the list ("bg": br, else gzip): the first coding
+     * whose file is there (or that compress makes), else the plain file */
+    const char *key = path.p;
+    size_t keylen = path.len;
+    if (norder) {
+        char *k = pfd_alloc(r, path.len + 1 + norder);
+        if (!k) return pfd_error(r, 500);
+        memcpy(k, path.p, path.len);
+        k[path.len] = '\0';
+        for (size_t i = 0; i < norder; i++) k[path.len + 1 + i] = enc_suffix[order[i]][1];
+        key = k;
+        keylen = path.len + 1 + norder;
+    }
     uint64_t now = fc ? coarse_ms() : 0;
     struct fentry *e = NULL, *stale = NULL;
-    if (fc) e = fcache_lookup(fc, path.p, path.len, now, &stale);
+    if (fc) e = fcache_lookup(fc, key, keylen, now, &stale);
     if (!e) {
         struct stat st;
         const char *name;
         int fd = open_for_path(r, sr, &st, &name);
+        enum encoding encoded = ENC_IDENTITY;
+        bool compress = false;
+        for (size_t i = 0; fd >= 0 && i < norder && !encoded && !compress; i++) {
+            struct stat vst;
+            int vfd = sr->statics & order[i] ? open_variant(r, sr, name, order[i], &vst) : -1;
+            if (vfd >= 0) {
+                close(fd);
+                fd = vfd;
+                st = vst;
+                encoded = order[i];
+            } else if (order[i] == ENC_GZIP) {
+                compress = compress_fits(sr, &st, mime_table_type(sr->mimes, name));
+            }
+        }
         if (fd >= 0 && stale && fcache_still_valid(fc, stale, &st, now)) {
             close(fd);
             e = stale;
@@ -298,8 +759,14 @@ static int static_handle(pfd_req *r) {
                 fentry_release(stale);
             }
             if (fd < 0) return PFD_OK; /* the answer is set */
-            if (!(e = fentry_new(fc, path.p, path.len, fd, &st, name, now)))
+            if (!(e = fentry_new(fc, key, keylen, fd, &st, name, now))) return pfd_error(r, 500);
+            e->mime = mime_table_type(sr->mimes, name);
+            if (compress) compress_entry(sr, e);
+            if (encoded && entry_encoded(e, encoded) < 0) {
+                if (fc) fcache_forget(fc, e);
+                fentry_release(e);
                 return pfd_error(r, 500);
+            }
         }
     }
     return serve_entry(r, e);
@@ -316,12 +783,197 @@ static char *root_path(const pfd_route *rt) {
     return abs;
 }
 
-static int static_check(const pfd_route *rt, char *err, size_t errlen) {
-    const char *index = pfd_route_setting(rt, "index");
-    if (index && strchr(index, '/')) {
-        snprintf(err, errlen, "index: must be a file name, no '/'");
+static void settings_free(struct static_route *sr) {
+    words_free(&sr->deny);
+    words_free(&sr->index);
+    words_free(&sr->try_files);
+    words_free(&sr->ctypes);
+    mime_table_free(sr->mimes);
+    sr->mimes = NULL;
+}
+
+/* A path setting made absolute against the config file's folder; malloc'd. */
+static char *setting_path(const pfd_route *rt, const char *v) {
+    const char *dir = pfd_route_config_dir(rt);
+    char cwd[PATH_MAX], *abs = NULL;
+    if (v[0] == '/') return strdup(v);
+    if (!dir) dir = getcwd(cwd, sizeof cwd);
+    if (!dir || asprintf(&abs, "%s/%s", dir, v) < 0) return NULL;
+    return abs;
+}
+
+/* The type table: built-in, then the mime_types files, then the charset. */
+static int mimes_build(const pfd_route *rt, struct static_route *sr, char *err, size_t errlen) {
+    const char *charset = pfd_route_setting(rt, "charset");
+    if (!charset) charset = "utf-8";
+    if (strcmp(charset, "off") == 0) charset = NULL;
+    for (const char *c = charset; c && *c; c++)
+        if (!((*c >= '0' && *c <= '9') || ((*c | 0x20) >= 'a' && (*c | 0x20) <= 'z') ||
+              strchr("-_.:+", *c)) ||
+            c - charset > 40) {
+            snprintf(err, errlen, "charset: \"%s\": not a charset name (utf-8, iso-8859-1, off)",
+                     charset);
+            return -1;
+        }
+    if (charset && !*charset) {
+        snprintf(err, errlen, "charset: empty (utf-8, iso-8859-1, off)");
         return -1;
     }
+    if (!(sr->mimes = mime_table_new())) goto oom;
+    const char *files = pfd_route_setting(rt, "mime_types");
+    struct words w = {0};
+    if (files && words_split(&w, files) < 0) goto oom;
+    for (size_t i = 0; i < w.n; i++) {
+        char *path = setting_path(rt, w.v[i]), why[512];
+        int rc = path ? mime_table_load(sr->mimes, path, why, sizeof why) : -1;
+        if (rc < 0) snprintf(err, errlen, "mime_types: %s", path ? why : "out of memory");
+        free(path);
+        if (rc < 0) {
+            words_free(&w);
+            return -1;
+        }
+    }
+    words_free(&w);
+    if (mime_table_finish(sr->mimes, charset) == 0) return 0;
+oom:
+    snprintf(err, errlen, "mime_types: out of memory");
+    return -1;
+}
+
+/* try_files: items naming paths below the root, from '/' or $uri (the
+ * request's path; no other variable), without dot segments; the last may
+ * be =CODE (400-599) instead. */
+static int try_files_parse(const pfd_route *rt, struct static_route *sr, char *err, size_t errlen) {
+    const char *v = pfd_route_setting(rt, "try_files");
+    if (!v) return 0;
+    if (words_split(&sr->try_files, v) < 0) {
+        snprintf(err, errlen, "try_files: out of memory");
+        return -1;
+    }
+    if (!sr->try_files.n) {
+        snprintf(err, errlen, "try_files: empty (e.g. $uri $uri/ /index.html)");
+        return -1;
+    }
+    for (size_t i = 0; i < sr->try_files.n; i++) {
+        const char *it = sr->try_files.v[i];
+        const char *why = NULL;
+        if (it[0] == '=') {
+            char *end;
+            long code = strtol(it + 1, &end, 10);
+            if (i + 1 != sr->try_files.n)
+                why = "=CODE comes last";
+            else if (*end || end == it + 1 || code < 400 || code > 599)
+                why = "=CODE takes a status from 400 to 599";
+        } else if (it[0] != '/' && strncmp(it, "$uri", 4) != 0) {
+            why = "an item starts with '/' or $uri";
+        } else {
+            for (const char *d = it; !why && (d = strchr(d, '$')); d++)
+                if (strncmp(d, "$uri", 4) != 0) why = "$uri is the only variable";
+            for (const char *d = it; !why && (d = strstr(d, "/.")); d++)
+                if (d[2] == '\0' || d[2] == '/' || (d[2] == '.' && (d[3] == '\0' || d[3] == '/')))
+                    why = "no . or .. segments";
+        }
+        if (why) {
+            snprintf(err, errlen, "try_files: \"%s\": %s", it, why);
+            return -1;
+        }
+    }
+    return 0;
+}
+
+/* compress, compress_level, compress_min_size, compress_types. */
+static int compress_parse(const pfd_route *rt, struct static_route *sr, char *err, size_t errlen) {
+    const char *v = pfd_route_setting(rt, "compress");
+    if (v && strcmp(v, "on") != 0 && strcmp(v, "off") != 0) {
+        snprintf(err, errlen, "compress: \"%s\": must be on or off", v);
+        return -1;
+    }
+    sr->compress = v && strcmp(v, "on") == 0;
+    if (sr->compress) sr->offered |= ENC_GZIP;
+    sr->compress_level = 6;
+    if ((v = pfd_route_setting(rt, "compress_level"))) {
+        if (v[0] < '1' || v[0] > '9' || v[1]) {
+            snprintf(err, errlen, "compress_level: \"%s\": from 1 (fast) to 9 (small)", v);
+            return -1;
+        }
+        sr->compress_level = v[0] - '0';
+    }
+    sr->compress_min = 256;
+    if (pfd_route_setting(rt, "compress_min_size") &&
+        pfd_route_number(rt, "compress_min_size", &sr->compress_min) < 0) {
+        snprintf(err, errlen, "compress_min_size: \"%s\": not a size",
+                 pfd_route_setting(rt, "compress_min_size"));
+        return -1;
+    }
+    v = pfd_route_setting(rt, "compress_types");
+    if (words_split(&sr->ctypes, v ? v : "") < 0) {
+        snprintf(err, errlen, "compress_types: out of memory");
+        return -1;
+    }
+    for (size_t i = 0; i < sr->ctypes.n; i++)
+        if (!strchr(sr->ctypes.v[i], '/') || strchr(sr->ctypes.v[i], ';')) {
+            snprintf(err, errlen, "compress_types: \"%s\": a media type (text/html)",
+                     sr->ctypes.v[i]);
+            return -1;
+        }
+    return 0;
+}
+
+/* The route's settings into sr (check and init share it); 0, or -1 with a
+ * message that starts with the setting's name (its line in the config). */
+static int settings_parse(const pfd_route *rt, struct static_route *sr, char *err, size_t errlen) {
+    const char *v = pfd_route_setting(rt, "index");
+    if (words_split(&sr->index, v ? v : "index.html") < 0) goto oom;
+    for (size_t i = 0; i < sr->index.n; i++)
+        if (strchr(sr->index.v[i], '/')) {
+            snprintf(err, errlen, "index: \"%s\": must be a file name, no '/'", sr->index.v[i]);
+            return -1;
+        }
+    v = pfd_route_setting(rt, "autoindex");
+    if (v && strcmp(v, "on") != 0 && strcmp(v, "off") != 0) {
+        snprintf(err, errlen, "autoindex: \"%s\": must be on or off", v);
+        return -1;
+    }
+    sr->autoindex = v && strcmp(v, "on") == 0;
+    static const char *const statics[] = {[ENC_GZIP] = "gzip_static", [ENC_BR] = "brotli_static"};
+    for (enum encoding enc = ENC_GZIP; enc <= ENC_BR; enc++) {
+        v = pfd_route_setting(rt, statics[enc]);
+        if (v && strcmp(v, "on") != 0 && strcmp(v, "off") != 0) {
+            snprintf(err, errlen, "%s: \"%s\": must be on or off", statics[enc], v);
+            return -1;
+        }
+        if (v && strcmp(v, "on") == 0) sr->offered |= enc, sr->statics |= enc;
+    }
+    if (compress_parse(rt, sr, err, errlen) < 0) return -1;
+    if (try_files_parse(rt, sr, err, errlen) < 0) return -1;
+    v = pfd_route_setting(rt, "hidden_files");
+    if (v && strcmp(v, "deny") != 0 && strcmp(v, "allow") != 0) {
+        snprintf(err, errlen, "hidden_files: \"%s\": must be deny or allow", v);
+        return -1;
+    }
+    sr->allow_hidden = v && strcmp(v, "allow") == 0;
+    v = pfd_route_setting(rt, "deny_suffixes");
+    if (!v) v = DENY_SUFFIXES_DEFAULT;
+    if (words_split(&sr->deny, strcmp(v, "off") == 0 ? "" : v) < 0) {
+        snprintf(err, errlen, "deny_suffixes: out of memory");
+        return -1;
+    }
+    for (size_t i = 0; i < sr->deny.n; i++)
+        if (strchr(sr->deny.v[i], '/')) {
+            snprintf(err, errlen, "deny_suffixes: \"%s\": a suffix has no '/'", sr->deny.v[i]);
+            return -1;
+        }
+    return mimes_build(rt, sr, err, errlen);
+oom:
+    snprintf(err, errlen, "out of memory");
+    return -1;
+}
+
+static int static_check(const pfd_route *rt, char *err, size_t errlen) {
+    struct static_route tmp = {0};
+    int bad = settings_parse(rt, &tmp, err, errlen);
+    settings_free(&tmp);
+    if (bad) return -1;
     char *root = root_path(rt);
     struct stat st;
     int rc = -1;
@@ -346,6 +998,7 @@ static void static_fini(pfd_route *rt) {
     free(sr->root);
     free(sr->root_real);
     fcache_destroy(sr->fcache);
+    settings_free(sr);
     free(sr);
     pfd_route_set_data(rt, NULL);
 }
@@ -358,8 +1011,10 @@ static int static_init(pfd_route *rt, char *err, size_t errlen) {
     }
     pfd_route_set_data(rt, sr);
     sr->root_fd = -1;
-    sr->index = pfd_route_setting(rt, "index");
-    if (!sr->index) sr->index = "index.html";
+    if (settings_parse(rt, sr, err, errlen) < 0) {
+        static_fini(rt);
+        return -1;
+    }
     sr->root = root_path(rt);
     if (sr->root) sr->root_fd = open(sr->root, O_PATH | O_DIRECTORY | O_CLOEXEC);
     if (sr->root_fd >= 0) sr->root_real = realpath(sr->root, NULL);
@@ -388,8 +1043,13 @@ static void static_tick(pfd_route *rt) {
     if (sr->fcache) fcache_sweep(sr->fcache, coarse_ms());
 }
 
+/* clang-format off */
 static const char *const static_settings[] = {
-    "root", "index", "file_cache_entries", "file_cache_valid", "file_cache_idle", NULL};
+    "root", "index", "file_cache_entries", "file_cache_valid", "file_cache_idle",
+    "hidden_files", "deny_suffixes", "charset", "mime_types", "autoindex", "try_files",
+    "gzip_static", "brotli_static", "compress", "compress_level", "compress_min_size",
+    "compress_types", NULL};
+/* clang-format on */
 
 const pfd_handler static_handler = {
     .name = "static",

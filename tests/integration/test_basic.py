@@ -18,7 +18,7 @@ def test_get_index_has_standard_headers(static_server):
     r = get(static_server.port, "/")
     assert r.status == 200
     assert r.body == b"<h1>index</h1>\n"
-    assert r.header("content-type") == "text/html"
+    assert r.header("content-type") == "text/html; charset=utf-8"
     assert r.header("content-length") == str(len(r.body))
     assert r.header("server") == "preforkd"
     date = email.utils.parsedate_to_datetime(r.header("date"))

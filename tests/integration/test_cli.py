@@ -447,7 +447,7 @@ def test_default_config_serves_its_site_and_status(make_server):
     r = get(srv.port, "/")
     assert r.status == 200
     assert r.body == (SOURCE_DIR / "conf" / "www" / "index.html").read_bytes()
-    assert r.header("content-type") == "text/html"
+    assert r.header("content-type") == "text/html; charset=utf-8"
     r = get(srv.port, "/status")
     assert r.status == 200
     workers = json.loads(r.body)["workers"]

@@ -212,7 +212,7 @@ def test_serves_the_default_site(package, make_server, monkeypatch):
     r = get(srv.port, "/")
     assert r.status == 200
     assert r.body == (root / SITE / "index.html").read_bytes()
-    assert r.header("content-type") == "text/html"
+    assert r.header("content-type") == "text/html; charset=utf-8"
     for path in ("/status", "/sleep?ms=1", "/echo"):
         assert get(srv.port, path).status == 404, path
     access = root / LOGS / "access.log"

@@ -25,15 +25,15 @@ SECRET2 = b"ANOTHER-SECRET-IN-OUTSIDE-DIR\n"
 BIG = os.urandom(1 << 20)
 
 MIME_FILES = {
-    "page.html": "text/html",
-    "style.css": "text/css",
-    "app.js": "text/javascript",
-    "data.json": "application/json",
+    "page.html": "text/html; charset=utf-8",
+    "style.css": "text/css; charset=utf-8",
+    "app.js": "text/javascript; charset=utf-8",
+    "data.json": "application/json; charset=utf-8",
     "pic.png": "image/png",
-    "notes.txt": "text/plain",
+    "notes.txt": "text/plain; charset=utf-8",
     "blob.qwzx": "application/octet-stream",
     "PHOTO.PNG": "image/png",
-    "Page.HTML": "text/html",
+    "Page.HTML": "text/html; charset=utf-8",
     "noext": "application/octet-stream",
     "dotted.d/plain": "application/octet-stream",
 }
@@ -138,7 +138,7 @@ def test_get_serves_file_with_validators(shared):
     assert r.status == 200
     assert r.body == b"Hello, World!"
     assert r.header("content-length") == "13"
-    assert r.header("content-type") == "text/plain"
+    assert r.header("content-type") == "text/plain; charset=utf-8"
     assert r.header("last-modified") == MTIME_HTTP
     assert r.header("etag") == etag_of(shared.root / "hello.txt")
     assert r.header("accept-ranges") == "bytes"
@@ -202,8 +202,8 @@ def test_mime_types_by_extension(shared):
 
 
 def test_index_gets_html_type(shared):
-    assert get(shared.port, "/").header("content-type") == "text/html"
-    assert get(shared.port, "/dir/").header("content-type") == "text/html"
+    assert get(shared.port, "/").header("content-type") == "text/html; charset=utf-8"
+    assert get(shared.port, "/dir/").header("content-type") == "text/html; charset=utf-8"
 
 
 # ---- conditional requests ---------------------------------------------------
@@ -495,7 +495,7 @@ def test_custom_index_setting(make_server, site):
     srv = make_server(config=f"[route /]\nhandler = static\nroot = {site}\nindex = start.txt\n")
     r = get(srv.port, "/")
     assert r.status == 200 and r.body == b"custom start\n"
-    assert r.header("content-type") == "text/plain"
+    assert r.header("content-type") == "text/plain; charset=utf-8"
     assert get(srv.port, "/dir/").body == b"custom dir start\n"
     # index.html is no longer the index: a directory holding only it is 403
     assert get(srv.port, "/noindex/").status == 403
@@ -761,7 +761,7 @@ def test_empty_file(shared):
     r = followed_by_get(shared, raw_get("/empty.txt", close=False))
     assert r.status == 200
     assert r.header("content-length") == "0"
-    assert r.header("content-type") == "text/plain"
+    assert r.header("content-type") == "text/plain; charset=utf-8"
     assert r.body == b""
 
 

@@ -1135,11 +1135,12 @@ static void test_listen_options(void **state) {
     assert_true(c->listen_opts[5].proxy_protocol);
 
     expect_load_error("[server]\nlisten = 127.0.0.1:2 proxy\n", 2,
-                      "listen: 127.0.0.1:2: unknown option \"proxy\" (known: proxy_protocol)");
+                      "listen: 127.0.0.1:2: unknown option \"proxy\" (known: proxy_protocol, "
+                      "mode=, user=, group=)");
     expect_load_error("[server]\nlisten = 127.0.0.1:2 proxy_protocol=v2\n", 2,
                       "option \"proxy_protocol=v2\" takes no value");
     expect_load_error("[server]\nlisten = 127.0.0.1:2 mode=0660\n", 2,
-                      "unknown option \"mode=0660\"");
+                      "option \"mode=0660\" is for unix sockets only");
     expect_load_error("[server]\nlisten = 127.0.0.1:x proxy_protocol\n", 2, "invalid port");
 
     struct conf d;

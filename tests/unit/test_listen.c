@@ -422,7 +422,10 @@ static void test_parse_line(void **state) {
         const char *line, *err;
     } bad[] = {
         {"127.0.0.1:80 proxy", "listen: 127.0.0.1:80: unknown option \"proxy\" (known: "
-                               "proxy_protocol)"},
+                               "proxy_protocol, mode=, user=, group=)"},
+        {"127.0.0.1:80 mode=0660", "option \"mode=0660\" is for unix sockets only"},
+        {"unix:/x.sock mode=9", "an octal mode"},
+        {"unix:/x.sock user=no-such-user-here", "no such user"},
         {"127.0.0.1:80 proxy_protocol ssl", "listen: 127.0.0.1:80: unknown option \"ssl\""},
         {"127.0.0.1:80 proxy_protocol=1", "option \"proxy_protocol=1\" takes no value"},
         {"127.0.0.1:80 =x", "unknown option \"=x\""},

@@ -4,7 +4,9 @@
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include <cmocka.h>
 
@@ -95,6 +97,115 @@ static void test_unknown_extension_is_octet_stream(void **state) {
     CHECK(cases);
 }
 
+/* ---- route tables: mime.types files and charsets ---- */
+
+static struct mime_table *table_of(const char *text, const char *charset) {
+    struct mime_table *t = mime_table_new();
+    char err[256] = "";
+    assert_non_null(t);
+    if (text && mime_table_parse(t, text, strlen(text), "m.types", err, sizeof err) < 0)
+        fail_msg("%s", err);
+    assert_int_equal(mime_table_finish(t, charset), 0);
+    return t;
+}
+
+static void test_table_builtin_with_charset(void **state) {
+    struct mime_table *t = table_of(NULL, "utf-8");
+    assert_string_equal(mime_table_type(t, "/a.html"), "text/html; charset=utf-8");
+    assert_string_equal(mime_table_type(t, "/A.HTML"), "text/html; charset=utf-8");
+    assert_string_equal(mime_table_type(t, "/a.json"), "application/json; charset=utf-8");
+    assert_string_equal(mime_table_type(t, "/a.svg"), "image/svg+xml; charset=utf-8");
+    assert_string_equal(mime_table_type(t, "/m.webmanifest"),
+                        "application/manifest+json; charset=utf-8");
+    assert_string_equal(mime_table_type(t, "/a.mjs"), "text/javascript; charset=utf-8");
+    assert_string_equal(mime_table_type(t, "/a.png"), "image/png");
+    assert_string_equal(mime_table_type(t, "/a.wasm"), "application/wasm");
+    assert_string_equal(mime_table_type(t, "/a.avif"), "image/avif");
+    assert_string_equal(mime_table_type(t, "/a.webp"), "image/webp");
+    assert_string_equal(mime_table_type(t, "/a.woff2"), "font/woff2");
+    assert_string_equal(mime_table_type(t, "/README"), OCTET);
+    assert_string_equal(mime_table_type(t, "/x.d/README"), OCTET);
+    assert_string_equal(mime_table_type(t, "/a.zzz"), OCTET);
+    mime_table_free(t);
+    t = table_of(NULL, NULL);
+    assert_string_equal(mime_table_type(t, "/a.html"), "text/html");
+    mime_table_free(t);
+}
+
+static void test_is_text(void **state) {
+    assert_true(mime_is_text("text/plain"));
+    assert_true(mime_is_text("application/javascript"));
+    assert_true(mime_is_text("application/ld+json"));
+    assert_true(mime_is_text("image/svg+xml"));
+    assert_false(mime_is_text("application/jsonp"));
+    assert_false(mime_is_text("image/png"));
+    assert_false(mime_is_text("application/octet-stream"));
+}
+
+static void test_table_file_extends_and_overrides(void **state) {
+    struct mime_table *t = table_of("# a comment\n"
+                                    "\n"
+                                    "application/x-foo\tfoo  FOO2\r\n"
+                                    "text/x-custom   html   # html now custom\n"
+                                    "application/activemessage\n" /* no extension: fine */
+                                    "application/x-a a\n"
+                                    "application/x-b a\n"   /* the later wins */
+                                    "   image/x-last last", /* no final newline */
+                                    "utf-8");
+    assert_string_equal(mime_table_type(t, "/x.foo"), "application/x-foo");
+    assert_string_equal(mime_table_type(t, "/x.Foo2"), "application/x-foo");
+    assert_string_equal(mime_table_type(t, "/x.html"), "text/x-custom; charset=utf-8");
+    assert_string_equal(mime_table_type(t, "/x.a"), "application/x-b");
+    assert_string_equal(mime_table_type(t, "/x.last"), "image/x-last");
+    assert_string_equal(mime_table_type(t, "/x.css"), "text/css; charset=utf-8");
+    mime_table_free(t);
+}
+
+static void test_table_bad_lines(void **state) {
+    static const struct {
+        const char *text, *want;
+    } cases[] = {
+        {"text/plain txt\nnot-a-type foo\n", "m.types:2: \"not-a-type\" is not a media type"},
+        {"types {\n", "m.types:1: \"types\" is not a media type"},
+        {"\n\n\ntext/ x\n", "m.types:4: \"text/\" is not a media type"},
+        {"/plain x\n", "m.types:1: \"/plain\" is not a media type"},
+        {"text/plain .txt\n", "m.types:1: \".txt\" is not a file extension"},
+        {"text/plain a/b\n", "m.types:1: \"a/b\" is not a file extension"},
+        {"text/plain txt;\n", "m.types:1: \"txt;\" is not a file extension"},
+        {"text/html; html\n", "m.types:1: \"text/html;\" is not a media type"},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        struct mime_table *t = mime_table_new();
+        char err[256] = "";
+        assert_int_equal(
+            mime_table_parse(t, cases[i].text, strlen(cases[i].text), "m.types", err, sizeof err),
+            -1);
+        if (strncmp(err, cases[i].want, strlen(cases[i].want)) != 0)
+            fail_msg("case %zu: want \"%s...\", got \"%s\"", i, cases[i].want, err);
+        /* nothing of a refused text stays */
+        assert_int_equal(mime_table_finish(t, NULL), 0);
+        assert_string_equal(mime_table_type(t, "/x.txt"), "text/plain");
+        mime_table_free(t);
+    }
+}
+
+static void test_table_load_file(void **state) {
+    char path[] = "/tmp/preforkd-mime-XXXXXX", err[256];
+    int fd = mkstemp(path);
+    assert_true(fd >= 0);
+    const char text[] = "application/x-thing thing\n";
+    assert_int_equal(write(fd, text, sizeof text - 1), (ssize_t)(sizeof text - 1));
+    close(fd);
+    struct mime_table *t = mime_table_new();
+    assert_int_equal(mime_table_load(t, path, err, sizeof err), 0);
+    unlink(path);
+    assert_int_equal(mime_table_load(t, path, err, sizeof err), -1);
+    assert_non_null(strstr(err, "No such file"));
+    assert_int_equal(mime_table_finish(t, "utf-8"), 0);
+    assert_string_equal(mime_table_type(t, "a.thing"), "application/x-thing");
+    mime_table_free(t);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_known_extensions),
@@ -103,6 +214,11 @@ int main(void) {
         cmocka_unit_test(test_no_extension),
         cmocka_unit_test(test_dot_in_directory_only),
         cmocka_unit_test(test_unknown_extension_is_octet_stream),
+        cmocka_unit_test(test_table_builtin_with_charset),
+        cmocka_unit_test(test_is_text),
+        cmocka_unit_test(test_table_file_extends_and_overrides),
+        cmocka_unit_test(test_table_bad_lines),
+        cmocka_unit_test(test_table_load_file),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -116,8 +116,40 @@ static void test_fallback_without_openat2(void **state) {
     check_all(*state);
 }
 
+/* try_files items: $uri replaced (anywhere, any number of times), one slash
+ * where the item and the path both bring one. */
+static void test_try_expand(void **state) {
+    static const struct {
+        const char *item, *path, *want;
+    } cases[] = {
+        {"$uri", "/a/b.css", "/a/b.css"},
+        {"$uri.html", "/about", "/about.html"},
+        {"$uri.html", "/", "/.html"},
+        {"$uri/", "/docs", "/docs/"},
+        {"$uri/", "/docs/", "/docs/"},
+        {"$uri/", "/", "/"},
+        {"/index.html", "/any/thing", "/index.html"},
+        {"/cache$uri", "/x/y", "/cache/x/y"},
+        {"/cache/$uri", "/x/y", "/cache/x/y"},
+        {"$uri$uri", "/a", "/a/a"},
+        {"/static/$uri.gz", "/a b/%c.txt", "/static/a b/%c.txt.gz"},
+        {"$ur", "/a", "$ur"},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        size_t plen = strlen(cases[i].path), room = try_room(cases[i].item, plen);
+        char *out = malloc(room);
+        size_t n = try_expand(cases[i].item, cases[i].path, plen, out);
+        if (strcmp(out, cases[i].want) != 0)
+            fail_msg("%s of %s: want %s, got %s", cases[i].item, cases[i].path, cases[i].want, out);
+        assert_int_equal(n, strlen(out));
+        assert_true(n < room);
+        free(out);
+    }
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_try_expand),
         cmocka_unit_test_setup_teardown(test_with_openat2, setup, teardown),
         cmocka_unit_test_setup_teardown(test_fallback_without_openat2, setup, teardown),
     };
