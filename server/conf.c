@@ -3,6 +3,7 @@
 
 #include "server/listen.h"
 #include "workers/accesslog.h"
+#include "workers/site.h"
 
 #include <arpa/inet.h>
 #include <ctype.h>
@@ -369,6 +370,7 @@ static void free_route(struct conf_route *r) {
     free(r->settings);
     acl_free(&r->allow);
     acl_free(&r->deny);
+    site_free(r->site);
     for (size_t i = 0; i < r->nhosts; i++) free(r->hosts[i]);
     free(r->hosts);
     free(r->hosts_text);
@@ -694,7 +696,8 @@ static int on_route_setting(struct load *ld, const char *name, const char *value
         ld->route_seen |= 1u << i;
         line = lines[i];
     }
-    int rc = set_route(r, name, value, ld->c->base_dir, msg, sizeof msg);
+    int rc = site_set(&r->site, name, value, ld->line, msg, sizeof msg);
+    if (rc == -2) rc = set_route(r, name, value, ld->c->base_dir, msg, sizeof msg);
     if (rc == -2) rc = add_route_setting(r, name, value, ld->line, msg, sizeof msg);
     if (rc < 0) return load_error(ld, msg);
     if (line) *line = ld->line; /* for the final checks' messages */
@@ -947,7 +950,9 @@ int conf_finish(struct conf *c, char *err, size_t errlen) {
                         conf_where(c, conf_line(c, "real_ip_header"), where, sizeof where),
                         c->real_ip_header);
     for (size_t i = 0; i < c->nroutes; i++)
-        if (check_route(c, &c->routes[i], err, errlen) < 0) return -1;
+        if (site_check(c, &c->routes[i], err, errlen) < 0 ||
+            check_route(c, &c->routes[i], err, errlen) < 0)
+            return -1;
     if (c->group && !c->user)
         return fail(err, errlen, "%sgroup: set user too (group alone is ambiguous)",
                     conf_where(c, conf_line(c, "group"), where, sizeof where));
@@ -1086,5 +1091,6 @@ void conf_dump(const struct conf *c, FILE *out) {
         if (r->hosts_text) fprintf(out, "hosts = %s\n", r->hosts_text);
         for (size_t j = 0; j < r->nsettings; j++)
             fprintf(out, "%s = %s\n", r->settings[j].name, r->settings[j].value);
+        site_dump(r->site, out);
     }
 }

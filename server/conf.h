@@ -16,6 +16,8 @@
 #include "server/acl.h"
 #include "server/listen.h"
 
+struct site;
+
 enum conf_log_level { CONF_LOG_ERROR, CONF_LOG_WARN, CONF_LOG_INFO, CONF_LOG_DEBUG };
 /* The error log's lines: text, or a JSON object each. */
 enum conf_log_format { CONF_LOG_TEXT, CONF_LOG_JSON };
@@ -67,6 +69,9 @@ struct conf_route {
     int handler_line, mode_line, module_line, symbol_line, methods_line, max_body_size_line,
         allow_line, deny_line, hosts_line;
     const void *impl; /* the resolved handler (workers/handlers.c), or NULL */
+    /* header, cache_control, expires, cors, error_page, return (workers/site.h),
+     * or NULL when the route has none */
+    struct site *site;
 };
 
 /* Room for the settings table in conf.c (a static assertion there keeps it

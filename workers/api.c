@@ -536,7 +536,9 @@ int pfd_error(pfd_req *r, int status) {
     ex->resp.mem_len = 0;
     ex->resp.status = status;
     ex->resp.content_type = "text/plain";
-    return pfd_write(r, text, (size_t)n);
+    int rc = pfd_write(r, text, (size_t)n);
+    ex->resp.builtin = rc == 0; /* until the handler writes a body of its own */
+    return rc;
 }
 
 /* ---- later answers -------------------------------------------------------- */

@@ -18,6 +18,7 @@
 #include "server/log.h"
 #include "workers/accesslog.h"
 #include "workers/proxyproto.h"
+#include "workers/site.h"
 
 /* Pipelined answers queued beyond this are flushed before parsing more. */
 #define OUT_HIGH_WATER (64 * 1024)
@@ -218,6 +219,9 @@ static int queue_head(struct conn *c) {
         .server = cs->conf->server_name,
         .data_copy_max = BODY_COPY_MAX,
     };
+    /* the route's headers and error page (site.h): one test for a route without them */
+    const struct route *srt = ex->route ? ex->route : ex->near;
+    if (srt && (srt->site || srt->errsite)) site_finish(ex);
     struct timeval now;
     event_base_gettimeofday_cached(cs->base, &now);
     if (response_serialize(resp, &f, &c->out, &cs->bufs, now.tv_sec, &ex->chunked) < 0) return -1;
@@ -422,6 +426,7 @@ void conn_exchange_timeout(struct conn *c) {
         conn_close(c, SB_CLOSE_SERVER);
     } else {
         c->ex->req = ex->req;
+        c->ex->near = ex->route ? ex->route : ex->near;
         c->ex->start_us = ex->start_us;
         if (refuse(c, 504) != STEP_CLOSED) conn_run(c);
     }
@@ -556,6 +561,7 @@ static enum step head_done(struct conn *c, size_t head_len) {
         }
     }
     ex->route = routes_match(c->routes, req, ex->params, EX_MAX_PARAMS, &ex->nparams, &ex->allow);
+    if (!ex->route) ex->near = routes_near(c->routes, req);
     /* a client the route refuses does not get to send its body first */
     if (ex->route && http_msg_has_body(ex->msg) && !route_admits(ex->route, &ex->peer.sa))
         return refuse(c, 403);

@@ -11,6 +11,7 @@
 #include "server/log.h"
 #include "workers/conn.h"
 #include "workers/route.h"
+#include "workers/site.h"
 
 /* A handler that returns later than this after being cancelled at
  * request_timeout did not stop when asked: that is worth a warning. */
@@ -151,7 +152,8 @@ static void reset(struct exchange *ex) {
     buf_release(&ex->orphan_in, NULL);
     ex->conn = NULL;
     ex->req = NULL;
-    ex->route = NULL;
+    ex->route = ex->near = NULL;
+    ex->preflight = false;
     ex->nparams = ex->allow = 0;
     ex->client_ip = NULL;
     ex->head_len = 0;
@@ -399,6 +401,11 @@ bool exchange_dispatch(struct exchange *ex) {
     const struct http_request *req = ex->req;
     const struct route *rt = ex->route;
     ex->state = EX_HANDLING;
+    /* a CORS preflight of a route with cors is answered without its handler */
+    const struct route *srt = rt ? rt : ex->near;
+    if (srt && srt->site && req->method == METHOD_OPTIONS && route_admits(srt, &ex->peer.sa) &&
+        site_before(ex))
+        return true;
     if (!rt) {
         if (req->path[0] == '*') {
             ex->resp.status = 204; /* OPTIONS *: the server is here */

@@ -125,6 +125,7 @@ struct exchange {
     struct http_msg *msg;
     const struct http_request *req; /* parsed head; NULL until then (and for refusals) */
     const struct route *route;
+    const struct route *near; /* no route took it: the one of its path (site.h), or NULL */
     struct response resp;
     union ex_peer peer;
     socklen_t peer_len;
@@ -143,6 +144,7 @@ struct exchange {
     bool streaming; /* the response head is queued: status and headers are fixed */
     bool chunked;   /* streamed pieces go as chunks */
     bool failed;    /* an API call refused: the client gets 500 (or a cut stream) */
+    bool preflight; /* a CORS preflight answered by site.c */
 
     /* the answer waits for these (see above) */
     unsigned pending;

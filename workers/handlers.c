@@ -17,13 +17,14 @@
 #include "workers/observe.h"
 #include "workers/route.h"
 #include "workers/shared.h"
+#include "workers/site.h"
 
 /* The symbol a module exports when its route does not name one. */
 #define DEFAULT_SYMBOL "preforkd_module"
 
 static const pfd_handler *const builtins[] = {
     &static_handler,  &sleep_handler,  &echo_handler,    &status_handler,    &metrics_handler,
-    &healthz_handler, &readyz_handler, &httpbin_handler, &dashboard_handler,
+    &healthz_handler, &readyz_handler, &httpbin_handler, &dashboard_handler, &return_handler,
 #ifdef PREFORKD_FAULT_HANDLER
     &fault_handler,
 #endif

@@ -32,6 +32,7 @@ void response_reset(struct response *r) {
     r->file_off = r->file_len = 0;
     r->headers_len = 0;
     r->close = false;
+    r->builtin = false;
 }
 
 void response_trim(struct response *r, size_t max) {
@@ -109,6 +110,7 @@ int response_append(struct response *r, const void *p, size_t n) {
     if (n) memcpy(r->mem + r->mem_len, p, n); /* p may be NULL for nothing */
     r->mem_len += n;
     r->body = BODY_MEM;
+    r->builtin = false;
     return 0;
 }
 
@@ -132,7 +134,10 @@ void response_error(struct response *r, int status) {
     r->status = status;
     r->content_type = "text/plain";
     int n = snprintf(text, sizeof text, "%d %s\n", status, http_reason(status));
-    if (response_append(r, text, (size_t)n) < 0) r->body = BODY_NONE;
+    if (response_append(r, text, (size_t)n) < 0)
+        r->body = BODY_NONE;
+    else
+        r->builtin = true;
 }
 
 const char *http_reason(int status) {

@@ -39,6 +39,8 @@ struct response {
     char *headers;               /* extra header lines, each ending in CRLF */
     size_t headers_len, headers_cap;
     bool close; /* close the connection after this response */
+    bool
+        builtin; /* the body is response_error's (pfd_error's) text: an error page may replace it */
 };
 
 void response_init(struct response *r);

@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include "workers/exchange.h"
+#include "workers/site.h"
 
 /* Sort key: exact routes first, then patterns, then prefixes by length,
  * longest first; routes of the same path side by side (at the place of the
@@ -72,6 +73,8 @@ static int route_build(struct route *rt, const struct conf *c, const struct conf
     rt->methods = cr->methods;
     rt->mode = cr->mode;
     rt->max_body = cr->max_body_size_set ? cr->max_body_size : c->max_body_size;
+    rt->site = cr->site;
+    rt->errsite = cr->site && cr->site->nerrors ? cr->site : NULL;
     if (!rt->handler) {
         snprintf(err, errlen, "route %s: no handler", cr->prefix);
         return -1;
@@ -129,6 +132,19 @@ int routes_init(struct routes *rs, const struct conf *c, bool admin, char *err, 
     }
     rs->strict = strcmp(c->unknown_host, "421") == 0;
     qsort(rs->v, rs->n, sizeof *rs->v, route_order);
+    /* error_page is inherited from the longest prefix route above of the same
+     * hosts (prefixes come longest first) */
+    for (size_t i = 0; i < rs->n; i++) {
+        struct route *rt = &rs->v[i];
+        for (size_t j = 0; j < rs->n && !rt->errsite; j++) {
+            const struct route *up = &rs->v[j];
+            const char *hu = up->conf->hosts_text, *hr = rt->conf->hosts_text;
+            if (j != i && up->match == CONF_MATCH_PREFIX && up->site && up->site->nerrors &&
+                up->path_len <= rt->path_len && memcmp(up->path, rt->path, up->path_len) == 0 &&
+                (hu ? hr && strcmp(hu, hr) == 0 : !hr)) /* the same site's */
+                rt->errsite = up->site;
+        }
+    }
     for (size_t i = 0; i < rs->n; i++) {
         struct route *rt = &rs->v[i];
         char why[768];
@@ -289,6 +305,24 @@ const struct route *routes_match(const struct routes *rs, const struct http_requ
         *allow = allowed;
         *nparams = 0;
         return NULL;
+    }
+    return NULL;
+}
+
+const struct route *routes_near(const struct routes *rs, const struct http_request *req) {
+    struct ex_param params[EX_MAX_PARAMS];
+    unsigned n;
+    char host[256];
+    size_t hlen = 0;
+    int site = 0;
+    if (rs->has_hosts) {
+        hlen = host_name(req, host, sizeof host);
+        if ((site = pick_site(rs, host, hlen)) < 0) return NULL; /* 421: no site of ours */
+    }
+    for (size_t i = 0; i < rs->n; i++) {
+        const struct route *rt = &rs->v[i];
+        if (rs->has_hosts && !serves(rt, site, host, hlen)) continue;
+        if (path_matches(rt, req->path, req->path_len, params, EX_MAX_PARAMS, &n)) return rt;
     }
     return NULL;
 }

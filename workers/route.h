@@ -30,6 +30,7 @@
 #include "workers/preforkd.h"
 
 struct ex_param;
+struct site;
 
 /* One literal or {name} segment of a pattern route. */
 struct route_seg {
@@ -49,10 +50,12 @@ struct route {
     unsigned nsegs;
     unsigned methods; /* bit per enum req_method; 0: any */
     enum route_mode mode;
-    uint64_t max_body;     /* max_body_size: the route's, else the server's */
-    void *data;            /* the handler's, per worker (pfd_route_set_data) */
-    bool inited;           /* its handler's init ran: fini will */
-    unsigned order, group; /* config position; that of the first route of the same path */
+    uint64_t max_body;          /* max_body_size: the route's, else the server's */
+    void *data;                 /* the handler's, per worker (pfd_route_set_data) */
+    const struct site *site;    /* its headers, cors, return... (site.h), or NULL */
+    const struct site *errsite; /* whose error_page applies: its own, or inherited */
+    bool inited;                /* its handler's init ran: fini will */
+    unsigned order, group;      /* config position; that of the first route of the same path */
 };
 
 struct routes {
@@ -95,6 +98,10 @@ int routes_check(const struct conf *c, char *err, size_t errlen);
 const struct route *routes_match(const struct routes *rs, const struct http_request *req,
                                  struct ex_param *params, unsigned max, unsigned *nparams,
                                  unsigned *allow);
+/* The first route of the request's host whose path matches, whatever its
+ * methods (an answer that no route gave takes this one's site settings),
+ * or NULL. */
+const struct route *routes_near(const struct routes *rs, const struct http_request *req);
 /* "GET, HEAD, POST" for a method set, into out. */
 void routes_allow_text(unsigned methods, char *out, size_t outlen);
 

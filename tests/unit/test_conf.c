@@ -831,6 +831,31 @@ static void test_route_defined_twice(void **state) {
     conf_free(&c);
 }
 
+/* The site settings (workers/site.h): header repeats, the others do not;
+ * return implies its handler and refuses another; error_page needs a root. */
+static void test_route_site_settings(void **state) {
+    (void)state;
+    struct conf c;
+    char err[ERRLEN] = "";
+    conf_init(&c);
+    assert_int_equal(load(&c,
+                          "[route = /old]\nreturn = 301 https://x.example$request_uri\n"
+                          "[route /]\nhandler = echo\nheader = X-A: 1\nheader = X-B: 2 always\n",
+                          err),
+                     0);
+    assert_int_equal(finish(&c, err, ERRLEN), 0);
+    assert_string_equal(c.routes[0].handler, "return");
+    assert_non_null(c.routes[1].site);
+    conf_free(&c);
+    expect_load_error("[route /]\nhandler = echo\nreturn = 200 a\nreturn = 200 b\n", 4,
+                      "return: set twice");
+    expect_load_error("[route /]\nhandler = echo\nexpires = 1h\ncache_control = public\n", 4,
+                      "cache_control");
+    expect_load_error("[route /]\nhandler = echo\nheader = Date: x\n", 3, "header: Date");
+    expect_finish_error("[route /]\nhandler = echo\nreturn = 200 a\n", 3, "return");
+    expect_finish_error("[route /]\nhandler = echo\nerror_page = 404 /404.html\n", 3, "root");
+}
+
 /* The same section header twice in a row is still a second definition. */
 static void test_route_defined_twice_adjacent(void **state) {
     expect_finish_error("[route /a]\nhandler = echo\n"
@@ -1510,6 +1535,7 @@ int main(void) {
         T(test_setting_set_twice),
         T(test_route_defined_twice),
         T(test_route_defined_twice_adjacent),
+        T(test_route_site_settings),
         T(test_line_too_long),
         T(test_setting_outside_section),
         T(test_syntax_error),
