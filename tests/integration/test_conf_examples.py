@@ -125,3 +125,41 @@ def test_haproxy_send_proxy_cfg(make_server, tmp_path):
         finally:
             stop(hap, signal.SIGTERM)
     assert srv.proc.poll() is None
+
+
+def host_get(port, host, path, headers=()):
+    lines = [f"GET {path} HTTP/1.1", f"Host: {host}", "Connection: close"]
+    lines += [f"{k}: {v}" for k, v in headers]
+    with socket.create_connection(("127.0.0.1", port), timeout=10 * SLOW) as s:
+        s.sendall(("\r\n".join(lines) + "\r\n\r\n").encode())
+        return Reader(s).response()
+
+
+def test_the_example_site(make_server):
+    """conf/examples/site/site.conf as shipped (its relative roots), on the
+    test's own port."""
+    import re
+    text = (SOURCE / "conf" / "examples" / "site" / "site.conf").read_text()
+    text = re.sub(r"^listen = .*$", "", text, flags=re.M)
+    folder = SOURCE / "conf" / "examples" / "site"
+    text = text.replace("root = www", f"root = {folder / 'www'}")
+    srv = make_server(config=text)
+    r = host_get(srv.port, "www.example.org", "/")
+    assert r.status == 200 and b"example.org" in r.body
+    assert r.header("X-Content-Type-Options") == "nosniff"
+    assert r.header("Cache-Control") == "no-cache"
+    r = host_get(srv.port, "example.org", "/missing")
+    assert r.status == 404 and b"Not here" in r.body  # the error page, its status kept
+    assert r.header("Referrer-Policy")  # always: on errors too
+    assert host_get(srv.port, "example.org", "/.env").status == 404
+    r = host_get(srv.port, "example.org", "/old-blog")
+    assert r.status == 301 and r.header("Location") == "https://example.org/blog/"
+    r = host_get(srv.port, "example.org", "/app/settings/profile")
+    assert r.status == 200 and b"app shell" in r.body  # the SPA fallback
+    r = host_get(srv.port, "example.org", "/assets/style.css", [("Accept-Encoding", "gzip")])
+    gz = (folder / "www" / "assets" / "style.css.gz").read_bytes()
+    assert r.status == 200 and r.header("Content-Encoding") == "gzip" and r.body == gz
+    assert r.header("Access-Control-Allow-Origin") == "*"
+    assert "max-age=2592000" in r.header("Cache-Control")
+    r = host_get(srv.port, "other.example", "/")
+    assert r.status == 200 and r.body == b"no site here\n"

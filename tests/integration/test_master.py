@@ -594,6 +594,9 @@ def test_reopen_logs_after_the_file_was_moved(make_server, site, tmp_path):
     log.rename(tmp_path / "access.log.1")
     srv.signal(signal.SIGUSR1)
     wait_until(lambda: log.exists(), what="a new access log")
+    # each worker reopens on its own: a request to one that has not yet
+    # would rightly go to the old file
+    wait_until(lambda: srv.log().count("logs reopened") >= 2, what="both workers to reopen")
     get(srv.port, "/style.css")
     wait_until(lambda: "/style.css" in log.read_text(), what="a line in the new file")
     assert "/style.css" not in (tmp_path / "access.log.1").read_text()
