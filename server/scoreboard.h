@@ -176,6 +176,8 @@ void scoreboard_fold(struct scoreboard *sb, int slot);
 
 /* Milliseconds of CLOCK_MONOTONIC. */
 uint64_t monotonic_ms(void);
+/* Microseconds of CLOCK_MONOTONIC: request times. */
+uint64_t monotonic_us(void);
 
 /* The bucket of a time in microseconds. */
 static inline unsigned sb_bucket(uint64_t us) {

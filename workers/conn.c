@@ -128,9 +128,7 @@ static struct sb_route *route_counters(struct sb_slot *slot, const struct route 
 static void request_done(struct conn *c, struct exchange *ex, int status) {
     struct conns *cs = c->cs;
     struct sb_slot *slot = cs->slot;
-    struct timespec mono;
-    clock_gettime(CLOCK_MONOTONIC, &mono);
-    uint64_t now_us = (uint64_t)mono.tv_sec * 1000000 + (uint64_t)mono.tv_nsec / 1000;
+    uint64_t now_us = monotonic_us();
     uint64_t usec = now_us > ex->start_us ? now_us - ex->start_us : 0;
     unsigned cls = status >= 100 && status < 600 ? (unsigned)status / 100 - 1 : 4;
     unsigned bucket = sb_bucket(usec);

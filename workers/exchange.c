@@ -38,12 +38,6 @@ struct ex_after {
 static void on_request_timeout(evutil_socket_t fd, short what, void *arg);
 static void on_wake(evutil_socket_t fd, short what, void *arg);
 
-static uint64_t now_us(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (uint64_t)ts.tv_sec * 1000000 + (uint64_t)ts.tv_nsec / 1000;
-}
-
 static pfd_req *as_req(struct exchange *ex) {
     return (pfd_req *)ex;
 }
@@ -120,7 +114,7 @@ struct exchange *exchange_new(struct exchange_env *env, struct conn *c) {
     ex->next_free = NULL;
     ex->conn = c;
     ex->state = EX_PARSING;
-    ex->start_us = now_us();
+    ex->start_us = monotonic_us();
     http_msg_start(ex->msg, env->limits);
     return ex;
 }
@@ -354,11 +348,12 @@ static void on_job_done(struct pool_job *job) {
     run_releases(ex);
     timer_stop(ex);
     if (ex->stuck) {
-        uint64_t late = now_us() - ex->cancelled_us;
+        uint64_t late = monotonic_us() - ex->cancelled_us;
         if (late > STOP_NOTICE_US)
             log_warn("the handler of %s that exceeded request_timeout finished after %llu ms "
                      "(%llu ms after it was asked to stop)",
-                     route_path(ex->route), (unsigned long long)((now_us() - ex->start_us) / 1000),
+                     route_path(ex->route),
+                     (unsigned long long)((monotonic_us() - ex->start_us) / 1000),
                      (unsigned long long)(late / 1000));
         atomic_fetch_sub_explicit(&env->slot->pool_stuck, 1, memory_order_relaxed);
     }
@@ -474,7 +469,7 @@ static void on_request_timeout(evutil_socket_t fd, short what, void *arg) {
         /* the thread cannot be stopped, only asked: it counts as stuck until
          * it returns (at once, for a handler that watches the cancellation) */
         ex->stuck = true;
-        ex->cancelled_us = now_us();
+        ex->cancelled_us = monotonic_us();
         atomic_fetch_add_explicit(&env->slot->pool_stuck, 1, memory_order_relaxed);
         log_warn("handler of %s exceeded request_timeout (%u ms): 504; asked it to stop",
                  route_path(ex->route), env->conf->request_timeout);
