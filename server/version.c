@@ -7,6 +7,7 @@
 #include <gnu/libc-version.h>
 #include <http_parser.h>
 #include <ini.h>
+#include <libdeflate.h>
 #include <zlib.h>
 
 #include "version_info.h" /* generated: the commit, build type, compiler, inih */
@@ -41,6 +42,8 @@ void version_print_build(FILE *out) {
             PREFORKD_INIH_VERSION, loaded_from((void (*)(void))ini_parse));
     fprintf(out, "zlib: %s, built against %s; %s\n", zlibVersion(), ZLIB_VERSION,
             loaded_from((void (*)(void))zlibVersion));
+    fprintf(out, "libdeflate: %s at build time (libdeflate has no version call); %s\n",
+            LIBDEFLATE_VERSION_STRING, loaded_from((void (*)(void))libdeflate_alloc_compressor));
     fprintf(out, "glibc: %s, built against %d.%d; %s\n", gnu_get_libc_version(), __GLIBC__,
             __GLIBC_MINOR__, loaded_from((void (*)(void))gnu_get_libc_version));
 }

@@ -47,6 +47,8 @@ struct fentry {
     uint64_t size;     /* bytes answered: st.st_size, or data's when the owner put a
                           coding of the file there (free()d with the entry) */
     pfd_headers *hdrs; /* Last-Modified, ETag, Accept-Ranges: checked once */
+    bool on_the_fly;   /* hdrs describe a coding the owner makes (no ranges) */
+    int gzip_level;    /* > 0: the owner gzips the file for each request */
 };
 
 struct fcache *fcache_create(unsigned max_entries, unsigned valid_ms, unsigned idle_ms);

@@ -23,10 +23,10 @@
 #include <sys/syscall.h>
 #include <time.h>
 #include <unistd.h>
-#include <zlib.h>
 
 #include "workers/encoding.h"
 #include "workers/fcache.h"
+#include "workers/gzip.h"
 #include "workers/handlers.h"
 #include "workers/httpdate.h"
 #include "workers/mime.h"
@@ -72,9 +72,11 @@ struct static_route {
     struct words try_files;   /* try_files: $uri items, then maybe =CODE */
     unsigned offered;         /* codings answered: ENC_GZIP | ENC_BR */
     unsigned statics;         /* of them, from files beside (gzip_static, brotli_static) */
-    bool compress;            /* compress = on: small files gzipped on the fly */
+    bool compress;            /* compress = on: files gzipped on the fly */
     int compress_level;       /* 1-9 */
     uint64_t compress_min;    /* compress_min_size */
+    uint64_t compress_max;    /* compress_max_size */
+    bool on_pool;             /* mode = pool: the handler runs on a pool thread */
     struct words ctypes;      /* compress_types (none: the text types) */
     struct fcache *fcache;    /* inline routes: open files (loop thread only) */
     bool allow_hidden;        /* hidden_files = allow */
@@ -250,6 +252,8 @@ static int redirect_to_directory(pfd_req *r) {
 
 /* Answers from an entry (which the answer then holds, or which is released
  * here): 412, 304, 416, 206 or 200. */
+static int gzip_each(pfd_req *r, struct fentry *e);
+
 static int serve_entry(pfd_req *r, struct fentry *e) {
     uint64_t size = e->size, first = 0, count = size;
     int pre = preconditions(r, e->etag, e->st.st_mtime);
@@ -263,7 +267,10 @@ static int serve_entry(pfd_req *r, struct fentry *e) {
         fentry_release(e);
         return PFD_OK;
     }
-    pfd_str range = pfd_method_id(r) == PFD_GET ? pfd_field(r, PFD_F_RANGE) : (pfd_str){0};
+    if (e->gzip_level) return gzip_each(r, e);
+    /* an answer compressed on the fly has no ranges (nginx's gzip) */
+    pfd_str range =
+        pfd_method_id(r) == PFD_GET && !e->on_the_fly ? pfd_field(r, PFD_F_RANGE) : (pfd_str){0};
     if (range.p && range_applies(r, e->etag, e->st.st_mtime)) {
         switch (range_parse(range.p, range.len, size, &first, &count)) {
         case RANGE_OK:
@@ -607,15 +614,17 @@ static int open_variant(pfd_req *r, const struct static_route *sr, const char *n
 
 /* A new entry's validators and fields for its coding: the ETag differs
  * from the plain file's ("-gz", "-br" inside the quotes), Content-Encoding
- * joins the block. -1 when out of memory. */
-static int entry_encoded(struct fentry *e, enum encoding enc) {
+ * joins the block, Accept-Ranges unless the coding is made on the fly. -1
+ * when out of memory. */
+static int entry_encoded(struct fentry *e, enum encoding enc, bool on_the_fly) {
     char lastmod[HTTPDATE_LEN + 1], etag[sizeof e->etag];
     snprintf(etag, sizeof etag, "\"%" PRIx64 "-%" PRIx64 "-%s\"", (uint64_t)e->st.st_mtime,
              (uint64_t)e->st.st_size, enc_suffix[enc] + 1);
     httpdate_format(e->st.st_mtime, lastmod);
     pfd_headers *h = pfd_headers_new();
     if (!h || pfd_headers_set(h, "Last-Modified", lastmod) < 0 ||
-        pfd_headers_set(h, "ETag", etag) < 0 || pfd_headers_set(h, "Accept-Ranges", "bytes") < 0 ||
+        pfd_headers_set(h, "ETag", etag) < 0 ||
+        (!on_the_fly && pfd_headers_set(h, "Accept-Ranges", "bytes") < 0) ||
         pfd_headers_set(h, "Content-Encoding", enc_name[enc]) < 0) {
         pfd_headers_free(h);
         return -1;
@@ -623,6 +632,7 @@ static int entry_encoded(struct fentry *e, enum encoding enc) {
     memcpy(e->etag, etag, sizeof etag);
     pfd_headers_free(e->hdrs);
     e->hdrs = h;
+    e->on_the_fly = on_the_fly;
     return 0;
 }
 
@@ -636,55 +646,58 @@ static bool compressible(const struct static_route *sr, const char *ctype) {
     return false;
 }
 
-/* gzip (RFC 1952) of in[0, size) into a malloc'd buffer; its length in
- * *outlen, or NULL when out of memory. */
-static char *gzip_buf(const char *in, size_t size, int level, size_t *outlen) {
-    z_stream z = {0};
-    char *out = NULL;
-    if (deflateInit2(&z, level, Z_DEFLATED, 16 + 15, 8, Z_DEFAULT_STRATEGY) != Z_OK) return NULL;
-    uLong room = deflateBound(&z, (uLong)size);
-    if ((out = malloc(room))) {
-        z.next_in = (Bytef *)in;
-        z.avail_in = (uInt)size;
-        z.next_out = (Bytef *)out;
-        z.avail_out = (uInt)room;
-        if (deflate(&z, Z_FINISH) == Z_STREAM_END) {
-            *outlen = z.total_out;
-        } else {
-            free(out);
-            out = NULL;
-        }
-    }
-    deflateEnd(&z);
-    return out;
-}
-
 /* Whether compress = on gzips this file (its stat, its Content-Type). */
 static bool compress_fits(const struct static_route *sr, const struct stat *st, const char *ctype) {
     uint64_t size = (uint64_t)st->st_size;
-    return sr->compress && size >= sr->compress_min && size <= FCACHE_MEM_MAX &&
+    return sr->compress && size >= sr->compress_min && size <= sr->compress_max &&
            compressible(sr, ctype);
 }
 
-/* compress = on: puts the gzip of e's small file in e's place (its
- * validators stay the file's, the ETag gets "-gz"). false when it would
- * not shrink (or out of memory): e then answers plainly. */
+/* The whole of e's file: its cached content, or read now into a malloc'd
+ * buffer (*owned then true). NULL when it cannot be read whole. */
+static const char *entry_bytes(const struct fentry *e, bool *owned) {
+    size_t size = (size_t)e->st.st_size, got = 0;
+    char *in;
+    *owned = false;
+    if (e->data) return e->data;
+    if (e->fd < 0 || !(in = malloc(size ? size : 1))) return NULL;
+    while (got < size) {
+        ssize_t n = pread(e->fd, in + got, size - got, (off_t)got);
+        if (n < 0 && errno == EINTR) continue;
+        if (n <= 0) break;
+        got += (size_t)n;
+    }
+    if (got < size) { /* shrunk meanwhile, or an I/O error */
+        free(in);
+        return NULL;
+    }
+    *owned = true;
+    return in;
+}
+
+/* The gzip of e's file; NULL when it cannot be read or out of memory. */
+static char *entry_gzip(const struct fentry *e, int level, size_t *len) {
+    bool owned;
+    const char *in = entry_bytes(e, &owned);
+    char *gz = in ? gzip_compress(in, (size_t)e->st.st_size, level, len) : NULL;
+    if (owned) free((char *)in);
+    return gz;
+}
+
+/* compress = on, for a new entry e of a file that fits: a small file's gzip
+ * takes its place in e (compressed once per change, answered from the
+ * cache in one write); a larger one is compressed for each request (e then
+ * only says how). Either way the ETag gets "-gz". A small file that would
+ * not shrink stays as it is. false when e answers plainly. */
 static bool compress_entry(const struct static_route *sr, struct fentry *e) {
-    uint64_t size = (uint64_t)e->st.st_size;
-    /* a cached small file is in memory; else (no cache) it is read now */
-    char *in = e->data, *gz = NULL;
-    size_t got = 0, len = 0;
-    if (!in && e->fd >= 0 && (in = malloc(size ? size : 1)))
-        while (got < size) {
-            ssize_t n = pread(e->fd, in + got, size - got, (off_t)got);
-            if (n < 0 && errno == EINTR) continue;
-            if (n <= 0) break;
-            got += (size_t)n;
-        }
-    if (in && (in == e->data || got == size))
-        gz = gzip_buf(in, (size_t)size, sr->compress_level, &len);
-    if (in != e->data) free(in);
-    if (!gz || len >= size || entry_encoded(e, ENC_GZIP) < 0) {
+    if ((uint64_t)e->st.st_size > FCACHE_MEM_MAX) {
+        if (entry_encoded(e, ENC_GZIP, true) < 0) return false;
+        e->gzip_level = sr->compress_level;
+        return true;
+    }
+    size_t len = 0;
+    char *gz = entry_gzip(e, sr->compress_level, &len);
+    if (!gz || len >= (uint64_t)e->st.st_size || entry_encoded(e, ENC_GZIP, true) < 0) {
         free(gz);
         return false;
     }
@@ -694,6 +707,55 @@ static bool compress_entry(const struct static_route *sr, struct fentry *e) {
     if (e->fd >= 0) close(e->fd);
     e->fd = -1;
     return true;
+}
+
+/* A request's compression of a large file (gzip_each): the entry it holds
+ * and the result. */
+struct gzip_job {
+    struct fentry *e;
+    char *out;
+    size_t len;
+};
+
+/* [pool] Compresses, unless the client left before. */
+static void gzip_work(pfd_req *r, void *arg) {
+    struct gzip_job *j = arg;
+    if (!pfd_cancelled(r)) j->out = entry_gzip(j->e, j->e->gzip_level, &j->len);
+}
+
+/* Answers with the compressed bytes (the entry's headers say gzip). */
+static void gzip_done(pfd_req *r, void *arg) {
+    struct gzip_job *j = arg;
+    struct fentry *e = j->e;
+    if (pfd_gone(r)) {
+        free(j->out);
+    } else if (!j->out) {
+        pfd_error(r, 500);
+    } else {
+        pfd_content_type(r, e->mime);
+        pfd_header_block(r, e->hdrs);
+        pfd_body_ref(r, j->out, j->len, free, j->out);
+    }
+    fentry_release(e);
+}
+
+/* A file too large to keep compressed is compressed for each request, as
+ * nginx's gzip does, but whole (libdeflate) and never on the loop thread:
+ * an inline route hands it to the pool. Takes e's hold. */
+static int gzip_each(pfd_req *r, struct fentry *e) {
+    struct gzip_job *j = pfd_alloc(r, sizeof *j);
+    if (!j) {
+        fentry_release(e);
+        return pfd_error(r, 500);
+    }
+    *j = (struct gzip_job){.e = e};
+    if (pfd_route_mode(pfd_req_route(r)) == PFD_POOL) {
+        gzip_work(r, j);
+        gzip_done(r, j);
+        return PFD_OK;
+    }
+    if (pfd_async(r, gzip_work, gzip_done, j) < 0) fentry_release(e); /* 503 is set */
+    return PFD_OK;
 }
 
 static int static_handle(pfd_req *r) {
@@ -762,7 +824,7 @@ static int static_handle(pfd_req *r) {
             if (!(e = fentry_new(fc, key, keylen, fd, &st, name, now))) return pfd_error(r, 500);
             e->mime = mime_table_type(sr->mimes, name);
             if (compress) compress_entry(sr, e);
-            if (encoded && entry_encoded(e, encoded) < 0) {
+            if (encoded && entry_encoded(e, encoded, false) < 0) {
                 if (fc) fcache_forget(fc, e);
                 fentry_release(e);
                 return pfd_error(r, 500);
@@ -881,7 +943,11 @@ static int try_files_parse(const pfd_route *rt, struct static_route *sr, char *e
     return 0;
 }
 
-/* compress, compress_level, compress_min_size, compress_types. */
+/* Files larger than this are never compressed on the fly. */
+#define COMPRESS_MAX_CEILING (64ull * 1024 * 1024)
+
+/* compress, compress_level, compress_min_size, compress_max_size,
+ * compress_types. */
 static int compress_parse(const pfd_route *rt, struct static_route *sr, char *err, size_t errlen) {
     const char *v = pfd_route_setting(rt, "compress");
     if (v && strcmp(v, "on") != 0 && strcmp(v, "off") != 0) {
@@ -903,6 +969,16 @@ static int compress_parse(const pfd_route *rt, struct static_route *sr, char *er
         pfd_route_number(rt, "compress_min_size", &sr->compress_min) < 0) {
         snprintf(err, errlen, "compress_min_size: \"%s\": not a size",
                  pfd_route_setting(rt, "compress_min_size"));
+        return -1;
+    }
+    sr->compress_max = 1024 * 1024;
+    if ((v = pfd_route_setting(rt, "compress_max_size")) &&
+        (pfd_route_number(rt, "compress_max_size", &sr->compress_max) < 0 ||
+         sr->compress_max > COMPRESS_MAX_CEILING || sr->compress_max < sr->compress_min)) {
+        snprintf(err, errlen,
+                 "compress_max_size: \"%s\": a size from compress_min_size to 64m (a file and "
+                 "its gzip are held whole in memory)",
+                 v);
         return -1;
     }
     v = pfd_route_setting(rt, "compress_types");
@@ -1047,7 +1123,7 @@ static void static_tick(pfd_route *rt) {
 static const char *const static_settings[] = {
     "root", "index", "file_cache_entries", "file_cache_valid", "file_cache_idle",
     "hidden_files", "deny_suffixes", "charset", "mime_types", "autoindex", "try_files",
-    "gzip_static", "brotli_static", "compress", "compress_level", "compress_min_size",
+    "gzip_static", "brotli_static", "compress", "compress_level", "compress_min_size", "compress_max_size",
     "compress_types", NULL};
 /* clang-format on */
 

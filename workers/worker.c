@@ -19,6 +19,7 @@
 #include "server/log.h"
 #include "workers/accesslog.h"
 #include "workers/conn.h"
+#include "workers/gzip.h"
 #include "workers/handlers.h"
 #include "workers/pool.h"
 
@@ -457,6 +458,7 @@ static void teardown(struct worker *w) {
     routes_free(&w->routes);
     routes_free(&w->admin_routes);
     if (w->apps_inited) handlers_worker_exit(w->conf);
+    gzip_thread_end(); /* the loop thread's compressors (pool threads free theirs) */
     accesslog_close(w->alog);
     bufcache_trim(&w->conns.bufs);
     if (w->base) event_base_free(w->base);

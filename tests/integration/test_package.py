@@ -100,7 +100,7 @@ def test_control_fields(package):
     depends = package.field("Depends")
     # from dpkg-shlibdeps: the libraries the binary is linked with
     for lib in ("libevent-core-2.1", "libevent-pthreads-2.1", "libhttp-parser", "libinih",
-                "libsystemd0", "libc6", "adduser"):
+                "libsystemd0", "libdeflate0", "libc6", "adduser"):
         assert lib in depends, (lib, depends)
     assert package.control_file("conffiles").split() == ["/etc/logrotate.d/preforkd",
                                                          "/" + CONF]
