@@ -1,7 +1,10 @@
 #!/usr/bin/env python3
 """profile_client.py PORT WORKLOAD COUNT — sends exactly COUNT requests, for
 scripts/profile: hello (keep-alive, 13-byte file), 1k (keep-alive, 1 KiB),
-close (a new connection per request), pipeline16 (16 requests per write)."""
+close (a new connection per request), pipeline16 (16 requests per write),
+site (hello from a route with ten header settings and an error page, asked
+with an Origin; bare: the same request to a route without them), 4k (a 4 KiB text file) and 4kgz (the same, asked with
+Accept-Encoding: gzip from a route that compresses: its cached gzip)."""
 
 import socket
 import sys
@@ -27,8 +30,12 @@ def read_responses(sock, buf, count):
 
 def main():
     port, workload, count = int(sys.argv[1]), sys.argv[2], int(sys.argv[3])
-    path = "/1k.bin" if workload == "1k" else "/hello"
-    req = f"GET {path} HTTP/1.1\r\nHost: profile\r\n\r\n".encode()
+    path, extra = {"1k": ("/1k.bin", ""), "site": ("/site/hello", "Origin: http://example.org\r\n"),
+                   "bare": ("/bare/hello", "Origin: http://example.org\r\n"),
+                   "4k": ("/4k.css", ""),
+                   "4kgz": ("/gz/4k.css", "Accept-Encoding: gzip\r\n")}.get(workload,
+                                                                             ("/hello", ""))
+    req = f"GET {path} HTTP/1.1\r\nHost: profile\r\n{extra}\r\n".encode()
     if workload == "close":
         close_req = f"GET {path} HTTP/1.1\r\nHost: profile\r\nConnection: close\r\n\r\n".encode()
         for _ in range(count):

@@ -76,7 +76,7 @@ struct static_route {
     int compress_level;       /* 1-9 */
     uint64_t compress_min;    /* compress_min_size */
     uint64_t compress_max;    /* compress_max_size */
-    bool on_pool;             /* mode = pool: the handler runs on a pool thread */
+    pfd_headers *vary;        /* "Vary: Accept-Encoding", when it offers codings */
     struct words ctypes;      /* compress_types (none: the text types) */
     struct fcache *fcache;    /* inline routes: open files (loop thread only) */
     bool allow_hidden;        /* hidden_files = allow */
@@ -771,7 +771,7 @@ static int static_handle(pfd_req *r) {
     size_t norder = 0;
     if (sr->offered) {
         /* the answer depends on Accept-Encoding, whichever it is */
-        if (pfd_header_add(r, "Vary", "Accept-Encoding") < 0) return PFD_ERROR;
+        if (pfd_header_block(r, sr->vary) < 0) return PFD_ERROR;
         norder = negotiate(r, sr->offered, order);
     }
     if (refused_name(sr, path.p, path.len)) return pfd_error(r, 404);
@@ -1074,6 +1074,7 @@ static void static_fini(pfd_route *rt) {
     free(sr->root);
     free(sr->root_real);
     fcache_destroy(sr->fcache);
+    pfd_headers_free(sr->vary);
     settings_free(sr);
     free(sr);
     pfd_route_set_data(rt, NULL);
@@ -1096,6 +1097,13 @@ static int static_init(pfd_route *rt, char *err, size_t errlen) {
     if (sr->root_fd >= 0) sr->root_real = realpath(sr->root, NULL);
     if (sr->root_fd < 0 || !sr->root_real) {
         snprintf(err, errlen, "root %s: %s", sr->root ? sr->root : "?", strerror(errno));
+        static_fini(rt);
+        return -1;
+    }
+    /* formatted once: every answer of the route carries it */
+    if (sr->offered && (!(sr->vary = pfd_headers_new()) ||
+                        pfd_headers_set(sr->vary, "Vary", "Accept-Encoding") < 0)) {
+        snprintf(err, errlen, "out of memory");
         static_fini(rt);
         return -1;
     }
