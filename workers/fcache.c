@@ -196,6 +196,7 @@ struct fentry *fentry_new(struct fcache *fc, const char *key, size_t keylen, int
 fail:
     if (e) {
         pfd_headers_free(e->hdrs);
+        pfd_headers_free(e->alt_hdrs);
         free(e->key);
         free(e);
     }
@@ -209,6 +210,7 @@ void fentry_release(void *entry) {
     if (e->fd >= 0) close(e->fd);
     free(e->data);
     pfd_headers_free(e->hdrs);
+    pfd_headers_free(e->alt_hdrs);
     free(e->key);
     free(e);
 }

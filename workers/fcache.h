@@ -48,7 +48,10 @@ struct fentry {
                           coding of the file there (free()d with the entry) */
     pfd_headers *hdrs; /* Last-Modified, ETag, Accept-Ranges: checked once */
     bool on_the_fly;   /* hdrs describe a coding the owner makes (no ranges) */
-    int gzip_level;    /* > 0: the owner gzips the file for each request */
+    int gzip_level;    /* > 0: the owner gzips the file for each GET request */
+    /* the owner's second representation (gzip_level): its fields, its tag */
+    pfd_headers *alt_hdrs;
+    char alt_etag[48];
 };
 
 struct fcache *fcache_create(unsigned max_entries, unsigned valid_ms, unsigned idle_ms);

@@ -15,6 +15,7 @@
 #include <inttypes.h>
 #include <limits.h>
 #include <linux/openat2.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -76,6 +77,8 @@ struct static_route {
     int compress_level;       /* 1-9 */
     uint64_t compress_min;    /* compress_min_size */
     uint64_t compress_max;    /* compress_max_size */
+    uint64_t compress_memory; /* compress_memory: the most gzip_each jobs may hold */
+    _Atomic uint64_t gz_held; /* what they hold now (pool routes: several threads) */
     pfd_headers *vary;        /* "Vary: Accept-Encoding", when it offers codings */
     struct words ctypes;      /* compress_types (none: the text types) */
     struct fcache *fcache;    /* inline routes: open files (loop thread only) */
@@ -157,8 +160,11 @@ static int status_for_errno(int e) {
 
 /* Whether a list of entity-tags holds ours, or is "*". The weak comparison
  * (If-None-Match) ignores a W/ prefix; the strong one (If-Match) never
- * matches a weak tag. Our tags are strong. */
+ * matches a weak tag. Our tags are strong, but for codings made on the fly
+ * (their bytes depend on the compressor and its level). */
 static bool etag_listed(pfd_str list, const char *etag, bool strong) {
+    bool ours_weak = etag[0] == 'W' && etag[1] == '/';
+    if (ours_weak) etag += 2;
     size_t elen = strlen(etag);
     const char *p = list.p, *end = list.p + list.len;
     while (p < end) {
@@ -171,7 +177,8 @@ static bool etag_listed(pfd_str list, const char *etag, bool strong) {
             const char *close = memchr(p + 1, '"', (size_t)(end - p - 1));
             if (!close) return false;
             p = close + 1;
-            if (!(weak && strong) && (size_t)(p - tag) == elen && memcmp(tag, etag, elen) == 0)
+            if (!((weak || ours_weak) && strong) && (size_t)(p - tag) == elen &&
+                memcmp(tag, etag, elen) == 0)
                 return true;
         }
         while (p < end && *p != ',') p++;
@@ -252,9 +259,8 @@ static int redirect_to_directory(pfd_req *r) {
 
 /* Answers from an entry (which the answer then holds, or which is released
  * here): 412, 304, 416, 206 or 200. */
-static int gzip_each(pfd_req *r, struct fentry *e);
-
-static int serve_entry(pfd_req *r, struct fentry *e) {
+/* Answers from e as it is: its bytes, its headers (taking e's hold). */
+static int serve_as_is(pfd_req *r, struct fentry *e) {
     uint64_t size = e->size, first = 0, count = size;
     int pre = preconditions(r, e->etag, e->st.st_mtime);
     if (pre == 412) {
@@ -267,7 +273,6 @@ static int serve_entry(pfd_req *r, struct fentry *e) {
         fentry_release(e);
         return PFD_OK;
     }
-    if (e->gzip_level) return gzip_each(r, e);
     /* an answer compressed on the fly has no ranges (nginx's gzip) */
     pfd_str range =
         pfd_method_id(r) == PFD_GET && !e->on_the_fly ? pfd_field(r, PFD_F_RANGE) : (pfd_str){0};
@@ -612,14 +617,16 @@ static int open_variant(pfd_req *r, const struct static_route *sr, const char *n
     return -1;
 }
 
-/* A new entry's validators and fields for its coding: the ETag differs
- * from the plain file's ("-gz", "-br" inside the quotes), Content-Encoding
- * joins the block, Accept-Ranges unless the coding is made on the fly. -1
- * when out of memory. */
-static int entry_encoded(struct fentry *e, enum encoding enc, bool on_the_fly) {
-    char lastmod[HTTPDATE_LEN + 1], etag[sizeof e->etag];
-    snprintf(etag, sizeof etag, "\"%" PRIx64 "-%" PRIx64 "-%s\"", (uint64_t)e->st.st_mtime,
-             (uint64_t)e->st.st_size, enc_suffix[enc] + 1);
+/* The validators and fields of e's file in a coding: the ETag differs from
+ * the plain file's ("-gz", "-br" inside the quotes; weak for a coding made
+ * on the fly, whose bytes depend on the compressor), Content-Encoding joins
+ * the block, Accept-Ranges unless the coding is made on the fly. The tag
+ * goes to etag; NULL when out of memory. */
+static pfd_headers *coding_headers(const struct fentry *e, enum encoding enc, bool on_the_fly,
+                                   char etag[static sizeof e->etag]) {
+    char lastmod[HTTPDATE_LEN + 1];
+    snprintf(etag, sizeof e->etag, "%s\"%" PRIx64 "-%" PRIx64 "-%s\"", on_the_fly ? "W/" : "",
+             (uint64_t)e->st.st_mtime, (uint64_t)e->st.st_size, enc_suffix[enc] + 1);
     httpdate_format(e->st.st_mtime, lastmod);
     pfd_headers *h = pfd_headers_new();
     if (!h || pfd_headers_set(h, "Last-Modified", lastmod) < 0 ||
@@ -627,8 +634,17 @@ static int entry_encoded(struct fentry *e, enum encoding enc, bool on_the_fly) {
         (!on_the_fly && pfd_headers_set(h, "Accept-Ranges", "bytes") < 0) ||
         pfd_headers_set(h, "Content-Encoding", enc_name[enc]) < 0) {
         pfd_headers_free(h);
-        return -1;
+        return NULL;
     }
+    return h;
+}
+
+/* A new entry turned into its coding's: its validators and fields. -1 when
+ * out of memory. */
+static int entry_encoded(struct fentry *e, enum encoding enc, bool on_the_fly) {
+    char etag[sizeof e->etag];
+    pfd_headers *h = coding_headers(e, enc, on_the_fly, etag);
+    if (!h) return -1;
     memcpy(e->etag, etag, sizeof etag);
     pfd_headers_free(e->hdrs);
     e->hdrs = h;
@@ -691,7 +707,8 @@ static char *entry_gzip(const struct fentry *e, int level, size_t *len) {
  * not shrink stays as it is. false when e answers plainly. */
 static bool compress_entry(const struct static_route *sr, struct fentry *e) {
     if ((uint64_t)e->st.st_size > FCACHE_MEM_MAX) {
-        if (entry_encoded(e, ENC_GZIP, true) < 0) return false;
+        /* e stays the plain file's (HEAD, and the fallbacks of gzip_each) */
+        if (!(e->alt_hdrs = coding_headers(e, ENC_GZIP, true, e->alt_etag))) return false;
         e->gzip_level = sr->compress_level;
         return true;
     }
@@ -709,57 +726,121 @@ static bool compress_entry(const struct static_route *sr, struct fentry *e) {
     return true;
 }
 
-/* A request's compression of a large file (gzip_each): the entry it holds
- * and the result. */
+/* The memory gzip_each jobs hold, per route and worker: a job takes its
+ * file's size (its input while it compresses, its output until sent) or is
+ * not started. */
+static bool gz_take(struct static_route *sr, uint64_t n) {
+    uint64_t was = atomic_fetch_add_explicit(&sr->gz_held, n, memory_order_relaxed);
+    if (was + n <= sr->compress_memory) return true;
+    atomic_fetch_sub_explicit(&sr->gz_held, n, memory_order_relaxed);
+    return false;
+}
+
+static void gz_put(struct static_route *sr, uint64_t n) {
+    atomic_fetch_sub_explicit(&sr->gz_held, n, memory_order_relaxed);
+}
+
+/* A request's compression of a large file (gzip_each). Malloc'd: it lives
+ * until its output is sent (body release) or dropped. */
 struct gzip_job {
-    struct fentry *e;
+    struct static_route *sr;
+    struct fentry *e; /* held until the job is answered */
+    int level;        /* the entry's, copied: the loop may clear it meanwhile */
+    uint64_t size;    /* the file's, taken from sr's memory */
     char *out;
     size_t len;
 };
 
-/* [pool] Compresses, unless the client left before. */
-static void gzip_work(pfd_req *r, void *arg) {
+/* The job's end: its output and memory go, its hold on the entry too. */
+static void gzip_job_free(void *arg) {
     struct gzip_job *j = arg;
-    if (!pfd_cancelled(r)) j->out = entry_gzip(j->e, j->e->gzip_level, &j->len);
+    free(j->out);
+    gz_put(j->sr, j->size);
+    if (j->e) fentry_release(j->e);
+    free(j);
 }
 
-/* Answers with the compressed bytes (the entry's headers say gzip). */
-static void gzip_done(pfd_req *r, void *arg) {
+/* [pool] Compresses, unless the client left before. The entry's fields it
+ * reads (fd, st, data) do not change after the entry is made. */
+static void gzip_work(pfd_req *r, void *arg) {
     struct gzip_job *j = arg;
-    struct fentry *e = j->e;
-    if (pfd_gone(r)) {
-        free(j->out);
-    } else if (!j->out) {
-        pfd_error(r, 500);
-    } else {
-        pfd_content_type(r, e->mime);
-        pfd_header_block(r, e->hdrs);
-        pfd_body_ref(r, j->out, j->len, free, j->out);
+    if (pfd_cancelled(r)) return;
+    j->out = entry_gzip(j->e, j->level, &j->len);
+    if (j->out && j->len < j->size) {
+        char *fit = realloc(j->out, j->len ? j->len : 1); /* from libdeflate's bound */
+        if (fit) j->out = fit;
     }
+}
+
+/* Answers with the compressed bytes and the gzip fields; a file that did
+ * not shrink is answered as it is (and no longer compressed). */
+static void gzip_answer(pfd_req *r, struct gzip_job *j) {
+    struct fentry *e = j->e;
+    if (!j->out) {
+        pfd_error(r, 500);
+        gzip_job_free(j);
+        return;
+    }
+    if (j->len >= j->size) {
+        e->gzip_level = 0; /* its later requests: plainly, without trying */
+        j->e = NULL;
+        gzip_job_free(j);
+        serve_as_is(r, e);
+        return;
+    }
+    j->e = NULL; /* the fields below are copied */
+    pfd_content_type(r, e->mime);
+    pfd_header_block(r, e->alt_hdrs);
+    pfd_body_ref(r, j->out, j->len, gzip_job_free, j);
     fentry_release(e);
 }
 
-/* A file too large to keep compressed is compressed for each request, as
- * nginx's gzip does, but whole (libdeflate) and never on the loop thread:
- * an inline route hands it to the pool. Takes e's hold. */
-static int gzip_each(pfd_req *r, struct fentry *e) {
-    struct gzip_job *j = pfd_alloc(r, sizeof *j);
+/* [loop] The end of an inline route's job. */
+static void gzip_done(pfd_req *r, void *arg) {
+    if (pfd_gone(r))
+        gzip_job_free(arg);
+    else
+        gzip_answer(r, arg);
+}
+
+/* A GET of a file too large to keep compressed: compressed for each
+ * request, as nginx's gzip does, but whole (libdeflate) and never on the
+ * loop thread: an inline route hands it to the pool. Its validators are
+ * the gzip's (a 304 costs no compression). When the route's jobs hold
+ * compress_memory already the file is answered as it is. Takes e's hold. */
+static int gzip_each(pfd_req *r, struct static_route *sr, struct fentry *e) {
+    int pre = preconditions(r, e->alt_etag, e->st.st_mtime);
+    if (pre) {
+        pfd_status(r, pre);
+        if (pre == 304) pfd_header_block(r, e->alt_hdrs);
+        fentry_release(e);
+        return pre == 412 ? pfd_error(r, 412) : PFD_OK;
+    }
+    uint64_t size = (uint64_t)e->st.st_size;
+    if (!gz_take(sr, size)) return serve_as_is(r, e);
+    struct gzip_job *j = calloc(1, sizeof *j);
     if (!j) {
+        gz_put(sr, size);
         fentry_release(e);
         return pfd_error(r, 500);
     }
-    *j = (struct gzip_job){.e = e};
+    *j = (struct gzip_job){.sr = sr, .e = e, .level = e->gzip_level, .size = size};
     if (pfd_route_mode(pfd_req_route(r)) == PFD_POOL) {
         gzip_work(r, j);
-        gzip_done(r, j);
+        gzip_answer(r, j);
         return PFD_OK;
     }
-    if (pfd_async(r, gzip_work, gzip_done, j) < 0) fentry_release(e); /* 503 is set */
+    if (pfd_async(r, gzip_work, gzip_done, j) < 0) gzip_job_free(j); /* the answer is 503 */
     return PFD_OK;
 }
 
+static int serve_entry(pfd_req *r, struct static_route *sr, struct fentry *e) {
+    if (e->gzip_level && pfd_method_id(r) == PFD_GET) return gzip_each(r, sr, e);
+    return serve_as_is(r, e);
+}
+
 static int static_handle(pfd_req *r) {
-    const struct static_route *sr = pfd_route_data(pfd_req_route(r));
+    struct static_route *sr = pfd_route_data(pfd_req_route(r));
     struct fcache *fc = sr->fcache;
     enum pfd_method method = pfd_method_id(r);
     if (method != PFD_GET && method != PFD_HEAD) {
@@ -831,7 +912,7 @@ static int static_handle(pfd_req *r) {
             }
         }
     }
-    return serve_entry(r, e);
+    return serve_entry(r, sr, e);
 }
 
 /* The root as an absolute path, against the config file's folder; malloc'd. */
@@ -947,7 +1028,7 @@ static int try_files_parse(const pfd_route *rt, struct static_route *sr, char *e
 #define COMPRESS_MAX_CEILING (64ull * 1024 * 1024)
 
 /* compress, compress_level, compress_min_size, compress_max_size,
- * compress_types. */
+ * compress_memory, compress_types. */
 static int compress_parse(const pfd_route *rt, struct static_route *sr, char *err, size_t errlen) {
     const char *v = pfd_route_setting(rt, "compress");
     if (v && strcmp(v, "on") != 0 && strcmp(v, "off") != 0) {
@@ -979,6 +1060,19 @@ static int compress_parse(const pfd_route *rt, struct static_route *sr, char *er
                  "compress_max_size: \"%s\": a size from compress_min_size to 64m (a file and "
                  "its gzip are held whole in memory)",
                  v);
+        return -1;
+    }
+    sr->compress_memory = 32 * 1024 * 1024;
+    if ((v = pfd_route_setting(rt, "compress_memory")) &&
+        pfd_route_number(rt, "compress_memory", &sr->compress_memory) < 0) {
+        snprintf(err, errlen, "compress_memory: \"%s\": not a size", v);
+        return -1;
+    }
+    if (sr->compress_max > sr->compress_memory) {
+        snprintf(err, errlen,
+                 "compress_max_size (%" PRIu64 ") is above compress_memory (%" PRIu64
+                 "): no such file could be compressed",
+                 sr->compress_max, sr->compress_memory);
         return -1;
     }
     v = pfd_route_setting(rt, "compress_types");
@@ -1131,8 +1225,8 @@ static void static_tick(pfd_route *rt) {
 static const char *const static_settings[] = {
     "root", "index", "file_cache_entries", "file_cache_valid", "file_cache_idle",
     "hidden_files", "deny_suffixes", "charset", "mime_types", "autoindex", "try_files",
-    "gzip_static", "brotli_static", "compress", "compress_level", "compress_min_size", "compress_max_size",
-    "compress_types", NULL};
+    "gzip_static", "brotli_static", "compress", "compress_level", "compress_min_size",
+    "compress_max_size", "compress_memory", "compress_types", NULL};
 /* clang-format on */
 
 const pfd_handler static_handler = {

@@ -3,6 +3,7 @@ starts (front.conf: test_recipes and test_realip; cluster.conf and
 cluster.cfg: test_scaleout), each started as shipped, with only its
 addresses replaced, in front of preforkd: a request through it reaches
 preforkd, which sees the client's own address."""
+import gzip
 import os
 import pathlib
 import shutil
@@ -161,5 +162,10 @@ def test_the_example_site(make_server):
     assert r.status == 200 and r.header("Content-Encoding") == "gzip" and r.body == gz
     assert r.header("Access-Control-Allow-Origin") == "*"
     assert "max-age=2592000" in r.header("Cache-Control")
+    r = host_get(srv.port, "example.org", "/blog/", [("Accept-Encoding", "gzip")])
+    blog = (folder / "www" / "blog" / "index.html").read_bytes()
+    assert r.status == 200 and r.header("Content-Encoding") == "gzip"
+    assert gzip.decompress(r.body) == blog and len(r.body) < len(blog) // 2
+    assert r.header("Vary") == "Accept-Encoding"
     r = host_get(srv.port, "other.example", "/")
     assert r.status == 200 and r.body == b"no site here\n"

@@ -10,7 +10,7 @@ import urllib.parse
 
 import pytest
 
-from conftest import BIN, get
+from conftest import BIN, get, wait_until
 
 
 def conf(root, **settings):
@@ -463,7 +463,8 @@ def test_compress_on_the_fly(make_server, texts, mode):
         assert int(r.header("content-length")) == len(r.body) < len(page) // 4
         assert gziplib.decompress(r.body) == page
         tags.add(r.header("etag"))
-    assert len(tags) == 1 and tags.pop().endswith('-gz"')
+    tag = tags.pop()
+    assert not tags and tag.startswith('W/"') and tag.endswith('-gz"')  # weak: made here
     plain = get(srv.port, "/page.html")
     assert plain.body == page and plain.header("content-encoding") is None
     assert plain.header("etag") != r.header("etag")
@@ -504,19 +505,35 @@ def test_compress_large_files(make_server, texts, mode):
             assert int(r.header("content-length")) == len(r.body) < len(plain) // 3
             bodies.add(r.body)
             tags.add(r.header("etag"))
-        assert len(bodies) == 1 and len(tags) == 1 and tags.pop().endswith('-gz"')
-        tag = r.header("etag")
-        # HEAD: the same head, no body
+        assert len(bodies) == 1 and len(tags) == 1
+        tag = tags.pop()
+        assert tag.startswith('W/"') and tag.endswith('-gz"')
+        # HEAD is not compressed (nginx's gzip neither): the file's own head
+        plain_tag = get(srv.port, "/" + name).header("etag")
         head = get(srv.port, "/" + name, headers=h, method="HEAD")
         assert head.status == 200 and head.body == b""
-        assert head.header("content-length") == r.header("content-length")
-        assert head.header("etag") == tag
+        assert head.header("content-length") == str(len(plain))
+        assert head.header("content-encoding") is None and head.header("etag") == plain_tag
+        assert head.header("vary") == "Accept-Encoding"
         # validators of the compressed answer: 304 without compressing
         r = get(srv.port, "/" + name, headers=h + [("If-None-Match", tag)])
         assert r.status == 304 and r.body == b"" and r.header("etag") == tag
+        assert r.header("content-encoding") == "gzip"
+        r = get(srv.port, "/" + name, headers=h + [("If-None-Match", tag[2:])])
+        assert r.status == 304  # the weak comparison
+        # a weak tag never matches If-Match (strong comparison)
+        r = get(srv.port, "/" + name, headers=h + [("If-Match", tag)])
+        assert r.status == 412
         # ranges: ignored on the fly
         r = get(srv.port, "/" + name, headers=h + [("Range", "bytes=0-99")])
         assert r.status == 200 and gziplib.decompress(r.body) == plain
+    # a large file that does not shrink goes out as it is (and stays so)
+    noise = os.urandom(100_000)
+    (texts / "noise.txt").write_bytes(noise)
+    for _ in range(2):
+        r = get(srv.port, "/noise.txt", headers=h)
+        assert r.status == 200 and r.header("content-encoding") is None and r.body == noise
+        assert r.header("accept-ranges") == "bytes" and not r.header("etag").startswith("W/")
     # byte for byte through curl
     out = subprocess.run(["curl", "-sS", "--compressed", "-o", "-",
                           f"http://127.0.0.1:{srv.port}/large.txt"],
@@ -534,6 +551,38 @@ def test_compress_max_size(make_server, texts):
     r = get(srv.port, "/big.js", headers=h)
     assert r.header("content-encoding") == "gzip"
     assert gziplib.decompress(r.body) == (texts / "big.js").read_bytes()
+
+
+def test_compress_memory_bound(make_server, texts):
+    # a client that does not read holds its compressed answer; the route's
+    # compress_memory bounds what such answers hold: past it, files go out
+    # as they are (sendfile, nothing held), until the memory is given back
+    # text that compresses to ~75%: 4.5 MB of gzip, more than the kernel's
+    # socket buffers take (tcp_wmem's most is 4 MiB)
+    import base64
+    (texts / "huge.txt").write_bytes(base64.encodebytes(os.urandom(4_500_000)))  # 6 MB
+    plain = (texts / "huge.txt").read_bytes()
+    srv = make_server(config=conf(texts, compress="on", compress_max_size="7m",
+                                  compress_memory="10m"))
+    h = [("Accept-Encoding", "gzip")]
+    slow = socket.socket()
+    slow.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    slow.connect(("127.0.0.1", srv.port))
+    slow.sendall(b"GET /huge.txt HTTP/1.1\r\nHost: x\r\nAccept-Encoding: gzip\r\n\r\n")
+    head = b""
+    while b"\r\n\r\n" not in head:
+        head += slow.recv(1024)
+    assert b"Content-Encoding: gzip" in head  # its output is held until sent
+    r = get(srv.port, "/huge.txt", headers=h)
+    assert r.status == 200 and r.header("content-encoding") is None and r.body == plain
+    assert r.header("vary") == "Accept-Encoding"
+    r = get(srv.port, "/big.js", headers=h)  # 33 KB: still fits
+    assert r.header("content-encoding") == "gzip"
+    slow.close()
+    wait_until(lambda: get(srv.port, "/huge.txt", headers=h).header("content-encoding")
+               == "gzip", what="compress_memory given back")
+    r = get(srv.port, "/huge.txt", headers=h)
+    assert gziplib.decompress(r.body) == plain
 
 
 def test_compress_clients_leave_and_queue_full(make_server, texts):
@@ -613,6 +662,11 @@ def test_compress_file_changes(make_server, texts):
 def test_compress_settings_checked(tmp_path, texts):
     for k, v in [("compress", "yes"), ("compress_level", "0"), ("compress_level", "10"),
                  ("compress_min_size", "big"), ("compress_types", "html"),
-                 ("compress_max_size", "65m"), ("compress_max_size", "10")]:
+                 ("compress_max_size", "65m"), ("compress_max_size", "10"),
+                 ("compress_memory", "lots")]:
         rc, err = check(tmp_path, conf(texts, **{k: v}))
         assert rc == 2 and f"check.conf:4: [route /]: {k}" in err, (k, v, err)
+    # two settings that disagree
+    rc, err = check(tmp_path, conf(texts, compress_max_size="40m"))
+    assert rc == 2 and "compress_max_size (41943040) is above compress_memory (33554432)" in err
+    assert check(tmp_path, conf(texts, compress_max_size="40m", compress_memory="64m"))[0] == 0
