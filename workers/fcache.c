@@ -197,6 +197,8 @@ fail:
     if (e) {
         pfd_headers_free(e->hdrs);
         pfd_headers_free(e->alt_hdrs);
+        pfd_headers_free(e->hdrs304);
+        pfd_headers_free(e->alt_hdrs304);
         free(e->key);
         free(e);
     }
@@ -211,6 +213,8 @@ void fentry_release(void *entry) {
     free(e->data);
     pfd_headers_free(e->hdrs);
     pfd_headers_free(e->alt_hdrs);
+    pfd_headers_free(e->hdrs304);
+    pfd_headers_free(e->alt_hdrs304);
     free(e->key);
     free(e);
 }

@@ -43,14 +43,15 @@ struct fentry {
     uint64_t used_ms;    /* last request for it */
     const char *mime;
     char etag[48];
-    char *data;        /* the content, for files up to FCACHE_MEM_MAX */
-    uint64_t size;     /* bytes answered: st.st_size, or data's when the owner put a
-                          coding of the file there (free()d with the entry) */
-    pfd_headers *hdrs; /* Last-Modified, ETag, Accept-Ranges: checked once */
-    bool on_the_fly;   /* hdrs describe a coding the owner makes (no ranges) */
-    int gzip_level;    /* > 0: the owner gzips the file for each GET request */
+    char *data;           /* the content, for files up to FCACHE_MEM_MAX */
+    uint64_t size;        /* bytes answered: st.st_size, or data's when the owner put a
+                             coding of the file there (free()d with the entry) */
+    pfd_headers *hdrs;    /* Last-Modified, ETag, Accept-Ranges: checked once */
+    pfd_headers *hdrs304; /* NULL, or the owner's: a 304's fields when hdrs has more */
+    bool on_the_fly;      /* hdrs describe a coding the owner makes (no ranges) */
+    int gzip_level;       /* > 0: the owner gzips the file for each GET request */
     /* the owner's second representation (gzip_level): its fields, its tag */
-    pfd_headers *alt_hdrs;
+    pfd_headers *alt_hdrs, *alt_hdrs304;
     char alt_etag[48];
 };
 

@@ -269,7 +269,7 @@ static int serve_as_is(pfd_req *r, struct fentry *e) {
     }
     if (pre == 304) {
         pfd_status(r, 304);
-        pfd_header_block(r, e->hdrs);
+        pfd_header_block(r, e->hdrs304 ? e->hdrs304 : e->hdrs);
         fentry_release(e);
         return PFD_OK;
     }
@@ -621,33 +621,40 @@ static int open_variant(pfd_req *r, const struct static_route *sr, const char *n
  * the plain file's ("-gz", "-br" inside the quotes; weak for a coding made
  * on the fly, whose bytes depend on the compressor), Content-Encoding joins
  * the block, Accept-Ranges unless the coding is made on the fly. The tag
- * goes to etag; NULL when out of memory. */
-static pfd_headers *coding_headers(const struct fentry *e, enum encoding enc, bool on_the_fly,
-                                   char etag[static sizeof e->etag]) {
+ * goes to etag, the validators alone (a 304's fields, RFC 9110 15.4.5) to
+ * *v304. -1 when out of memory. */
+static int coding_headers(const struct fentry *e, enum encoding enc, bool on_the_fly,
+                          char etag[static sizeof e->etag], pfd_headers **h, pfd_headers **v304) {
     char lastmod[HTTPDATE_LEN + 1];
     snprintf(etag, sizeof e->etag, "%s\"%" PRIx64 "-%" PRIx64 "-%s\"", on_the_fly ? "W/" : "",
              (uint64_t)e->st.st_mtime, (uint64_t)e->st.st_size, enc_suffix[enc] + 1);
     httpdate_format(e->st.st_mtime, lastmod);
-    pfd_headers *h = pfd_headers_new();
-    if (!h || pfd_headers_set(h, "Last-Modified", lastmod) < 0 ||
-        pfd_headers_set(h, "ETag", etag) < 0 ||
-        (!on_the_fly && pfd_headers_set(h, "Accept-Ranges", "bytes") < 0) ||
-        pfd_headers_set(h, "Content-Encoding", enc_name[enc]) < 0) {
-        pfd_headers_free(h);
-        return NULL;
-    }
-    return h;
+    *h = pfd_headers_new();
+    *v304 = pfd_headers_new();
+    if (*h && *v304 && pfd_headers_set(*v304, "Last-Modified", lastmod) == 0 &&
+        pfd_headers_set(*v304, "ETag", etag) == 0 &&
+        pfd_headers_set(*h, "Last-Modified", lastmod) == 0 &&
+        pfd_headers_set(*h, "ETag", etag) == 0 &&
+        (on_the_fly || pfd_headers_set(*h, "Accept-Ranges", "bytes") == 0) &&
+        pfd_headers_set(*h, "Content-Encoding", enc_name[enc]) == 0)
+        return 0;
+    pfd_headers_free(*h);
+    pfd_headers_free(*v304);
+    *h = *v304 = NULL;
+    return -1;
 }
 
 /* A new entry turned into its coding's: its validators and fields. -1 when
  * out of memory. */
 static int entry_encoded(struct fentry *e, enum encoding enc, bool on_the_fly) {
     char etag[sizeof e->etag];
-    pfd_headers *h = coding_headers(e, enc, on_the_fly, etag);
-    if (!h) return -1;
+    pfd_headers *h, *v304;
+    if (coding_headers(e, enc, on_the_fly, etag, &h, &v304) < 0) return -1;
     memcpy(e->etag, etag, sizeof etag);
     pfd_headers_free(e->hdrs);
+    pfd_headers_free(e->hdrs304);
     e->hdrs = h;
+    e->hdrs304 = v304;
     e->on_the_fly = on_the_fly;
     return 0;
 }
@@ -708,7 +715,8 @@ static char *entry_gzip(const struct fentry *e, int level, size_t *len) {
 static bool compress_entry(const struct static_route *sr, struct fentry *e) {
     if ((uint64_t)e->st.st_size > FCACHE_MEM_MAX) {
         /* e stays the plain file's (HEAD, and the fallbacks of gzip_each) */
-        if (!(e->alt_hdrs = coding_headers(e, ENC_GZIP, true, e->alt_etag))) return false;
+        if (coding_headers(e, ENC_GZIP, true, e->alt_etag, &e->alt_hdrs, &e->alt_hdrs304) < 0)
+            return false;
         e->gzip_level = sr->compress_level;
         return true;
     }
@@ -726,9 +734,9 @@ static bool compress_entry(const struct static_route *sr, struct fentry *e) {
     return true;
 }
 
-/* The memory gzip_each jobs hold, per route and worker: a job takes its
- * file's size (its input while it compresses, its output until sent) or is
- * not started. */
+/* The memory gzip_each jobs hold, per route and worker: a job takes twice
+ * its file's size while it compresses (the input, and the output's room),
+ * then its output's length until sent; or it is not started. */
 static bool gz_take(struct static_route *sr, uint64_t n) {
     uint64_t was = atomic_fetch_add_explicit(&sr->gz_held, n, memory_order_relaxed);
     if (was + n <= sr->compress_memory) return true;
@@ -746,7 +754,8 @@ struct gzip_job {
     struct static_route *sr;
     struct fentry *e; /* held until the job is answered */
     int level;        /* the entry's, copied: the loop may clear it meanwhile */
-    uint64_t size;    /* the file's, taken from sr's memory */
+    uint64_t size;    /* the file's */
+    uint64_t held;    /* taken from sr's memory */
     char *out;
     size_t len;
 };
@@ -755,7 +764,7 @@ struct gzip_job {
 static void gzip_job_free(void *arg) {
     struct gzip_job *j = arg;
     free(j->out);
-    gz_put(j->sr, j->size);
+    gz_put(j->sr, j->held);
     if (j->e) fentry_release(j->e);
     free(j);
 }
@@ -770,6 +779,10 @@ static void gzip_work(pfd_req *r, void *arg) {
         char *fit = realloc(j->out, j->len ? j->len : 1); /* from libdeflate's bound */
         if (fit) j->out = fit;
     }
+    /* the input is gone: what stays is the output */
+    uint64_t now = j->out ? j->len : 0;
+    gz_put(j->sr, j->held - now);
+    j->held = now;
 }
 
 /* Answers with the compressed bytes and the gzip fields; a file that did
@@ -812,19 +825,20 @@ static int gzip_each(pfd_req *r, struct static_route *sr, struct fentry *e) {
     int pre = preconditions(r, e->alt_etag, e->st.st_mtime);
     if (pre) {
         pfd_status(r, pre);
-        if (pre == 304) pfd_header_block(r, e->alt_hdrs);
+        if (pre == 304) pfd_header_block(r, e->alt_hdrs304);
         fentry_release(e);
         return pre == 412 ? pfd_error(r, 412) : PFD_OK;
     }
     uint64_t size = (uint64_t)e->st.st_size;
-    if (!gz_take(sr, size)) return serve_as_is(r, e);
+    if (!gz_take(sr, 2 * size)) return serve_as_is(r, e);
     struct gzip_job *j = calloc(1, sizeof *j);
     if (!j) {
-        gz_put(sr, size);
+        gz_put(sr, 2 * size);
         fentry_release(e);
         return pfd_error(r, 500);
     }
-    *j = (struct gzip_job){.sr = sr, .e = e, .level = e->gzip_level, .size = size};
+    *j =
+        (struct gzip_job){.sr = sr, .e = e, .level = e->gzip_level, .size = size, .held = 2 * size};
     if (pfd_route_mode(pfd_req_route(r)) == PFD_POOL) {
         gzip_work(r, j);
         gzip_answer(r, j);
@@ -1068,11 +1082,11 @@ static int compress_parse(const pfd_route *rt, struct static_route *sr, char *er
         snprintf(err, errlen, "compress_memory: \"%s\": not a size", v);
         return -1;
     }
-    if (sr->compress_max > sr->compress_memory) {
+    if (2 * sr->compress_max > sr->compress_memory) {
         snprintf(err, errlen,
-                 "compress_max_size (%" PRIu64 ") is above compress_memory (%" PRIu64
-                 "): no such file could be compressed",
-                 sr->compress_max, sr->compress_memory);
+                 "compress_memory (%" PRIu64 ") is below twice compress_max_size (%" PRIu64
+                 "): such a file could not be compressed",
+                 sr->compress_memory, sr->compress_max);
         return -1;
     }
     v = pfd_route_setting(rt, "compress_types");
