@@ -631,7 +631,9 @@ void site_finish(struct exchange *ex) {
             response_header_raw(r, line, 11 + HTTPDATE_LEN);
         }
     }
-    if (s->cors && ex->req) cors_headers(ex, s, pfd_header((pfd_req *)ex, "origin"));
+    /* cors = * needs no Origin: no look-up of it */
+    if (s->cors && ex->req)
+        cors_headers(ex, s, s->cors_any ? (pfd_str){0} : pfd_header((pfd_req *)ex, "origin"));
 }
 
 /* ---- return ---------------------------------------------------------------- */
