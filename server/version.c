@@ -8,6 +8,7 @@
 #include <http_parser.h>
 #include <ini.h>
 #include <libdeflate.h>
+#include <systemd/sd-daemon.h>
 #include <zlib.h>
 
 #include "version_info.h" /* generated: the commit, build type, compiler, inih */
@@ -44,6 +45,8 @@ void version_print_build(FILE *out) {
             loaded_from((void (*)(void))zlibVersion));
     fprintf(out, "libdeflate: %s at build time (libdeflate has no version call); %s\n",
             LIBDEFLATE_VERSION_STRING, loaded_from((void (*)(void))libdeflate_alloc_compressor));
+    fprintf(out, "libsystemd: %s at build time (pkg-config; libsystemd has no version call); %s\n",
+            PREFORKD_SYSTEMD_VERSION, loaded_from((void (*)(void))sd_notify));
     fprintf(out, "glibc: %s, built against %d.%d; %s\n", gnu_get_libc_version(), __GLIBC__,
             __GLIBC_MINOR__, loaded_from((void (*)(void))gnu_get_libc_version));
 }

@@ -284,14 +284,14 @@ def check_build_info(binary):
     assert first + "\n" == version
     info = dict(line.split(": ", 1) for line in rest)
     assert set(info) == {"commit", "build", "compiler", "libevent", "http-parser", "inih",
-                         "zlib", "libdeflate", "glibc"}, p.stdout
+                         "zlib", "libdeflate", "libsystemd", "glibc"}, p.stdout
     assert re.fullmatch(r"unknown|(v?\d[\w.]*-\d+-g)?[0-9a-f]{7,}(-dirty)?", info["commit"]), info
     assert re.match(r"(Release|RelWithDebInfo|Debug|MinSizeRel|None)\b", info["build"]), info
     assert re.fullmatch(r"(GNU|Clang) \d+\.\d+\S*", info["compiler"]), info
 
     libs = ldd(binary)
     files = {}
-    for name in ("libevent", "http-parser", "inih", "zlib", "libdeflate", "glibc"):
+    for name in ("libevent", "http-parser", "inih", "zlib", "libdeflate", "libsystemd", "glibc"):
         m = re.fullmatch(r"(\S+)(?:, built against (\S+)| at build time \(.*\)); (.+)", info[name])
         assert m, info[name]
         running, built, paths = m.group(1), m.group(2), m.group(3).split()
@@ -305,7 +305,8 @@ def check_build_info(binary):
     for soname in libs:
         for prefix, name in (("libevent_core", "libevent"), ("libevent_pthreads", "libevent"),
                              ("libhttp_parser", "http-parser"), ("libinih", "inih"),
-                             ("libz.", "zlib"), ("libdeflate.", "libdeflate")):
+                             ("libz.", "zlib"), ("libdeflate.", "libdeflate"),
+                             ("libsystemd.", "libsystemd")):
             if soname.startswith(prefix):
                 assert soname in files[name], (soname, info[name])
     core = next(f for f in files["libevent"] if f.startswith("libevent_core-"))
