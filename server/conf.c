@@ -1,6 +1,7 @@
 /* conf: settings table, value parsers, INI loading and validation. */
 #include "server/conf.h"
 
+#include "server/errbuf.h"
 #include "server/listen.h"
 #include "workers/accesslog.h"
 #include "workers/site.h"
@@ -10,7 +11,6 @@
 #include <errno.h>
 #include <ini.h>
 #include <limits.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -124,16 +124,6 @@ static const struct setting settings[] = {
 };
 #define NSETTINGS (sizeof settings / sizeof settings[0])
 _Static_assert(NSETTINGS <= CONF_MAX_SETTINGS, "raise CONF_MAX_SETTINGS in conf.h");
-
-static int fail(char *err, size_t errlen, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
-static int fail(char *err, size_t errlen, const char *fmt, ...) {
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(err, errlen, fmt, ap);
-    va_end(ap);
-    return -1;
-}
 
 /* ---- value parsers ---------------------------------------------------- */
 
@@ -278,12 +268,13 @@ static int set_value(struct conf *c, const struct setting *s, const char *value,
                 *(enum conf_log_level *)field = (enum conf_log_level)i;
                 return 0;
             }
-        return fail(err, errlen, "%s: expected error, warn, info or debug, got \"%s\"", s->name,
-                    value);
+        return errbuf_fail(err, errlen, "%s: expected error, warn, info or debug, got \"%s\"",
+                           s->name, value);
     }
     case K_LOGFMT:
         if (strcmp(value, "text") != 0 && strcmp(value, "json") != 0)
-            return fail(err, errlen, "%s: expected text or json, got \"%s\"", s->name, value);
+            return errbuf_fail(err, errlen, "%s: expected text or json, got \"%s\"", s->name,
+                               value);
         *(enum conf_log_format *)field = *value == 'j' ? CONF_LOG_JSON : CONF_LOG_TEXT;
         return 0;
     case K_ALOGFMT:
@@ -314,7 +305,7 @@ static int set_value(struct conf *c, const struct setting *s, const char *value,
         if (listen_parse_line(value, &addr, &opts, err, errlen) < 0) return -1;
         line = listen_line(addr, base);
         free(addr);
-        if (!line) return fail(err, errlen, "out of memory");
+        if (!line) return errbuf_fail(err, errlen, "out of memory");
         if (listen_parse(line, &sa, &salen, err, errlen) < 0) {
             free(line);
             return -1;
@@ -327,7 +318,7 @@ static int set_value(struct conf *c, const struct setting *s, const char *value,
         if (list) c->listen = list;
         if (!lines || !o || !list) {
             free(line);
-            return fail(err, errlen, "out of memory");
+            return errbuf_fail(err, errlen, "out of memory");
         }
         lines[c->nlisten] = 0; /* the file's reader sets its line */
         o[c->nlisten] = opts;
@@ -336,14 +327,14 @@ static int set_value(struct conf *c, const struct setting *s, const char *value,
     }
     }
 bad:
-    return fail(err, errlen, "%s: invalid value \"%s\"", s->name, value);
+    return errbuf_fail(err, errlen, "%s: invalid value \"%s\"", s->name, value);
 range:
-    return fail(err, errlen, "%s: \"%s\" is out of range", s->name, value);
+    return errbuf_fail(err, errlen, "%s: \"%s\" is out of range", s->name, value);
 }
 
 int conf_set(struct conf *c, const char *name, const char *value, char *err, size_t errlen) {
     const struct setting *s = find_setting(name);
-    if (!s) return fail(err, errlen, "unknown setting \"%s\"", name);
+    if (!s) return errbuf_fail(err, errlen, "unknown setting \"%s\"", name);
     if (set_value(c, s, value, NULL, err, errlen) < 0) return -1;
     c->line[s - settings] = 0; /* a flag's value: no line of the file to point at */
     return 0;
@@ -390,18 +381,18 @@ static int parse_hosts(struct conf_route *r, const char *value, char *err, size_
             if (!(*q == '-' || *q == '.' || (*q >= '0' && *q <= '9') ||
                   ((*q | 0x20) >= 'a' && (*q | 0x20) <= 'z')) ||
                 n > 253)
-                return fail(err, errlen, "hosts: \"%.*s\" is not a host name", (int)n, name);
+                return errbuf_fail(err, errlen, "hosts: \"%.*s\" is not a host name", (int)n, name);
         char **v = realloc(r->hosts, (r->nhosts + 1) * sizeof *v);
-        if (!v) return fail(err, errlen, "out of memory");
+        if (!v) return errbuf_fail(err, errlen, "out of memory");
         r->hosts = v;
-        if (!(v[r->nhosts] = strndup(name, n))) return fail(err, errlen, "out of memory");
+        if (!(v[r->nhosts] = strndup(name, n))) return errbuf_fail(err, errlen, "out of memory");
         for (char *q = v[r->nhosts]; *q; q++) *q = (char)(*q >= 'A' && *q <= 'Z' ? *q | 0x20 : *q);
         size_t len = strlen(v[r->nhosts]);
         if (len > 1 && v[r->nhosts][len - 1] == '.') v[r->nhosts][len - 1] = '\0';
         r->nhosts++;
         p += n;
     }
-    if (!r->nhosts) return fail(err, errlen, "hosts: empty");
+    if (!r->nhosts) return errbuf_fail(err, errlen, "hosts: empty");
     return replace_string(&r->hosts_text, strdup(value));
 }
 
@@ -461,15 +452,15 @@ static int parse_methods(const char *value, unsigned *out, char *err, size_t err
             if (strlen(method_names[i]) == n && strncmp(p, method_names[i], n) == 0) break;
         if (i == sizeof method_names / sizeof method_names[0]) {
             snprintf(word, sizeof word, "%.*s", (int)(n < 15 ? n : 15), p);
-            return fail(err, errlen,
-                        "methods: unknown method \"%s\" (GET, HEAD, POST, PUT, DELETE, "
-                        "OPTIONS, PATCH, TRACE)",
-                        word);
+            return errbuf_fail(err, errlen,
+                               "methods: unknown method \"%s\" (GET, HEAD, POST, PUT, DELETE, "
+                               "OPTIONS, PATCH, TRACE)",
+                               word);
         }
         bits |= 1u << i;
         p += n;
     }
-    if (!bits) return fail(err, errlen, "methods: empty");
+    if (!bits) return errbuf_fail(err, errlen, "methods: empty");
     *out = bits;
     return 0;
 }
@@ -482,7 +473,7 @@ static int parse_methods(const char *value, unsigned *out, char *err, size_t err
  * handler is known (workers/handlers.c). */
 static int set_route(struct conf_route *r, const char *name, const char *value, const char *base,
                      char *err, size_t errlen) {
-    if (!*value) return fail(err, errlen, "%s: empty value", name);
+    if (!*value) return errbuf_fail(err, errlen, "%s: empty value", name);
     if (strcmp(name, "handler") == 0) return replace_string(&r->handler, strdup(value));
     if (strcmp(name, "module") == 0) return replace_string(&r->module, absolute_path(value, base));
     if (strcmp(name, "symbol") == 0) return replace_string(&r->symbol, strdup(value));
@@ -491,13 +482,13 @@ static int set_route(struct conf_route *r, const char *name, const char *value, 
     if (strcmp(name, "allow") == 0 || strcmp(name, "deny") == 0) {
         char why[256];
         if (acl_parse(name[0] == 'a' ? &r->allow : &r->deny, value, why, sizeof why) == 0) return 0;
-        return fail(err, errlen, "%s: %s", name, why);
+        return errbuf_fail(err, errlen, "%s: %s", name, why);
     }
     if (strcmp(name, "max_body_size") == 0) {
         if (conf_parse_size(value, &r->max_body_size) < 0)
-            return fail(err, errlen, "max_body_size: invalid value \"%s\"", value);
+            return errbuf_fail(err, errlen, "max_body_size: invalid value \"%s\"", value);
         if (r->max_body_size > ROUTE_BODY_MAX)
-            return fail(err, errlen, "max_body_size: \"%s\" is out of range", value);
+            return errbuf_fail(err, errlen, "max_body_size: \"%s\" is out of range", value);
         r->max_body_size_set = true;
         return 0;
     }
@@ -507,7 +498,7 @@ static int set_route(struct conf_route *r, const char *name, const char *value, 
         else if (strcmp(value, "pool") == 0)
             r->mode = ROUTE_POOL;
         else
-            return fail(err, errlen, "mode: expected inline or pool, got \"%s\"", value);
+            return errbuf_fail(err, errlen, "mode: expected inline or pool, got \"%s\"", value);
         r->mode_set = true;
         return 0;
     }
@@ -519,15 +510,16 @@ static int set_route(struct conf_route *r, const char *name, const char *value, 
 static int add_route_setting(struct conf_route *r, const char *name, const char *value, int line,
                              char *err, size_t errlen) {
     for (size_t i = 0; i < r->nsettings; i++)
-        if (strcmp(r->settings[i].name, name) == 0) return fail(err, errlen, "%s: set twice", name);
+        if (strcmp(r->settings[i].name, name) == 0)
+            return errbuf_fail(err, errlen, "%s: set twice", name);
     struct conf_setting *v = realloc(r->settings, (r->nsettings + 1) * sizeof *v);
-    if (!v) return fail(err, errlen, "out of memory");
+    if (!v) return errbuf_fail(err, errlen, "out of memory");
     r->settings = v;
     v = &v[r->nsettings];
     v->line = line;
     if (!(v->name = strdup(name)) || !(v->value = strdup(value))) {
         free(v->name);
-        return fail(err, errlen, "out of memory");
+        return errbuf_fail(err, errlen, "out of memory");
     }
     r->nsettings++;
     return 0;
@@ -539,7 +531,7 @@ int conf_set_root(struct conf *c, const char *dir, char *err, size_t errlen) {
         if (c->routes[i].match == CONF_MATCH_PREFIX && strcmp(c->routes[i].prefix, "/") == 0)
             r = &c->routes[i];
     if (!r && !(r = add_route(c, "/", CONF_MATCH_PREFIX, 0)))
-        return fail(err, errlen, "out of memory");
+        return errbuf_fail(err, errlen, "out of memory");
     char *abs = absolute_path(dir, NULL);
     /* --root replaces whatever the file said for / */
     free_route(r);
@@ -550,7 +542,7 @@ int conf_set_root(struct conf *c, const char *dir, char *err, size_t errlen) {
     if (!abs || !(r->prefix = strdup("/")) || !(r->handler = strdup("static")) ||
         add_route_setting(r, "root", abs, 0, err, errlen) < 0) {
         free(abs);
-        return fail(err, errlen, "out of memory");
+        return errbuf_fail(err, errlen, "out of memory");
     }
     free(abs);
     return 0;
@@ -565,14 +557,14 @@ static int parse_route_header(const char *text, const char **path, enum conf_rou
         *match = CONF_MATCH_EXACT;
         for (text++; *text == ' ';) text++;
     }
-    if (*text != '/') return fail(err, errlen, "route path must start with '/'");
+    if (*text != '/') return errbuf_fail(err, errlen, "route path must start with '/'");
     /* "[route /x ]" would serve "/x " only */
-    if (strpbrk(text, " \t")) return fail(err, errlen, "whitespace in the route's path");
+    if (strpbrk(text, " \t")) return errbuf_fail(err, errlen, "whitespace in the route's path");
     if (!strchr(text, '{')) {
         *path = text;
         return 0;
     }
-    if (*match == CONF_MATCH_EXACT) return fail(err, errlen, "an exact route has no {name}");
+    if (*match == CONF_MATCH_EXACT) return errbuf_fail(err, errlen, "an exact route has no {name}");
     /* a pattern: each {name} is a whole segment, each name once, at most
      * CONF_MAX_ROUTE_PARAMS of them */
     char names[1024] = "/";
@@ -586,13 +578,14 @@ static int parse_route_header(const char *text, const char **path, enum conf_rou
             /* "{name}": braces at both ends, none inside */
             if (len < 3 || seg[1] != '{' || end[-1] != '}' || memchr(seg + 2, '{', len - 2) ||
                 memchr(seg + 2, '}', len - 3))
-                return fail(err, errlen, "a {name} must be a whole path segment");
+                return errbuf_fail(err, errlen, "a {name} must be a whole path segment");
             char key[260];
             snprintf(key, sizeof key, "/%.*s/", (int)(len - 2), seg + 2);
             if (strstr(names, key))
-                return fail(err, errlen, "{%.*s} twice", (int)(len - 2), seg + 2);
+                return errbuf_fail(err, errlen, "{%.*s} twice", (int)(len - 2), seg + 2);
             if (++nparams > CONF_MAX_ROUTE_PARAMS)
-                return fail(err, errlen, "more than %d {name} segments", CONF_MAX_ROUTE_PARAMS);
+                return errbuf_fail(err, errlen, "more than %d {name} segments",
+                                   CONF_MAX_ROUTE_PARAMS);
             if (strlen(names) + strlen(key) < sizeof names) strcat(names, key + 1);
         }
         seg = end;
@@ -737,7 +730,7 @@ int conf_load_string(struct conf *c, const char *text, const char *name, char *e
     struct load ld = {.c = c, .name = name, .pos = text, .err = err, .errlen = errlen};
     /* the final checks name the file as the reader does: as given */
     if (replace_string(&c->file, strdup(name)) < 0)
-        return fail(err, errlen, "%s: out of memory", name);
+        return errbuf_fail(err, errlen, "%s: out of memory", name);
     /* one handler call per line, first error wins */
     ini_allow_multiline = false;
     ini_stop_on_first_error = true;
@@ -753,7 +746,7 @@ int conf_load_string(struct conf *c, const char *text, const char *name, char *e
 
 int conf_load_file(struct conf *c, const char *path, char *err, size_t errlen) {
     FILE *f = fopen(path, "r");
-    if (!f) return fail(err, errlen, "%s: %s", path, strerror(errno));
+    if (!f) return errbuf_fail(err, errlen, "%s: %s", path, strerror(errno));
     char *text = NULL;
     size_t cap = 0, len = 0, n;
     do {
@@ -762,7 +755,7 @@ int conf_load_file(struct conf *c, const char *path, char *err, size_t errlen) {
             if (!t) {
                 free(text);
                 fclose(f);
-                return fail(err, errlen, "%s: out of memory", path);
+                return errbuf_fail(err, errlen, "%s: out of memory", path);
             }
             text = t;
         }
@@ -773,12 +766,12 @@ int conf_load_file(struct conf *c, const char *path, char *err, size_t errlen) {
     fclose(f);
     if (rerr) {
         free(text);
-        return fail(err, errlen, "%s: read error", path);
+        return errbuf_fail(err, errlen, "%s: read error", path);
     }
     text[len] = '\0';
     if (strlen(text) != len) {
         free(text);
-        return fail(err, errlen, "%s: contains a NUL byte", path);
+        return errbuf_fail(err, errlen, "%s: contains a NUL byte", path);
     }
 
     char *abs = absolute_path(path, NULL);
@@ -859,11 +852,11 @@ const char *conf_route_where(const struct conf *c, const struct conf_route *r, i
 static int check_route(const struct conf *c, const struct conf_route *r, char *err, size_t errlen) {
     char where[PATH_MAX + 300];
     if (!r->handler)
-        return fail(err, errlen, "%s: handler is required",
-                    conf_route_where(c, r, 0, where, sizeof where));
+        return errbuf_fail(err, errlen, "%s: handler is required",
+                           conf_route_where(c, r, 0, where, sizeof where));
     if (r->symbol && !r->module)
-        return fail(err, errlen, "%s: symbol: belongs to a module (module = PATH)",
-                    conf_route_where(c, r, r->symbol_line, where, sizeof where));
+        return errbuf_fail(err, errlen, "%s: symbol: belongs to a module (module = PATH)",
+                           conf_route_where(c, r, r->symbol_line, where, sizeof where));
     /* two sections of one path must split its methods between them */
     for (const struct conf_route *o = c->routes; o < r; o++) {
         if (o->admin != r->admin) continue; /* another listener's table */
@@ -872,8 +865,8 @@ static int check_route(const struct conf *c, const struct conf_route *r, char *e
             continue; /* other hosts: another site */
         if (o->match != r->match || strcmp(o->prefix, r->prefix) != 0) continue;
         if (!o->methods || !r->methods || (o->methods & r->methods))
-            return fail(err, errlen, "%s: route defined twice (give each its own methods)",
-                        conf_route_where(c, r, 0, where, sizeof where));
+            return errbuf_fail(err, errlen, "%s: route defined twice (give each its own methods)",
+                               conf_route_where(c, r, 0, where, sizeof where));
     }
     return 0;
 }
@@ -886,18 +879,19 @@ static int add_admin(struct conf *c, char *err, size_t errlen) {
     int line = conf_line(c, "admin_listen");
     struct acl probe;
     if (acl_parse(&probe, c->admin_allow, why, sizeof why) < 0)
-        return fail(err, errlen, "%sadmin_allow: %s",
-                    conf_where(c, conf_line(c, "admin_allow"), where, sizeof where), why);
+        return errbuf_fail(err, errlen, "%sadmin_allow: %s",
+                           conf_where(c, conf_line(c, "admin_allow"), where, sizeof where), why);
     acl_free(&probe);
     /* a listen line like the others (options too); a relative unix path
      * is the config file's folder's, as listen's */
     char *text = listen_line(c->admin_listen, c->base_dir);
-    if (!text) return fail(err, errlen, "out of memory");
+    if (!text) return errbuf_fail(err, errlen, "out of memory");
     size_t n = c->nlisten;
     int rc = conf_set(c, "listen", text, why, sizeof why);
     free(text);
     if (rc < 0)
-        return fail(err, errlen, "%sadmin_%s", conf_where(c, line, where, sizeof where), why);
+        return errbuf_fail(err, errlen, "%sadmin_%s", conf_where(c, line, where, sizeof where),
+                           why);
     c->listen_line[n] = line;
     c->admin_on = true;
     /* the same address twice cannot be bound (port 0 is a new port each) */
@@ -906,15 +900,15 @@ static int add_admin(struct conf *c, char *err, size_t errlen) {
     bool any_port = alen > 2 && strcmp(addr + alen - 2, ":0") == 0;
     for (size_t i = 0; i < n && !any_port; i++)
         if (strcmp(c->listen[i], addr) == 0)
-            return fail(err, errlen, "%sadmin_listen: %s is a listen address already",
-                        conf_where(c, line, where, sizeof where), addr);
+            return errbuf_fail(err, errlen, "%sadmin_listen: %s is a listen address already",
+                               conf_where(c, line, where, sizeof where), addr);
     for (size_t i = 0; i < sizeof handlers / sizeof handlers[0]; i++) {
         char path[32];
         snprintf(path, sizeof path, "/%s", handlers[i]);
         struct conf_route *r = add_route(c, path, CONF_MATCH_EXACT, line);
         if (!r || !(r->handler = strdup(handlers[i])) ||
             acl_parse(&r->allow, c->admin_allow, why, sizeof why) < 0)
-            return fail(err, errlen, "out of memory");
+            return errbuf_fail(err, errlen, "out of memory");
         r->admin = true;
     }
     return 0;
@@ -925,47 +919,49 @@ int conf_finish(struct conf *c, char *err, size_t errlen) {
     if (c->nlisten == 0 && conf_set(c, "listen", "127.0.0.1:8080", err, errlen) < 0) return -1;
     if (c->file) snprintf(where, sizeof where, "%s: ", c->file);
     if (c->nroutes == 0 && !c->file)
-        return fail(err, errlen,
-                    "nothing to serve: give a configuration with --config FILE (a [route /] "
-                    "section) or serve a folder with --root DIR (see --help)");
+        return errbuf_fail(err, errlen,
+                           "nothing to serve: give a configuration with --config FILE (a [route /] "
+                           "section) or serve a folder with --root DIR (see --help)");
     if (c->nroutes == 0)
-        return fail(err, errlen, "%snothing to serve: add a [route /] section or use --root DIR",
-                    where);
+        return errbuf_fail(err, errlen,
+                           "%snothing to serve: add a [route /] section or use --root DIR", where);
     if (c->admin_listen && strcmp(c->admin_listen, "off") != 0 && add_admin(c, err, errlen) < 0)
         return -1;
     if (c->trusted_proxies_text) {
         char why[256];
         acl_free(&c->trusted_proxies);
         if (acl_parse(&c->trusted_proxies, c->trusted_proxies_text, why, sizeof why) < 0)
-            return fail(err, errlen, "%strusted_proxies: %s",
-                        conf_where(c, conf_line(c, "trusted_proxies"), where, sizeof where), why);
+            return errbuf_fail(err, errlen, "%strusted_proxies: %s",
+                               conf_where(c, conf_line(c, "trusted_proxies"), where, sizeof where),
+                               why);
     }
     if (strcmp(c->unknown_host, "serve") != 0 && strcmp(c->unknown_host, "421") != 0)
-        return fail(err, errlen, "%sunknown_host: expected serve or 421, got \"%s\"",
-                    conf_where(c, conf_line(c, "unknown_host"), where, sizeof where),
-                    c->unknown_host);
+        return errbuf_fail(err, errlen, "%sunknown_host: expected serve or 421, got \"%s\"",
+                           conf_where(c, conf_line(c, "unknown_host"), where, sizeof where),
+                           c->unknown_host);
     for (const char *p = c->real_ip_header; *p; p++)
         if (!(*p == '-' || (*p >= '0' && *p <= '9') || ((*p | 0x20) >= 'a' && (*p | 0x20) <= 'z')))
-            return fail(err, errlen, "%sreal_ip_header: \"%s\" is not a header name",
-                        conf_where(c, conf_line(c, "real_ip_header"), where, sizeof where),
-                        c->real_ip_header);
+            return errbuf_fail(err, errlen, "%sreal_ip_header: \"%s\" is not a header name",
+                               conf_where(c, conf_line(c, "real_ip_header"), where, sizeof where),
+                               c->real_ip_header);
     for (size_t i = 0; i < c->nroutes; i++)
         if (site_check(c, &c->routes[i], err, errlen) < 0 ||
             check_route(c, &c->routes[i], err, errlen) < 0)
             return -1;
     if (c->group && !c->user)
-        return fail(err, errlen, "%sgroup: set user too (group alone is ambiguous)",
-                    conf_where(c, conf_line(c, "group"), where, sizeof where));
+        return errbuf_fail(err, errlen, "%sgroup: set user too (group alone is ambiguous)",
+                           conf_where(c, conf_line(c, "group"), where, sizeof where));
     /* an idle connection is closed at keepalive_timeout anyway: a longer
      * grace set on purpose is a mistake worth saying (the default of 1 s
      * just yields to a shorter keepalive_timeout) */
     int idle_line = conf_line(c, "shutdown_idle_timeout");
     if (idle_line && c->shutdown_idle_timeout > c->keepalive_timeout)
-        return fail(err, errlen,
-                    "%sshutdown_idle_timeout: %u ms is longer than keepalive_timeout (%u ms), "
-                    "which closes an idle connection first",
-                    conf_where(c, idle_line, where, sizeof where), c->shutdown_idle_timeout,
-                    c->keepalive_timeout);
+        return errbuf_fail(
+            err, errlen,
+            "%sshutdown_idle_timeout: %u ms is longer than keepalive_timeout (%u ms), "
+            "which closes an idle connection first",
+            conf_where(c, idle_line, where, sizeof where), c->shutdown_idle_timeout,
+            c->keepalive_timeout);
     return 0;
 }
 

@@ -8,7 +8,6 @@
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <pwd.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -16,15 +15,7 @@
 #include <sys/un.h>
 #include <unistd.h>
 
-static int fail(char *err, size_t errlen, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
-static int fail(char *err, size_t errlen, const char *fmt, ...) {
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(err, errlen, fmt, ap);
-    va_end(ap);
-    return -1;
-}
+#include "server/errbuf.h"
 
 static int parse_port(const char *s, unsigned *port) {
     char *end;
@@ -42,9 +33,9 @@ int listen_parse(const char *text, struct sockaddr_storage *sa, socklen_t *len, 
         struct sockaddr_un *un = (struct sockaddr_un *)sa;
         const char *path = text + 5;
         if (path[0] != '/')
-            return fail(err, errlen, "listen: %s: unix path must be absolute", text);
+            return errbuf_fail(err, errlen, "listen: %s: unix path must be absolute", text);
         if (strlen(path) >= sizeof un->sun_path)
-            return fail(err, errlen, "listen: %s: unix path too long", text);
+            return errbuf_fail(err, errlen, "listen: %s: unix path too long", text);
         un->sun_family = AF_UNIX;
         strcpy(un->sun_path, path);
         *len = (socklen_t)(offsetof(struct sockaddr_un, sun_path) + strlen(path) + 1);
@@ -57,25 +48,25 @@ int listen_parse(const char *text, struct sockaddr_storage *sa, socklen_t *len, 
     if (text[0] == '[') {
         const char *close = strchr(text, ']');
         if (!close || close[1] != ':' || (size_t)(close - text - 1) >= sizeof host)
-            return fail(err, errlen, "listen: %s: expected [v6]:port", text);
+            return errbuf_fail(err, errlen, "listen: %s: expected [v6]:port", text);
         memcpy(host, text + 1, (size_t)(close - text - 1));
         host[close - text - 1] = '\0';
         colon = close + 1;
     } else {
         colon = strrchr(text, ':');
         if (!colon || (size_t)(colon - text) >= sizeof host)
-            return fail(err, errlen, "listen: %s: expected host:port", text);
+            return errbuf_fail(err, errlen, "listen: %s: expected host:port", text);
         memcpy(host, text, (size_t)(colon - text));
         host[colon - text] = '\0';
     }
     if (parse_port(colon + 1, &port) < 0)
-        return fail(err, errlen, "listen: %s: invalid port", text);
+        return errbuf_fail(err, errlen, "listen: %s: invalid port", text);
 
     struct sockaddr_in *in4 = (struct sockaddr_in *)sa;
     struct sockaddr_in6 *in6 = (struct sockaddr_in6 *)sa;
     if (text[0] == '[') {
         if (inet_pton(AF_INET6, host, &in6->sin6_addr) != 1)
-            return fail(err, errlen, "listen: %s: [...] holds an IPv6 address", text);
+            return errbuf_fail(err, errlen, "listen: %s: [...] holds an IPv6 address", text);
         in6->sin6_family = AF_INET6;
         in6->sin6_port = htons((uint16_t)port);
         *len = sizeof *in6;
@@ -90,8 +81,8 @@ int listen_parse(const char *text, struct sockaddr_storage *sa, socklen_t *len, 
         in4->sin_addr.s_addr = htonl(INADDR_LOOPBACK);
     else if (inet_pton(AF_INET, host, &in4->sin_addr) != 1)
         /* no name lookups: a listen address must not depend on DNS at start */
-        return fail(err, errlen, "listen: %s: host must be an IP address, [v6], * or localhost",
-                    text);
+        return errbuf_fail(err, errlen,
+                           "listen: %s: host must be an IP address, [v6], * or localhost", text);
     return 0;
 }
 
@@ -110,7 +101,7 @@ static int set_mode(struct listen_opts *o, const char *value, char *err, size_t 
     char *end;
     unsigned long mode = strtoul(value, &end, 8);
     if (!*value || *end || mode > 0777 || value[0] == '-' || value[0] == '+')
-        return fail(err, errlen, "listen: mode=%s: an octal mode such as 0660", value);
+        return errbuf_fail(err, errlen, "listen: mode=%s: an octal mode such as 0660", value);
     o->mode = (unsigned)mode;
     o->mode_set = true;
     return 0;
@@ -124,7 +115,7 @@ static const char *show_mode(const struct listen_opts *o, char *buf, size_t len)
 
 static int set_user(struct listen_opts *o, const char *value, char *err, size_t errlen) {
     struct passwd *pw = getpwnam(value);
-    if (!pw) return fail(err, errlen, "listen: user=%s: no such user", value);
+    if (!pw) return errbuf_fail(err, errlen, "listen: user=%s: no such user", value);
     o->uid = pw->pw_uid;
     o->uid_set = true;
     return 0;
@@ -142,7 +133,7 @@ static const char *show_user(const struct listen_opts *o, char *buf, size_t len)
 
 static int set_group(struct listen_opts *o, const char *value, char *err, size_t errlen) {
     struct group *gr = getgrnam(value);
-    if (!gr) return fail(err, errlen, "listen: group=%s: no such group", value);
+    if (!gr) return errbuf_fail(err, errlen, "listen: group=%s: no such group", value);
     o->gid = gr->gr_gid;
     o->gid_set = true;
     return 0;
@@ -196,7 +187,7 @@ int listen_parse_line(const char *line, char **addr, struct listen_opts *opts, c
     *addr = NULL;
     line += strspn(line, BLANKS);
     size_t alen = strcspn(line, BLANKS);
-    if (!alen) return fail(err, errlen, "listen: empty address");
+    if (!alen) return errbuf_fail(err, errlen, "listen: empty address");
     bool is_unix = strncmp(line, "unix:", 5) == 0;
     char word[128];
     for (const char *p = line + alen;;) {
@@ -204,8 +195,8 @@ int listen_parse_line(const char *line, char **addr, struct listen_opts *opts, c
         size_t n = strcspn(p, BLANKS);
         if (!n) break;
         if (n >= sizeof word)
-            return fail(err, errlen, "listen: %.*s: option \"%.32s...\" is too long", (int)alen,
-                        line, p);
+            return errbuf_fail(err, errlen, "listen: %.*s: option \"%.32s...\" is too long",
+                               (int)alen, line, p);
         memcpy(word, p, n);
         word[n] = '\0';
         p += strcspn(p, BLANKS);
@@ -221,18 +212,18 @@ int listen_parse_line(const char *line, char **addr, struct listen_opts *opts, c
             for (size_t i = 0; i < sizeof listen_options / sizeof listen_options[0]; i++)
                 snprintf(known + strlen(known), sizeof known - strlen(known), "%s%s%s",
                          i ? ", " : "", listen_options[i].name, listen_options[i].value ? "=" : "");
-            return fail(err, errlen, "listen: %.*s: unknown option \"%s\" (known: %s)", (int)alen,
-                        line, word, known);
+            return errbuf_fail(err, errlen, "listen: %.*s: unknown option \"%s\" (known: %s)",
+                               (int)alen, line, word, known);
         }
         if (o->value != (eq != NULL))
-            return fail(err, errlen, "listen: %.*s: option \"%s\" %s", (int)alen, line, word,
-                        o->value ? "takes a value (name=VALUE)" : "takes no value");
+            return errbuf_fail(err, errlen, "listen: %.*s: option \"%s\" %s", (int)alen, line, word,
+                               o->value ? "takes a value (name=VALUE)" : "takes no value");
         if (o->unix_only && !is_unix)
-            return fail(err, errlen, "listen: %.*s: option \"%s\" is for unix sockets only",
-                        (int)alen, line, word);
+            return errbuf_fail(err, errlen, "listen: %.*s: option \"%s\" is for unix sockets only",
+                               (int)alen, line, word);
         if (o->set(opts, eq ? eq + 1 : NULL, err, errlen) < 0) return -1;
     }
-    if (!(*addr = strndup(line, alen))) return fail(err, errlen, "out of memory");
+    if (!(*addr = strndup(line, alen))) return errbuf_fail(err, errlen, "out of memory");
     return 0;
 }
 
@@ -266,7 +257,7 @@ static int clear_unix_path(const char *path, char *err, size_t errlen) {
     struct stat st;
     if (lstat(path, &st) < 0) return 0;
     if (!S_ISSOCK(st.st_mode))
-        return fail(err, errlen, "listen: %s exists and is not a socket", path);
+        return errbuf_fail(err, errlen, "listen: %s exists and is not a socket", path);
     /* non-blocking: a busy server's full queue must not hang us; only a
      * refused connection means nobody listens there any more */
     int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
@@ -275,7 +266,7 @@ static int clear_unix_path(const char *path, char *err, size_t errlen) {
     int live = fd >= 0 && !(connect(fd, (struct sockaddr *)&un, sizeof un) < 0 &&
                             (errno == ECONNREFUSED || errno == ENOENT));
     if (fd >= 0) close(fd);
-    if (live) return fail(err, errlen, "listen: %s: in use by another server", path);
+    if (live) return errbuf_fail(err, errlen, "listen: %s: in use by another server", path);
     unlink(path);
     return 0;
 }
@@ -292,17 +283,17 @@ static int own_socket_file(const struct listener *l, bool set_mode, char *err, s
     if (fd < 0 || fstat(fd, &st) < 0 || !S_ISSOCK(st.st_mode)) {
         int e = fd < 0 ? errno : ENOTSOCK;
         if (fd >= 0) close(fd);
-        return fail(err, errlen, "listen: %s: %s", l->addr, strerror(e));
+        return errbuf_fail(err, errlen, "listen: %s: %s", l->addr, strerror(e));
     }
     int rc = 0;
     if ((l->opts.uid_set || l->opts.gid_set) &&
         fchownat(fd, "", l->opts.uid_set ? l->opts.uid : (uid_t)-1,
                  l->opts.gid_set ? l->opts.gid : (gid_t)-1, AT_EMPTY_PATH) < 0)
-        rc = fail(err, errlen, "listen: %s: chown: %s", l->addr, strerror(errno));
+        rc = errbuf_fail(err, errlen, "listen: %s: chown: %s", l->addr, strerror(errno));
     char proc[48];
     snprintf(proc, sizeof proc, "/proc/self/fd/%d", fd);
     if (!rc && set_mode && chmod(proc, l->opts.mode_set ? l->opts.mode : 0666) < 0)
-        rc = fail(err, errlen, "listen: %s: chmod: %s", l->addr, strerror(errno));
+        rc = errbuf_fail(err, errlen, "listen: %s: chmod: %s", l->addr, strerror(errno));
     close(fd);
     return rc;
 }
@@ -324,7 +315,7 @@ int listen_open(struct listener *l, unsigned backlog, char *err, size_t errlen) 
         clear_unix_path(((struct sockaddr_un *)&l->sa)->sun_path, err, errlen) < 0)
         return -1;
     int fd = socket(family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-    if (fd < 0) return fail(err, errlen, "listen: %s: socket: %s", l->addr, strerror(errno));
+    if (fd < 0) return errbuf_fail(err, errlen, "listen: %s: socket: %s", l->addr, strerror(errno));
     if (family != AF_UNIX) setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
     /* [::]:80 means IPv6 only, so that 0.0.0.0:80 can be listed beside it */
     if (family == AF_INET6) setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof one);
@@ -338,7 +329,7 @@ int listen_open(struct listener *l, unsigned backlog, char *err, size_t errlen) 
     if (family == AF_UNIX) umask(umask_was);
     if (rc < 0) {
         close(fd);
-        return fail(err, errlen, "listen: %s: bind: %s", l->addr, strerror(bind_errno));
+        return errbuf_fail(err, errlen, "listen: %s: bind: %s", l->addr, strerror(bind_errno));
     }
     if (family == AF_UNIX) l->unix_owned = true;
     if (family == AF_UNIX && own_socket_file(l, false, err, errlen) < 0) {
@@ -350,7 +341,7 @@ int listen_open(struct listener *l, unsigned backlog, char *err, size_t errlen) 
     if (listen(fd, (int)backlog) < 0) {
         int e = errno;
         close(fd);
-        return fail(err, errlen, "listen: %s: listen: %s", l->addr, strerror(e));
+        return errbuf_fail(err, errlen, "listen: %s: listen: %s", l->addr, strerror(e));
     }
     struct sockaddr_storage real;
     socklen_t rlen = sizeof real;
@@ -420,7 +411,7 @@ int listeners_open(struct listeners *out, char *const *lines, const struct liste
                    size_t errlen) {
     out->n = 0;
     out->v = calloc(nlines ? nlines : 1, sizeof *out->v);
-    if (!out->v) return fail(err, errlen, "out of memory");
+    if (!out->v) return errbuf_fail(err, errlen, "out of memory");
     for (size_t i = 0; i < nlines; i++) {
         struct listener *l = &out->v[i], *prev = take(old, lines[i]);
         if (prev) {
@@ -454,7 +445,7 @@ int listeners_open(struct listeners *out, char *const *lines, const struct liste
         }
     return 0;
 nomem:
-    fail(err, errlen, "out of memory");
+    errbuf_fail(err, errlen, "out of memory");
 undo:
     for (size_t i = 0; i < out->n; i++) {
         struct listener *prev = NULL;
@@ -519,7 +510,7 @@ int listeners_import(struct listeners *out, const char *text, char *err, size_t 
     if (!copy || !out->v) {
         free(copy);
         free(out->v);
-        return fail(err, errlen, "out of memory");
+        return errbuf_fail(err, errlen, "out of memory");
     }
     for (char *item = strtok_r(copy, ";", &save); item; item = strtok_r(NULL, ";", &save)) {
         char *eq = strchr(item, '=');
@@ -527,7 +518,7 @@ int listeners_import(struct listeners *out, const char *text, char *err, size_t 
         socklen_t len = sizeof listening;
         if (fd < 0 || getsockopt(fd, SOL_SOCKET, SO_ACCEPTCONN, &listening, &len) < 0 ||
             !listening) {
-            fail(err, errlen, "inherited socket \"%s\" is not a listening socket", item);
+            errbuf_fail(err, errlen, "inherited socket \"%s\" is not a listening socket", item);
             free(copy);
             listeners_close(out, false);
             return -1;

@@ -15,6 +15,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "server/errbuf.h"
+
 static uint64_t watchdog_usec; /* 0: no watchdog */
 static uint64_t watchdog_next; /* monotonic ms */
 
@@ -104,16 +106,6 @@ static bool names(const char *line, const struct sockaddr_storage *sa, int fd) {
     return false;
 }
 
-static int fail(char *err, size_t errlen, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
-static int fail(char *err, size_t errlen, const char *fmt, ...) {
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(err, errlen, fmt, ap);
-    va_end(ap);
-    return -1;
-}
-
 /* The inherited sockets ENV_ACTIVATED names came from the manager. */
 static void mark_inherited(struct listeners *ls) {
     const char *text = getenv(ENV_ACTIVATED);
@@ -134,10 +126,10 @@ int service_listeners(struct listeners *into, char *const *lines, size_t nlines,
                       size_t errlen) {
     mark_inherited(into);
     int n = sd_listen_fds(1);
-    if (n < 0) return fail(err, errlen, "LISTEN_FDS: %s", strerror(-n));
+    if (n < 0) return errbuf_fail(err, errlen, "LISTEN_FDS: %s", strerror(-n));
     if (n == 0) return 0;
     struct listener *v = realloc(into->v, (into->n + (size_t)n) * sizeof *v);
-    if (!v) return fail(err, errlen, "out of memory");
+    if (!v) return errbuf_fail(err, errlen, "out of memory");
     into->v = v;
     /* every passed socket is ours from now on, used or not: the caller
      * closes them all on failure */
@@ -153,23 +145,24 @@ int service_listeners(struct listeners *into, char *const *lines, size_t nlines,
         l->salen = sizeof l->sa;
         if (sd_is_socket(l->fd, AF_UNSPEC, SOCK_STREAM, 1) <= 0 ||
             getsockname(l->fd, (struct sockaddr *)&l->sa, &l->salen) < 0)
-            return fail(err, errlen,
-                        "socket activation: descriptor %d is not a listening stream socket "
-                        "(ListenStream= with Accept=no)",
-                        l->fd);
+            return errbuf_fail(err, errlen,
+                               "socket activation: descriptor %d is not a listening stream socket "
+                               "(ListenStream= with Accept=no)",
+                               l->fd);
         listen_format((struct sockaddr *)&l->sa, l->salen, l->bound, sizeof l->bound);
         for (size_t j = 0; !l->addr && j < nlines; j++) {
             bool taken = false;
             for (size_t o = 0; o < into->n; o++)
                 taken |= into->v[o].addr && strcmp(into->v[o].addr, lines[j]) == 0;
             if (!taken && names(lines[j], &l->sa, l->fd) && !(l->addr = strdup(lines[j])))
-                return fail(err, errlen, "out of memory");
+                return errbuf_fail(err, errlen, "out of memory");
         }
         if (!l->addr)
-            return fail(err, errlen,
-                        "socket activation: the service manager passed a socket on %s, which no "
-                        "listen line names (add \"listen = %s\")",
-                        l->bound, l->bound);
+            return errbuf_fail(
+                err, errlen,
+                "socket activation: the service manager passed a socket on %s, which no "
+                "listen line names (add \"listen = %s\")",
+                l->bound, l->bound);
         /* workers accept without blocking, as on the sockets we bind */
         int flags = fcntl(l->fd, F_GETFL);
         if (flags >= 0) fcntl(l->fd, F_SETFL, flags | O_NONBLOCK);
@@ -187,10 +180,10 @@ int service_check_kept(const struct listeners *ls, char *const *lines, size_t nl
         for (size_t j = 0; !named && j < nlines; j++)
             named = (l->addr && strcmp(l->addr, lines[j]) == 0) || names(lines[j], &l->sa, l->fd);
         if (!named)
-            return fail(err, errlen,
-                        "listen: %s is a socket from the service manager: the configuration "
-                        "must keep a listen line for it (\"listen = %s\")",
-                        l->bound, l->addr ? l->addr : l->bound);
+            return errbuf_fail(err, errlen,
+                               "listen: %s is a socket from the service manager: the configuration "
+                               "must keep a listen line for it (\"listen = %s\")",
+                               l->bound, l->addr ? l->addr : l->bound);
     }
     return 0;
 }

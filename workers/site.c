@@ -6,7 +6,6 @@
 #include <fcntl.h>
 #include <limits.h>
 #include <linux/openat2.h>
-#include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
@@ -15,6 +14,7 @@
 #include <unistd.h>
 
 #include "server/conf.h"
+#include "server/errbuf.h"
 #include "workers/exchange.h"
 #include "workers/httpdate.h"
 #include "workers/mime.h"
@@ -24,16 +24,6 @@
 #define EXPIRES_MAX (10ul * 366 * 24 * 3600)
 /* Access-Control-Max-Age of a preflight answer. */
 #define CORS_MAX_AGE "86400"
-
-static int fail(char *err, size_t errlen, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
-static int fail(char *err, size_t errlen, const char *fmt, ...) {
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(err, errlen, fmt, ap);
-    va_end(ap);
-    return -1;
-}
 
 /* ---- templates ---------------------------------------------------------- */
 
@@ -61,15 +51,16 @@ int site_template_check(const char *tmpl, bool url, char *err, size_t errlen) {
     for (const char *p = tmpl; *p;) {
         unsigned char c = (unsigned char)*p;
         if (c < 0x20 || c == 0x7f || (url && c == ' '))
-            return fail(err, errlen, "%s",
-                        url ? "a space or control character in the URL"
-                            : "a control character in the text");
+            return errbuf_fail(err, errlen, "%s",
+                               url ? "a space or control character in the URL"
+                                   : "a control character in the text");
         size_t skip = 1;
         if (c == '$' && var_at(p, &skip) == -2) {
             size_t n = strcspn(p + 1, " /?#&\"'");
-            return fail(err, errlen,
-                        "unknown variable \"$%.*s\" (known: $scheme $host $request_uri $uri $args)",
-                        (int)(n > 40 ? 40 : n), p + 1);
+            return errbuf_fail(
+                err, errlen,
+                "unknown variable \"$%.*s\" (known: $scheme $host $request_uri $uri $args)",
+                (int)(n > 40 ? 40 : n), p + 1);
         }
         p += skip;
     }
@@ -174,17 +165,18 @@ static int set_header(struct site *s, const char *value, char *err, size_t errle
                                       "server",         "keep-alive",        "content-type"};
     const char *colon = strchr(value, ':');
     size_t nlen = colon ? (size_t)(colon - value) : 0;
-    if (!colon || !nlen) return fail(err, errlen, "header: expected \"Name: value\"");
+    if (!colon || !nlen) return errbuf_fail(err, errlen, "header: expected \"Name: value\"");
     for (size_t i = 0; i < nlen; i++)
         if (!is_token_char((unsigned char)value[i]))
-            return fail(err, errlen, "header: \"%.*s\" is not a header name", (int)nlen, value);
+            return errbuf_fail(err, errlen, "header: \"%.*s\" is not a header name", (int)nlen,
+                               value);
     for (size_t i = 0; i < sizeof own / sizeof own[0]; i++)
         if (strlen(own[i]) == nlen && strncasecmp(own[i], value, nlen) == 0)
-            return fail(err, errlen, "header: %.*s is written by the server itself", (int)nlen,
-                        value);
+            return errbuf_fail(err, errlen, "header: %.*s is written by the server itself",
+                               (int)nlen, value);
     const char *v = skip_ws(colon + 1);
     if (!header_value_ok(v))
-        return fail(err, errlen, "header: a control character (CR, LF, NUL) in the value");
+        return errbuf_fail(err, errlen, "header: a control character (CR, LF, NUL) in the value");
     size_t vlen = strlen(v);
     while (vlen && (v[vlen - 1] == ' ' || v[vlen - 1] == '\t')) vlen--;
     bool always = vlen >= 7 && strncmp(v + vlen - 7, " always", 7) == 0;
@@ -192,9 +184,9 @@ static int set_header(struct site *s, const char *value, char *err, size_t errle
         vlen -= 7;
         while (vlen && (v[vlen - 1] == ' ' || v[vlen - 1] == '\t')) vlen--;
     }
-    if (!vlen) return fail(err, errlen, "header: %.*s has no value", (int)nlen, value);
+    if (!vlen) return errbuf_fail(err, errlen, "header: %.*s has no value", (int)nlen, value);
     struct site_header *h = realloc(s->headers, (s->nheaders + 1) * sizeof *h);
-    if (!h) return fail(err, errlen, "out of memory");
+    if (!h) return errbuf_fail(err, errlen, "out of memory");
     s->headers = h;
     h = &h[s->nheaders];
     h->name = dupn(value, nlen);
@@ -205,7 +197,7 @@ static int set_header(struct site *s, const char *value, char *err, size_t errle
     if (!h->name || !h->value) {
         free(h->name);
         free(h->value);
-        return fail(err, errlen, "out of memory");
+        return errbuf_fail(err, errlen, "out of memory");
     }
     s->nheaders++;
     return 0;
@@ -242,7 +234,7 @@ static int parse_expires(const char *value, unsigned long *out) {
 }
 
 static int set_cors(struct site *s, const char *value, char *err, size_t errlen) {
-    if (s->cors) return fail(err, errlen, "cors: set twice");
+    if (s->cors) return errbuf_fail(err, errlen, "cors: set twice");
     s->cors = true;
     if (strcmp(value, "*") == 0) {
         s->cors_any = true;
@@ -254,20 +246,20 @@ static int set_cors(struct site *s, const char *value, char *err, size_t errlen)
         bool https = n > 8 && strncasecmp(p, "https://", 8) == 0;
         const char *host = p + (https ? 8 : 7);
         if ((!http && !https) || memchr(host, '/', n - (size_t)(host - p)) || *p == '*')
-            return fail(err, errlen,
-                        "cors: \"%.*s\" is not an origin (* or scheme://host[:port] ...)",
-                        (int)(n > 80 ? 80 : n), p);
+            return errbuf_fail(err, errlen,
+                               "cors: \"%.*s\" is not an origin (* or scheme://host[:port] ...)",
+                               (int)(n > 80 ? 80 : n), p);
         for (size_t i = 0; i < n; i++)
             if ((unsigned char)p[i] < 0x21 || (unsigned char)p[i] >= 0x7f || p[i] == ',')
-                return fail(err, errlen, "cors: \"%.*s\" is not an origin", (int)n, p);
+                return errbuf_fail(err, errlen, "cors: \"%.*s\" is not an origin", (int)n, p);
         char **o = realloc(s->origins, (s->norigins + 1) * sizeof *o);
-        if (!o) return fail(err, errlen, "out of memory");
+        if (!o) return errbuf_fail(err, errlen, "out of memory");
         s->origins = o;
-        if (!(o[s->norigins] = dupn(p, n))) return fail(err, errlen, "out of memory");
+        if (!(o[s->norigins] = dupn(p, n))) return errbuf_fail(err, errlen, "out of memory");
         s->norigins++;
         p += n;
     }
-    if (!s->norigins) return fail(err, errlen, "cors: expected * or a list of origins");
+    if (!s->norigins) return errbuf_fail(err, errlen, "cors: expected * or a list of origins");
     return 0;
 }
 
@@ -276,34 +268,36 @@ static int set_error_page(struct site *s, const char *value, int line, char *err
     const char *last = value + strlen(value);
     while (last > value && last[-1] != ' ' && last[-1] != '\t') last--;
     if (*last != '/')
-        return fail(err, errlen, "error_page: expected CODE... /path (a path under the root)");
+        return errbuf_fail(err, errlen,
+                           "error_page: expected CODE... /path (a path under the root)");
     size_t len = strlen(last);
     if (strstr(last, "/../") || (len >= 3 && strcmp(last + len - 3, "/..") == 0) ||
         strpbrk(last, "?#\\") || strstr(last, "//") || last[len - 1] == '/')
-        return fail(err, errlen, "error_page: \"%s\" is not a plain file path", last);
+        return errbuf_fail(err, errlen, "error_page: \"%s\" is not a plain file path", last);
     char **u = realloc(s->uris, (s->nuris + 1) * sizeof *u);
-    if (!u) return fail(err, errlen, "out of memory");
+    if (!u) return errbuf_fail(err, errlen, "out of memory");
     s->uris = u;
-    if (!(u[s->nuris] = strdup(last))) return fail(err, errlen, "out of memory");
+    if (!(u[s->nuris] = strdup(last))) return errbuf_fail(err, errlen, "out of memory");
     const char *uri = u[s->nuris++];
     unsigned codes = 0;
     for (const char *p = skip_ws(value); p < last; p = skip_ws(p)) {
         char *end;
         long code = strtol(p, &end, 10);
         if (end == p || (*end != ' ' && *end != '\t') || code < 400 || code > 599)
-            return fail(err, errlen, "error_page: \"%.*s\" is not a status from 400 to 599",
-                        (int)strcspn(p, " \t"), p);
+            return errbuf_fail(err, errlen, "error_page: \"%.*s\" is not a status from 400 to 599",
+                               (int)strcspn(p, " \t"), p);
         for (size_t i = 0; i < s->nerrors; i++)
             if (s->errors[i].status == code)
-                return fail(err, errlen, "error_page: %ld has a page already", code);
+                return errbuf_fail(err, errlen, "error_page: %ld has a page already", code);
         struct site_error *e = realloc(s->errors, (s->nerrors + 1) * sizeof *e);
-        if (!e) return fail(err, errlen, "out of memory");
+        if (!e) return errbuf_fail(err, errlen, "out of memory");
         s->errors = e;
         e[s->nerrors++] = (struct site_error){(int)code, uri};
         codes++;
         p = end;
     }
-    if (!codes) return fail(err, errlen, "error_page: expected CODE... /path (no status given)");
+    if (!codes)
+        return errbuf_fail(err, errlen, "error_page: expected CODE... /path (no status given)");
     if (!s->error_page_line) s->error_page_line = line;
     return 0;
 }
@@ -313,11 +307,12 @@ static bool is_redirect(int status) {
 }
 
 static int set_return(struct site *s, const char *value, int line, char *err, size_t errlen) {
-    if (s->ret_status) return fail(err, errlen, "return: set twice");
+    if (s->ret_status) return errbuf_fail(err, errlen, "return: set twice");
     char *end;
     long code = strtol(value, &end, 10);
     if (end == value || (*end && *end != ' ' && *end != '\t') || code < 200 || code > 599)
-        return fail(err, errlen, "return: expected a status from 200 to 599, then a URL or text");
+        return errbuf_fail(err, errlen,
+                           "return: expected a status from 200 to 599, then a URL or text");
     const char *rest = skip_ws(end);
     size_t n = strlen(rest);
     if (n >= 2 && rest[0] == '"' && rest[n - 1] == '"') {
@@ -325,12 +320,13 @@ static int set_return(struct site *s, const char *value, int line, char *err, si
         n -= 2;
     }
     if (is_redirect((int)code) && !n)
-        return fail(err, errlen, "return: %ld needs a URL (return = %ld https://...)", code, code);
+        return errbuf_fail(err, errlen, "return: %ld needs a URL (return = %ld https://...)", code,
+                           code);
     if (n) {
-        if (!(s->ret_text = dupn(rest, n))) return fail(err, errlen, "out of memory");
+        if (!(s->ret_text = dupn(rest, n))) return errbuf_fail(err, errlen, "out of memory");
         char why[256];
         if (site_template_check(s->ret_text, is_redirect((int)code), why, sizeof why) < 0)
-            return fail(err, errlen, "return: %s", why);
+            return errbuf_fail(err, errlen, "return: %s", why);
     }
     s->ret_status = (int)code;
     s->return_line = line;
@@ -344,10 +340,10 @@ int site_set(struct site **sp, const char *name, const char *value, int line, ch
     unsigned which = 0;
     while (which < sizeof names / sizeof names[0] && strcmp(names[which], name) != 0) which++;
     if (which == sizeof names / sizeof names[0]) return -2;
-    if (!*value) return fail(err, errlen, "%s: empty value", name);
+    if (!*value) return errbuf_fail(err, errlen, "%s: empty value", name);
     struct site *s = *sp;
     if (!s) {
-        if (!(s = calloc(1, sizeof *s))) return fail(err, errlen, "out of memory");
+        if (!(s = calloc(1, sizeof *s))) return errbuf_fail(err, errlen, "out of memory");
         *sp = s;
         s->line = line;
     }
@@ -355,21 +351,22 @@ int site_set(struct site **sp, const char *name, const char *value, int line, ch
     switch (which) {
     case 0: rc = set_header(s, value, err, errlen); break;
     case 1:
-        if (s->cache_control) return fail(err, errlen, "cache_control: set twice");
-        if (s->expires_set) return fail(err, errlen, "cache_control: expires sets Cache-Control");
+        if (s->cache_control) return errbuf_fail(err, errlen, "cache_control: set twice");
+        if (s->expires_set)
+            return errbuf_fail(err, errlen, "cache_control: expires sets Cache-Control");
         if (!header_value_ok(value))
-            return fail(err, errlen, "cache_control: a control character in the value");
-        if (!(s->cache_control = strdup(value))) return fail(err, errlen, "out of memory");
+            return errbuf_fail(err, errlen, "cache_control: a control character in the value");
+        if (!(s->cache_control = strdup(value))) return errbuf_fail(err, errlen, "out of memory");
         break;
     case 2:
-        if (s->expires_set) return fail(err, errlen, "expires: set twice");
+        if (s->expires_set) return errbuf_fail(err, errlen, "expires: set twice");
         if (s->cache_control)
-            return fail(err, errlen, "expires: sets Cache-Control, which cache_control set");
+            return errbuf_fail(err, errlen, "expires: sets Cache-Control, which cache_control set");
         if (parse_expires(value, &s->expires_s) < 0)
-            return fail(err, errlen,
-                        "expires: expected a time such as 3600, 30m, 1h, 7d, 1y (at "
-                        "most 10y), got \"%s\"",
-                        value);
+            return errbuf_fail(err, errlen,
+                               "expires: expected a time such as 3600, 30m, 1h, 7d, 1y (at "
+                               "most 10y), got \"%s\"",
+                               value);
         s->expires_set = true;
         break;
     case 3: rc = set_cors(s, value, err, errlen); break;
@@ -378,7 +375,7 @@ int site_set(struct site **sp, const char *name, const char *value, int line, ch
     }
     if (rc < 0) return rc;
     void *raw = realloc(s->raw, (s->nraw + 1) * sizeof *s->raw);
-    if (!raw) return fail(err, errlen, "out of memory");
+    if (!raw) return errbuf_fail(err, errlen, "out of memory");
     s->raw = raw;
     s->raw[s->nraw].name = strdup(name);
     s->raw[s->nraw].value = strdup(value);
@@ -434,31 +431,32 @@ int site_check(const struct conf *c, struct conf_route *r, char *err, size_t err
     struct site *s = r->site;
     char where[PATH_MAX + 300];
     if (!s) return 0;
-    if (build_lines(s) < 0) return fail(err, errlen, "out of memory");
+    if (build_lines(s) < 0) return errbuf_fail(err, errlen, "out of memory");
     if (s->ret_status) {
         if (!r->handler && !(r->handler = strdup("return")))
-            return fail(err, errlen, "out of memory");
+            return errbuf_fail(err, errlen, "out of memory");
         if (strcmp(r->handler, "return") != 0)
-            return fail(err, errlen,
-                        "%s: return: the route has handler = %s too (return answers "
-                        "for it: drop one)",
-                        conf_route_where(c, r, s->return_line, where, sizeof where), r->handler);
+            return errbuf_fail(err, errlen,
+                               "%s: return: the route has handler = %s too (return answers "
+                               "for it: drop one)",
+                               conf_route_where(c, r, s->return_line, where, sizeof where),
+                               r->handler);
     }
     if (s->nerrors) {
         const char *root = route_setting(r, "root");
         if (!root)
-            return fail(err, errlen,
-                        "%s: error_page: the route has no root to take the page from (set "
-                        "error_page on a static route, e.g. [route /]: routes under it "
-                        "inherit it)",
-                        conf_route_where(c, r, s->error_page_line, where, sizeof where));
+            return errbuf_fail(err, errlen,
+                               "%s: error_page: the route has no root to take the page from (set "
+                               "error_page on a static route, e.g. [route /]: routes under it "
+                               "inherit it)",
+                               conf_route_where(c, r, s->error_page_line, where, sizeof where));
         free(s->err_root);
         s->err_root = NULL;
         if (root[0] == '/')
             s->err_root = strdup(root);
         else if (asprintf(&s->err_root, "%s/%s", r->base_dir ? r->base_dir : ".", root) < 0)
             s->err_root = NULL;
-        if (!s->err_root) return fail(err, errlen, "out of memory");
+        if (!s->err_root) return errbuf_fail(err, errlen, "out of memory");
     }
     return 0;
 }
