@@ -599,8 +599,10 @@ def test_compress_clients_leave_and_queue_full(make_server, texts):
     # starts, while it runs and after; a queue that is full answers 503;
     # the worker survives all and frees everything (ASan build)
     (texts / "huge.txt").write_bytes((texts / "large.txt").read_bytes() * 8)  # 2.9 MB
+    # level 9: each job runs long enough that the later requests find the
+    # pool's one thread and two queue places taken
     srv = make_server(config="[server]\nthreads = 1\npool_queue = 2\n" +
-                      conf(texts, compress="on", compress_max_size="8m"))
+                      conf(texts, compress="on", compress_max_size="8m", compress_level="9"))
     req = (b"GET /huge.txt HTTP/1.1\r\nHost: x\r\nAccept-Encoding: gzip\r\n\r\n")
     # connected first, then asked at once: the jobs outnumber the pool's room
     socks = [socket.create_connection(("127.0.0.1", srv.port), timeout=30) for _ in range(24)]
