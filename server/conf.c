@@ -1054,6 +1054,8 @@ void conf_dump(const struct conf *c, FILE *out) {
         case K_PATH:
         case K_STRING:
             value = *(char *const *)field;
+            /* as listen's: a relative unix path made absolute */
+            if (s->off == F(admin_listen) && c->admin_on) value = c->listen[c->nlisten - 1];
             if (!value) {
                 fprintf(out, "; %s = (%s)\n", s->name,
                         s->kind == K_LOG && s->off != F(error_log) ? "off" : unset_meaning(s));

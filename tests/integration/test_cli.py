@@ -319,6 +319,16 @@ def test_T_prints_the_effective_configuration(tmp_path, site):
     assert q.stdout.split("\n", 1)[1] == p.stdout.split("\n", 1)[1]
 
 
+def test_T_prints_unix_paths_absolute(tmp_path, site):
+    # relative unix paths are the config file's folder's: -T shows where
+    path = write_conf(tmp_path, f"[server]\nlisten = unix:app.sock\nadmin_listen = unix:admin.sock\n"
+                                f"[route /]\nhandler = static\nroot = {site}\n", "u.conf")
+    p = run("-T", "-c", path)
+    assert p.returncode == 0, p.stderr
+    assert f"\nlisten = unix:{tmp_path}/app.sock\n" in p.stdout, p.stdout
+    assert f"\nadmin_listen = unix:{tmp_path}/admin.sock\n" in p.stdout, p.stdout
+
+
 def test_T_on_a_broken_configuration_prints_nothing(tmp_path):
     path = write_conf(tmp_path, "[server]\nmax_uri = 12q\n")
     usage_error(run("-T", "-c", path), "max_uri")
