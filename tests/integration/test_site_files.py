@@ -594,6 +594,27 @@ def test_compress_memory_bound(make_server, texts):
     assert gziplib.decompress(r.body) == plain
 
 
+def test_compress_request_timeout(make_server, texts):
+    # request_timeout fires while a compression runs: the client gets 504
+    # at once; the job runs to its end, holding its memory, then gives it
+    # back. A probe with a one-byte Range tells which path a GET takes: a
+    # plain answer (the memory is taken) is a 206 of one byte, a compression
+    # ignores the range and runs into the timeout again (504).
+    import base64
+    (texts / "slow.txt").write_bytes(base64.encodebytes(os.urandom(15_000_000)))  # 20 MB
+    srv = make_server(config="[server]\nrequest_timeout = 100ms\n" +
+                      conf(texts, compress="on", compress_level="9", compress_max_size="21m",
+                           compress_memory="50m"))
+    h = [("Accept-Encoding", "gzip")]
+    assert get(srv.port, "/slow.txt", headers=h).status == 504
+    probe = h + [("Range", "bytes=0-0")]
+    r = get(srv.port, "/slow.txt", headers=probe)  # 40 of 50 MB held: sent as it is
+    assert r.status == 206 and r.body == (texts / "slow.txt").read_bytes()[:1]
+    assert get(srv.port, "/big.js", headers=h).header("content-encoding") == "gzip"
+    wait_until(lambda: get(srv.port, "/slow.txt", headers=probe).status == 504, timeout=60,
+               interval=0.3, what="the timed-out job's memory given back")
+
+
 def test_compress_clients_leave_and_queue_full(make_server, texts):
     # the pool job of a large compression: clients that leave before it
     # starts, while it runs and after; a queue that is full answers 503;
