@@ -162,5 +162,8 @@ void cli_usage(FILE *out) {
           "Settings of the [server] section, with their defaults:\n",
           out);
     conf_describe(print_setting, out);
+    fputs("\n[server] may also set header, cache_control, expires and cors: what each route\n"
+          "that sets none of a kind takes (README, [route PATH]).\n",
+          out);
     fputs("\nExit status: 0 ok, 1 runtime failure, 2 bad usage or configuration.\n", out);
 }

@@ -404,6 +404,7 @@ void conf_free(struct conf *c) {
     free(c->listen_opts);
     for (size_t i = 0; i < c->nroutes; i++) free_route(&c->routes[i]);
     free(c->routes);
+    site_free(c->site);
     acl_free(&c->trusted_proxies);
     for (size_t i = 0; i < NSETTINGS; i++) {
         enum kind k = settings[i].kind;
@@ -704,6 +705,9 @@ static int on_ini(void *user, const char *section, const char *name, const char 
     if (!*section) return load_error(ld, "setting outside a section (start with [server])");
     if (ld->route) return on_route_setting(ld, name, value);
 
+    int rc = site_set_server(&ld->c->site, name, value, ld->line, msg, sizeof msg);
+    if (rc < 0 && rc != -2) return load_error(ld, msg);
+    if (rc == 0) return 1;
     const struct setting *s = find_setting(name);
     if (!s) {
         snprintf(msg, sizeof msg, "unknown setting \"%s\"", name);
@@ -945,7 +949,9 @@ int conf_finish(struct conf *c, char *err, size_t errlen) {
                                conf_where(c, conf_line(c, "real_ip_header"), where, sizeof where),
                                c->real_ip_header);
     for (size_t i = 0; i < c->nroutes; i++)
-        if (site_check(c, &c->routes[i], err, errlen) < 0 ||
+        if ((!c->routes[i].admin && site_inherit(&c->routes[i].site, c->site) < 0 &&
+             errbuf_fail(err, errlen, "out of memory")) ||
+            site_check(c, &c->routes[i], err, errlen) < 0 ||
             check_route(c, &c->routes[i], err, errlen) < 0)
             return -1;
     if (c->group && !c->user)
@@ -1054,8 +1060,14 @@ void conf_dump(const struct conf *c, FILE *out) {
         case K_PATH:
         case K_STRING:
             value = *(char *const *)field;
-            /* as listen's: a relative unix path made absolute */
-            if (s->off == F(admin_listen) && c->admin_on) value = c->listen[c->nlisten - 1];
+            if (s->off == F(admin_listen) && c->admin_on) {
+                /* as listen's: a relative unix path made absolute, options */
+                char opts[128];
+                listen_opts_format(&c->listen_opts[c->nlisten - 1], opts, sizeof opts);
+                fprintf(out, "admin_listen = %s%s%s\n", c->listen[c->nlisten - 1],
+                        opts[0] ? " " : "", opts);
+                continue;
+            }
             if (!value) {
                 fprintf(out, "; %s = (%s)\n", s->name,
                         s->kind == K_LOG && s->off != F(error_log) ? "off" : unset_meaning(s));
@@ -1065,6 +1077,7 @@ void conf_dump(const struct conf *c, FILE *out) {
         }
         fprintf(out, "%s = %s\n", s->name, value);
     }
+    site_dump(c->site, out); /* the routes' defaults */
     for (size_t i = 0; i < c->nroutes; i++) {
         const struct conf_route *r = &c->routes[i];
         if (r->admin) continue; /* made from admin_listen */

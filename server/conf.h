@@ -133,6 +133,9 @@ struct conf {
     char *real_ip_header;       /* where trusted proxies name the client */
     char *unknown_host;         /* "serve" (routes without hosts) or "421" */
 
+    /* [server]'s header, cache_control, expires and cors: what a route that
+     * sets none of a kind takes (conf_finish copies them in) */
+    struct site *site;
     struct conf_route *routes;
     size_t nroutes;
     /* What workers/handlers.c loaded for this configuration (modules), and

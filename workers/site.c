@@ -333,32 +333,32 @@ static int set_return(struct site *s, const char *value, int line, char *err, si
     return 0;
 }
 
-int site_set(struct site **sp, const char *name, const char *value, int line, char *err,
-             size_t errlen) {
-    static const char *const names[] = {"header", "cache_control", "expires",
-                                        "cors",   "error_page",    "return"};
+static const char *const site_names[] = {"header", "cache_control", "expires",
+                                         "cors",   "error_page",    "return"};
+enum { SITE_HEADER, SITE_CACHE_CONTROL, SITE_EXPIRES, SITE_CORS, SITE_ERROR_PAGE, SITE_RETURN };
+
+/* Which of site_names name is; SITE_RETURN + 1 for none. */
+static unsigned site_which(const char *name) {
     unsigned which = 0;
-    while (which < sizeof names / sizeof names[0] && strcmp(names[which], name) != 0) which++;
-    if (which == sizeof names / sizeof names[0]) return -2;
-    if (!*value) return errbuf_fail(err, errlen, "%s: empty value", name);
-    struct site *s = *sp;
-    if (!s) {
-        if (!(s = calloc(1, sizeof *s))) return errbuf_fail(err, errlen, "out of memory");
-        *sp = s;
-        s->line = line;
-    }
-    int rc = 0;
+    while (which < sizeof site_names / sizeof site_names[0] && strcmp(site_names[which], name) != 0)
+        which++;
+    return which;
+}
+
+/* One setting into s (not recorded as written). */
+static int site_apply(struct site *s, unsigned which, const char *value, int line, char *err,
+                      size_t errlen) {
     switch (which) {
-    case 0: rc = set_header(s, value, err, errlen); break;
-    case 1:
+    case SITE_HEADER: return set_header(s, value, err, errlen);
+    case SITE_CACHE_CONTROL:
         if (s->cache_control) return errbuf_fail(err, errlen, "cache_control: set twice");
         if (s->expires_set)
             return errbuf_fail(err, errlen, "cache_control: expires sets Cache-Control");
         if (!header_value_ok(value))
             return errbuf_fail(err, errlen, "cache_control: a control character in the value");
         if (!(s->cache_control = strdup(value))) return errbuf_fail(err, errlen, "out of memory");
-        break;
-    case 2:
+        return 0;
+    case SITE_EXPIRES:
         if (s->expires_set) return errbuf_fail(err, errlen, "expires: set twice");
         if (s->cache_control)
             return errbuf_fail(err, errlen, "expires: sets Cache-Control, which cache_control set");
@@ -368,11 +368,25 @@ int site_set(struct site **sp, const char *name, const char *value, int line, ch
                                "most 10y), got \"%s\"",
                                value);
         s->expires_set = true;
-        break;
-    case 3: rc = set_cors(s, value, err, errlen); break;
-    case 4: rc = set_error_page(s, value, line, err, errlen); break;
-    case 5: rc = set_return(s, value, line, err, errlen); break;
+        return 0;
+    case SITE_CORS: return set_cors(s, value, err, errlen);
+    case SITE_ERROR_PAGE: return set_error_page(s, value, line, err, errlen);
+    default: return set_return(s, value, line, err, errlen);
     }
+}
+
+int site_set(struct site **sp, const char *name, const char *value, int line, char *err,
+             size_t errlen) {
+    unsigned which = site_which(name);
+    if (which > SITE_RETURN) return -2;
+    if (!*value) return errbuf_fail(err, errlen, "%s: empty value", name);
+    struct site *s = *sp;
+    if (!s) {
+        if (!(s = calloc(1, sizeof *s))) return errbuf_fail(err, errlen, "out of memory");
+        *sp = s;
+        s->line = line;
+    }
+    int rc = site_apply(s, which, value, line, err, errlen);
     if (rc < 0) return rc;
     void *raw = realloc(s->raw, (s->nraw + 1) * sizeof *s->raw);
     if (!raw) return errbuf_fail(err, errlen, "out of memory");
@@ -380,6 +394,45 @@ int site_set(struct site **sp, const char *name, const char *value, int line, ch
     s->raw[s->nraw].name = strdup(name);
     s->raw[s->nraw].value = strdup(value);
     s->nraw++;
+    return 0;
+}
+
+int site_set_server(struct site **sp, const char *name, const char *value, int line, char *err,
+                    size_t errlen) {
+    unsigned which = site_which(name);
+    if (which == SITE_ERROR_PAGE || which == SITE_RETURN)
+        return errbuf_fail(err, errlen, "%s: a [route]'s setting (%s), not [server]'s", name,
+                           which == SITE_RETURN ? "the answer of a path"
+                                                : "its root holds the page; routes under it "
+                                                  "inherit it");
+    return site_set(sp, name, value, line, err, errlen);
+}
+
+/* Whether s sets that kind (cache_control and expires are one kind: both
+ * make Cache-Control). */
+static bool sets_kind(const struct site *s, unsigned which) {
+    if (!s) return false;
+    switch (which) {
+    case SITE_HEADER: return s->nheaders > 0;
+    case SITE_CACHE_CONTROL:
+    case SITE_EXPIRES: return s->cache_control || s->expires_set;
+    case SITE_CORS: return s->cors;
+    default: return true;
+    }
+}
+
+int site_inherit(struct site **sp, const struct site *from) {
+    if (!from) return 0;
+    bool takes[SITE_RETURN + 1];
+    for (unsigned k = 0; k <= SITE_RETURN; k++) takes[k] = !sets_kind(*sp, k);
+    for (size_t i = 0; i < from->nraw; i++) {
+        unsigned which = site_which(from->raw[i].name);
+        if (which > SITE_RETURN || !takes[which]) continue;
+        char err[256];
+        if (!*sp && !(*sp = calloc(1, sizeof **sp))) return -1;
+        /* checked once already, in [server]: only memory can fail */
+        if (site_apply(*sp, which, from->raw[i].value, from->line, err, sizeof err) < 0) return -1;
+    }
     return 0;
 }
 

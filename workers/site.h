@@ -73,6 +73,16 @@ struct site {
     size_t nraw;
 };
 
+/* [server]'s header, cache_control, expires or cors (error_page and
+ * return are refused there): the routes' defaults, site_set's returns. */
+int site_set_server(struct site **s, const char *name, const char *value, int line, char *err,
+                    size_t errlen);
+/* What a route takes from [server]'s settings (from, may be NULL): each
+ * kind it sets none of — its header lines, its Cache-Control (cache_control
+ * or expires), its cors — as nginx's add_header, expires and the like are
+ * inherited by a location that has none of its own. -1 when out of memory. */
+int site_inherit(struct site **s, const struct site *from);
+
 /* A route's setting when it is one of site's (header, cache_control,
  * expires, cors, error_page, return): 0, -1 with err ("name: why"), or -2
  * for a setting that is not site's. *s is allocated on the first one. */

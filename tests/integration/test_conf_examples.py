@@ -161,7 +161,10 @@ def test_the_example_site(make_server):
     gz = (folder / "www" / "assets" / "style.css.gz").read_bytes()
     assert r.status == 200 and r.header("Content-Encoding") == "gzip" and r.body == gz
     assert r.header("Access-Control-Allow-Origin") == "*"
-    assert "max-age=2592000" in r.header("Cache-Control")
+    assert "max-age=2592000" in r.header("Cache-Control")  # its own, not [server]'s
+    assert r.header("X-Content-Type-Options") == "nosniff"  # [server]'s
+    r = host_get(srv.port, "example.org", "/app/x")
+    assert r.header("Cache-Control") == "no-cache" and r.header("Referrer-Policy")
     r = host_get(srv.port, "example.org", "/blog/", [("Accept-Encoding", "gzip")])
     blog = (folder / "www" / "blog" / "index.html").read_bytes()
     assert r.status == 200 and r.header("Content-Encoding") == "gzip"

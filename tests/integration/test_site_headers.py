@@ -355,3 +355,100 @@ root = {site_root}
         assert r.status == 404 and r.body == b"<h1>custom 404</h1>\n", path
         r = fetch("b.example", path)
         assert r.status == 404 and r.body == b"404 Not Found\n", path
+
+
+# ---- [server]'s defaults ---------------------------------------------------------
+
+
+def server_defaults_config(root):
+    return f"""
+[server]
+header = X-Content-Type-Options: nosniff always
+header = Referrer-Policy: no-referrer
+cache_control = no-cache
+cors = *
+
+[route /]
+handler = static
+root = {root}
+
+[route /dir/]
+handler = static
+root = {root}
+header = X-Own: yes
+expires = 1h
+
+[route /api]
+handler = echo
+cors = https://a.example
+
+[route = /old]
+return = 301 https://new.example/
+"""
+
+
+def test_server_defaults_for_routes_without_their_own(make_server, site_root):
+    """[server]'s header, cache_control/expires and cors are what a route
+    that sets none of a kind takes, kind by kind (nginx's add_header and
+    expires inherited by a location without its own)."""
+    srv = make_server(config=server_defaults_config(site_root))
+    r = get(srv.port, "/hello.txt")
+    assert r.status == 200
+    assert r.header("X-Content-Type-Options") == "nosniff"
+    assert r.header("Referrer-Policy") == "no-referrer"
+    assert r.header("Cache-Control") == "no-cache"
+    assert r.header("Access-Control-Allow-Origin") == "*"
+    # "always" kept: an error answer carries it, the others not
+    r = get(srv.port, "/missing")
+    assert r.status == 404 and r.header("X-Content-Type-Options") == "nosniff"
+    assert r.header("Referrer-Policy") is None
+    # a route with header lines of its own takes none of [server]'s, and its
+    # expires replaces cache_control; cors it does not set: [server]'s
+    r = get(srv.port, "/dir/")
+    assert r.status == 200 and r.header("X-Own") == "yes"
+    assert r.header("X-Content-Type-Options") is None and r.header("Referrer-Policy") is None
+    assert r.header("Cache-Control") == "max-age=3600" and r.header("Expires")
+    assert r.header("Access-Control-Allow-Origin") == "*"
+    # its own cors list: not [server]'s *
+    r = get(srv.port, "/api", headers=[("Origin", "https://b.example")])
+    assert r.header("Access-Control-Allow-Origin") is None
+    assert r.header("X-Content-Type-Options") == "nosniff"
+    r = get(srv.port, "/api", headers=[("Origin", "https://a.example")])
+    assert r.header("Access-Control-Allow-Origin") == "https://a.example"
+    # a fixed answer takes them too (nginx adds add_header to a 301)
+    r = get(srv.port, "/old")
+    assert r.status == 301 and r.header("Referrer-Policy") == "no-referrer"
+
+
+def test_server_defaults_not_on_the_admin_routes(make_server, site_root, tmp_path):
+    srv = make_server(config=server_defaults_config(site_root).replace(
+        "[server]\n", f"[server]\nadmin_listen = unix:{tmp_path}/admin.sock\n"))
+    out = subprocess.run(["curl", "-sS", "-D", "-", "-o", "/dev/null", "--unix-socket",
+                          f"{tmp_path}/admin.sock", "http://x/healthz"],
+                         capture_output=True, text=True, timeout=30, check=True).stdout
+    assert out.startswith("HTTP/1.1 200") and "nosniff" not in out.lower(), out
+
+
+def test_server_defaults_checked_and_shown(tmp_path, site_root):
+    for setting, words in [("error_page = 404 /404.html", ["error_page", "[route]"]),
+                           ("return = 301 https://x.example/", ["return", "[route]"]),
+                           ("header = Content-Length: 1", ["Content-Length"]),
+                           ("expires = soon", ["expires"])]:
+        path, r = check(tmp_path, f"[server]\n{setting}\n[route /]\nhandler = static\n"
+                                  f"root = {site_root}\n")
+        assert r.returncode != 0 and f"{path}:2:" in r.stderr, r.stderr
+        for w in words:
+            assert w in r.stderr, (setting, r.stderr)
+    # -T shows them in [server], each route as written; that reads back alike
+    path = tmp_path / "d.conf"
+    path.write_text(server_defaults_config(site_root))
+    p = subprocess.run([BIN, "-T", "-c", str(path)], capture_output=True, text=True, timeout=30)
+    assert p.returncode == 0, p.stderr
+    server, _, routes = p.stdout.partition("\n[route")
+    assert "header = X-Content-Type-Options: nosniff always\n" in server
+    assert "cache_control = no-cache\n" in server and "cors = *\n" in server
+    assert "nosniff" not in routes and "header = X-Own: yes\n" in routes
+    again = tmp_path / "again.conf"
+    again.write_text(p.stdout)
+    q = subprocess.run([BIN, "-T", "-c", str(again)], capture_output=True, text=True, timeout=30)
+    assert q.returncode == 0 and q.stdout.split("\n", 1)[1] == p.stdout.split("\n", 1)[1]
