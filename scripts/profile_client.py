@@ -3,7 +3,7 @@
 scripts/profile: hello (keep-alive, 13-byte file), 1k (keep-alive, 1 KiB),
 close (a new connection per request), pipeline16 (16 requests per write),
 site (hello from a route with ten header settings and an error page, asked
-with an Origin; bare: the same request to a route without them), 4k (a 4 KiB text file) and 4kgz (the same, asked with
+with an Origin; bare: the same request, the route without its settings), 4k (a 4 KiB text file) and 4kgz (the same, asked with
 Accept-Encoding: gzip from a route that compresses: its cached gzip)."""
 
 import socket
@@ -31,7 +31,7 @@ def read_responses(sock, buf, count):
 def main():
     port, workload, count = int(sys.argv[1]), sys.argv[2], int(sys.argv[3])
     path, extra = {"1k": ("/1k.bin", ""), "site": ("/site/hello", "Origin: http://example.org\r\n"),
-                   "bare": ("/bare/hello", "Origin: http://example.org\r\n"),
+                   "bare": ("/site/hello", "Origin: http://example.org\r\n"),
                    "4k": ("/4k.css", ""),
                    "4kgz": ("/gz/4k.css", "Accept-Encoding: gzip\r\n")}.get(workload,
                                                                              ("/hello", ""))

@@ -31,6 +31,8 @@ void response_reset(struct response *r) {
     r->fd = -1;
     r->file_off = r->file_len = 0;
     r->headers_len = 0;
+    r->lines = NULL;
+    r->lines_len = 0;
     r->close = false;
     r->builtin = false;
 }
@@ -102,6 +104,13 @@ int response_header_raw(struct response *r, const char *lines, size_t len) {
     if (grow(&r->headers, &r->headers_cap, r->headers_len + len)) return -1;
     memcpy(r->headers + r->headers_len, lines, len);
     r->headers_len += len;
+    return 0;
+}
+
+int response_header_lines(struct response *r, const char *lines, size_t len) {
+    if (r->lines) return response_header_raw(r, lines, len);
+    r->lines = lines;
+    r->lines_len = len;
     return 0;
 }
 
@@ -233,8 +242,8 @@ int response_serialize(const struct response *r, const struct response_framing *
     size_t body_len = r->body == BODY_MEM ? r->mem_len : r->data_len;
     bool copy_data = r->body == BODY_DATA && (!f->data_copy_max || r->data_len <= f->data_copy_max);
     bool send_mem = (r->body == BODY_MEM || copy_data) && has_body && !f->head_request;
-    size_t need =
-        256 + server_len + reason_len + ctype_len + r->headers_len + (send_mem ? body_len : 0);
+    size_t need = 256 + server_len + reason_len + ctype_len + r->headers_len + r->lines_len +
+                  (send_mem ? body_len : 0);
     if (buf_reserve(out, bc, need, (size_t)-1) < 0) return -1;
 
     char *p = buf_tail(out);
@@ -268,6 +277,7 @@ int response_serialize(const struct response *r, const struct response_framing *
         }
     }
     if (r->headers_len) put_str(&p, r->headers, r->headers_len);
+    if (r->lines_len) put_str(&p, r->lines, r->lines_len);
     if (!f->keep_alive)
         PUT("Connection: close\r\n");
     else if (f->version == 10)

@@ -38,6 +38,8 @@ struct response {
     void (*release)(void *hold); /* called when the response is done with it */
     char *headers;               /* extra header lines, each ending in CRLF */
     size_t headers_len, headers_cap;
+    const char *lines; /* more, borrowed (a route's, made once): sent after headers */
+    size_t lines_len;
     bool close; /* close the connection after this response */
     bool
         builtin; /* the body is response_error's (pfd_error's) text: an error page may replace it */
@@ -58,6 +60,10 @@ int response_header_n(struct response *r, const char *name, size_t nlen, const c
                       size_t vlen);
 /* Appends ready-made header lines (each ending in CRLF). */
 int response_header_raw(struct response *r, const char *lines, size_t len);
+/* The same, borrowed: lines must outlive the response (a route's lines,
+ * made with the configuration); serialized without a copy into headers.
+ * A second block is copied. */
+int response_header_lines(struct response *r, const char *lines, size_t len);
 /* Appends bytes to a BODY_MEM body. */
 int response_append(struct response *r, const void *p, size_t n);
 /* A short text/plain body naming the status (callers add Allow to a 405). */

@@ -663,9 +663,9 @@ void site_finish(struct exchange *ex) {
     const struct site *s = rt->site;
     if (!s || ex->preflight) return;
     if (!success(r->status)) {
-        if (s->always_len) response_header_raw(r, s->always_lines, s->always_len);
+        if (s->always_len) response_header_lines(r, s->always_lines, s->always_len);
     } else {
-        if (s->ok_len) response_header_raw(r, s->ok_lines, s->ok_len);
+        if (s->ok_len) response_header_lines(r, s->ok_lines, s->ok_len);
         if (s->expires_set) {
             /* per process, once a second (only loop threads make heads) */
             static time_t made = -1;
