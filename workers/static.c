@@ -7,8 +7,19 @@
  * against the root's instead. Directories get their index file, or a 301 to
  * the slash form. GET and HEAD only; conditional requests and single byte
  * ranges as in RFC 9110. Written on the public API (preforkd.h); its route
- * settings are root and index, and it reads the [server] file_cache_*
- * settings (a route may set its own). */
+ * settings are listed in static_settings below, and it reads the [server]
+ * file_cache_* settings (a route may set its own).
+ *
+ * What lives how long:
+ *   the open-file cache  one per inline route and worker, loop thread only
+ *           (fcache.h); an answer holds its entry until its bytes are out.
+ *   a compression job    (gzip_each, files over 16 KiB) malloc'd per GET:
+ *           it holds its entry and part of the route's compress_memory
+ *           from its start; an inline route's runs on the pool (pfd_async)
+ *           and ends in gzip_done on the loop, which frees it when the
+ *           client left, or hands it to the answer as its body's release
+ *           (freed once sent or dropped). Nothing else points at it.
+ *   compressors          per thread (gzip.h). */
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
