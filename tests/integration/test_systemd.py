@@ -9,6 +9,7 @@ staying where systemd made it."""
 
 import array
 import os
+import pathlib
 import signal
 import socket
 import struct
@@ -154,6 +155,25 @@ def test_ready_reload_and_stop(make_server, site, notify):
     srv.stop(signal.SIGTERM)
     pid, stopping = notify.wait_for("STOPPING", "1")
     assert pid == srv.proc.pid and stopping["STATUS"] == "graceful stop", stopping
+
+
+def test_workers_do_not_see_the_notify_socket(make_server, site, notify):
+    """Only the master speaks to the service manager: a handler in a worker
+    (application code) finds no NOTIFY_SOCKET, so it cannot say READY or
+    MAINPID, while the rest of the environment is passed on."""
+    module = pathlib.Path(BIN).resolve().parent / "apitest.so"
+    if not module.exists():
+        pytest.skip(f"{module} is not built")
+    env = dict(notify.env(), PREFORKD_TEST_VAR="passed")
+    srv = make_server(config=site_conf(site) + f"[route = /env]\nhandler = env\nmodule = {module}\n",
+                      workers=2, env=env)
+    notify.wait_for("READY", "1")
+    assert get(srv.port, "/env?PREFORKD_TEST_VAR").body == b"passed\n"
+    for _ in range(4):  # both workers
+        assert get(srv.port, "/env?NOTIFY_SOCKET").body == b"(unset)\n"
+    srv.signal(signal.SIGHUP)  # the next generation too
+    notify.wait_for("READY", "1")
+    assert get(srv.port, "/env?NOTIFY_SOCKET").body == b"(unset)\n"
 
 
 def test_a_failed_reload_is_ready_again_with_the_old_generation(make_server, site, notify):

@@ -380,7 +380,20 @@ static int whoami_handle(pfd_req *r) {
     return pfd_printf(r, "%s %s\n", pfd_client_ip(r), pfd_scheme(r));
 }
 
+/* The environment a worker's handler sees: ?NAME gives NAME's value, or
+ * "(unset)". */
+static int env_handle(pfd_req *r) {
+    pfd_str q = pfd_query(r);
+    char name[64];
+    if (!q.len || q.len >= sizeof name) return pfd_error(r, 400);
+    memcpy(name, q.p, q.len);
+    name[q.len] = '\0';
+    const char *v = getenv(name);
+    return pfd_printf(r, "%s\n", v ? v : "(unset)");
+}
+
 static const pfd_handler handlers[] = {
+    {.name = "env", .handle = env_handle, .body = PFD_BODY_DROP},
     {.name = "whoami", .handle = whoami_handle, .body = PFD_BODY_DROP},
     {.name = "async", .handle = async_handle, .body = PFD_BODY_DROP},
     {.name = "after", .handle = after_handle, .body = PFD_BODY_DROP},
