@@ -948,6 +948,7 @@ int conf_finish(struct conf *c, char *err, size_t errlen) {
             return errbuf_fail(err, errlen, "%sreal_ip_header: \"%s\" is not a header name",
                                conf_where(c, conf_line(c, "real_ip_header"), where, sizeof where),
                                c->real_ip_header);
+    if (site_build(c->site) < 0) return errbuf_fail(err, errlen, "out of memory");
     for (size_t i = 0; i < c->nroutes; i++)
         if ((!c->routes[i].admin && site_inherit(&c->routes[i].site, c->site) < 0 &&
              errbuf_fail(err, errlen, "out of memory")) ||

@@ -61,8 +61,9 @@ int response_header_n(struct response *r, const char *name, size_t nlen, const c
 /* Appends ready-made header lines (each ending in CRLF). */
 int response_header_raw(struct response *r, const char *lines, size_t len);
 /* The same, borrowed: lines must outlive the response (a route's lines,
- * made with the configuration); serialized without a copy into headers.
- * A second block is copied. */
+ * made with the configuration); serialized after the copied lines, without
+ * a copy. One block per response: a second one is copied (so it goes out
+ * before the first). */
 int response_header_lines(struct response *r, const char *lines, size_t len);
 /* Appends bytes to a BODY_MEM body. */
 int response_append(struct response *r, const void *p, size_t n);

@@ -408,14 +408,26 @@ int site_set_server(struct site **sp, const char *name, const char *value, int l
     return site_set(sp, name, value, line, err, errlen);
 }
 
-/* Whether s sets that kind (cache_control and expires are one kind: both
- * make Cache-Control). */
+/* Whether a header = value names Cache-Control. */
+static bool is_cache_control_line(const char *value) {
+    return strncasecmp(value, "cache-control", 13) == 0 &&
+           (value[13] == ':' || value[13] == ' ' || value[13] == '\t');
+}
+
+/* Whether s sets that kind (cache_control, expires and a header line of
+ * Cache-Control are one kind: each makes Cache-Control). */
 static bool sets_kind(const struct site *s, unsigned which) {
     if (!s) return false;
     switch (which) {
     case SITE_HEADER: return s->nheaders > 0;
     case SITE_CACHE_CONTROL:
-    case SITE_EXPIRES: return s->cache_control || s->expires_set;
+    case SITE_EXPIRES:
+        if (s->cache_control || s->expires_set) return true;
+        for (size_t i = 0; i < s->nheaders; i++)
+            if (s->headers[i].nlen == 13 &&
+                strncasecmp(s->headers[i].name, "cache-control", 13) == 0)
+                return true;
+        return false;
     case SITE_CORS: return s->cors;
     default: return true;
     }
@@ -428,6 +440,10 @@ int site_inherit(struct site **sp, const struct site *from) {
     for (size_t i = 0; i < from->nraw; i++) {
         unsigned which = site_which(from->raw[i].name);
         if (which > SITE_RETURN || !takes[which]) continue;
+        /* a route's own Cache-Control is not doubled by [server]'s line */
+        if (which == SITE_HEADER && !takes[SITE_CACHE_CONTROL] &&
+            is_cache_control_line(from->raw[i].value))
+            continue;
         char err[256];
         if (!*sp && !(*sp = calloc(1, sizeof **sp))) return -1;
         /* checked once already, in [server]: only memory can fail */
@@ -478,6 +494,10 @@ static int build_lines(struct site *s) {
                  (size_t)snprintf(age, sizeof age, "max-age=%lu", s->expires_s)) < 0)
         return -1;
     return 0;
+}
+
+int site_build(struct site *s) {
+    return s ? build_lines(s) : 0;
 }
 
 int site_check(const struct conf *c, struct conf_route *r, char *err, size_t errlen) {
@@ -656,11 +676,12 @@ static void error_page(struct exchange *ex, const struct site *s) {
 
 void site_finish(struct exchange *ex) {
     const struct route *rt = route_of(ex);
-    if (!rt) return;
     struct response *r = &ex->resp;
-    if (rt->errsite && r->builtin && r->status >= 400 && r->body == BODY_MEM)
+    if (rt && rt->errsite && r->builtin && r->status >= 400 && r->body == BODY_MEM)
         error_page(ex, rt->errsite);
-    const struct site *s = rt->site;
+    /* an answer no route gave (no route for the path, 421, a refused
+     * request) takes [server]'s, as nginx's server-level add_header */
+    const struct site *s = rt ? rt->site : ex->env->conf->site;
     if (!s || ex->preflight) return;
     if (!success(r->status)) {
         if (s->always_len) response_header_lines(r, s->always_lines, s->always_len);

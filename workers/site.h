@@ -82,6 +82,9 @@ int site_set_server(struct site **s, const char *name, const char *value, int li
  * or expires), its cors — as nginx's add_header, expires and the like are
  * inherited by a location that has none of its own. -1 when out of memory. */
 int site_inherit(struct site **s, const struct site *from);
+/* Makes [server]'s header lines (the answers no route gave use them); -1
+ * when out of memory. */
+int site_build(struct site *s);
 
 /* A route's setting when it is one of site's (header, cache_control,
  * expires, cors, error_page, return): 0, -1 with err ("name: why"), or -2

@@ -452,3 +452,56 @@ def test_server_defaults_checked_and_shown(tmp_path, site_root):
     again.write_text(p.stdout)
     q = subprocess.run([BIN, "-T", "-c", str(again)], capture_output=True, text=True, timeout=30)
     assert q.returncode == 0 and q.stdout.split("\n", 1)[1] == p.stdout.split("\n", 1)[1]
+
+
+def test_server_defaults_on_answers_no_route_gave(make_server, site_root):
+    """An answer without a route (no route for the path, 421 for an unknown
+    host, a refused request) takes [server]'s: the always lines on errors."""
+    srv = make_server(config=f"""
+[server]
+unknown_host = 421
+header = X-Content-Type-Options: nosniff always
+header = X-Success-Only: 1
+
+[route /s/]
+hosts = a.example
+handler = static
+root = {site_root}
+""")
+    r = request(srv.port, b"GET /nothing HTTP/1.1\r\nHost: a.example\r\nConnection: close\r\n\r\n")
+    assert r.status == 404 and r.header("X-Content-Type-Options") == "nosniff"
+    assert r.header("X-Success-Only") is None
+    r = request(srv.port, b"GET /s/ HTTP/1.1\r\nHost: b.example\r\nConnection: close\r\n\r\n")
+    assert r.status == 421 and r.header("X-Content-Type-Options") == "nosniff"
+    r = request(srv.port, b"GET /s/ HTTP/1.1\r\nHost: a.example\r\nBad Header: x\r\n\r\n")
+    assert r.status == 400 and r.header("X-Content-Type-Options") == "nosniff"
+    r = request(srv.port, b"OPTIONS * HTTP/1.1\r\nHost: a.example\r\nConnection: close\r\n\r\n")
+    assert r.status == 204 and r.header("X-Success-Only") == "1"
+
+
+def test_cache_control_is_one_kind(make_server, site_root):
+    """cache_control, expires and a header line naming Cache-Control are one
+    kind: a route with any of them takes none of [server]'s, so the answer
+    never carries two Cache-Control fields."""
+    srv = make_server(config=f"""
+[server]
+cache_control = no-cache
+header = Cache-Control: no-store
+header = X-Frame-Options: DENY
+
+[route /]
+handler = static
+root = {site_root}
+header = Cache-Control: private
+
+[route /dir/]
+handler = static
+root = {site_root}
+expires = 1h
+""")
+    r = get(srv.port, "/hello.txt")
+    assert r.header_all("cache-control") == ["private"], r.headers
+    assert r.header("X-Frame-Options") is None  # header lines of its own
+    r = get(srv.port, "/dir/")
+    assert r.header_all("cache-control") == ["max-age=3600"], r.headers
+    assert r.header("X-Frame-Options") == "DENY"  # [server]'s lines but their Cache-Control

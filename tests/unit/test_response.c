@@ -313,6 +313,47 @@ static void test_extra_headers(void **state) {
     response_free(&r);
 }
 
+/* Borrowed lines go out after the copied ones, without a copy; a second
+ * block is copied; reset forgets them; a large block is sized for. */
+static void test_borrowed_header_lines(void **state) {
+    struct response r;
+    struct buf out;
+    bool chunked;
+    static const char lines[] = "X-Frame-Options: DENY\r\nX-Robots-Tag: noindex\r\n";
+    response_init(&r);
+    assert_int_equal(response_header_lines(&r, lines, sizeof lines - 1), 0);
+    assert_ptr_equal(r.lines, lines); /* borrowed */
+    assert_int_equal(r.headers_len, 0);
+    assert_int_equal(response_header(&r, "Vary", "%s", "Accept-Encoding"), 0);
+    assert_int_equal(response_header_lines(&r, "X-Second: 1\r\n", 13), 0);
+    serialize(&r, 11, false, true, &out, &chunked);
+    assert_out(&out, "HTTP/1.1 200 OK\r\n" SERVER DATE "Content-Length: 0\r\n"
+                     "Vary: Accept-Encoding\r\nX-Second: 1\r\n"
+                     "X-Frame-Options: DENY\r\nX-Robots-Tag: noindex\r\n\r\n");
+    buf_release(&out, &cache);
+
+    response_reset(&r);
+    assert_null(r.lines);
+    serialize(&r, 11, false, true, &out, &chunked);
+    assert_out(&out, "HTTP/1.1 200 OK\r\n" SERVER DATE "Content-Length: 0\r\n\r\n");
+    buf_release(&out, &cache);
+
+    /* 30,000 bytes of borrowed lines: the head's room counts them */
+    size_t n = 1000, line = 30;
+    char *big = malloc(n * line);
+    assert_non_null(big);
+    for (size_t i = 0; i < n; i++)
+        memcpy(big + i * line, "X-Lines-Of-A-Route: 123456789\r\n", line);
+    assert_int_equal(response_header_lines(&r, big, n * line), 0);
+    serialize(&r, 11, false, true, &out, &chunked);
+    assert_int_equal(buf_len(&out),
+                     strlen("HTTP/1.1 200 OK\r\n" SERVER DATE "Content-Length: 0\r\n\r\n") +
+                         n * line);
+    buf_release(&out, &cache);
+    free(big);
+    response_free(&r);
+}
+
 /* Big headers and a big body: the head is sized right, whatever goes in. */
 static void test_large_headers_and_body(void **state) {
     struct response r;
@@ -603,6 +644,7 @@ int main(void) {
         cmocka_unit_test(test_stream_on_http10_ends_with_close),
         cmocka_unit_test(test_connection_header),
         cmocka_unit_test(test_extra_headers),
+        cmocka_unit_test(test_borrowed_header_lines),
         cmocka_unit_test(test_large_headers_and_body),
         cmocka_unit_test(test_serialize_appends_to_pending_output),
         cmocka_unit_test(test_error_bodies),
