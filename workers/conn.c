@@ -219,7 +219,10 @@ static int queue_head(struct conn *c) {
     };
     /* the route's headers and error page (site.h): one test for a route without them */
     const struct route *srt = ex->route ? ex->route : ex->near;
-    if (srt ? srt->site || srt->errsite : cs->conf->site != NULL) site_finish(ex);
+    /* [server]'s for an answer no route gave: on the main listeners only
+     * (the admin listener's routes take none of them either) */
+    if (srt ? srt->site || srt->errsite : cs->conf->site && c->routes == cs->routes)
+        site_finish(ex);
     struct timeval now;
     event_base_gettimeofday_cached(cs->base, &now);
     if (response_serialize(resp, &f, &c->out, &cs->bufs, now.tv_sec, &ex->chunked) < 0) return -1;

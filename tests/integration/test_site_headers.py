@@ -427,6 +427,13 @@ def test_server_defaults_not_on_the_admin_routes(make_server, site_root, tmp_pat
                           f"{tmp_path}/admin.sock", "http://x/healthz"],
                          capture_output=True, text=True, timeout=30, check=True).stdout
     assert out.startswith("HTTP/1.1 200") and "nosniff" not in out.lower(), out
+    # nor its answers without a route
+    out = subprocess.run(["curl", "-sS", "-D", "-", "-o", "/dev/null", "--unix-socket",
+                          f"{tmp_path}/admin.sock", "http://x/nothing"],
+                         capture_output=True, text=True, timeout=30, check=True).stdout
+    assert out.startswith("HTTP/1.1 404") and "nosniff" not in out.lower(), out
+    # while the main listener's do
+    assert get(srv.port, "/nothing-here").header("X-Content-Type-Options") == "nosniff"
 
 
 def test_server_defaults_checked_and_shown(tmp_path, site_root):
