@@ -354,11 +354,7 @@ static void free_route(struct conf_route *r) {
     free(r->module);
     free(r->symbol);
     free(r->base_dir);
-    for (size_t i = 0; i < r->nsettings; i++) {
-        free(r->settings[i].name);
-        free(r->settings[i].value);
-    }
-    free(r->settings);
+    conf_settings_free(r->settings, r->nsettings);
     acl_free(&r->allow);
     acl_free(&r->deny);
     site_free(r->site);
@@ -506,23 +502,42 @@ static int set_route(struct conf_route *r, const char *name, const char *value, 
     return -2; /* the handler's */
 }
 
+int conf_settings_add(struct conf_setting **v, size_t *n, const char *name, const char *value,
+                      int line) {
+    struct conf_setting *grown = realloc(*v, (*n + 1) * sizeof *grown);
+    if (!grown) return -1;
+    *v = grown;
+    struct conf_setting *s = &grown[*n];
+    s->line = line;
+    if (!(s->name = strdup(name)) || !(s->value = strdup(value))) {
+        free(s->name);
+        return -1;
+    }
+    (*n)++;
+    return 0;
+}
+
+void conf_settings_free(struct conf_setting *v, size_t n) {
+    for (size_t i = 0; i < n; i++) {
+        free(v[i].name);
+        free(v[i].value);
+    }
+    free(v);
+}
+
+const char *conf_route_setting(const struct conf_route *r, const char *name) {
+    for (size_t i = 0; i < r->nsettings; i++)
+        if (strcmp(r->settings[i].name, name) == 0) return r->settings[i].value;
+    return NULL;
+}
+
 /* A setting for the route's handler; a second one of the same name is an
  * error. */
 static int add_route_setting(struct conf_route *r, const char *name, const char *value, int line,
                              char *err, size_t errlen) {
-    for (size_t i = 0; i < r->nsettings; i++)
-        if (strcmp(r->settings[i].name, name) == 0)
-            return errbuf_fail(err, errlen, "%s: set twice", name);
-    struct conf_setting *v = realloc(r->settings, (r->nsettings + 1) * sizeof *v);
-    if (!v) return errbuf_fail(err, errlen, "out of memory");
-    r->settings = v;
-    v = &v[r->nsettings];
-    v->line = line;
-    if (!(v->name = strdup(name)) || !(v->value = strdup(value))) {
-        free(v->name);
+    if (conf_route_setting(r, name)) return errbuf_fail(err, errlen, "%s: set twice", name);
+    if (conf_settings_add(&r->settings, &r->nsettings, name, value, line) < 0)
         return errbuf_fail(err, errlen, "out of memory");
-    }
-    r->nsettings++;
     return 0;
 }
 

@@ -177,6 +177,13 @@ const char *conf_where(const struct conf *c, int line, char *out, size_t outlen)
  * its section's header when line is 0; "[route /x]" for --root. */
 const char *conf_route_where(const struct conf *c, const struct conf_route *r, int line, char *out,
                              size_t outlen);
+/* A list of name = value settings as written (a route's for its handler,
+ * a site's for -T): append a copy (0, or -1 when out of memory), free. */
+int conf_settings_add(struct conf_setting **v, size_t *n, const char *name, const char *value,
+                      int line);
+void conf_settings_free(struct conf_setting *v, size_t n);
+/* A route's setting for its handler, NULL when not set. */
+const char *conf_route_setting(const struct conf_route *r, const char *name);
 /* The config line of a [server] setting, 0 when not from the file. */
 int conf_line(const struct conf *c, const char *name);
 /* A number: text parsed as the [server] setting name would be (a size, a

@@ -37,10 +37,7 @@ const char *pfd_route_path(const pfd_route *rt) {
 }
 
 const char *pfd_route_setting(const pfd_route *rt, const char *name) {
-    const struct conf_route *cr = CRT(rt)->conf;
-    for (size_t i = 0; i < cr->nsettings; i++)
-        if (strcmp(cr->settings[i].name, name) == 0) return cr->settings[i].value;
-    return NULL;
+    return conf_route_setting(CRT(rt)->conf, name);
 }
 
 const char *pfd_route_config_dir(const pfd_route *rt) {

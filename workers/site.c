@@ -388,12 +388,8 @@ int site_set(struct site **sp, const char *name, const char *value, int line, ch
     }
     int rc = site_apply(s, which, value, line, err, errlen);
     if (rc < 0) return rc;
-    void *raw = realloc(s->raw, (s->nraw + 1) * sizeof *s->raw);
-    if (!raw) return errbuf_fail(err, errlen, "out of memory");
-    s->raw = raw;
-    s->raw[s->nraw].name = strdup(name);
-    s->raw[s->nraw].value = strdup(value);
-    s->nraw++;
+    if (conf_settings_add(&s->raw, &s->nraw, name, value, line) < 0)
+        return errbuf_fail(err, errlen, "out of memory");
     return 0;
 }
 
@@ -450,12 +446,6 @@ int site_inherit(struct site **sp, const struct site *from) {
         if (site_apply(*sp, which, from->raw[i].value, from->line, err, sizeof err) < 0) return -1;
     }
     return 0;
-}
-
-static const char *route_setting(const struct conf_route *r, const char *name) {
-    for (size_t i = 0; i < r->nsettings; i++)
-        if (strcmp(r->settings[i].name, name) == 0) return r->settings[i].value;
-    return NULL;
 }
 
 /* Appends "name: value\r\n" to a block. */
@@ -516,7 +506,7 @@ int site_check(const struct conf *c, struct conf_route *r, char *err, size_t err
                                r->handler);
     }
     if (s->nerrors) {
-        const char *root = route_setting(r, "root");
+        const char *root = conf_route_setting(r, "root");
         if (!root)
             return errbuf_fail(err, errlen,
                                "%s: error_page: the route has no root to take the page from (set "
@@ -551,18 +541,13 @@ void site_free(struct site *s) {
     free(s->ok_lines);
     free(s->always_lines);
     free(s->ret_text);
-    for (size_t i = 0; i < s->nraw; i++) {
-        free(s->raw[i].name);
-        free(s->raw[i].value);
-    }
-    free(s->raw);
+    conf_settings_free(s->raw, s->nraw);
     free(s);
 }
 
 void site_dump(const struct site *s, FILE *out) {
     for (size_t i = 0; s && i < s->nraw; i++)
-        if (s->raw[i].name && s->raw[i].value)
-            fprintf(out, "%s = %s\n", s->raw[i].name, s->raw[i].value);
+        fprintf(out, "%s = %s\n", s->raw[i].name, s->raw[i].value);
 }
 
 /* ---- requests ------------------------------------------------------------ */

@@ -30,6 +30,7 @@
 
 struct conf;
 struct conf_route;
+struct conf_setting;
 struct exchange;
 struct routes;
 
@@ -67,9 +68,7 @@ struct site {
     int ret_status;                         /* 0: no return */
     char *ret_text;                         /* a template: the URL, or the body (NULL: none) */
     int return_line, error_page_line, line; /* config lines, for messages */
-    struct {
-        char *name, *value;
-    } * raw; /* as written, for -T */
+    struct conf_setting *raw;               /* as written, for -T (and what routes inherit) */
     size_t nraw;
 };
 

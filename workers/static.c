@@ -940,17 +940,6 @@ static int static_handle(pfd_req *r) {
     return serve_entry(r, sr, e);
 }
 
-/* The root as an absolute path, against the config file's folder; malloc'd. */
-static char *root_path(const pfd_route *rt) {
-    const char *root = pfd_route_setting(rt, "root"), *dir = pfd_route_config_dir(rt);
-    char cwd[PATH_MAX], *abs = NULL;
-    if (!root) return NULL;
-    if (root[0] == '/') return strdup(root);
-    if (!dir) dir = getcwd(cwd, sizeof cwd);
-    if (!dir || asprintf(&abs, "%s/%s", dir, root) < 0) return NULL;
-    return abs;
-}
-
 static void settings_free(struct static_route *sr) {
     words_free(&sr->deny);
     words_free(&sr->index);
@@ -968,6 +957,12 @@ static char *setting_path(const pfd_route *rt, const char *v) {
     if (!dir) dir = getcwd(cwd, sizeof cwd);
     if (!dir || asprintf(&abs, "%s/%s", dir, v) < 0) return NULL;
     return abs;
+}
+
+/* The root as an absolute path, against the config file's folder; malloc'd. */
+static char *root_path(const pfd_route *rt) {
+    const char *root = pfd_route_setting(rt, "root");
+    return root ? setting_path(rt, root) : NULL;
 }
 
 /* The type table: built-in, then the mime_types files, then the charset. */
